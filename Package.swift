@@ -1,0 +1,84 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+let package = Package(
+    name: "fence-router",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "fence-routerd", targets: ["fence-routerd"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+    ],
+    targets: [
+        // The fence_xvm wire protocol: pure values, no I/O.
+        .target(
+            name: "FenceWire",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")]
+        ),
+        // The fence_virt.conf grammar and the typed settings read from it.
+        .target(name: "FenceConfig"),
+        // Domains, actions, outcomes, the backend protocol and the single-host fencing rules.
+        .target(name: "FenceCore"),
+        // libvirt: the C library once, then one thin Swift owner of its handles.
+        .systemLibrary(name: "CLibvirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
+        .target(
+            name: "Libvirt",
+            dependencies: [
+                "CLibvirt", "FenceCore",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The fence_xvm front end: listeners, call-back sessions, the request pipeline.
+        .target(
+            name: "FenceServer",
+            dependencies: [
+                "FenceWire", "FenceCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // What every daemon of ours shares: command-line habits, pid file, key files, logging.
+        .target(
+            name: "DaemonSupport",
+            dependencies: [
+                "FenceWire", "FenceConfig",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "fence-routerd",
+            dependencies: [
+                "FenceWire", "FenceConfig", "FenceCore", "Libvirt", "FenceServer", "DaemonSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+
+        // Helpers shared by the test targets: fixtures, processes, network-namespace labs.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "FenceWireTests", dependencies: ["FenceWire", "TestSupport"]),
+        .testTarget(name: "FenceConfigTests", dependencies: ["FenceConfig", "TestSupport"]),
+        .testTarget(name: "FenceCoreTests", dependencies: ["FenceCore"]),
+        .testTarget(name: "LibvirtTests", dependencies: ["Libvirt", "FenceCore", "TestSupport"]),
+        .testTarget(
+            name: "FenceServerTests",
+            dependencies: [
+                "FenceServer", "FenceWire", "FenceCore", "TestSupport",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "EndToEndTests", dependencies: ["FenceWire", "TestSupport"]),
+    ]
+)

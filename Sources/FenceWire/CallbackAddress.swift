@@ -1,0 +1,123 @@
+/// The address a multicast request asks the daemon to call back, taken from the signed packet
+/// (never from the UDP source: IPv6 copies arrive from a link-local source).
+public struct CallbackAddress: Hashable, Sendable, CustomStringConvertible {
+    public enum Family: Sendable, Hashable {
+        case ipv4
+        case ipv6
+    }
+
+    /// `AF_INET` and `AF_INET6` as Linux numbers them; the packet carries these values.
+    public static let familyCodeIPv4: UInt32 = 2
+    public static let familyCodeIPv6: UInt32 = 10
+
+    public let family: Family
+    /// 4 or 16 bytes, network order.
+    public let bytes: [UInt8]
+
+    public init?(family: Family, bytes: [UInt8]) {
+        guard bytes.count == (family == .ipv4 ? 4 : 16) else { return nil }
+        self.family = family
+        self.bytes = bytes
+    }
+
+    /// Parses dotted IPv4 or RFC 4291 IPv6 text.
+    public init?(_ text: String) {
+        if text.contains(":") {
+            guard let bytes = Self.parseIPv6(text) else { return nil }
+            self.init(family: .ipv6, bytes: bytes)
+        } else {
+            let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+            guard parts.count == 4 else { return nil }
+            var bytes: [UInt8] = []
+            for part in parts {
+                guard !part.isEmpty, part.count <= 3, let value = UInt8(part) else { return nil }
+                bytes.append(value)
+            }
+            self.init(family: .ipv4, bytes: bytes)
+        }
+    }
+
+    /// Whether a TCP connection to this address can make sense: not unspecified, not multicast
+    /// or broadcast, and not IPv6 link-local (the packet has no scope id to reach it).
+    public var isUsableForCallback: Bool {
+        switch family {
+        case .ipv4:
+            if bytes == [0, 0, 0, 0] || bytes == [255, 255, 255, 255] { return false }
+            return bytes[0] < 224
+        case .ipv6:
+            if bytes.allSatisfy({ $0 == 0 }) { return false }
+            if bytes[0] == 0xFF { return false }
+            return !(bytes[0] == 0xFE && (bytes[1] & 0xC0) == 0x80)
+        }
+    }
+
+    public var description: String {
+        switch family {
+        case .ipv4:
+            return bytes.map(String.init).joined(separator: ".")
+        case .ipv6:
+            return Self.formatIPv6(bytes)
+        }
+    }
+
+    /// RFC 5952 text: lowercase hex, the longest run (of two or more) of zero groups as `::`.
+    private static func formatIPv6(_ bytes: [UInt8]) -> String {
+        let groups = (0..<8).map { UInt16(bytes[2 * $0]) << 8 | UInt16(bytes[2 * $0 + 1]) }
+        var bestStart = -1
+        var bestLength = 1
+        var index = 0
+        while index < 8 {
+            guard groups[index] == 0 else {
+                index += 1
+                continue
+            }
+            let start = index
+            while index < 8, groups[index] == 0 { index += 1 }
+            if index - start > bestLength {
+                bestStart = start
+                bestLength = index - start
+            }
+        }
+        let hex = groups.map { String($0, radix: 16) }
+        guard bestStart >= 0 else { return hex.joined(separator: ":") }
+        let head = hex[..<bestStart].joined(separator: ":")
+        let tail = hex[(bestStart + bestLength)...].joined(separator: ":")
+        return head + "::" + tail
+    }
+
+    private static func parseIPv6(_ text: String) -> [UInt8]? {
+        let halves = text.components(separatedBy: "::")
+        guard halves.count <= 2 else { return nil }
+        func groups(_ part: String) -> [UInt16]? {
+            if part.isEmpty { return [] }
+            var result: [UInt16] = []
+            for group in part.split(separator: ":", omittingEmptySubsequences: false) {
+                guard !group.isEmpty, group.count <= 4, let value = UInt16(group, radix: 16) else { return nil }
+                result.append(value)
+            }
+            return result
+        }
+        guard let head = groups(halves[0]) else { return nil }
+        var all = head
+        if halves.count == 2 {
+            guard let tail = groups(halves[1]), head.count + tail.count < 8 else { return nil }
+            all += [UInt16](repeating: 0, count: 8 - head.count - tail.count) + tail
+        }
+        guard all.count == 8 else { return nil }
+        return all.flatMap { [UInt8($0 >> 8), UInt8($0 & 0xFF)] }
+    }
+}
+
+extension String {
+    /// Splits on a separator string; kept local so the wire module needs no Foundation.
+    fileprivate func components(separatedBy separator: String) -> [String] {
+        var parts: [String] = []
+        var rest = self[...]
+        while let range = rest.firstRange(of: separator) {
+            parts.append(String(rest[..<range.lowerBound]))
+            rest = rest[range.upperBound...]
+        }
+        parts.append(String(rest))
+        return parts
+    }
+}
