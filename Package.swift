@@ -21,7 +21,7 @@ let package = Package(
             dependencies: [.product(name: "Crypto", package: "swift-crypto")]
         ),
         // The fence_virt.conf grammar and the typed settings read from it.
-        .target(name: "FenceConfig"),
+        .target(name: "FenceConfig", dependencies: ["FenceWire"]),
         // Domains, actions, outcomes, the backend protocol and the single-host fencing rules.
         .target(name: "FenceCore"),
         // libvirt: the C library once, then one thin Swift owner of its handles.
@@ -68,7 +68,7 @@ let package = Package(
         // Helpers shared by the test targets: fixtures, processes, network-namespace labs.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "FenceWireTests", dependencies: ["FenceWire", "TestSupport"]),
-        .testTarget(name: "FenceConfigTests", dependencies: ["FenceConfig", "TestSupport"]),
+        .testTarget(name: "FenceConfigTests", dependencies: ["FenceConfig", "FenceWire", "TestSupport"]),
         .testTarget(name: "FenceCoreTests", dependencies: ["FenceCore"]),
         .testTarget(name: "LibvirtTests", dependencies: ["Libvirt", "FenceCore", "TestSupport"]),
         .testTarget(

@@ -37,17 +37,21 @@ public struct CallbackAddress: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// A multicast group: 224.0.0.0/4 or ff00::/8.
+    public var isMulticast: Bool {
+        family == .ipv4 ? (224..<240).contains(bytes[0]) : bytes[0] == 0xFF
+    }
+
     /// Whether a TCP connection to this address can make sense: not unspecified, not multicast
     /// or broadcast, and not IPv6 link-local (the packet has no scope id to reach it).
     public var isUsableForCallback: Bool {
         switch family {
         case .ipv4:
-            if bytes == [0, 0, 0, 0] || bytes == [255, 255, 255, 255] { return false }
-            return bytes[0] < 224
+            return bytes != [0, 0, 0, 0] && bytes[0] < 224
         case .ipv6:
-            if bytes.allSatisfy({ $0 == 0 }) { return false }
-            if bytes[0] == 0xFF { return false }
-            return !(bytes[0] == 0xFE && (bytes[1] & 0xC0) == 0x80)
+            let unspecified = bytes.allSatisfy { $0 == 0 }
+            let linkLocal = bytes[0] == 0xFE && (bytes[1] & 0xC0) == 0x80
+            return !unspecified && !isMulticast && !linkLocal
         }
     }
 
