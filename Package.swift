@@ -23,7 +23,7 @@ let package = Package(
         // The fence_virt.conf grammar and the typed settings read from it.
         .target(name: "FenceConfig", dependencies: ["FenceWire"]),
         // Domains, actions, outcomes, the backend protocol and the single-host fencing rules.
-        .target(name: "FenceCore"),
+        .target(name: "FenceCore", dependencies: [.product(name: "Logging", package: "swift-log")]),
         // libvirt: the C library once, then one thin Swift owner of its handles.
         .systemLibrary(name: "CLibvirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
         .target(
@@ -69,7 +69,10 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "FenceWireTests", dependencies: ["FenceWire", "TestSupport"]),
         .testTarget(name: "FenceConfigTests", dependencies: ["FenceConfig", "FenceWire", "TestSupport"]),
-        .testTarget(name: "FenceCoreTests", dependencies: ["FenceCore"]),
+        .testTarget(
+            name: "FenceCoreTests",
+            dependencies: ["FenceCore", .product(name: "Logging", package: "swift-log")]
+        ),
         .testTarget(name: "LibvirtTests", dependencies: ["Libvirt", "FenceCore", "TestSupport"]),
         .testTarget(
             name: "FenceServerTests",

@@ -1,0 +1,20 @@
+/// The few hypervisor operations fencing needs, each bounded by a deadline. libvirt implements it
+/// in production and tests; unit tests use a fake named as such.
+public protocol Hypervisor: Sendable {
+    /// A short name for logs, such as the connection URI.
+    var name: String { get }
+    /// Nil when the hypervisor says there is no such domain; throws when it cannot answer, which is
+    /// never the same thing.
+    func lookup(_ target: DomainTarget, deadline: ContinuousClock.Instant) async throws(FenceFailure) -> DomainInfo?
+    func listDomains(deadline: ContinuousClock.Instant) async throws(FenceFailure) -> [DomainInfo]
+    /// Forces the domain off.
+    func destroy(uuid: String, deadline: ContinuousClock.Instant) async throws(FenceFailure)
+    /// Starts a defined (persistent) domain.
+    func start(uuid: String, deadline: ContinuousClock.Instant) async throws(FenceFailure)
+    /// The domain's XML, to recreate a transient domain after destroying it.
+    func definition(uuid: String, deadline: ContinuousClock.Instant) async throws(FenceFailure) -> String
+    /// Creates and starts a transient domain from its XML.
+    func startTransient(xml: String, deadline: ContinuousClock.Instant) async throws(FenceFailure)
+    /// Succeeds when the hypervisor answers at all.
+    func ping(deadline: ContinuousClock.Instant) async throws(FenceFailure)
+}

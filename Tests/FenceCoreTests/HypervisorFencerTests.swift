@@ -1,0 +1,204 @@
+import Logging
+import Testing
+@testable import FenceCore
+
+@Suite("Single-host fencing rules (fake hypervisor)")
+struct HypervisorFencerTests {
+    static let running = DomainInfo(name: "vm1", uuid: "6695EB01-F6A4-8304-79AA-97F2502E193F", state: .running, persistent: true)
+    static let shutOff = DomainInfo(name: "vm-off", uuid: "11111111-2222-3333-4444-555555555555", state: .shutOff, persistent: true)
+    static let paused = DomainInfo(name: "vm-paused", uuid: "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", state: .paused, persistent: true)
+    static let crashed = DomainInfo(name: "vm-crashed", uuid: "cccccccc-bbbb-cccc-dddd-eeeeeeeeeeee", state: .crashed, persistent: true)
+    static let transient = DomainInfo(name: "vm-transient", uuid: "dddddddd-bbbb-cccc-dddd-eeeeeeeeeeee", state: .running, persistent: false)
+
+    let logger = Logger(label: "test")
+    var deadline: ContinuousClock.Instant { .now + .seconds(5) }
+
+    func make(_ behaviour: FakeHypervisor.Behaviour = .init()) -> (FakeHypervisor, HypervisorFencer) {
+        let fake = FakeHypervisor(domains: [Self.running, Self.shutOff, Self.paused, Self.crashed, Self.transient], behaviour: behaviour)
+        return (fake, HypervisorFencer(hypervisors: [fake], offWaitLimit: .milliseconds(300), logger: logger))
+    }
+
+    @Test("status: unknown and shut off are off; running, paused and crashed are on")
+    func status() async {
+        let (_, fencer) = make()
+        #expect(await fencer.perform(.status, on: DomainTarget("missing"), deadline: deadline) == .off)
+        #expect(await fencer.perform(.status, on: DomainTarget("vm-off"), deadline: deadline) == .off)
+        #expect(await fencer.perform(.status, on: DomainTarget("vm1"), deadline: deadline) == .success)
+        #expect(await fencer.perform(.status, on: DomainTarget("vm-paused"), deadline: deadline) == .success)
+        #expect(await fencer.perform(.status, on: DomainTarget("vm-crashed"), deadline: deadline) == .success)
+    }
+
+    @Test("an unreachable hypervisor is a failure, never off")
+    func unreachableIsFailure() async {
+        let (_, fencer) = make(.init(unreachable: true))
+        for action in FenceAction.allCases {
+            let outcome = await fencer.perform(action, on: DomainTarget("vm1"), deadline: deadline)
+            #expect(outcome == .failed(FenceFailure(.hypervisorUnavailable, "fake hypervisor unreachable")), "\(action)")
+        }
+        #expect(await fencer.checkHealth(deadline: deadline) != .success)
+    }
+
+    @Test("off: unknown fails, shut off succeeds untouched, running is destroyed and confirmed")
+    func off() async {
+        let (fake, fencer) = make()
+        guard case .failed(let failure) = await fencer.perform(.off, on: DomainTarget("missing"), deadline: deadline) else {
+            Issue.record("off of an unknown domain did not fail")
+            return
+        }
+        #expect(failure.code == .notFound)
+        #expect(await fencer.perform(.off, on: DomainTarget("vm-off"), deadline: deadline) == .success)
+        #expect(!fake.calls.contains { $0.hasPrefix("destroy") })
+        #expect(await fencer.perform(.off, on: DomainTarget("vm1"), deadline: deadline) == .success)
+        #expect(fake.state(of: "vm1") == .shutOff)
+    }
+
+    @Test("off that does not take effect fails instead of claiming success")
+    func offNotConfirmed() async {
+        let (fake, fencer) = make(.init(destroyIsIgnored: true))
+        let outcome = await fencer.perform(.off, on: DomainTarget("vm1"), deadline: deadline)
+        guard case .failed(let failure) = outcome else {
+            Issue.record("reported \(outcome) while the domain still runs")
+            return
+        }
+        #expect(failure.code == .stillRunning)
+        #expect(fake.state(of: "vm1") == .running)
+    }
+
+    @Test("on: unknown fails, running succeeds untouched, shut off is started")
+    func on() async {
+        let (fake, fencer) = make()
+        #expect(await fencer.perform(.on, on: DomainTarget("missing"), deadline: deadline) != .success)
+        #expect(await fencer.perform(.on, on: DomainTarget("vm-paused"), deadline: deadline) == .success)
+        #expect(!fake.calls.contains { $0.hasPrefix("start") })
+        #expect(await fencer.perform(.on, on: DomainTarget("vm-off"), deadline: deadline) == .success)
+        #expect(fake.state(of: "vm-off") == .running)
+
+        let (_, failing) = make(.init(startFails: true))
+        #expect(await failing.perform(.on, on: DomainTarget("vm-off"), deadline: deadline) != .success)
+    }
+
+    @Test("reboot: off stays off; persistent and transient domains come back; a failed restart still fenced")
+    func reboot() async {
+        let (fake, fencer) = make()
+        #expect(await fencer.perform(.reboot, on: DomainTarget("missing"), deadline: deadline) != .success)
+        #expect(await fencer.perform(.reboot, on: DomainTarget("vm-off"), deadline: deadline) == .success)
+        #expect(fake.state(of: "vm-off") == .shutOff)
+
+        #expect(await fencer.perform(.reboot, on: DomainTarget("vm1"), deadline: deadline) == .success)
+        #expect(fake.state(of: "vm1") == .running)
+        #expect(fake.calls.contains("destroy \(Self.running.uuid)"))
+        #expect(fake.calls.contains("start \(Self.running.uuid)"))
+
+        #expect(await fencer.perform(.reboot, on: DomainTarget("vm-transient"), deadline: deadline) == .success)
+        #expect(fake.state(of: "vm-transient") == .running)
+        #expect(fake.calls.contains("startTransient"))
+
+        let (failingFake, failing) = make(.init(startFails: true))
+        #expect(await failing.perform(.reboot, on: DomainTarget("vm1"), deadline: deadline) == .success)
+        #expect(failingFake.state(of: "vm1") == .shutOff)
+    }
+
+    @Test("UUID targets match case-insensitively, names case-sensitively")
+    func targets() async {
+        let (_, fencer) = make()
+        #expect(await fencer.perform(.status, on: DomainTarget("6695eb01-f6a4-8304-79aa-97f2502e193f"), deadline: deadline) == .success)
+        #expect(await fencer.perform(.status, on: DomainTarget("6695EB01-F6A4-8304-79AA-97F2502E193F"), deadline: deadline) == .success)
+        #expect(await fencer.perform(.status, on: DomainTarget("VM1"), deadline: deadline) == .off)
+        #expect(DomainTarget("6695eb01-f6a4-8304-79aa-97f2502e193") == .name("6695eb01-f6a4-8304-79aa-97f2502e193"))
+        #expect(DomainTarget("6695eb01-f6a4-8304-79aa-97f2502e193g") == .name("6695eb01-f6a4-8304-79aa-97f2502e193g"))
+        #expect(DomainTarget("6695eb01f-6a4-8304-79aa-97f2502e193f") == .name("6695eb01f-6a4-8304-79aa-97f2502e193f"))
+    }
+
+    @Test("several connections: the first that knows the domain acts; list merges them all")
+    func severalHypervisors() async throws {
+        let a = FakeHypervisor(name: "a", domains: [Self.running])
+        let b = FakeHypervisor(name: "b", domains: [Self.shutOff, DomainInfo(name: "vm1", uuid: "99999999-2222-3333-4444-555555555555", state: .shutOff, persistent: true)])
+        let fencer = HypervisorFencer(hypervisors: [a, b], logger: logger)
+        #expect(await fencer.perform(.on, on: DomainTarget("vm-off"), deadline: deadline) == .success)
+        #expect(b.state(of: "vm-off") == .running)
+        #expect(await fencer.perform(.status, on: DomainTarget("vm1"), deadline: deadline) == .success)
+        #expect(try await fencer.listDomains(deadline: deadline).count == 3)
+    }
+
+    @Test("requests for one domain run one at a time; different domains run together")
+    func serialisation() async {
+        let fake = FakeHypervisor(
+            domains: [Self.running, Self.paused],
+            behaviour: .init(destroyDuration: .milliseconds(100))
+        )
+        let fencer = HypervisorFencer(hypervisors: [fake], logger: logger)
+        let deadline = self.deadline
+        await withTaskGroup(of: Void.self) { group in
+            for _ in 0..<3 {
+                group.addTask { _ = await fencer.perform(.reboot, on: DomainTarget("vm1"), deadline: deadline) }
+                group.addTask { _ = await fencer.perform(.reboot, on: DomainTarget("vm-paused"), deadline: deadline) }
+            }
+        }
+        let record = fake.record.withLock { $0 }
+        #expect(record.maximumConcurrentDestroys[Self.running.uuid] == 1)
+        #expect(record.maximumConcurrentDestroys[Self.paused.uuid] == 1)
+        #expect(record.maximumOverall == 2)
+        #expect(record.calls.filter { $0.hasPrefix("destroy") }.count == 6)
+    }
+
+    @Test("a request that waits past its deadline is dropped and never executed")
+    func deadlineWhileWaiting() async {
+        let fake = FakeHypervisor(domains: [Self.running], behaviour: .init(destroyDuration: .milliseconds(400)))
+        let fencer = HypervisorFencer(hypervisors: [fake], logger: logger)
+        async let first = fencer.perform(.off, on: DomainTarget("vm1"), deadline: .now + .seconds(5))
+        try? await Task.sleep(for: .milliseconds(50))
+        let late = await fencer.perform(.on, on: DomainTarget("vm1"), deadline: .now + .milliseconds(100))
+        guard case .failed(let failure) = late else {
+            Issue.record("the late request answered \(late)")
+            return
+        }
+        #expect(failure.code == .deadlineExceeded)
+        #expect(await first == .success)
+        try? await Task.sleep(for: .milliseconds(50))
+        #expect(!fake.calls.contains { $0.hasPrefix("start") })
+        #expect(fake.state(of: "vm1") == .shutOff)
+    }
+}
+
+@Suite("Keyed serialiser and access policy")
+struct SerializerAndPolicyTests {
+    @Test("a cancelled waiter leaves the queue and the key is freed")
+    func cancellation() async throws {
+        let serializer = KeyedSerializer<String>()
+        let release = AsyncStream<Void>.makeStream()
+        let holder = Task {
+            await serializer.withExclusiveAccess(to: "k", until: .now + .seconds(5)) {
+                for await _ in release.stream { break }
+            }
+        }
+        try await Task.sleep(for: .milliseconds(20))
+        let waiter = Task { await serializer.withExclusiveAccess(to: "k", until: .now + .seconds(5)) { true } }
+        try await Task.sleep(for: .milliseconds(20))
+        waiter.cancel()
+        #expect(await waiter.value == nil)
+        release.continuation.yield()
+        _ = await holder.value
+        #expect(serializer.heldKeys == 0)
+        #expect(await serializer.withExclusiveAccess(to: "k", until: .now + .seconds(1)) { 7 } == 7)
+    }
+
+    @Test("groups: open without groups; names, UUIDs and sources compare case-insensitively")
+    func policy() {
+        #expect(AccessPolicy(groups: []).allows(source: "10.0.0.1", target: "anything"))
+        let policy = AccessPolicy(groups: [
+            .init(sources: ["10.0.0.1", "FD00::1"], members: ["vm1", "AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE"]),
+            .init(sources: ["10.0.0.2"], members: ["vm2"]),
+        ])
+        #expect(policy.allows(source: "10.0.0.1", target: "VM1"))
+        #expect(policy.allows(source: "fd00::1", target: "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"))
+        #expect(!policy.allows(source: "10.0.0.1", target: "vm2"))
+        #expect(!policy.allows(source: "10.0.0.3", target: "vm1"))
+        let domains = [
+            DomainInfo(name: "vm1", uuid: "11111111-bbbb-cccc-dddd-eeeeeeeeeeee", state: .running, persistent: true),
+            DomainInfo(name: "other", uuid: "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", state: .running, persistent: true),
+            DomainInfo(name: "vm2", uuid: "22222222-bbbb-cccc-dddd-eeeeeeeeeeee", state: .running, persistent: true),
+        ]
+        #expect(policy.visible(to: "10.0.0.1", domains).map(\.name) == ["vm1", "other"])
+        #expect(policy.visible(to: "10.0.0.9", domains).isEmpty)
+    }
+}
