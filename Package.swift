@@ -73,7 +73,10 @@ let package = Package(
             name: "FenceCoreTests",
             dependencies: ["FenceCore", .product(name: "Logging", package: "swift-log")]
         ),
-        .testTarget(name: "LibvirtTests", dependencies: ["Libvirt", "FenceCore", "TestSupport"]),
+        .testTarget(
+            name: "LibvirtTests",
+            dependencies: ["Libvirt", "FenceCore", "TestSupport", .product(name: "Logging", package: "swift-log")]
+        ),
         .testTarget(
             name: "FenceServerTests",
             dependencies: [

@@ -1,0 +1,404 @@
+import CLibvirt
+import FenceCore
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import Logging
+import Synchronization
+
+/// Something that happened on a connection, in the order libvirt reported it.
+public enum LibvirtEvent: Hashable, Sendable {
+    /// A connection was (re)opened; anything cached about the hypervisor should be re-read.
+    case connected(generation: UInt64)
+    /// libvirt reported the connection closed (remote URIs only); the next call reopens it.
+    case disconnected(generation: UInt64, reason: Int32)
+    /// A domain lifecycle event (`virDomainEventType` and its detail).
+    case lifecycle(name: String, uuid: String, event: LifecycleEvent, detail: Int32)
+}
+
+/// libvirt's `virDomainEventType`.
+public enum LifecycleEvent: Int32, Hashable, Sendable {
+    case defined = 0, undefined, started, suspended, resumed, stopped, shutdown, pmSuspended, crashed
+    case unknown = -1
+}
+
+/// One libvirt connection for the life of its owner: opened on first use, reopened with
+/// exponential backoff after it is lost, and closed when the owner goes away. Every call runs on a
+/// dedicated thread with a deadline.
+///
+/// One owner per URI matters beyond efficiency: libvirt's test driver keeps a private copy of a
+/// host XML per connection, and `test:///default` inside libvirtd lives only while a connection
+/// stays open.
+public final class LibvirtConnection: Sendable {
+    public let uri: String
+    /// Connection and (when subscribed) lifecycle events. Single consumer.
+    public let events: AsyncStream<LibvirtEvent>
+
+    private struct State: Sendable {
+        var handle: ConnectionHandle?
+        var closedByLibvirt = false
+        var generation: UInt64 = 0
+        var consecutiveFailures = 0
+        var nextAttempt: ContinuousClock.Instant?
+    }
+
+    private let state = Mutex(State())
+    /// Serialises opening, which blocks; held only on pool threads, never by event callbacks.
+    private let opening = Mutex(())
+    private let eventSink: AsyncStream<LibvirtEvent>.Continuation
+    private let subscribeToLifecycle: Bool
+    private let backoff: ClosedRange<Duration>
+    private let calls: BlockingCalls
+    private let logger: Logger
+
+    /// - Parameters:
+    ///   - lifecycleEvents: register for domain lifecycle events on every (re)connect.
+    ///   - backoff: the first and the longest wait between failed opening attempts.
+    public init(
+        uri: String,
+        lifecycleEvents: Bool = false,
+        backoff: ClosedRange<Duration> = .milliseconds(250)...(.seconds(30)),
+        logger: Logger
+    ) {
+        self.uri = uri
+        self.subscribeToLifecycle = lifecycleEvents
+        self.backoff = backoff
+        self.calls = BlockingCalls.shared
+        self.logger = logger
+        (events, eventSink) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(65_536))
+    }
+
+    deinit {
+        eventSink.finish()
+    }
+
+    /// Opens the connection now if it is not open (a start-up check); the same as any call would.
+    public func open(deadline: ContinuousClock.Instant) async throws(LibvirtError) {
+        try await withConnection("virConnectOpen", deadline: deadline) { _ throws(LibvirtError) in }
+    }
+
+    /// Every domain, active and inactive, read with one list call per state (a handful of round
+    /// trips to a remote libvirtd rather than two per domain).
+    public func listDomains(deadline: ContinuousClock.Instant) async throws(LibvirtError) -> [DomainInfo] {
+        try await withConnection("list domains", deadline: deadline) { connection throws(LibvirtError) in
+            let persistentFlag = VIR_CONNECT_LIST_DOMAINS_PERSISTENT.rawValue
+            let persistent = Set(try Self.domains(connection, flags: persistentFlag) { domain throws(LibvirtError) in try Self.uuid(of: domain) })
+            var seen = Set<String>()
+            var result: [DomainInfo] = []
+            let groups: [(UInt32, DomainState?)] = [
+                (VIR_CONNECT_LIST_DOMAINS_RUNNING.rawValue, .running),
+                (VIR_CONNECT_LIST_DOMAINS_PAUSED.rawValue, .paused),
+                (VIR_CONNECT_LIST_DOMAINS_SHUTOFF.rawValue, .shutOff),
+                (VIR_CONNECT_LIST_DOMAINS_OTHER.rawValue, nil),
+            ]
+            for (flags, knownState) in groups {
+                let domains = try Self.domains(connection, flags: flags) { domain throws(LibvirtError) in
+                    let uuid = try Self.uuid(of: domain)
+                    let state = if let knownState { knownState } else { try Self.state(of: domain) }
+                    return DomainInfo(name: try Self.name(of: domain), uuid: uuid, state: state, persistent: persistent.contains(uuid))
+                }
+                for domain in domains where seen.insert(domain.uuid).inserted {
+                    result.append(domain)
+                }
+            }
+            return result
+        }
+    }
+
+    /// Nil when libvirt says there is no such domain.
+    public func lookup(_ target: DomainTarget, deadline: ContinuousClock.Instant) async throws(LibvirtError) -> DomainInfo? {
+        try await withConnection("lookup \(target)", deadline: deadline) { connection throws(LibvirtError) in
+            do throws(LibvirtError) {
+                let domain = try Self.lookup(target, in: connection)
+                return DomainInfo(
+                    name: try Self.name(of: domain.pointer),
+                    uuid: try Self.uuid(of: domain.pointer),
+                    state: try Self.state(of: domain.pointer),
+                    persistent: try Self.check(virDomainIsPersistent(domain.pointer), "virDomainIsPersistent") == 1
+                )
+            } catch {
+                guard error.code == .noDomain else { throw error }
+                return nil
+            }
+        }
+    }
+
+    public func destroy(uuid: String, deadline: ContinuousClock.Instant) async throws(LibvirtError) {
+        try await withConnection("virDomainDestroy", deadline: deadline) { connection throws(LibvirtError) in
+            let domain = try Self.lookup(.uuid(uuid), in: connection)
+            try Self.check(virDomainDestroy(domain.pointer), "virDomainDestroy")
+        }
+    }
+
+    /// Starts a defined domain (`virDomainCreate`).
+    public func start(uuid: String, deadline: ContinuousClock.Instant) async throws(LibvirtError) {
+        try await withConnection("virDomainCreate", deadline: deadline) { connection throws(LibvirtError) in
+            let domain = try Self.lookup(.uuid(uuid), in: connection)
+            try Self.check(virDomainCreate(domain.pointer), "virDomainCreate")
+        }
+    }
+
+    public func suspend(uuid: String, deadline: ContinuousClock.Instant) async throws(LibvirtError) {
+        try await withConnection("virDomainSuspend", deadline: deadline) { connection throws(LibvirtError) in
+            let domain = try Self.lookup(.uuid(uuid), in: connection)
+            try Self.check(virDomainSuspend(domain.pointer), "virDomainSuspend")
+        }
+    }
+
+    public func xmlDescription(uuid: String, deadline: ContinuousClock.Instant) async throws(LibvirtError) -> String {
+        try await withConnection("virDomainGetXMLDesc", deadline: deadline) { connection throws(LibvirtError) in
+            let domain = try Self.lookup(.uuid(uuid), in: connection)
+            guard let xml = virDomainGetXMLDesc(domain.pointer, 0) else { throw LibvirtError.last("virDomainGetXMLDesc") }
+            defer { free(xml) }
+            return String(cString: xml)
+        }
+    }
+
+    /// Creates and starts a transient domain (`virDomainCreateXML`).
+    public func startTransient(xml: String, deadline: ContinuousClock.Instant) async throws(LibvirtError) {
+        try await withConnection("virDomainCreateXML", deadline: deadline) { connection throws(LibvirtError) in
+            guard let domain = virDomainCreateXML(connection, xml, 0) else { throw LibvirtError.last("virDomainCreateXML") }
+            virDomainFree(domain)
+        }
+    }
+
+    /// Defines a persistent domain (`virDomainDefineXML`) and returns its UUID.
+    public func define(xml: String, deadline: ContinuousClock.Instant) async throws(LibvirtError) -> String {
+        try await withConnection("virDomainDefineXML", deadline: deadline) { connection throws(LibvirtError) in
+            guard let pointer = virDomainDefineXML(connection, xml) else { throw LibvirtError.last("virDomainDefineXML") }
+            let domain = DomainHandle(pointer)
+            return try Self.uuid(of: domain.pointer)
+        }
+    }
+
+    /// One round trip that proves the hypervisor answers.
+    public func ping(deadline: ContinuousClock.Instant) async throws(LibvirtError) {
+        try await withConnection("virConnectNumOfDomains", deadline: deadline) { connection throws(LibvirtError) in
+            _ = try Self.check(virConnectNumOfDomains(connection), "virConnectNumOfDomains")
+        }
+    }
+
+    // MARK: - Connection management (runs on pool threads)
+
+    private func withConnection<T: Sendable>(
+        _ operation: String,
+        deadline: ContinuousClock.Instant,
+        _ body: @escaping @Sendable (OpaquePointer) throws(LibvirtError) -> T
+    ) async throws(LibvirtError) -> T {
+        try await calls.run(operation, deadline: deadline) { () throws(LibvirtError) -> T in
+            let handle = try self.connectedHandle()
+            do throws(LibvirtError) {
+                return try body(handle.pointer)
+            } catch {
+                guard error.code != .noDomain, virConnectIsAlive(handle.pointer) != 1 else { throw error }
+                self.discard(handle)
+                throw LibvirtError(code: .connectionLost, operation: error.operation, libvirtCode: error.libvirtCode, message: error.message)
+            }
+        }
+    }
+
+    private func connectedHandle() throws(LibvirtError) -> ConnectionHandle {
+        try opening.withLock { _ throws(LibvirtError) -> ConnectionHandle in
+            let (current, closed, nextAttempt) = state.withLock { ($0.handle, $0.closedByLibvirt, $0.nextAttempt) }
+            if let current {
+                guard closed else { return current }
+                discard(current)
+            }
+            if let nextAttempt, ContinuousClock.now < nextAttempt {
+                throw LibvirtError(code: .connectionFailed, operation: "virConnectOpen",
+                                   message: "\(uri) is unreachable; next attempt in \(nextAttempt - .now)")
+            }
+            return try openConnection()
+        }
+    }
+
+    private func openConnection() throws(LibvirtError) -> ConnectionHandle {
+        guard LibvirtRuntime.initialised else {
+            throw LibvirtError(code: .connectionFailed, operation: "virEventRegisterDefaultImpl", message: "libvirt's event loop could not be registered")
+        }
+        guard let pointer = virConnectOpen(uri) else {
+            let error = LibvirtError.last("virConnectOpen")
+            let delay = state.withLock { state -> Duration in
+                state.consecutiveFailures += 1
+                let exponent = min(state.consecutiveFailures - 1, 16)
+                let delay = min(backoff.lowerBound * (1 << exponent), backoff.upperBound)
+                state.nextAttempt = .now + delay
+                return delay
+            }
+            logger.warning("cannot connect to libvirt", metadata: ["uri": "\(uri)", "error": "\(error.message)", "retry-in": "\(delay)"])
+            throw LibvirtError(code: .connectionFailed, operation: "virConnectOpen", libvirtCode: error.libvirtCode, message: "\(uri): \(error.message)")
+        }
+        // Keepalives detect a dead libvirtd; local drivers do not support them, which is fine.
+        _ = virConnectSetKeepAlive(pointer, 5, 3)
+        let generation = state.withLock { state -> UInt64 in
+            state.generation += 1
+            return state.generation
+        }
+        let handle = ConnectionHandle(pointer: pointer, generation: generation, owner: self, lifecycle: subscribeToLifecycle)
+        state.withLock { state in
+            state.handle = handle
+            state.closedByLibvirt = false
+            state.consecutiveFailures = 0
+            state.nextAttempt = nil
+        }
+        logger.info("connected to libvirt", metadata: ["uri": "\(uri)", "generation": "\(generation)"])
+        eventSink.yield(.connected(generation: generation))
+        return handle
+    }
+
+    /// Forgets a dead handle; the next call reopens at once.
+    private func discard(_ handle: ConnectionHandle) {
+        let dropped = state.withLock { state -> Bool in
+            guard state.handle === handle else { return false }
+            state.handle = nil
+            state.closedByLibvirt = false
+            state.nextAttempt = nil
+            return true
+        }
+        if dropped { logger.warning("libvirt connection lost", metadata: ["uri": "\(uri)", "generation": "\(handle.generation)"]) }
+    }
+
+    // MARK: - Callbacks from libvirt's event thread (must not block)
+
+    fileprivate func connectionClosed(generation: UInt64, reason: Int32) {
+        let current = state.withLock { state -> Bool in
+            guard state.handle?.generation == generation else { return false }
+            state.closedByLibvirt = true
+            return true
+        }
+        if current { eventSink.yield(.disconnected(generation: generation, reason: reason)) }
+    }
+
+    fileprivate func lifecycle(name: String, uuid: String, event: Int32, detail: Int32) {
+        eventSink.yield(.lifecycle(name: name, uuid: uuid, event: LifecycleEvent(rawValue: event) ?? .unknown, detail: detail))
+    }
+
+    // MARK: - Reading domains (pool threads)
+
+    @discardableResult
+    static func check(_ result: Int32, _ operation: String) throws(LibvirtError) -> Int32 {
+        guard result >= 0 else { throw LibvirtError.last(operation) }
+        return result
+    }
+
+    static func lookup(_ target: DomainTarget, in connection: OpaquePointer) throws(LibvirtError) -> DomainHandle {
+        let pointer: OpaquePointer? = switch target {
+        case .name(let name): virDomainLookupByName(connection, name)
+        case .uuid(let uuid): virDomainLookupByUUIDString(connection, uuid)
+        }
+        guard let pointer else { throw LibvirtError.last("lookup \(target)") }
+        return DomainHandle(pointer)
+    }
+
+    static func name(of domain: OpaquePointer) throws(LibvirtError) -> String {
+        guard let name = virDomainGetName(domain) else { throw LibvirtError.last("virDomainGetName") }
+        return String(cString: name)
+    }
+
+    static func uuid(of domain: OpaquePointer) throws(LibvirtError) -> String {
+        var buffer = [CChar](repeating: 0, count: Int(VIR_UUID_STRING_BUFLEN))
+        try check(virDomainGetUUIDString(domain, &buffer), "virDomainGetUUIDString")
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self).lowercased()
+    }
+
+    static func state(of domain: OpaquePointer) throws(LibvirtError) -> DomainState {
+        var state: Int32 = 0
+        var reason: Int32 = 0
+        try check(virDomainGetState(domain, &state, &reason, 0), "virDomainGetState")
+        return DomainState(rawValue: UInt8(clamping: state)) ?? .noState
+    }
+
+    static func domains<T>(
+        _ connection: OpaquePointer,
+        flags: UInt32,
+        _ read: (OpaquePointer) throws(LibvirtError) -> T
+    ) throws(LibvirtError) -> [T] {
+        var list: UnsafeMutablePointer<OpaquePointer?>?
+        let count = try check(virConnectListAllDomains(connection, &list, flags), "virConnectListAllDomains")
+        guard let list else { return [] }
+        defer {
+            for index in 0..<Int(count) { if let domain = list[index] { virDomainFree(domain) } }
+            free(list)
+        }
+        var result: [T] = []
+        result.reserveCapacity(Int(count))
+        for index in 0..<Int(count) {
+            guard let domain = list[index] else { continue }
+            result.append(try read(domain))
+        }
+        return result
+    }
+}
+
+/// Owns one `virDomainPtr`.
+final class DomainHandle {
+    let pointer: OpaquePointer
+    init(_ pointer: OpaquePointer) { self.pointer = pointer }
+    deinit { virDomainFree(pointer) }
+}
+
+/// Owns one `virConnectPtr` with its callbacks: registered when it is made, removed before it closes.
+final class ConnectionHandle: @unchecked Sendable {
+    let pointer: OpaquePointer
+    let generation: UInt64
+    private let lifecycleCallbackID: Int32
+    private let closeCallbackRegistered: Bool
+
+    init(pointer: OpaquePointer, generation: UInt64, owner: LibvirtConnection, lifecycle: Bool) {
+        self.pointer = pointer
+        self.generation = generation
+        let closeContext = Unmanaged.passRetained(CallbackContext(owner: owner, generation: generation)).toOpaque()
+        closeCallbackRegistered = virConnectRegisterCloseCallback(pointer, connectionClosedCallback, closeContext, releaseContext) == 0
+        if !closeCallbackRegistered { Unmanaged<CallbackContext>.fromOpaque(closeContext).release() }
+        if lifecycle {
+            let context = Unmanaged.passRetained(CallbackContext(owner: owner, generation: generation)).toOpaque()
+            let callback = unsafeBitCast(lifecycleCallback, to: virConnectDomainEventGenericCallback.self)
+            lifecycleCallbackID = virConnectDomainEventRegisterAny(
+                pointer, nil, Int32(VIR_DOMAIN_EVENT_ID_LIFECYCLE.rawValue), callback, context, releaseContext
+            )
+            if lifecycleCallbackID < 0 { Unmanaged<CallbackContext>.fromOpaque(context).release() }
+        } else {
+            lifecycleCallbackID = -1
+        }
+    }
+
+    deinit {
+        if lifecycleCallbackID >= 0 { _ = virConnectDomainEventDeregisterAny(pointer, lifecycleCallbackID) }
+        if closeCallbackRegistered { _ = virConnectUnregisterCloseCallback(pointer, connectionClosedCallback) }
+        virConnectClose(pointer)
+    }
+}
+
+/// What libvirt hands back to our C callbacks; it holds the connection weakly so that a callback
+/// arriving during teardown finds nobody rather than a freed object.
+private final class CallbackContext: Sendable {
+    weak let owner: LibvirtConnection?
+    let generation: UInt64
+
+    init(owner: LibvirtConnection, generation: UInt64) {
+        self.owner = owner
+        self.generation = generation
+    }
+}
+
+private func releaseContext(_ opaque: UnsafeMutableRawPointer?) {
+    guard let opaque else { return }
+    Unmanaged<CallbackContext>.fromOpaque(opaque).release()
+}
+
+private let connectionClosedCallback: @convention(c) (OpaquePointer?, Int32, UnsafeMutableRawPointer?) -> Void = { _, reason, opaque in
+    guard let opaque else { return }
+    let context = Unmanaged<CallbackContext>.fromOpaque(opaque).takeUnretainedValue()
+    context.owner?.connectionClosed(generation: context.generation, reason: reason)
+}
+
+private let lifecycleCallback: @convention(c) (OpaquePointer?, OpaquePointer?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32 = { _, domain, event, detail, opaque in
+    guard let opaque, let domain else { return 0 }
+    let context = Unmanaged<CallbackContext>.fromOpaque(opaque).takeUnretainedValue()
+    let name = (try? LibvirtConnection.name(of: domain)) ?? ""
+    let uuid = (try? LibvirtConnection.uuid(of: domain)) ?? ""
+    context.owner?.lifecycle(name: name, uuid: uuid, event: event, detail: detail)
+    return 0
+}

@@ -1,0 +1,127 @@
+import Foundation
+
+/// A command run to completion, with its output.
+public struct CommandResult: Sendable, CustomStringConvertible {
+    public let arguments: [String]
+    public let status: Int32
+    public let output: String
+    public let error: String
+
+    public var description: String {
+        "`\(arguments.joined(separator: " "))` exited \(status)\n  stdout: \(output)\n  stderr: \(error)"
+    }
+}
+
+public struct CommandFailed: Error, CustomStringConvertible {
+    public let result: CommandResult
+    public var description: String { "command failed: \(result)" }
+}
+
+public enum Command {
+    /// Runs a command and waits for it (stdin closed). Output goes through files, so a chatty
+    /// command can never stall on a full pipe.
+    @discardableResult
+    public static func run(_ arguments: [String], environment: [String: String]? = nil) throws -> CommandResult {
+        let scratch = try TemporaryDirectory(prefix: "fr-cmd")
+        let output = scratch.path("out")
+        let error = scratch.path("err")
+        let pid = try Spawn.start(arguments, environment: environment, stdout: output, stderr: error)
+        let status = Spawn.wait(pid, block: true) ?? -1
+        return CommandResult(
+            arguments: arguments,
+            status: status,
+            output: (try? String(contentsOfFile: output, encoding: .utf8)) ?? "",
+            error: (try? String(contentsOfFile: error, encoding: .utf8)) ?? ""
+        )
+    }
+
+    /// Runs a command and throws unless it exits 0.
+    @discardableResult
+    public static func check(_ arguments: [String], environment: [String: String]? = nil) throws -> CommandResult {
+        let result = try run(arguments, environment: environment)
+        guard result.status == 0 else { throw CommandFailed(result: result) }
+        return result
+    }
+}
+
+/// A long-running process (a daemon under test), its output in a log file, stopped on request.
+public final class ChildProcess: @unchecked Sendable {
+    public let arguments: [String]
+    public let logFile: URL
+    public let pid: pid_t
+    private var exitStatus: Int32?
+
+    public init(_ arguments: [String], logFile: URL, environment: [String: String]? = nil) throws {
+        self.arguments = arguments
+        self.logFile = logFile
+        pid = try Spawn.start(arguments, environment: environment, stdout: logFile.path, stderr: logFile.path)
+    }
+
+    public var isRunning: Bool {
+        if exitStatus == nil { exitStatus = Spawn.wait(pid, block: false) }
+        return exitStatus == nil
+    }
+
+    public var log: String { (try? String(contentsOf: logFile, encoding: .utf8)) ?? "" }
+
+    /// Sends a signal and waits up to `timeout` for the exit; then kills it. Returns the exit status
+    /// (128 + signal when killed by one).
+    @discardableResult
+    public func stop(signal: Int32 = SIGTERM, timeout: Duration = .seconds(10)) -> Int32 {
+        if isRunning { kill(pid, signal) }
+        let limit = ContinuousClock.now + timeout
+        while isRunning && ContinuousClock.now < limit { usleep(5_000) }
+        if isRunning {
+            kill(pid, SIGKILL)
+            exitStatus = Spawn.wait(pid, block: true)
+        }
+        return exitStatus ?? -1
+    }
+
+    /// Waits until the log contains `text`, or throws after `timeout` with the log attached.
+    public func waitForLog(_ text: String, timeout: Duration = .seconds(20)) throws {
+        let limit = ContinuousClock.now + timeout
+        while ContinuousClock.now < limit {
+            if log.contains(text) { return }
+            guard isRunning else { break }
+            usleep(20_000)
+        }
+        throw WaitFailed(what: "'\(text)' in the log of \(arguments.joined(separator: " "))", log: log)
+    }
+
+    deinit { stop(signal: SIGKILL, timeout: .seconds(2)) }
+}
+
+public struct WaitFailed: Error, CustomStringConvertible {
+    public let what: String
+    public let log: String
+    public var description: String { "timed out waiting for \(what)\n--- log ---\n\(log)" }
+}
+
+/// A directory removed when the value goes away.
+public final class TemporaryDirectory: @unchecked Sendable {
+    public let url: URL
+
+    public init(prefix: String) throws {
+        url = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("\(prefix)-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    }
+
+    public func path(_ name: String) -> String { url.appendingPathComponent(name).path }
+
+    public func write(_ name: String, _ text: String, mode: Int = 0o600) throws -> String {
+        let path = self.path(name)
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: mode], ofItemAtPath: path)
+        return path
+    }
+
+    public func write(_ name: String, bytes: [UInt8], mode: Int = 0o600) throws -> String {
+        let path = self.path(name)
+        _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
+        try FileManager.default.setAttributes([.posixPermissions: mode], ofItemAtPath: path)
+        return path
+    }
+
+    deinit { try? FileManager.default.removeItem(at: url) }
+}
