@@ -38,8 +38,9 @@ let package = Package(
         .target(
             name: "FenceServer",
             dependencies: [
-                "FenceWire", "FenceCore",
+                "FenceWire", "FenceCore", "FenceConfig",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -1,0 +1,111 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import FenceConfig
+import FenceWire
+
+/// A failed system call, described by its errno.
+struct SystemError: Error, CustomStringConvertible {
+    let code: Int32
+
+    static var last: SystemError { SystemError(code: errno) }
+
+    var description: String { String(cString: strerror(code)) }
+}
+
+/// Reads whole files with plain POSIX calls (no Foundation in the daemons' start-up path).
+enum FileReader {
+    static func read(_ path: String) throws(SystemError) -> [UInt8] {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw .last }
+        defer { close(descriptor) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) }
+            guard count >= 0 else { throw .last }
+            if count == 0 { return bytes }
+            bytes += chunk[0..<count]
+        }
+    }
+}
+
+public enum ConfigurationFile {
+    /// Reads and parses a `fence_virt.conf`; any problem names the file (and line and key).
+    public static func load(_ path: String) throws(ConfigError) -> ConfigDocument {
+        let bytes: [UInt8]
+        do {
+            bytes = try FileReader.read(path)
+        } catch {
+            throw ConfigError(code: .unreadable, file: path, line: 0, key: "", message: "cannot read the file: \(error)")
+        }
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw ConfigError(code: .unreadable, file: path, line: 0, key: "", message: "the file is not UTF-8 text")
+        }
+        return try ConfigDocument(parsing: text, file: path)
+    }
+}
+
+public enum KeyFile {
+    /// Loads a fence_xvm key. It must exist, be a regular file, and be readable by its owner only
+    /// (0600 or stricter): a key others can read lets them fence. Unlike the reference we do not
+    /// chmod it ourselves; we say what to do.
+    public static func load(_ security: ListenerSecurity) throws(StartupError) -> FenceKey {
+        let path = security.keyFile
+        let origin = security.keyFileLocation.map { "set at \($0)" } ?? "the default of key_file"
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            throw StartupError(.keyFile, "key file \(path) (\(origin)): \(SystemError.last); create one with: dd if=/dev/urandom of=\(path) bs=4096 count=1 && chmod 600 \(path)")
+        }
+        guard (info.st_mode & S_IFMT) == S_IFREG else {
+            throw StartupError(.keyFile, "key file \(path) (\(origin)) is not a regular file")
+        }
+        let permissions = info.st_mode & 0o777
+        guard permissions & 0o177 == 0 else {
+            throw StartupError(.keyFile, "key file \(path) (\(origin)) has mode \(String(permissions, radix: 8)); it must be 0600 or stricter: chmod 600 \(path)")
+        }
+        let bytes: [UInt8]
+        do {
+            bytes = try FileReader.read(path)
+        } catch {
+            throw StartupError(.keyFile, "key file \(path) (\(origin)): \(error)")
+        }
+        return FenceKey(fileContents: bytes)
+    }
+}
+
+/// The pid file of a running daemon, removed again when it stops.
+public final class PidFile: Sendable {
+    public let path: String
+
+    /// Writes our pid, refusing when the file names another live process of the same program.
+    public init(path: String, program: String) throws(StartupError) {
+        self.path = path
+        if let existing = try? FileReader.read(path),
+           let pid = Int32(String(decoding: existing, as: UTF8.self).trimmingCharacters()),
+           pid != getpid(), kill(pid, 0) == 0,
+           let name = try? FileReader.read("/proc/\(pid)/comm"),
+           String(decoding: name, as: UTF8.self).trimmingCharacters() == String(program.prefix(15)) {
+            throw StartupError(.pidFile, "\(program) is already running as process \(pid) (pid file \(path))")
+        }
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else { throw StartupError(.pidFile, "pid file \(path): \(SystemError.last)") }
+        defer { close(descriptor) }
+        let text = Array("\(getpid())\n".utf8)
+        guard write(descriptor, text, text.count) == text.count else {
+            throw StartupError(.pidFile, "pid file \(path): \(SystemError.last)")
+        }
+    }
+
+    public func remove() {
+        unlink(path)
+    }
+}
+
+extension StringProtocol {
+    func trimmingCharacters() -> String {
+        String(drop { $0.isWhitespace }.reversed().drop { $0.isWhitespace }.reversed())
+    }
+}

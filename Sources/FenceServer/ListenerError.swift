@@ -1,0 +1,13 @@
+/// A listener that cannot start, with the configuration line to look at.
+public struct ListenerError: Error, CustomStringConvertible {
+    public enum Code: String, Sendable {
+        case noSuchInterface = "no-such-interface"
+        case bindFailed = "bind-failed"
+        case joinFailed = "join-failed"
+    }
+
+    public let code: Code
+    public let message: String
+
+    public var description: String { message }
+}

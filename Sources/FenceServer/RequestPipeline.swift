@@ -1,0 +1,356 @@
+import FenceConfig
+import FenceCore
+import FenceWire
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// The time limits of the front end.
+public struct FrontEndTiming: Sendable {
+    /// A request lives this long from its first packet; past it, it is dropped and never executed.
+    public var requestTimeout: Duration = .seconds(20)
+    /// Copies and retransmissions of a finished request are dropped for this long.
+    public var duplicateWindow: Duration = .seconds(60)
+    /// The reference's call-back connect timeout.
+    public var callbackConnectTimeout: Duration = .seconds(5)
+    /// The reference's limit on each read and write of the challenge-response.
+    public var exchangeStepTimeout: Duration = .seconds(10)
+    /// How long a `fence_virt -T` client has to send its 176 bytes (the reference's 1 s).
+    public var streamRequestTimeout: Duration = .seconds(1)
+    /// How long an IPv4 copy whose address differs from its UDP source waits for a copy that matches.
+    public var sourceMatchWait: Duration = .milliseconds(10)
+
+    public init() {}
+}
+
+/// What a listener checks requests with: the key, the weakest signature it accepts, and the
+/// challenge-response digest.
+public struct ListenerCredentials: Sendable {
+    public let verifier: RequestVerifier
+    public let exchange: ChallengeResponse
+
+    public init(key: FenceKey, security: ListenerSecurity) {
+        verifier = RequestVerifier(key: key, minimumHash: security.minimumHash)
+        exchange = ChallengeResponse(key: key, algorithm: security.auth)
+    }
+}
+
+/// A request that passed the checks and owns its history entry.
+struct AdmittedRequest: Sendable {
+    let request: FenceRequest
+    let key: RequestKey
+    let deadline: ContinuousClock.Instant
+    let matchesSource: Bool
+    let listener: String
+    let credentials: ListenerCredentials
+    let logger: Logger
+}
+
+/// Turns datagrams and streams into answered requests: decode, verify, de-duplicate, call back,
+/// authenticate, check the access list, run the backend, answer. Requests run concurrently; the
+/// backend serialises them per domain.
+public final class RequestPipeline: Sendable {
+    private let backend: any FenceBackend
+    private let policy: AccessPolicy
+    private let timing: FrontEndTiming
+    public let statistics: FrontEndStatistics
+    private let eventLoopGroup: any EventLoopGroup
+    private let logger: Logger
+    private let history: Mutex<RequestHistory>
+
+    public init(
+        backend: any FenceBackend,
+        policy: AccessPolicy,
+        timing: FrontEndTiming,
+        statistics: FrontEndStatistics,
+        eventLoopGroup: any EventLoopGroup,
+        logger: Logger
+    ) {
+        self.backend = backend
+        self.policy = policy
+        self.timing = timing
+        self.statistics = statistics
+        self.eventLoopGroup = eventLoopGroup
+        self.logger = logger
+        self.history = Mutex(RequestHistory(window: timing.duplicateWindow))
+    }
+
+    // MARK: - Datagrams (multicast listener)
+
+    /// The cheap, synchronous part for one datagram. Returns the request only for its first copy
+    /// (or a retry after a failed call-back); everything else is dropped, logged and counted here.
+    func admit(datagram: ByteBuffer, source: SocketAddress?, listener: String, credentials: ListenerCredentials) -> AdmittedRequest? {
+        let sourceText = source?.ipAddress ?? "?"
+        let request: FenceRequest
+        do {
+            request = try FenceRequest(decoding: datagram.readableBytesView)
+            try credentials.verifier.verify(request)
+        } catch let error as MalformedRequest {
+            drop(error.code.rawValue, error.description, source: sourceText, listener: listener)
+            return nil
+        } catch let error as VerificationFailure {
+            drop(error.code.rawValue, error.description, source: sourceText, listener: listener)
+            return nil
+        } catch {
+            drop("invalid", "\(error)", source: sourceText, listener: listener)
+            return nil
+        }
+        guard let address = request.callbackAddress else {
+            drop("bad-family", "address family \(request.family) is neither IPv4 (2) nor IPv6 (10)", source: sourceText, listener: listener)
+            return nil
+        }
+        guard address.isUsableForCallback else {
+            drop("unusable-address", "call-back address \(address) cannot be reached", source: sourceText, listener: listener)
+            return nil
+        }
+        let candidate = CallbackCandidate(address: address, port: request.port, matchesSource: address.description == sourceText)
+        return admit(request, candidate: candidate, source: sourceText, listener: listener, credentials: credentials)
+    }
+
+    /// Calls back an admitted datagram request and serves it on the first candidate that proves
+    /// it holds the key.
+    func serveDatagram(_ admitted: AdmittedRequest) async {
+        let logger = admitted.logger
+        let started = ContinuousClock.now
+        if !admitted.matchesSource, admitted.request.callbackAddress?.family == .ipv4,
+           !history.withLock({ $0.hasSourceMatch(admitted.key) }) {
+            try? await Task.sleep(for: timing.sourceMatchWait)
+        }
+        let candidates = history.withLock { $0.beginCallback(admitted.key) }
+        for candidate in candidates {
+            let remaining = admitted.deadline - .now
+            guard remaining > .zero else { break }
+            let target = "\(candidate.address):\(candidate.port)"
+            let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+            do {
+                channel = try await connect(to: candidate, timeout: min(timing.callbackConnectTimeout, remaining))
+            } catch {
+                logger.debug("call-back failed", metadata: ["callback": "\(target)", "error": "\(error)"])
+                continue
+            }
+            let result: Conversation
+            do {
+                result = try await channel.executeThenClose { inbound, _ in
+                    var session = StreamSession(channel: channel, inbound: inbound, deadline: admitted.deadline)
+                    return await converse(admitted, requester: candidate.address.description, session: &session)
+                }
+            } catch {
+                result = .notAuthenticated(SessionError(code: .ioFailed, detail: "\(error)"))
+            }
+            if case .notAuthenticated(let error) = result {
+                logger.warning("call-back did not authenticate; trying the next address", metadata: ["callback": "\(target)", "error": "\(error)"])
+                statistics.dropped("authentication-failed")
+                continue
+            }
+            history.withLock { $0.finished(admitted.key, now: .now) }
+            report(result, admitted: admitted, requester: candidate.address.description, started: started)
+            return
+        }
+        history.withLock { $0.callbackFailed(admitted.key, now: .now) }
+        let count = statistics.dropped("callback-failed")
+        logger.warning("no call-back reached an authenticated client", metadata: [
+            "candidates": "\(candidates.map { "\($0.address):\($0.port)" })", "dropped-total": "\(count)",
+        ])
+    }
+
+    // MARK: - Streams (tcp listener)
+
+    /// Serves one `fence_virt -T` connection: the request arrives on the stream, the exchange and
+    /// the answer follow on it.
+    func serveStream(_ channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>, listener: String, credentials: ListenerCredentials) async {
+        let peer = channel.channel.remoteAddress?.ipAddress ?? "?"
+        let started = ContinuousClock.now
+        _ = try? await channel.executeThenClose { inbound, _ in
+            var session = StreamSession(channel: channel, inbound: inbound, deadline: .now + timing.requestTimeout)
+            let bytes: [UInt8]
+            do {
+                bytes = try await session.read(FenceRequest.length, step: timing.streamRequestTimeout)
+            } catch {
+                drop("incomplete-request", "\(error)", source: peer, listener: listener)
+                return
+            }
+            let request: FenceRequest
+            do {
+                request = try FenceRequest(decoding: bytes)
+                try credentials.verifier.verify(request)
+            } catch {
+                drop((error as? VerificationFailure)?.code.rawValue ?? (error as? MalformedRequest)?.code.rawValue ?? "invalid", "\(error)", source: peer, listener: listener)
+                return
+            }
+            guard let admitted = admit(request, candidate: nil, source: peer, listener: listener, credentials: credentials) else { return }
+            _ = history.withLock { $0.beginCallback(admitted.key) }
+            session.deadline = admitted.deadline
+            let result = await converse(admitted, requester: peer, session: &session)
+            if case .notAuthenticated(let error) = result {
+                history.withLock { $0.callbackFailed(admitted.key, now: .now) }
+                let count = statistics.dropped("authentication-failed")
+                admitted.logger.warning("client did not authenticate", metadata: ["error": "\(error)", "dropped-total": "\(count)"])
+                return
+            }
+            history.withLock { $0.finished(admitted.key, now: .now) }
+            report(result, admitted: admitted, requester: peer, started: started)
+        }
+    }
+
+    // MARK: - Shared steps
+
+    private func admit(_ request: FenceRequest, candidate: CallbackCandidate?, source: String, listener: String, credentials: ListenerCredentials) -> AdmittedRequest? {
+        let key = RequestKey(request)
+        let now = ContinuousClock.now
+        let admission = history.withLock { $0.admit(key, candidate: candidate, now: now) }
+        let firstSeen: ContinuousClock.Instant
+        switch admission {
+        case .new(let first), .retry(let first):
+            firstSeen = first
+        case .merged, .duplicate:
+            let count = statistics.dropped("duplicate")
+            logger.debug("dropped packet", metadata: ["reason": "duplicate", "request-key": "\(key)", "source": "\(source)", "dropped-total": "\(count)"])
+            return nil
+        case .full:
+            drop("history-full", "too many requests remembered at once", source: source, listener: listener)
+            return nil
+        }
+        let deadline = firstSeen + timing.requestTimeout
+        guard now < deadline else {
+            drop("expired", "request \(key) is past its deadline", source: source, listener: listener)
+            return nil
+        }
+        var requestLogger = logger
+        requestLogger[metadataKey: "request"] = "\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
+        requestLogger[metadataKey: "op"] = "\(request.operation)"
+        requestLogger[metadataKey: "domain"] = "\(request.domain)"
+        requestLogger[metadataKey: "seqno"] = "\(request.seqno)"
+        requestLogger[metadataKey: "source"] = "\(source)"
+        requestLogger[metadataKey: "listener"] = "\(listener)"
+        return AdmittedRequest(
+            request: request, key: key, deadline: deadline, matchesSource: candidate?.matchesSource ?? true,
+            listener: listener, credentials: credentials, logger: requestLogger
+        )
+    }
+
+    enum Conversation {
+        case notAuthenticated(SessionError)
+        /// The deadline passed before the backend could run: nothing was done, nothing answered.
+        case expired
+        case answered(outcome: String)
+        case undelivered(outcome: String, SessionError)
+    }
+
+    /// Authenticates the client, then (once only) executes and answers.
+    private func converse(_ admitted: AdmittedRequest, requester: String, session: inout StreamSession) async -> Conversation {
+        let exchange = admitted.credentials.exchange
+        if exchange.algorithm != .none {
+            do {
+                let challenge = try await session.read(ChallengeResponse.length, step: timing.exchangeStepTimeout)
+                try await session.write(exchange.response(to: challenge), step: timing.exchangeStepTimeout)
+                let ours = (0..<ChallengeResponse.length).map { _ in UInt8.random(in: .min ... .max) }
+                try await session.write(ours, step: timing.exchangeStepTimeout)
+                let response = try await session.read(ChallengeResponse.length, step: timing.exchangeStepTimeout)
+                guard exchange.isValid(response: response, to: ours) else {
+                    return .notAuthenticated(SessionError(code: .closed, detail: "the client's response to our challenge is wrong"))
+                }
+            } catch {
+                return .notAuthenticated(error)
+            }
+        }
+        guard ContinuousClock.now < admitted.deadline else { return .expired }
+        let (bytes, outcome) = await execute(admitted.request, requester: requester, deadline: admitted.deadline, logger: admitted.logger)
+        do {
+            try await session.write(bytes, step: timing.exchangeStepTimeout)
+            return .answered(outcome: outcome)
+        } catch {
+            return .undelivered(outcome: outcome, error)
+        }
+    }
+
+    /// Runs the request against the backend; returns the bytes to send and a word for the logs.
+    private func execute(_ request: FenceRequest, requester: String, deadline: ContinuousClock.Instant, logger: Logger) async -> ([UInt8], String) {
+        let action: FenceAction
+        switch request.operation {
+        case .hostList:
+            do {
+                let domains = policy.visible(to: requester, try await backend.listDomains(deadline: deadline))
+                let records = HostListStream.sorted(domains.map { HostRecord(name: $0.name, uuid: $0.uuid, state: $0.state.rawValue) })
+                for record in records where !record.nameFitsOnWire {
+                    logger.warning("domain name longer than 63 bytes is cut in the host list", metadata: ["name": "\(record.name)"])
+                }
+                return (HostListStream.encode(records), "listed-\(records.count)")
+            } catch {
+                logger.error("cannot list domains", metadata: ["error": "\(error)"])
+                return ([ResponseCode.failure.rawValue], FenceOutcome.failed(error).description)
+            }
+        case .deviceStatus:
+            return answer(await backend.checkHealth(deadline: deadline), logger: logger)
+        case .off: action = .off
+        case .on: action = .on
+        case .reboot: action = .reboot
+        case .status: action = .status
+        default:
+            // null, metadata, validate-all and unknown codes: the reference's libvirt backend answers failure.
+            return answer(.failed(FenceFailure(.unsupported, "operation \(request.operation) is not carried out")), logger: logger)
+        }
+        guard policy.allows(source: requester, target: request.domain) else {
+            return answer(.denied, logger: logger)
+        }
+        return answer(await backend.perform(action, on: DomainTarget(request.domain), deadline: deadline), logger: logger)
+    }
+
+    private func answer(_ outcome: FenceOutcome, logger: Logger) -> ([UInt8], String) {
+        let code: ResponseCode = switch outcome {
+        case .success: .success
+        case .off: .off
+        case .failed: .failure
+        case .denied: .permissionDenied
+        }
+        if case .failed(let failure) = outcome {
+            logger.warning("request failed", metadata: ["error": "\(failure)"])
+        }
+        return ([code.rawValue], outcome.description)
+    }
+
+    private func report(_ result: Conversation, admitted: AdmittedRequest, requester: String, started: ContinuousClock.Instant) {
+        var metadata: Logger.Metadata = [
+            "requester": "\(requester)",
+            "duration-ms": "\((ContinuousClock.now - started).millisecondsText)",
+        ]
+        let outcome: String
+        switch result {
+        case .answered(let answered):
+            outcome = answered
+            metadata["outcome"] = "\(answered)"
+            admitted.logger.info("request answered", metadata: metadata)
+        case .undelivered(let answered, let error):
+            outcome = answered
+            metadata["outcome"] = "\(answered)"
+            metadata["error"] = "\(error)"
+            admitted.logger.warning("request carried out but the answer was not delivered", metadata: metadata)
+        case .expired:
+            outcome = "expired"
+            metadata["outcome"] = "expired"
+            admitted.logger.warning("request past its deadline after authentication; not executed", metadata: metadata)
+        case .notAuthenticated:
+            return
+        }
+        statistics.answered(operation: admitted.request.operation.description, outcome: outcome)
+    }
+
+    private func drop(_ reason: String, _ detail: String, source: String, listener: String) {
+        let count = statistics.dropped(reason)
+        logger.warning("dropped packet", metadata: [
+            "reason": "\(reason)", "detail": "\(detail)", "source": "\(source)", "listener": "\(listener)", "dropped-total": "\(count)",
+        ])
+    }
+
+    private func connect(to candidate: CallbackCandidate, timeout: Duration) async throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
+        let address = try SocketAddress(ipAddress: candidate.address.description, port: Int(candidate.port))
+        return try await ClientBootstrap(group: eventLoopGroup)
+            .connectTimeout(.nanoseconds(timeout.nanoseconds))
+            .channelOption(.socketOption(.so_keepalive), value: 1)
+            .connect(to: address) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+    }
+}

@@ -1,0 +1,79 @@
+import FenceConfig
+import FenceWire
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+
+/// Accepts `fence_virt -T` connections: the request and the exchange travel on the accepted stream,
+/// and the access list sees the real peer address.
+public final class TCPListener: Service {
+    public let name: String
+    private let channel: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
+    private let credentials: ListenerCredentials
+    private let pipeline: RequestPipeline
+    private let logger: Logger
+
+    public static func bind(
+        settings: TCPListenerSettings,
+        key: FenceKey,
+        pipeline: RequestPipeline,
+        eventLoopGroup: any EventLoopGroup,
+        logger: Logger
+    ) async throws -> TCPListener {
+        let name = "tcp \(settings.address) port \(settings.port)"
+        let channel: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
+        do {
+            channel = try await ServerBootstrap(group: eventLoopGroup)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .serverChannelOption(.backlog, value: 64)
+                .bind(to: try SocketAddress(ipAddress: settings.address.description, port: Int(settings.port))) { child in
+                    child.eventLoop.makeCompletedFuture {
+                        try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: child)
+                    }
+                }
+        } catch {
+            throw ListenerError(code: .bindFailed, message: "\(name): cannot listen: \(error)")
+        }
+        return TCPListener(name: name, channel: channel, credentials: ListenerCredentials(key: key, security: settings.security), pipeline: pipeline, logger: logger)
+    }
+
+    private init(
+        name: String,
+        channel: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>,
+        credentials: ListenerCredentials,
+        pipeline: RequestPipeline,
+        logger: Logger
+    ) {
+        self.name = name
+        self.channel = channel
+        self.credentials = credentials
+        self.pipeline = pipeline
+        self.logger = logger
+    }
+
+    /// Releases the socket of a listener that will never run (another part failed to start).
+    public func close() async {
+        try? await channel.executeThenClose { _ in }
+    }
+
+    public func run() async throws {
+        logger.info("listening", metadata: ["listener": "\(name)"])
+        try await withGracefulShutdownHandler {
+            try await channel.executeThenClose { inbound, _ in
+                await withDiscardingTaskGroup { group in
+                    do {
+                        for try await connection in inbound {
+                            group.addTask { await self.pipeline.serveStream(connection, listener: self.name, credentials: self.credentials) }
+                        }
+                    } catch {
+                        logger.error("accept failed", metadata: ["listener": "\(name)", "error": "\(error)"])
+                    }
+                }
+            }
+        } onGracefulShutdown: {
+            self.channel.channel.close(promise: nil)
+        }
+        logger.info("stopped", metadata: ["listener": "\(name)"])
+    }
+}

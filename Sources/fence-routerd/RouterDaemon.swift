@@ -1,0 +1,110 @@
+import DaemonSupport
+import FenceConfig
+import FenceCore
+import FenceServer
+import FenceWire
+import Libvirt
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+
+/// The wiring of fence-routerd: backend, pipeline and listeners built from the configuration. It
+/// is started only when every part is ready: keys read, backend answering, every listener bound.
+struct RouterDaemon {
+    let services: [any Service]
+    let pidFile: PidFile?
+    let logger: Logger
+
+    static func start(configuration: RouterConfiguration, options: DaemonOptions, logger: Logger) async throws -> RouterDaemon {
+        // Keys first: a missing or world-readable key is an operator error to report at once.
+        var multicastKeys: [FenceKey] = []
+        for listener in configuration.multicastListeners { multicastKeys.append(try KeyFile.load(listener.security)) }
+        var tcpKeys: [FenceKey] = []
+        for listener in configuration.tcpListeners { tcpKeys.append(try KeyFile.load(listener.security)) }
+
+        let pidFile = try options.pidFile.map { path throws(StartupError) in try PidFile(path: path, program: "fence-routerd") }
+        do {
+            let backend = try await libvirtBackend(
+                configuration.libvirt,
+                wait: options.waitForBackend || configuration.daemon.waitForBackend,
+                logger: logger
+            )
+            var timing = FrontEndTiming()
+            timing.requestTimeout = configuration.daemon.requestTimeout
+            timing.duplicateWindow = configuration.daemon.duplicateWindow
+            let policy = AccessPolicy(groups: configuration.groups.map {
+                AccessPolicy.Group(sources: $0.sources.map { CallbackAddress($0)?.description ?? $0 }, members: $0.members)
+            })
+            let eventLoopGroup = MultiThreadedEventLoopGroup.singleton
+            let pipeline = RequestPipeline(
+                backend: backend,
+                policy: policy,
+                timing: timing,
+                statistics: FrontEndStatistics(),
+                eventLoopGroup: eventLoopGroup,
+                logger: logger
+            )
+            for settings in configuration.multicastListeners { _ = try MulticastListener.interfaceIndex(of: settings) }
+            var multicast: [MulticastListener] = []
+            var tcp: [TCPListener] = []
+            do {
+                for (settings, key) in zip(configuration.multicastListeners, multicastKeys) {
+                    multicast.append(try await MulticastListener.bind(settings: settings, key: key, pipeline: pipeline, eventLoopGroup: eventLoopGroup, logger: logger))
+                }
+                for (settings, key) in zip(configuration.tcpListeners, tcpKeys) {
+                    tcp.append(try await TCPListener.bind(settings: settings, key: key, pipeline: pipeline, eventLoopGroup: eventLoopGroup, logger: logger))
+                }
+            } catch {
+                for listener in multicast { await listener.close() }
+                for listener in tcp { await listener.close() }
+                throw error
+            }
+            let services: [any Service] = multicast + tcp
+            logger.info("ready", metadata: [
+                "backend": "\(configuration.daemon.backend.rawValue)",
+                "listeners": "\(services.count)",
+                "request-timeout": "\(configuration.daemon.requestTimeout)",
+                "access-groups": "\(configuration.groups.count)",
+            ])
+            return RouterDaemon(services: services, pidFile: pidFile, logger: logger)
+        } catch {
+            pidFile?.remove()
+            throw error
+        }
+    }
+
+    /// Serves until SIGTERM or SIGINT, then stops listening and lets requests under way finish.
+    func run() async throws {
+        defer { pidFile?.remove() }
+        let group = ServiceGroup(configuration: .init(
+            services: services.map { .init(service: $0) },
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger
+        ))
+        try await group.run()
+        logger.info("stopped")
+    }
+
+    /// Opens one connection per URI and checks that libvirt answers; with `wait`, retries until it does.
+    private static func libvirtBackend(_ settings: LibvirtBackendSettings, wait: Bool, logger: Logger) async throws -> HypervisorFencer {
+        var hypervisors: [any Hypervisor] = []
+        for uri in settings.uris {
+            let connection = LibvirtConnection(uri: uri, logger: logger)
+            while true {
+                do {
+                    try await connection.ping(deadline: .now + .seconds(10))
+                    break
+                } catch {
+                    guard wait else {
+                        throw StartupError(.backend, "libvirt backend: cannot reach \(uri): \(error.message) (start with -w to wait for it)")
+                    }
+                    logger.warning("waiting for the backend", metadata: ["uri": "\(uri)", "error": "\(error.message)"])
+                    try await Task.sleep(for: .seconds(5))
+                }
+            }
+            hypervisors.append(LibvirtHypervisor(connection: connection))
+        }
+        return HypervisorFencer(hypervisors: hypervisors, logger: logger)
+    }
+}
