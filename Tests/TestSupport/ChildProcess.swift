@@ -14,6 +14,7 @@ public struct CommandResult: Sendable, CustomStringConvertible {
 
 public struct CommandFailed: Error, CustomStringConvertible {
     public let result: CommandResult
+    public init(result: CommandResult) { self.result = result }
     public var description: String { "command failed: \(result)" }
 }
 

@@ -1,0 +1,99 @@
+import Foundation
+
+/// A throwaway network made of namespaces: a hypervisor-host namespace holding a bridge (as
+/// virbr0 on a real host) and guest namespaces on veth pairs into it. Nothing touches the
+/// machine's own interfaces; everything is deleted when the lab goes away.
+///
+/// Addresses: host 198.51.100.1/24 and fd00:5::1/64 on br0; guest n is 198.51.100.(10+n) and
+/// fd00:5::(10+n). Multicast is routed to br0/eth0 in every namespace.
+public final class NamespaceLab: @unchecked Sendable {
+    public static let hostAddress = "198.51.100.1"
+    public static let hostAddress6 = "fd00:5::1"
+
+    /// Names start with this, so that `.ci/run` can remove leftovers of a killed run.
+    public static let prefix = "frt"
+
+    public let id: String
+    public let host: String
+    public private(set) var guests: [String] = []
+    private var extraNamespaces: [String] = []
+
+    public init(guests count: Int) throws {
+        try TestEnvironment.require(Prerequisite.namespaces)
+        id = String(UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(6)).lowercased()
+        host = "\(Self.prefix)\(id)-h"
+        do {
+            try Self.ip("netns", "add", host)
+            try Self.ip("-n", host, "link", "set", "lo", "up")
+            try Self.ip("-n", host, "link", "add", "br0", "type", "bridge")
+            // No IGMP snooping: without a querier the bridge would otherwise decide alone what to flood.
+            try Self.ip("-n", host, "link", "set", "br0", "type", "bridge", "mcast_snooping", "0")
+            try Self.ip("-n", host, "addr", "add", "\(Self.hostAddress)/24", "dev", "br0")
+            try Self.ip("-n", host, "addr", "add", "\(Self.hostAddress6)/64", "dev", "br0", "nodad")
+            try Self.ip("-n", host, "link", "set", "br0", "up")
+            try Self.ip("-n", host, "route", "add", "224.0.0.0/4", "dev", "br0")
+            for index in 1...max(count, 1) where index <= count {
+                try addGuest(index)
+            }
+        } catch {
+            teardown()
+            throw error
+        }
+    }
+
+    public static func guestAddress(_ index: Int) -> String { "198.51.100.\(10 + index)" }
+
+    private func addGuest(_ index: Int) throws {
+        let guest = "\(Self.prefix)\(id)-g\(index)"
+        try Self.ip("netns", "add", guest)
+        guests.append(guest)
+        try Self.ip("link", "add", "eth0", "netns", guest, "type", "veth", "peer", "name", "vg\(index)", "netns", host)
+        try Self.ip("-n", host, "link", "set", "vg\(index)", "master", "br0", "up")
+        try Self.ip("-n", guest, "link", "set", "lo", "up")
+        try Self.ip("-n", guest, "addr", "add", "\(Self.guestAddress(index))/24", "dev", "eth0")
+        try Self.ip("-n", guest, "addr", "add", "fd00:5::\(10 + index)/64", "dev", "eth0", "nodad")
+        try Self.ip("-n", guest, "link", "set", "eth0", "up")
+        try Self.ip("-n", guest, "route", "add", "224.0.0.0/4", "dev", "eth0")
+    }
+
+    /// A namespace wired to the host by its own veth (`ext0` on the host), outside the bridge:
+    /// requests from it arrive on another interface than br0.
+    public func addOutsider() throws -> String {
+        let outsider = "\(Self.prefix)\(id)-x"
+        try Self.ip("netns", "add", outsider)
+        extraNamespaces.append(outsider)
+        try Self.ip("link", "add", "eth0", "netns", outsider, "type", "veth", "peer", "name", "ext0", "netns", host)
+        try Self.ip("-n", host, "addr", "add", "203.0.113.1/24", "dev", "ext0")
+        try Self.ip("-n", host, "link", "set", "ext0", "up")
+        try Self.ip("-n", outsider, "link", "set", "lo", "up")
+        try Self.ip("-n", outsider, "addr", "add", "203.0.113.2/24", "dev", "eth0")
+        try Self.ip("-n", outsider, "link", "set", "eth0", "up")
+        try Self.ip("-n", outsider, "route", "add", "224.0.0.0/4", "dev", "eth0")
+        return outsider
+    }
+
+    /// Runs a command inside a namespace and waits for it.
+    @discardableResult
+    public func run(in namespace: String, _ arguments: [String]) throws -> CommandResult {
+        try Command.run(["ip", "netns", "exec", namespace] + arguments)
+    }
+
+    /// Starts a long-running command inside a namespace.
+    public func start(in namespace: String, _ arguments: [String], logFile: URL) throws -> ChildProcess {
+        try ChildProcess(["ip", "netns", "exec", namespace] + arguments, logFile: logFile)
+    }
+
+    public func teardown() {
+        for namespace in extraNamespaces + guests + [host] {
+            _ = try? Command.run(["ip", "netns", "del", namespace])
+        }
+        extraNamespaces = []
+        guests = []
+    }
+
+    deinit { teardown() }
+
+    private static func ip(_ arguments: String...) throws {
+        try Command.check(["ip"] + arguments)
+    }
+}
