@@ -81,7 +81,7 @@ let package = Package(
         .testTarget(
             name: "FenceServerTests",
             dependencies: [
-                "FenceServer", "FenceWire", "FenceCore", "TestSupport",
+                "FenceServer", "FenceWire", "FenceCore", "FenceConfig", "TestSupport",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]

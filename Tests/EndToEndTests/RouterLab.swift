@@ -23,10 +23,10 @@ final class RouterLab: @unchecked Sendable {
         listeners: String = "multicast { key_file = \"KEY\"; interface = \"br0\"; }",
         extra: String = "",
         outsider: Bool = false
-    ) throws {
+    ) async throws {
         try TestEnvironment.require(Self.prerequisites)
-        lab = try NamespaceLab(guests: guests)
-        if outsider { _ = try lab.addOutsider() }
+        lab = try await NamespaceLab(guests: guests)
+        if outsider { _ = try await lab.addOutsider() }
         let directory = try TemporaryDirectory(prefix: "fr-e2e")
         self.directory = directory
         keyPath = try directory.write("fence_xvm.key", bytes: Self.testKey)
@@ -44,34 +44,35 @@ final class RouterLab: @unchecked Sendable {
             [try Products.path("fence-routerd"), "-F", "-f", configPath, "-d", "1"],
             logFile: directory.url.appendingPathComponent("fence-routerd.log")
         )
-        try daemon.waitForLog("[FenceServer] listening")
+        try await daemon.waitForLog("[FenceServer] listening")
     }
 
     /// Runs the real fence_xvm (or fence_virt) in a guest namespace with the lab's key.
     @discardableResult
-    func client(_ guest: Int = 1, _ arguments: String..., key: String? = nil, program: String = "fence_xvm") throws -> CommandResult {
-        try client(guest, arguments, key: key, program: program)
+    func client(_ guest: Int = 1, _ arguments: String..., key: String? = nil, program: String = "fence_xvm") async throws -> CommandResult {
+        try await client(guest, arguments, key: key, program: program)
     }
 
     @discardableResult
-    func client(_ guest: Int, _ arguments: [String], key: String? = nil, program: String = "fence_xvm") throws -> CommandResult {
-        try lab.run(in: lab.guests[guest - 1], [program, "-k", key ?? keyPath] + arguments)
+    func client(_ guest: Int, _ arguments: [String], key: String? = nil, program: String = "fence_xvm") async throws -> CommandResult {
+        try await lab.run(in: lab.guests[guest - 1], [program, "-k", key ?? keyPath] + arguments)
     }
 
     /// fence_xvm's answer for one domain's status: 0 on, 2 off (others are failures).
-    func status(_ domain: String, guest: Int = 1) throws -> Int32 {
-        try client(guest, "-o", "status", "-H", domain, "-t", "5").status
+    func status(_ domain: String, guest: Int = 1) async throws -> Int32 {
+        try await client(guest, "-o", "status", "-H", domain, "-t", "5").status
     }
 
     /// The `list` output as (name, uuid, on/off) rows.
-    func list(guest: Int = 1) throws -> [[String]] {
-        let result = try client(guest, "-o", "list", "-t", "5")
+    func list(guest: Int = 1) async throws -> [[String]] {
+        let result = try await client(guest, "-o", "list", "-t", "5")
         guard result.status == 0 else { throw CommandFailed(result: result) }
         return result.output.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
     }
 
-    deinit {
-        daemon.stop()
+    /// Stops the daemon (SIGTERM first) and deletes the lab.
+    func shutdown() async {
+        await daemon.stop()
         lab.teardown()
     }
 }

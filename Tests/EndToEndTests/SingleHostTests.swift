@@ -10,119 +10,119 @@ struct SingleHostTests {
     static let longName = "long-name-64-chars-" + String(repeating: "x", count: 45)
 
     @Test("list shows every domain of the host, running ones on, with names cut cleanly at 63 bytes")
-    func list() throws {
-        let router = try RouterLab()
-        let rows = try router.list()
+    func list() async throws {
+        let router = try await RouterLab()
+        let rows = try await router.list()
         #expect(rows == [
             [String(Self.longName.prefix(63)), "0f0f0f0f-1111-2222-3333-444444444444", "on"],
             ["vm-off", "11111111-2222-3333-4444-555555555555", "off"],
             ["vm-paused", "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", "off"],
             ["vm1", "6695eb01-f6a4-8304-79aa-97f2502e193f", "on"],
         ])
-        #expect(try router.client(1, "-o", "list-status", "-t", "5").output == router.client(1, "-o", "list", "-t", "5").output)
+        #expect(try await router.client(1, "-o", "list-status", "-t", "5").output == router.client(1, "-o", "list", "-t", "5").output)
         #expect(router.daemon.log.contains("domain name longer than 63 bytes is cut"))
     }
 
     @Test("status: running 0, shut off 2, paused 0, missing 2; monitor 0; null 1")
-    func status() throws {
-        let router = try RouterLab()
-        #expect(try router.status("vm1") == 0)
-        #expect(try router.status("vm-off") == 2)
-        #expect(try router.status("vm-paused") == 0)
-        #expect(try router.status("missing") == 2)
-        #expect(try router.status("VM1") == 2, "names are case-sensitive, as in libvirt")
-        let ok = try router.client(1, "-o", "status", "-H", "vm1", "-t", "5")
+    func status() async throws {
+        let router = try await RouterLab()
+        #expect(try await router.status("vm1") == 0)
+        #expect(try await router.status("vm-off") == 2)
+        #expect(try await router.status("vm-paused") == 0)
+        #expect(try await router.status("missing") == 2)
+        #expect(try await router.status("VM1") == 2, "names are case-sensitive, as in libvirt")
+        let ok = try await router.client(1, "-o", "status", "-H", "vm1", "-t", "5")
         #expect(ok.output.contains("Status: ON"))
-        #expect(try router.client(1, "-o", "monitor", "-t", "5").status == 0)
-        #expect(try router.client(1, "-o", "null", "-H", "vm1", "-t", "5").status == 1)
+        #expect(try await router.client(1, "-o", "monitor", "-t", "5").status == 0)
+        #expect(try await router.client(1, "-o", "null", "-H", "vm1", "-t", "5").status == 1)
     }
 
     @Test("off, on and reboot change the domain, and status follows")
-    func offOnReboot() throws {
-        let router = try RouterLab()
-        #expect(try router.client(1, "-o", "off", "-H", "vm1", "-t", "5").status == 0)
-        #expect(try router.status("vm1") == 2)
-        #expect(try router.client(1, "-o", "off", "-H", "vm1", "-t", "5").status == 0, "off of an off domain succeeds")
-        #expect(try router.client(1, "-o", "reboot", "-H", "vm1", "-t", "5").status == 0, "reboot of an off domain succeeds and leaves it off")
-        #expect(try router.status("vm1") == 2)
-        #expect(try router.client(1, "-o", "on", "-H", "vm1", "-t", "5").status == 0)
-        #expect(try router.status("vm1") == 0)
-        #expect(try router.client(1, "-o", "reboot", "-H", "vm1", "-t", "5").status == 0)
-        #expect(try router.status("vm1") == 0)
-        #expect(try router.client(1, "-o", "off", "-H", "missing", "-t", "5").status == 1)
-        #expect(try router.client(1, "-o", "on", "-H", "missing", "-t", "5").status == 1)
-        #expect(try router.client(1, "-o", "reboot", "-H", "missing", "-t", "5").status == 1)
+    func offOnReboot() async throws {
+        let router = try await RouterLab()
+        #expect(try await router.client(1, "-o", "off", "-H", "vm1", "-t", "5").status == 0)
+        #expect(try await router.status("vm1") == 2)
+        #expect(try await router.client(1, "-o", "off", "-H", "vm1", "-t", "5").status == 0, "off of an off domain succeeds")
+        #expect(try await router.client(1, "-o", "reboot", "-H", "vm1", "-t", "5").status == 0, "reboot of an off domain succeeds and leaves it off")
+        #expect(try await router.status("vm1") == 2)
+        #expect(try await router.client(1, "-o", "on", "-H", "vm1", "-t", "5").status == 0)
+        #expect(try await router.status("vm1") == 0)
+        #expect(try await router.client(1, "-o", "reboot", "-H", "vm1", "-t", "5").status == 0)
+        #expect(try await router.status("vm1") == 0)
+        #expect(try await router.client(1, "-o", "off", "-H", "missing", "-t", "5").status == 1)
+        #expect(try await router.client(1, "-o", "on", "-H", "missing", "-t", "5").status == 1)
+        #expect(try await router.client(1, "-o", "reboot", "-H", "missing", "-t", "5").status == 1)
         let log = router.daemon.log
         #expect(log.contains("op=reboot"))
         #expect(log.contains("outcome=success"))
     }
 
     @Test("a UUID names its domain in any case, with or without -u")
-    func uuidTarget() throws {
-        let router = try RouterLab()
-        #expect(try router.status("6695EB01-F6A4-8304-79AA-97F2502E193F") == 0)
-        #expect(try router.client(1, "-o", "off", "-u", "-H", "6695eb01-f6a4-8304-79aa-97f2502e193f", "-t", "5").status == 0)
-        #expect(try router.status("vm1") == 2)
-        #expect(try router.status("aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee") == 0)
+    func uuidTarget() async throws {
+        let router = try await RouterLab()
+        #expect(try await router.status("6695EB01-F6A4-8304-79AA-97F2502E193F") == 0)
+        #expect(try await router.client(1, "-o", "off", "-u", "-H", "6695eb01-f6a4-8304-79aa-97f2502e193f", "-t", "5").status == 0)
+        #expect(try await router.status("vm1") == 2)
+        #expect(try await router.status("aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee") == 0)
     }
 
     @Test("a wrong key: the client times out; the daemon logs and counts every dropped copy")
-    func wrongKey() throws {
-        let router = try RouterLab()
+    func wrongKey() async throws {
+        let router = try await RouterLab()
         let wrongKey = try router.directory.write("wrong.key", bytes: Array("another-key-entirely".utf8))
-        let result = try router.client(1, "-o", "off", "-H", "vm1", "-t", "2", "-r", "10", key: wrongKey)
+        let result = try await router.client(1, "-o", "off", "-H", "vm1", "-t", "2", "-r", "10", key: wrongKey)
         #expect(result.status == 1)
         #expect(result.error.contains("Timed out") || result.output.contains("Timed out"), "\(result)")
-        #expect(try router.status("vm1") == 0, "nothing was done")
+        #expect(try await router.status("vm1") == 0, "nothing was done")
         let log = router.daemon.log
         #expect(log.contains("reason=digest-mismatch"))
         #expect(log.contains("dropped-total=2"), "both retransmissions counted")
     }
 
     @Test("a signature weaker than the configured minimum is dropped")
-    func weakHash() throws {
-        let router = try RouterLab()
-        let result = try router.client(1, "-o", "off", "-H", "vm1", "-c", "sha1", "-C", "sha1", "-t", "2", "-r", "10")
+    func weakHash() async throws {
+        let router = try await RouterLab()
+        let result = try await router.client(1, "-o", "off", "-H", "vm1", "-c", "sha1", "-C", "sha1", "-t", "2", "-r", "10")
         #expect(result.status == 1)
-        #expect(try router.status("vm1") == 0)
+        #expect(try await router.status("vm1") == 0)
         #expect(router.daemon.log.contains("reason=hash-too-weak"))
         #expect(router.daemon.log.contains("detail=hash-too-weak: sha1 < sha256"))
     }
 
     @Test("a stronger hash and every auth digest work when the daemon is configured for them")
-    func hashesAndAuth() throws {
+    func hashesAndAuth() async throws {
         for (hash, auth) in [("sha512", "sha512"), ("sha256", "sha1"), ("none", "none")] {
             let minimum = hash == "none" ? "none" : "sha1"
-            let router = try RouterLab(listeners: "multicast { key_file = \"KEY\"; interface = \"br0\"; hash = \"\(minimum)\"; auth = \"\(auth)\"; }")
-            let result = try router.client(1, "-o", "status", "-H", "vm1", "-c", hash, "-C", auth, "-t", "5")
+            let router = try await RouterLab(listeners: "multicast { key_file = \"KEY\"; interface = \"br0\"; hash = \"\(minimum)\"; auth = \"\(auth)\"; }")
+            let result = try await router.client(1, "-o", "status", "-H", "vm1", "-c", hash, "-C", auth, "-t", "5")
             #expect(result.status == 0, "hash \(hash) auth \(auth): \(result)")
         }
     }
 
     @Test("groups: a requester may act only on its group's domains (3 otherwise) and lists only those")
-    func accessGroups() throws {
-        let router = try RouterLab(guests: 2, extra: """
+    func accessGroups() async throws {
+        let router = try await RouterLab(guests: 2, extra: """
             groups {
                 group { name = "cluster1"; ip = "\(NamespaceLab.guestAddress(1))"; uuid = "vm1"; uuid = "11111111-2222-3333-4444-555555555555"; }
             }
             """)
-        #expect(try router.status("vm1") == 0)
+        #expect(try await router.status("vm1") == 0)
         // As in the reference, the target string as sent must be listed: vm-off's UUID is, its name is not.
-        #expect(try router.status("11111111-2222-3333-4444-555555555555") == 2)
-        #expect(try router.status("vm-off") == 3)
-        #expect(try router.client(1, "-o", "off", "-H", "vm-paused", "-t", "5").status == 3)
-        #expect(try router.status("vm1", guest: 2) == 3)
-        #expect(try router.list().map { $0[0] } == ["vm-off", "vm1"])
-        #expect(try router.list(guest: 2).isEmpty)
+        #expect(try await router.status("11111111-2222-3333-4444-555555555555") == 2)
+        #expect(try await router.status("vm-off") == 3)
+        #expect(try await router.client(1, "-o", "off", "-H", "vm-paused", "-t", "5").status == 3)
+        #expect(try await router.status("vm1", guest: 2) == 3)
+        #expect(try await router.list().map { $0[0] } == ["vm-off", "vm1"])
+        #expect(try await router.list(guest: 2).isEmpty)
     }
 
     @Test("interface really restricts: requests arriving on another interface are not served")
-    func interfaceFilter() throws {
+    func interfaceFilter() async throws {
         try TestEnvironment.require([.command("python3", package: "python3")])
-        let router = try RouterLab(outsider: true)
+        let router = try await RouterLab(outsider: true)
         let outsider = "\(NamespaceLab.prefix)\(router.lab.id)-x"
         // Multicast from outside the bridge: the group is joined on br0 only, so it never arrives.
-        let multicast = try router.lab.run(in: outsider, ["fence_xvm", "-k", router.keyPath, "-o", "off", "-H", "vm1", "-t", "2", "-r", "10"])
+        let multicast = try await router.lab.run(in: outsider, ["fence_xvm", "-k", router.keyPath, "-o", "off", "-H", "vm1", "-t", "2", "-r", "10"])
         #expect(multicast.status == 1, "\(multicast)")
         // A correctly signed unicast datagram to the port does reach the socket (the reference serves
         // it); ours drops it because it came in on ext0, not br0.
@@ -130,52 +130,52 @@ struct SingleHostTests {
         request.sign(key: FenceKey(fileContents: RouterLab.testKey), random: [1, 2, 3, 4, 5, 6])
         let hex = request.bytes.map { String(format: "%02x", $0) }.joined()
         let send = "import socket,sys; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(bytes.fromhex(sys.argv[1]), ('203.0.113.1', 1229))"
-        try Command.check(["ip", "netns", "exec", outsider, "python3", "-c", send, hex])
-        try router.daemon.waitForLog("reason=wrong-interface", timeout: .seconds(5))
-        #expect(try router.status("vm1") == 0, "nothing was done, and the bridge side still works")
+        try await Command.check(["ip", "netns", "exec", outsider, "python3", "-c", send, hex])
+        try await router.daemon.waitForLog("reason=wrong-interface", timeout: .seconds(5))
+        #expect(try await router.status("vm1") == 0, "nothing was done, and the bridge side still works")
     }
 
     @Test("IPv6 multicast and tcp listeners serve beside IPv4 in one daemon")
-    func severalListeners() throws {
-        let router = try RouterLab(listener: "multicast,tcp", listeners: """
+    func severalListeners() async throws {
+        let router = try await RouterLab(listener: "multicast,tcp", listeners: """
             multicast { key_file = "KEY"; interface = "br0"; }
             multicast { key_file = "KEY"; interface = "br0"; family = "ipv6"; }
             tcp { key_file = "KEY"; address = "\(NamespaceLab.hostAddress)"; }
             """)
-        try router.daemon.waitForLog("tcp \(NamespaceLab.hostAddress) port 1229")
-        try router.daemon.waitForLog("multicast ff05::3:1 port 1229 on br0")
-        #expect(try router.client(1, "-a", "ff05::3:1", "-o", "status", "-H", "vm1", "-t", "5").status == 0)
-        #expect(try router.client(1, "-a", "ff05::3:1", "-o", "off", "-H", "vm1", "-t", "5").status == 0)
-        #expect(try router.status("vm1") == 2)
-        let tcp = try router.client(1, ["-T", NamespaceLab.hostAddress, "-o", "status", "-H", "vm-off", "-t", "5"], program: "fence_virt")
+        try await router.daemon.waitForLog("tcp \(NamespaceLab.hostAddress) port 1229")
+        try await router.daemon.waitForLog("multicast ff05::3:1 port 1229 on br0")
+        #expect(try await router.client(1, "-a", "ff05::3:1", "-o", "status", "-H", "vm1", "-t", "5").status == 0)
+        #expect(try await router.client(1, "-a", "ff05::3:1", "-o", "off", "-H", "vm1", "-t", "5").status == 0)
+        #expect(try await router.status("vm1") == 2)
+        let tcp = try await router.client(1, ["-T", NamespaceLab.hostAddress, "-o", "status", "-H", "vm-off", "-t", "5"], program: "fence_virt")
         #expect(tcp.status == 2, "\(tcp)")
-        #expect(try router.client(1, ["-T", NamespaceLab.hostAddress, "-o", "on", "-H", "vm1", "-t", "5"], program: "fence_virt").status == 0)
-        #expect(try router.status("vm1") == 0)
+        #expect(try await router.client(1, ["-T", NamespaceLab.hostAddress, "-o", "on", "-H", "vm1", "-t", "5"], program: "fence_virt").status == 0)
+        #expect(try await router.status("vm1") == 0)
     }
 
     @Test("20 guests fence 20 different VMs at once: every one succeeds")
     func twentyConcurrentGuests() async throws {
         let domains = HostXML.generated(host: 1, prefix: "vm", count: 20)
-        let router = try RouterLab(guests: 20, domains: domains)
+        let router = try await RouterLab(guests: 20, domains: domains)
         let results = try await withThrowingTaskGroup(of: (Int, CommandResult).self) { group in
             for index in 1...20 {
-                group.addTask { (index, try router.client(index, "-o", "off", "-H", "vm\(index)", "-t", "10")) }
+                group.addTask { (index, try await router.client(index, "-o", "off", "-H", "vm\(index)", "-t", "10")) }
             }
             return try await group.reduce(into: [:]) { $0[$1.0] = $1.1 }
         }
         for index in 1...20 {
             #expect(results[index]?.status == 0, "guest \(index): \(String(describing: results[index]))")
         }
-        let rows = try router.list()
+        let rows = try await router.list()
         #expect(rows.count == 20)
         #expect(rows.allSatisfy { $0.last == "off" })
     }
 
     @Test("SIGTERM stops the daemon gracefully")
-    func gracefulStop() throws {
-        let router = try RouterLab()
-        #expect(try router.status("vm1") == 0)
-        let status = router.daemon.stop(signal: SIGTERM, timeout: .seconds(10))
+    func gracefulStop() async throws {
+        let router = try await RouterLab()
+        #expect(try await router.status("vm1") == 0)
+        let status = await router.daemon.stop(signal: SIGTERM, timeout: .seconds(10))
         #expect(status == 0)
         #expect(router.daemon.log.contains("[fence_routerd] stopped"))
     }

@@ -11,7 +11,7 @@ struct HypervisorFencerTests {
     static let transient = DomainInfo(name: "vm-transient", uuid: "dddddddd-bbbb-cccc-dddd-eeeeeeeeeeee", state: .running, persistent: false)
 
     let logger = Logger(label: "test")
-    var deadline: ContinuousClock.Instant { .now + .seconds(5) }
+    var deadline: ContinuousClock.Instant { .now + .seconds(30) }
 
     func make(_ behaviour: FakeHypervisor.Behaviour = .init()) -> (FakeHypervisor, HypervisorFencer) {
         let fake = FakeHypervisor(domains: [Self.running, Self.shutOff, Self.paused, Self.crashed, Self.transient], behaviour: behaviour)

@@ -22,7 +22,11 @@ public enum Command {
     /// Runs a command and waits for it (stdin closed). Output goes through files, so a chatty
     /// command can never stall on a full pipe.
     @discardableResult
-    public static func run(_ arguments: [String], environment: [String: String]? = nil) throws -> CommandResult {
+    public static func run(_ arguments: [String], environment: [String: String]? = nil) async throws -> CommandResult {
+        try await offThePool { try runBlocking(arguments, environment: environment) }
+    }
+
+    private static func runBlocking(_ arguments: [String], environment: [String: String]?) throws -> CommandResult {
         let scratch = try TemporaryDirectory(prefix: "fr-cmd")
         let output = scratch.path("out")
         let error = scratch.path("err")
@@ -38,8 +42,8 @@ public enum Command {
 
     /// Runs a command and throws unless it exits 0.
     @discardableResult
-    public static func check(_ arguments: [String], environment: [String: String]? = nil) throws -> CommandResult {
-        let result = try run(arguments, environment: environment)
+    public static func check(_ arguments: [String], environment: [String: String]? = nil) async throws -> CommandResult {
+        let result = try await run(arguments, environment: environment)
         guard result.status == 0 else { throw CommandFailed(result: result) }
         return result
     }
@@ -68,10 +72,16 @@ public final class ChildProcess: @unchecked Sendable {
     /// Sends a signal and waits up to `timeout` for the exit; then kills it. Returns the exit status
     /// (128 + signal when killed by one).
     @discardableResult
-    public func stop(signal: Int32 = SIGTERM, timeout: Duration = .seconds(10)) -> Int32 {
+    public func stop(signal: Int32 = SIGTERM, timeout: Duration = .seconds(10)) async -> Int32 {
         if isRunning { kill(pid, signal) }
         let limit = ContinuousClock.now + timeout
-        while isRunning && ContinuousClock.now < limit { usleep(5_000) }
+        while isRunning && ContinuousClock.now < limit { try? await Task.sleep(for: .milliseconds(5)) }
+        return killNow()
+    }
+
+    /// Kills the process if it still runs and reaps it (SIGKILL takes effect at once).
+    @discardableResult
+    private func killNow() -> Int32 {
         if isRunning {
             kill(pid, SIGKILL)
             exitStatus = Spawn.wait(pid, block: true)
@@ -80,17 +90,18 @@ public final class ChildProcess: @unchecked Sendable {
     }
 
     /// Waits until the log contains `text`, or throws after `timeout` with the log attached.
-    public func waitForLog(_ text: String, timeout: Duration = .seconds(20)) throws {
+    public func waitForLog(_ text: String, timeout: Duration = .seconds(20)) async throws {
         let limit = ContinuousClock.now + timeout
         while ContinuousClock.now < limit {
             if log.contains(text) { return }
             guard isRunning else { break }
-            usleep(20_000)
+            try await Task.sleep(for: .milliseconds(20))
         }
+        if log.contains(text) { return }
         throw WaitFailed(what: "'\(text)' in the log of \(arguments.joined(separator: " "))", log: log)
     }
 
-    deinit { stop(signal: SIGKILL, timeout: .seconds(2)) }
+    deinit { killNow() }
 }
 
 public struct WaitFailed: Error, CustomStringConvertible {

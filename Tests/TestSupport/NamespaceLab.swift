@@ -18,22 +18,22 @@ public final class NamespaceLab: @unchecked Sendable {
     public private(set) var guests: [String] = []
     private var extraNamespaces: [String] = []
 
-    public init(guests count: Int) throws {
+    public init(guests count: Int) async throws {
         try TestEnvironment.require(Prerequisite.namespaces)
         id = String(UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(6)).lowercased()
         host = "\(Self.prefix)\(id)-h"
         do {
-            try Self.ip("netns", "add", host)
-            try Self.ip("-n", host, "link", "set", "lo", "up")
-            try Self.ip("-n", host, "link", "add", "br0", "type", "bridge")
+            try await Self.ip("netns", "add", host)
+            try await Self.ip("-n", host, "link", "set", "lo", "up")
+            try await Self.ip("-n", host, "link", "add", "br0", "type", "bridge")
             // No IGMP snooping: without a querier the bridge would otherwise decide alone what to flood.
-            try Self.ip("-n", host, "link", "set", "br0", "type", "bridge", "mcast_snooping", "0")
-            try Self.ip("-n", host, "addr", "add", "\(Self.hostAddress)/24", "dev", "br0")
-            try Self.ip("-n", host, "addr", "add", "\(Self.hostAddress6)/64", "dev", "br0", "nodad")
-            try Self.ip("-n", host, "link", "set", "br0", "up")
-            try Self.ip("-n", host, "route", "add", "224.0.0.0/4", "dev", "br0")
+            try await Self.ip("-n", host, "link", "set", "br0", "type", "bridge", "mcast_snooping", "0")
+            try await Self.ip("-n", host, "addr", "add", "\(Self.hostAddress)/24", "dev", "br0")
+            try await Self.ip("-n", host, "addr", "add", "\(Self.hostAddress6)/64", "dev", "br0", "nodad")
+            try await Self.ip("-n", host, "link", "set", "br0", "up")
+            try await Self.ip("-n", host, "route", "add", "224.0.0.0/4", "dev", "br0")
             for index in 1...max(count, 1) where index <= count {
-                try addGuest(index)
+                try await addGuest(index)
             }
         } catch {
             teardown()
@@ -43,39 +43,39 @@ public final class NamespaceLab: @unchecked Sendable {
 
     public static func guestAddress(_ index: Int) -> String { "198.51.100.\(10 + index)" }
 
-    private func addGuest(_ index: Int) throws {
+    private func addGuest(_ index: Int) async throws {
         let guest = "\(Self.prefix)\(id)-g\(index)"
-        try Self.ip("netns", "add", guest)
+        try await Self.ip("netns", "add", guest)
         guests.append(guest)
-        try Self.ip("link", "add", "eth0", "netns", guest, "type", "veth", "peer", "name", "vg\(index)", "netns", host)
-        try Self.ip("-n", host, "link", "set", "vg\(index)", "master", "br0", "up")
-        try Self.ip("-n", guest, "link", "set", "lo", "up")
-        try Self.ip("-n", guest, "addr", "add", "\(Self.guestAddress(index))/24", "dev", "eth0")
-        try Self.ip("-n", guest, "addr", "add", "fd00:5::\(10 + index)/64", "dev", "eth0", "nodad")
-        try Self.ip("-n", guest, "link", "set", "eth0", "up")
-        try Self.ip("-n", guest, "route", "add", "224.0.0.0/4", "dev", "eth0")
+        try await Self.ip("link", "add", "eth0", "netns", guest, "type", "veth", "peer", "name", "vg\(index)", "netns", host)
+        try await Self.ip("-n", host, "link", "set", "vg\(index)", "master", "br0", "up")
+        try await Self.ip("-n", guest, "link", "set", "lo", "up")
+        try await Self.ip("-n", guest, "addr", "add", "\(Self.guestAddress(index))/24", "dev", "eth0")
+        try await Self.ip("-n", guest, "addr", "add", "fd00:5::\(10 + index)/64", "dev", "eth0", "nodad")
+        try await Self.ip("-n", guest, "link", "set", "eth0", "up")
+        try await Self.ip("-n", guest, "route", "add", "224.0.0.0/4", "dev", "eth0")
     }
 
     /// A namespace wired to the host by its own veth (`ext0` on the host), outside the bridge:
     /// requests from it arrive on another interface than br0.
-    public func addOutsider() throws -> String {
+    public func addOutsider() async throws -> String {
         let outsider = "\(Self.prefix)\(id)-x"
-        try Self.ip("netns", "add", outsider)
+        try await Self.ip("netns", "add", outsider)
         extraNamespaces.append(outsider)
-        try Self.ip("link", "add", "eth0", "netns", outsider, "type", "veth", "peer", "name", "ext0", "netns", host)
-        try Self.ip("-n", host, "addr", "add", "203.0.113.1/24", "dev", "ext0")
-        try Self.ip("-n", host, "link", "set", "ext0", "up")
-        try Self.ip("-n", outsider, "link", "set", "lo", "up")
-        try Self.ip("-n", outsider, "addr", "add", "203.0.113.2/24", "dev", "eth0")
-        try Self.ip("-n", outsider, "link", "set", "eth0", "up")
-        try Self.ip("-n", outsider, "route", "add", "224.0.0.0/4", "dev", "eth0")
+        try await Self.ip("link", "add", "eth0", "netns", outsider, "type", "veth", "peer", "name", "ext0", "netns", host)
+        try await Self.ip("-n", host, "addr", "add", "203.0.113.1/24", "dev", "ext0")
+        try await Self.ip("-n", host, "link", "set", "ext0", "up")
+        try await Self.ip("-n", outsider, "link", "set", "lo", "up")
+        try await Self.ip("-n", outsider, "addr", "add", "203.0.113.2/24", "dev", "eth0")
+        try await Self.ip("-n", outsider, "link", "set", "eth0", "up")
+        try await Self.ip("-n", outsider, "route", "add", "224.0.0.0/4", "dev", "eth0")
         return outsider
     }
 
     /// Runs a command inside a namespace and waits for it.
     @discardableResult
-    public func run(in namespace: String, _ arguments: [String]) throws -> CommandResult {
-        try Command.run(["ip", "netns", "exec", namespace] + arguments)
+    public func run(in namespace: String, _ arguments: [String]) async throws -> CommandResult {
+        try await Command.run(["ip", "netns", "exec", namespace] + arguments)
     }
 
     /// Starts a long-running command inside a namespace.
@@ -83,9 +83,10 @@ public final class NamespaceLab: @unchecked Sendable {
         try ChildProcess(["ip", "netns", "exec", namespace] + arguments, logFile: logFile)
     }
 
+    /// Deletes every namespace of the lab (a plain unlink and unmount each, so it may block briefly).
     public func teardown() {
         for namespace in extraNamespaces + guests + [host] {
-            _ = try? Command.run(["ip", "netns", "del", namespace])
+            Self.deleteNamespace(namespace)
         }
         extraNamespaces = []
         guests = []
@@ -93,7 +94,12 @@ public final class NamespaceLab: @unchecked Sendable {
 
     deinit { teardown() }
 
-    private static func ip(_ arguments: String...) throws {
-        try Command.check(["ip"] + arguments)
+    private static func ip(_ arguments: String...) async throws {
+        try await Command.check(["ip"] + arguments)
+    }
+
+    private static func deleteNamespace(_ name: String) {
+        guard let pid = try? Spawn.start(["ip", "netns", "del", name], environment: nil, stdout: "/dev/null", stderr: "/dev/null") else { return }
+        _ = Spawn.wait(pid, block: true)
     }
 }

@@ -68,7 +68,7 @@ public final class LibvirtdProcess: @unchecked Sendable {
     }
 
     /// Starts the daemon and waits until virsh can talk to it.
-    public func start() throws {
+    public func start() async throws {
         try? FileManager.default.removeItem(atPath: socket)
         process = try ChildProcess(
             ["libvirtd", "--config", directory.appendingPathComponent("etc/libvirtd.conf").path,
@@ -79,22 +79,20 @@ public final class LibvirtdProcess: @unchecked Sendable {
         )
         let limit = ContinuousClock.now + .seconds(20)
         while ContinuousClock.now < limit {
-            if FileManager.default.fileExists(atPath: socket), (try? Command.run(["virsh", "-c", uri, "uri"]))?.status == 0 { return }
-            usleep(50_000)
+            if FileManager.default.fileExists(atPath: socket), (try? await Command.run(["virsh", "-c", uri, "uri"]))?.status == 0 { return }
+            try await Task.sleep(for: .milliseconds(50))
         }
         throw WaitFailed(what: "libvirtd on \(socket)", log: process?.log ?? "")
     }
 
-    public func stop() {
-        process?.stop()
+    public func stop() async {
+        await process?.stop()
         process = nil
     }
 
     /// Runs virsh against this daemon.
     @discardableResult
-    public func virsh(_ arguments: String...) throws -> CommandResult {
-        try Command.check(["virsh", "-c", uri] + arguments)
+    public func virsh(_ arguments: String...) async throws -> CommandResult {
+        try await Command.check(["virsh", "-c", uri] + arguments)
     }
-
-    deinit { stop() }
 }

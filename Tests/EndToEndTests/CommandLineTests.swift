@@ -1,0 +1,123 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// fence-routerd's command line and start-up checks, run as the real binary. Only loopback TCP
+/// is used here, so no namespace is needed.
+@Suite("fence-routerd command line")
+struct CommandLineTests {
+    let directory: TemporaryDirectory
+    let key: String
+
+    init() throws {
+        directory = try TemporaryDirectory(prefix: "fr-cli")
+        key = try directory.write("fence_xvm.key", bytes: RouterLab.testKey)
+    }
+
+    func configuration(port: Int? = nil, key: String? = nil, uri: String? = nil) throws -> String {
+        let port = try port ?? freePort()
+        let host = try directory.write("host.xml", HostXML.make(HostXML.generated(host: 1, prefix: "vm", count: 2)), mode: 0o644)
+        return try directory.write("fence_virt.conf", """
+            fence_virtd { listener = "tcp"; backend = "libvirt"; }
+            listeners { tcp { key_file = "\(key ?? self.key)"; address = "127.0.0.1"; port = "\(port)"; } }
+            backends { libvirt { uri = "\(uri ?? "test://\(host)")"; } }
+            """)
+    }
+
+    func routerd(_ arguments: String...) async throws -> CommandResult {
+        try await Command.run([try Products.path("fence-routerd")] + arguments)
+    }
+
+    /// A TCP port on loopback that nothing listens on right now.
+    func freePort() throws -> Int {
+        let socket = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(socket) }
+        var address = sockaddr_in(sin_family: sa_family_t(AF_INET), sin_port: 0, sin_addr: in_addr(s_addr: inet_addr("127.0.0.1")), sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) } }
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socket, $0, &length) } }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    @Test("-h lists fence_virtd's options")
+    func help() async throws {
+        let result = try await routerd("-h")
+        #expect(result.status == 0)
+        for option in ["-F", "-f <file>", "-d <level>", "-p <file>", "-w"] {
+            #expect(result.output.contains(option), "\(option) missing from: \(result.output)")
+        }
+    }
+
+    @Test("a broken configuration is refused with its file, line and key")
+    func brokenConfiguration() async throws {
+        let path = try directory.write("broken.conf", "fence_virtd {\n\tlistener = \"multicast\";\n\tbackend = \"libvirt\";\n}\nlisteners {\n\tmulticast {\n\t\tport = \"99999\";\n\t}\n}\nbackends { libvirt { uri = \"test:///default\"; } }\n")
+        let result = try await routerd("-F", "-f", path)
+        #expect(result.status == 1)
+        #expect(result.error.contains("\(path):7: listeners/multicast/port: \"99999\" is not a whole number in 1…65535"), "\(result)")
+
+        let missing = try await routerd("-F", "-f", directory.path("nowhere.conf"))
+        #expect(missing.status == 1)
+        #expect(missing.error.contains("nowhere.conf: cannot read the file: No such file or directory"), "\(missing)")
+    }
+
+    @Test("the key file must exist and be 0600 or stricter")
+    func keyFileChecks() async throws {
+        let open = try directory.write("open.key", bytes: RouterLab.testKey, mode: 0o644)
+        let wide = try await routerd("-F", "-f", configuration(key: open))
+        #expect(wide.status == 1)
+        #expect(wide.error.contains("has mode 644; it must be 0600 or stricter: chmod 600 \(open)"), "\(wide)")
+
+        let absent = try await routerd("-F", "-f", configuration(key: directory.path("absent.key")))
+        #expect(absent.status == 1)
+        #expect(absent.error.contains("absent.key (set at"), "\(absent)")
+        #expect(absent.error.contains("No such file or directory"), "\(absent)")
+    }
+
+    @Test("an unreachable backend stops the start, naming -w")
+    func unreachableBackend() async throws {
+        let result = try await routerd("-F", "-f", configuration(uri: "test:///nowhere/host.xml"))
+        #expect(result.status == 1)
+        #expect(result.error.contains("cannot reach test:///nowhere/host.xml"), "\(result)")
+        #expect(result.error.contains("-w"), "\(result)")
+    }
+
+    @Test("with -w it waits for the backend instead of exiting")
+    func waitsForBackend() async throws {
+        let daemon = try ChildProcess(
+            [try Products.path("fence-routerd"), "-F", "-w", "-f", configuration(uri: "test:///nowhere/host.xml")],
+            logFile: directory.url.appendingPathComponent("wait.log")
+        )
+        try await daemon.waitForLog("waiting for the backend")
+        #expect(daemon.isRunning)
+        await daemon.stop()
+    }
+
+    @Test("without -F it detaches, reports ready, writes its pid file, and refuses a second instance")
+    func detaches() async throws {
+        let conf = try configuration()
+        let pidPath = directory.path("fence-routerd.pid")
+        let first = try await routerd("-f", conf, "-p", pidPath)
+        #expect(first.status == 0, "\(first)")
+        let pid = try #require(Int32(String(contentsOfFile: pidPath, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+        defer { kill(pid, SIGKILL) }
+        #expect(kill(pid, 0) == 0)
+        #expect(try String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8).hasPrefix("fence-routerd"))
+
+        let second = try await routerd("-f", conf, "-p", pidPath)
+        #expect(second.status == 1)
+        #expect(second.error.contains("already running as process \(pid)"), "\(second)")
+
+        kill(pid, SIGTERM)
+        let limit = ContinuousClock.now + .seconds(10)
+        while kill(pid, 0) == 0 && ContinuousClock.now < limit { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(kill(pid, 0) != 0, "the daemon stopped on SIGTERM")
+        #expect(!FileManager.default.fileExists(atPath: pidPath), "and removed its pid file")
+    }
+
+    @Test("a detached start that fails reports the failure and exits 1")
+    func detachedFailure() async throws {
+        let result = try await routerd("-f", configuration(key: directory.path("absent.key")))
+        #expect(result.status == 1)
+        #expect(result.error.contains("absent.key"), "\(result)")
+    }
+}

@@ -1,0 +1,113 @@
+import FenceCore
+import FenceWire
+import NIOCore
+import NIOPosix
+import Synchronization
+@testable import FenceServer
+
+/// A stand-in for the call-back side of fence_xvm, for unit tests of the pipeline: it listens on
+/// a loopback address, accepts call-backs, runs the client half of the challenge-response, and
+/// records what it was sent. The real client is used in the end-to-end tests.
+final class FakeFenceClient: Sendable {
+    enum Behaviour: Sendable {
+        case honest
+        /// Answers the daemon's challenge wrongly.
+        case wrongResponse
+        /// Waits this long before sending its challenge.
+        case slowChallenge(Duration)
+    }
+
+    let port: Int
+    let address: String
+    private let server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
+    private let record = Record()
+    private let task: Task<Void, Never>
+
+    private final class Record: Sendable {
+        let answers: Mutex<[[UInt8]]> = Mutex([])
+        let accepted = Mutex(0)
+    }
+
+    init(address: String = "127.0.0.1", key: FenceKey, auth: HashAlgorithm = .sha256, behaviour: Behaviour = .honest) async throws {
+        self.address = address
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(host: address, port: 0) { child in
+                child.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: child) }
+            }
+        self.server = server
+        port = server.channel.localAddress!.port!
+        let exchange = ChallengeResponse(key: key, algorithm: auth)
+        let record = self.record
+        task = Task {
+            try? await server.executeThenClose { inbound in
+                for try await connection in inbound {
+                    record.accepted.withLock { $0 += 1 }
+                    let bytes = try? await Self.converse(connection, exchange: exchange, behaviour: behaviour)
+                    record.answers.withLock { $0.append(bytes ?? []) }
+                }
+            }
+        }
+    }
+
+    private static func converse(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>, exchange: ChallengeResponse, behaviour: Behaviour) async throws -> [UInt8] {
+        try await connection.executeThenClose { inbound, _ in
+            var session = StreamSession(channel: connection, inbound: inbound, deadline: .now + .seconds(30))
+            if exchange.algorithm != .none {
+                if case .slowChallenge(let delay) = behaviour { try await Task.sleep(for: delay) }
+                let ours = (0..<64).map { _ in UInt8.random(in: .min ... .max) }
+                try await session.write(ours, step: .seconds(10))
+                let response = try await session.read(64, step: .seconds(10))
+                guard exchange.isValid(response: response, to: ours) else { return [] }
+                let challenge = try await session.read(64, step: .seconds(10))
+                var answer = exchange.response(to: challenge)
+                if case .wrongResponse = behaviour { answer[0] ^= 0xFF }
+                try await session.write(answer, step: .seconds(10))
+            }
+            var received: [UInt8] = []
+            while let byte = try? await session.read(1, step: .seconds(10)) { received += byte }
+            return received
+        }
+    }
+
+    /// How many call-backs were accepted so far.
+    var callbacks: Int { record.accepted.withLock { $0 } }
+
+    /// What each call-back delivered after the exchange (empty when nothing came).
+    var received: [[UInt8]] { record.answers.withLock { $0 } }
+
+    func close() async {
+        try? await server.channel.close()
+        await task.value
+    }
+}
+
+/// A backend that records its calls and how many ran at once, for unit tests only.
+final class RecordingBackend: FenceBackend {
+    let delay: Duration
+    private let state = Mutex((calls: [String](), inFlight: 0, maximum: 0))
+
+    init(delay: Duration = .zero) {
+        self.delay = delay
+    }
+
+    var calls: [String] { state.withLock { $0.calls } }
+    var maximumConcurrency: Int { state.withLock { $0.maximum } }
+
+    func perform(_ action: FenceAction, on target: DomainTarget, deadline: ContinuousClock.Instant) async -> FenceOutcome {
+        state.withLock {
+            $0.calls.append("\(action) \(target)")
+            $0.inFlight += 1
+            $0.maximum = max($0.maximum, $0.inFlight)
+        }
+        if delay > .zero { try? await Task.sleep(for: delay) }
+        state.withLock { $0.inFlight -= 1 }
+        return action == .status ? .off : .success
+    }
+
+    func listDomains(deadline: ContinuousClock.Instant) async throws(FenceFailure) -> [DomainInfo] {
+        state.withLock { $0.calls.append("list") }
+        return [DomainInfo(name: "vm-a", uuid: "aaaaaaaa-0000-4000-8000-000000000001", state: .running, persistent: true)]
+    }
+
+    func checkHealth(deadline: ContinuousClock.Instant) async -> FenceOutcome { .success }
+}

@@ -1,0 +1,190 @@
+import FenceConfig
+import FenceCore
+import FenceWire
+import Logging
+import NIOCore
+import NIOPosix
+import Testing
+import TestSupport
+@testable import FenceServer
+
+/// The pipeline's own guarantees, with loopback call-backs to a fake client.
+@Suite("Request pipeline")
+struct RequestPipelineTests {
+    static let key = FenceKey(fileContents: Array("pipeline-test-key".utf8))
+    let credentials = ListenerCredentials(key: RequestPipelineTests.key, security: ListenerSecurity())
+
+    func pipeline(_ backend: RecordingBackend, timeout: Duration = .seconds(5)) -> RequestPipeline {
+        var timing = FrontEndTiming()
+        timing.requestTimeout = timeout
+        return RequestPipeline(
+            backend: backend, policy: AccessPolicy(groups: []), timing: timing, statistics: FrontEndStatistics(),
+            eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: Logger(label: "pipeline-test")
+        )
+    }
+
+    func datagram(_ operation: FenceOperation = .off, domain: String = "vm-a", to address: String, port: Int, seqno: UInt32 = 77) throws -> ByteBuffer {
+        var request = try FenceRequest(operation: operation, hash: .sha256, domain: domain, callback: CallbackAddress(address), port: UInt16(port), seqno: seqno)
+        request.sign(key: Self.key, random: (0..<6).map { _ in .random(in: .min ... .max) })
+        return ByteBuffer(bytes: request.bytes)
+    }
+
+    func source(_ address: String) throws -> SocketAddress { try SocketAddress(ipAddress: address, port: 40000) }
+
+    @Test("copies are merged before the call-back: one call-back, one execution, one answer")
+    func duplicatesBeforeCallback() async throws {
+        let client = try await FakeFenceClient(key: Self.key)
+        let backend = RecordingBackend()
+        let pipeline = pipeline(backend)
+        let first = try #require(pipeline.admit(datagram: datagram(to: "127.0.0.1", port: client.port), source: source("127.0.0.1"), listener: "t", credentials: credentials))
+        for _ in 0..<3 {
+            #expect(pipeline.admit(datagram: try datagram(to: "127.0.0.1", port: client.port), source: try source("127.0.0.1"), listener: "t", credentials: credentials) == nil)
+        }
+        await pipeline.serveDatagram(first)
+        #expect(pipeline.admit(datagram: try datagram(to: "127.0.0.1", port: client.port), source: try source("127.0.0.1"), listener: "t", credentials: credentials) == nil)
+        await client.close()
+        #expect(client.callbacks == 1)
+        #expect(client.received == [[ResponseCode.success.rawValue]])
+        #expect(backend.calls == ["off vm-a"])
+        #expect(pipeline.statistics.snapshot.dropped["duplicate"] == 4)
+        #expect(pipeline.statistics.snapshot.answered["off/success"] == 1)
+    }
+
+    @Test("the copy whose address matches its UDP source is called back first")
+    func sourceMatchPreferred() async throws {
+        let decoy = try await FakeFenceClient(address: "127.0.0.2", key: Self.key)
+        let client = try await FakeFenceClient(address: "127.0.0.1", key: Self.key)
+        let backend = RecordingBackend()
+        let pipeline = pipeline(backend)
+        // The first copy names 127.0.0.2 but came from 127.0.0.1; the second names 127.0.0.1.
+        let first = try #require(pipeline.admit(datagram: datagram(to: "127.0.0.2", port: decoy.port), source: source("127.0.0.1"), listener: "t", credentials: credentials))
+        #expect(pipeline.admit(datagram: try datagram(to: "127.0.0.1", port: client.port), source: try source("127.0.0.1"), listener: "t", credentials: credentials) == nil)
+        await pipeline.serveDatagram(first)
+        await decoy.close()
+        await client.close()
+        #expect(decoy.callbacks == 0)
+        #expect(client.callbacks == 1)
+        #expect(client.received == [[0]])
+    }
+
+    @Test("a call-back that fails authentication executes nothing and the next address is tried")
+    func authenticationFailureTriesNext() async throws {
+        let impostor = try await FakeFenceClient(address: "127.0.0.2", key: Self.key, behaviour: .wrongResponse)
+        let client = try await FakeFenceClient(address: "127.0.0.1", key: Self.key)
+        let backend = RecordingBackend()
+        let pipeline = pipeline(backend)
+        let first = try #require(pipeline.admit(datagram: datagram(to: "127.0.0.2", port: impostor.port), source: source("127.0.0.2"), listener: "t", credentials: credentials))
+        #expect(pipeline.admit(datagram: try datagram(to: "127.0.0.1", port: client.port), source: try source("127.0.0.9"), listener: "t", credentials: credentials) == nil)
+        await pipeline.serveDatagram(first)
+        await impostor.close()
+        await client.close()
+        #expect(impostor.callbacks == 1)
+        #expect(impostor.received == [[]], "the impostor got no answer")
+        #expect(client.received == [[0]])
+        #expect(backend.calls == ["off vm-a"], "executed once, for the authenticated client")
+        #expect(pipeline.statistics.snapshot.dropped["authentication-failed"] == 1)
+    }
+
+    @Test("a request whose deadline passes before it could run is never executed, nor answered")
+    func expiredNeverExecuted() async throws {
+        let slow = try await FakeFenceClient(key: Self.key, behaviour: .slowChallenge(.milliseconds(600)))
+        let backend = RecordingBackend()
+        let pipeline = pipeline(backend, timeout: .milliseconds(300))
+        let admitted = try #require(pipeline.admit(datagram: datagram(to: "127.0.0.1", port: slow.port), source: source("127.0.0.1"), listener: "t", credentials: credentials))
+        await pipeline.serveDatagram(admitted)
+        await slow.close()
+        #expect(backend.calls.isEmpty)
+        #expect(slow.received.allSatisfy { $0.isEmpty })
+    }
+
+    @Test("a retransmission after the deadline is dropped as expired, never executed later")
+    func lateRetransmission() async throws {
+        let backend = RecordingBackend()
+        let pipeline = pipeline(backend, timeout: .milliseconds(200))
+        // Nobody listens on the call-back port: the call-back fails and the request may be retried...
+        let unreachable = try #require(pipeline.admit(datagram: datagram(to: "127.0.0.1", port: 9), source: source("127.0.0.1"), listener: "t", credentials: credentials))
+        await pipeline.serveDatagram(unreachable)
+        try await Task.sleep(for: .milliseconds(300))
+        // ...but only within its deadline: a client that now listens on that port gets nothing.
+        let late = try await FakeFenceClient(key: Self.key)
+        #expect(pipeline.admit(datagram: try datagram(to: "127.0.0.1", port: 9), source: try source("127.0.0.1"), listener: "t", credentials: credentials) == nil)
+        await late.close()
+        #expect(late.callbacks == 0)
+        #expect(backend.calls.isEmpty)
+        #expect(pipeline.statistics.snapshot.dropped["expired"] == 1)
+        #expect(pipeline.statistics.snapshot.dropped["callback-failed"] == 1)
+    }
+
+    @Test("requests for different domains are served concurrently")
+    func concurrency() async throws {
+        let backend = RecordingBackend(delay: .milliseconds(300))
+        let pipeline = pipeline(backend)
+        var clients: [FakeFenceClient] = []
+        var admitted: [AdmittedRequest] = []
+        for index in 0..<5 {
+            let client = try await FakeFenceClient(key: Self.key)
+            clients.append(client)
+            admitted.append(try #require(pipeline.admit(
+                datagram: datagram(domain: "vm-\(index)", to: "127.0.0.1", port: client.port, seqno: UInt32(index)),
+                source: source("127.0.0.1"), listener: "t", credentials: credentials
+            )))
+        }
+        await withTaskGroup(of: Void.self) { group in
+            for request in admitted { group.addTask { await pipeline.serveDatagram(request) } }
+        }
+        for client in clients { await client.close() }
+        #expect(backend.maximumConcurrency == 5)
+        #expect(clients.allSatisfy { $0.received == [[0]] })
+    }
+
+    @Test("malformed datagrams are dropped and counted by reason", arguments: [
+        ("wrong-length", 175), ("wrong-length", 177), ("bad-family", 0), ("unusable-address", 1), ("digest-mismatch", 2),
+    ])
+    func malformed(reason: String, variant: Int) throws {
+        let pipeline = pipeline(RecordingBackend())
+        var bytes: [UInt8]
+        switch variant {
+        case 175, 177:
+            bytes = [UInt8](repeating: 0, count: variant)
+        case 0:
+            var request = try FenceRequest(operation: .off, hash: .sha256, domain: "vm", callback: nil, port: 1229, seqno: 1)
+            request.sign(key: Self.key, random: [0, 0, 0, 0, 0, 0])
+            bytes = request.bytes
+        case 1:
+            var request = try FenceRequest(operation: .off, hash: .sha256, domain: "vm", callback: CallbackAddress("225.0.0.12"), port: 1229, seqno: 1)
+            request.sign(key: Self.key, random: [0, 0, 0, 0, 0, 0])
+            bytes = request.bytes
+        default:
+            bytes = Array(try datagram(to: "127.0.0.1", port: 1229).readableBytesView)
+            bytes[10] ^= 1
+        }
+        #expect(pipeline.admit(datagram: ByteBuffer(bytes: bytes), source: try source("127.0.0.1"), listener: "t", credentials: credentials) == nil)
+        #expect(pipeline.statistics.snapshot.dropped[reason] == 1)
+    }
+
+    @Test("a stream client that sends too little is dropped after its one second")
+    func incompleteStream() async throws {
+        let pipeline = pipeline(RecordingBackend())
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(host: "127.0.0.1", port: 0) { child in
+                child.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: child) }
+            }
+        let port = server.channel.localAddress!.port!
+        let credentials = self.credentials
+        let served = Task {
+            try await server.executeThenClose { inbound in
+                for try await connection in inbound {
+                    await pipeline.serveStream(connection, listener: "tcp", credentials: credentials)
+                    return
+                }
+            }
+        }
+        let client = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: port) { channel in
+            channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+        }
+        try await client.channel.writeAndFlush(ByteBuffer(bytes: [UInt8](repeating: 1, count: 100)))
+        try await withTimeout(.seconds(5), "the stream is dropped") { try await served.value }
+        try? await client.channel.close()
+        #expect(pipeline.statistics.snapshot.dropped["incomplete-request"] == 1)
+    }
+}
