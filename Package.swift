@@ -9,17 +9,15 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
-        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
+        // OpenSSL's libcrypto, once, and what we use from it: digests, HMAC, random bytes.
+        .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .target(name: "Cryptography", dependencies: ["COpenSSL"]),
         // The fence_xvm wire protocol: pure values, no I/O.
-        .target(
-            name: "FenceWire",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto")]
-        ),
+        .target(name: "FenceWire", dependencies: ["Cryptography"]),
         // The fence_virt.conf grammar and the typed settings read from it.
         .target(name: "FenceConfig", dependencies: ["FenceWire"]),
         // Domains, actions, outcomes, the backend protocol and the single-host fencing rules.
@@ -38,7 +36,7 @@ let package = Package(
         .target(
             name: "FenceServer",
             dependencies: [
-                "FenceWire", "FenceCore", "FenceConfig",
+                "FenceWire", "FenceCore", "FenceConfig", "Cryptography",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -46,12 +44,13 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // glibc's malloc.h, for the daemons' allocator settings.
+        .systemLibrary(name: "CMalloc"),
         // What every daemon of ours shares: command-line habits, pid file, key files, logging.
         .target(
             name: "DaemonSupport",
             dependencies: [
-                "FenceWire", "FenceConfig",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "FenceWire", "FenceConfig", "CMalloc",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -59,7 +58,6 @@ let package = Package(
             name: "fence-routerd",
             dependencies: [
                 "FenceWire", "FenceConfig", "FenceCore", "Libvirt", "FenceServer", "DaemonSupport",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -68,7 +66,8 @@ let package = Package(
 
         // Helpers shared by the test targets: fixtures, processes, network-namespace labs.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "FenceWireTests", dependencies: ["FenceWire", "TestSupport"]),
+        .testTarget(name: "FenceWireTests", dependencies: ["FenceWire", "Cryptography", "TestSupport"]),
+        .testTarget(name: "DaemonSupportTests", dependencies: ["DaemonSupport"]),
         .testTarget(name: "FenceConfigTests", dependencies: ["FenceConfig", "FenceWire", "TestSupport"]),
         .testTarget(
             name: "FenceCoreTests",

@@ -38,7 +38,7 @@ public struct DomainInfo: Hashable, Sendable {
 
     public init(name: String, uuid: String, state: DomainState, persistent: Bool) {
         self.name = name
-        self.uuid = uuid.lowercased()
+        self.uuid = uuid.utf8.contains(where: { (65...90).contains($0) }) ? uuid.lowercased() : uuid
         self.state = state
         self.persistent = persistent
     }

@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 
 /// The single-host fencing rules of the reference's libvirt backend, over one or more hypervisor
 /// connections, with its fixes: every action is confirmed by reading the state after acting,
@@ -11,11 +12,14 @@ import Logging
 /// | off | failure (1) | success, nothing done | destroy, confirm off |
 /// | on | failure (1) | start, confirm running | success, nothing done |
 /// | reboot | failure (1) | success, stays off | destroy, confirm off, start again (a failed restart is still success: the domain was fenced) |
-public struct HypervisorFencer: FenceBackend {
+public final class HypervisorFencer: FenceBackend {
     public let hypervisors: [any Hypervisor]
     /// The longest a reboot waits for the domain to be off, as the reference's 15 polls.
     public let offWaitLimit: Duration
     private let serializer = KeyedSerializer<String>()
+    /// Where each target was last found: the hypervisor and the domain's UUID. Lets a request lock
+    /// its domain at once and read it only once, under the lock.
+    private let located = Mutex<[DomainTarget: (hypervisor: Int, uuid: String)]>([:])
     private let logger: Logger
 
     public init(hypervisors: [any Hypervisor], offWaitLimit: Duration = .seconds(15), logger: Logger) {
@@ -26,14 +30,35 @@ public struct HypervisorFencer: FenceBackend {
 
     public func perform(_ action: FenceAction, on target: DomainTarget, deadline: ContinuousClock.Instant) async -> FenceOutcome {
         do throws(FenceFailure) {
-            guard let (hypervisor, domain) = try await locate(target, deadline: deadline) else {
+            // Where the target was found before: lock that UUID, read the target once under the
+            // lock, and act only if it is still that domain.
+            if let known = located.withLock({ $0[target] }) {
+                let hypervisor = hypervisors[known.hypervisor]
+                let outcome = try await serializer.withExclusiveAccess(to: known.uuid, until: deadline) { () async throws(FenceFailure) -> FenceOutcome? in
+                    try checkDeadline(deadline)
+                    guard let domain = try await hypervisor.lookup(target, deadline: deadline), domain.uuid == known.uuid else { return nil }
+                    return try await act(action, on: domain, in: hypervisor, deadline: deadline)
+                }
+                switch outcome {
+                case .some(.some(let outcome)): return outcome
+                case .none: return .failed(waitedTooLong(target))
+                case .some(.none): _ = located.withLock { $0.removeValue(forKey: target) }
+                }
+            }
+            // The long way: find it, lock its UUID, read it again under the lock.
+            guard let (index, domain) = try await locate(target, deadline: deadline) else {
                 return action == .status ? .off : .failed(FenceFailure(.notFound, "no domain \(target) on \(hypervisorNames)"))
             }
+            remember(target, hypervisor: index, uuid: domain.uuid)
+            let hypervisor = hypervisors[index]
             let outcome = try await serializer.withExclusiveAccess(to: domain.uuid, until: deadline) { () async throws(FenceFailure) -> FenceOutcome in
                 try checkDeadline(deadline)
-                return try await act(action, uuid: domain.uuid, on: hypervisor, deadline: deadline)
+                guard let current = try await hypervisor.lookup(.uuid(domain.uuid), deadline: deadline) else {
+                    return action == .status ? .off : .failed(FenceFailure(.notFound, "domain \(target) vanished before it could be acted on"))
+                }
+                return try await act(action, on: current, in: hypervisor, deadline: deadline)
             }
-            return outcome ?? .failed(FenceFailure(.deadlineExceeded, "waited past the deadline behind another request for \(domain.name)"))
+            return outcome ?? .failed(waitedTooLong(target))
         } catch {
             return .failed(error)
         }
@@ -61,20 +86,30 @@ public struct HypervisorFencer: FenceBackend {
     private var hypervisorNames: String { hypervisors.map(\.name).joined(separator: ", ") }
 
     /// The first connection that knows the domain, as the reference does with several URIs.
-    private func locate(_ target: DomainTarget, deadline: ContinuousClock.Instant) async throws(FenceFailure) -> (any Hypervisor, DomainInfo)? {
-        for hypervisor in hypervisors {
+    private func locate(_ target: DomainTarget, deadline: ContinuousClock.Instant) async throws(FenceFailure) -> (Int, DomainInfo)? {
+        for (index, hypervisor) in hypervisors.enumerated() {
             if let domain = try await hypervisor.lookup(target, deadline: deadline) {
-                return (hypervisor, domain)
+                return (index, domain)
             }
         }
         return nil
     }
 
-    /// Runs under the domain's lock, from a fresh reading of its state.
-    private func act(_ action: FenceAction, uuid: String, on hypervisor: any Hypervisor, deadline: ContinuousClock.Instant) async throws(FenceFailure) -> FenceOutcome {
-        guard let domain = try await hypervisor.lookup(.uuid(uuid), deadline: deadline) else {
-            return action == .status ? .off : .failed(FenceFailure(.notFound, "domain \(uuid) vanished before it could be acted on"))
+    private func remember(_ target: DomainTarget, hypervisor: Int, uuid: String) {
+        located.withLock { located in
+            // A bound, not a policy: a host with more targets than this just takes the long way more often.
+            if located.count >= 16_384 { located.removeAll() }
+            located[target] = (hypervisor, uuid)
         }
+    }
+
+    private func waitedTooLong(_ target: DomainTarget) -> FenceFailure {
+        FenceFailure(.deadlineExceeded, "waited past the deadline behind another request for \(target)")
+    }
+
+    /// Runs under the domain's lock, from `domain` as read under that lock.
+    private func act(_ action: FenceAction, on domain: DomainInfo, in hypervisor: any Hypervisor, deadline: ContinuousClock.Instant) async throws(FenceFailure) -> FenceOutcome {
+        let uuid = domain.uuid
         switch action {
         case .status:
             return domain.state.isOff ? .off : .success

@@ -93,31 +93,41 @@ public final class MulticastListener: Service {
     /// Serves until graceful shutdown, then lets requests under way finish (each within its deadline).
     public func run() async throws {
         logger.info("listening", metadata: ["listener": "\(name)"])
+        // The receive loop and every request run on the socket's event loop: no thread hops
+        // between NIO and Swift's cooperative pool.
+        let executor = EventLoopExecutor(channel.channel.eventLoop)
         try await withGracefulShutdownHandler {
-            try await channel.executeThenClose { inbound, _ in
-                await withDiscardingTaskGroup { group in
-                    do {
-                        for try await envelope in inbound {
-                            if let interfaceIndex, let arrived = envelope.metadata?.packetInfo?.interfaceIndex, arrived != interfaceIndex {
-                                let count = pipeline.statistics.dropped("wrong-interface")
-                                logger.warning("dropped packet", metadata: [
-                                    "reason": "wrong-interface", "source": "\(envelope.remoteAddress)", "ifindex": "\(arrived)",
-                                    "listener": "\(name)", "dropped-total": "\(count)",
-                                ])
-                                continue
-                            }
-                            guard let admitted = pipeline.admit(datagram: envelope.data, source: envelope.remoteAddress, listener: name, credentials: credentials) else { continue }
-                            group.addTask { await self.pipeline.serveDatagram(admitted) }
-                        }
-                    } catch {
-                        logger.error("receive failed", metadata: ["listener": "\(name)", "error": "\(error)"])
-                    }
-                }
+            try await withTaskExecutorPreference(executor) {
+                try await serve(executor: executor)
             }
         } onGracefulShutdown: {
             self.channel.channel.close(promise: nil)
         }
         logger.info("stopped", metadata: ["listener": "\(name)"])
+    }
+
+    private func serve(executor: EventLoopExecutor) async throws {
+        try await channel.executeThenClose { inbound, _ in
+            // Requests are child tasks: they inherit the executor, and the group waits for them.
+            await withDiscardingTaskGroup { group in
+                do {
+                    for try await envelope in inbound {
+                        if let interfaceIndex, let arrived = envelope.metadata?.packetInfo?.interfaceIndex, arrived != interfaceIndex {
+                            let count = pipeline.statistics.dropped("wrong-interface")
+                            logger.warning("dropped packet", metadata: [
+                                "reason": "wrong-interface", "source": "\(envelope.remoteAddress)", "ifindex": "\(arrived)",
+                                "listener": "\(name)", "dropped-total": "\(count)",
+                            ])
+                            continue
+                        }
+                        guard let admitted = pipeline.admit(datagram: envelope.data, source: envelope.remoteAddress, listener: name, credentials: credentials) else { continue }
+                        group.addTask { await self.pipeline.serveDatagram(admitted, on: executor.eventLoop) }
+                    }
+                } catch {
+                    logger.error("receive failed", metadata: ["listener": "\(name)", "error": "\(error)"])
+                }
+            }
+        }
     }
 
     /// Joins by interface index (`ip_mreqn`/`ipv6_mreq`), as the reference does; NIO's own join

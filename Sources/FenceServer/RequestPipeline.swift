@@ -1,3 +1,4 @@
+import Cryptography
 import FenceConfig
 import FenceCore
 import FenceWire
@@ -43,8 +44,22 @@ struct AdmittedRequest: Sendable {
     let deadline: ContinuousClock.Instant
     let matchesSource: Bool
     let listener: String
+    let source: String
     let credentials: ListenerCredentials
-    let logger: Logger
+    let id: String
+    let baseLogger: Logger
+
+    /// The pipeline's logger with this request's metadata, built only when something is logged.
+    var logger: Logger {
+        var logger = baseLogger
+        logger[metadataKey: "request"] = "\(id)"
+        logger[metadataKey: "op"] = "\(request.operation)"
+        logger[metadataKey: "domain"] = "\(request.domain)"
+        logger[metadataKey: "seqno"] = "\(request.seqno)"
+        logger[metadataKey: "source"] = "\(source)"
+        logger[metadataKey: "listener"] = "\(listener)"
+        return logger
+    }
 }
 
 /// Turns datagrams and streams into answered requests: decode, verify, de-duplicate, call back,
@@ -55,7 +70,6 @@ public final class RequestPipeline: Sendable {
     private let policy: AccessPolicy
     private let timing: FrontEndTiming
     public let statistics: FrontEndStatistics
-    private let eventLoopGroup: any EventLoopGroup
     private let logger: Logger
     private let history: Mutex<RequestHistory>
 
@@ -64,14 +78,12 @@ public final class RequestPipeline: Sendable {
         policy: AccessPolicy,
         timing: FrontEndTiming,
         statistics: FrontEndStatistics,
-        eventLoopGroup: any EventLoopGroup,
         logger: Logger
     ) {
         self.backend = backend
         self.policy = policy
         self.timing = timing
         self.statistics = statistics
-        self.eventLoopGroup = eventLoopGroup
         self.logger = logger
         self.history = Mutex(RequestHistory(window: timing.duplicateWindow))
     }
@@ -109,9 +121,9 @@ public final class RequestPipeline: Sendable {
     }
 
     /// Calls back an admitted datagram request and serves it on the first candidate that proves
-    /// it holds the key.
-    func serveDatagram(_ admitted: AdmittedRequest) async {
-        let logger = admitted.logger
+    /// it holds the key. The call-back connection is made on `eventLoop` (the one the caller's
+    /// task runs on), so its I/O needs no thread hops.
+    func serveDatagram(_ admitted: AdmittedRequest, on eventLoop: any EventLoop) async {
         let started = ContinuousClock.now
         if !admitted.matchesSource, admitted.request.callbackAddress?.family == .ipv4,
            !history.withLock({ $0.hasSourceMatch(admitted.key) }) {
@@ -122,24 +134,18 @@ public final class RequestPipeline: Sendable {
             let remaining = admitted.deadline - .now
             guard remaining > .zero else { break }
             let target = "\(candidate.address):\(candidate.port)"
-            let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+            var session: StreamSession
             do {
-                channel = try await connect(to: candidate, timeout: min(timing.callbackConnectTimeout, remaining))
+                let channel = try await connect(to: candidate, on: eventLoop, timeout: min(timing.callbackConnectTimeout, remaining))
+                session = try await StreamSession.open(channel, deadline: admitted.deadline)
             } catch {
-                logger.debug("call-back failed", metadata: ["callback": "\(target)", "error": "\(error)"])
+                admitted.logger.debug("call-back failed", metadata: ["callback": "\(target)", "error": "\(error)"])
                 continue
             }
-            let result: Conversation
-            do {
-                result = try await channel.executeThenClose { inbound, _ in
-                    var session = StreamSession(channel: channel, inbound: inbound, deadline: admitted.deadline)
-                    return await converse(admitted, requester: candidate.address.description, session: &session)
-                }
-            } catch {
-                result = .notAuthenticated(SessionError(code: .ioFailed, detail: "\(error)"))
-            }
+            let result = await converse(admitted, requester: candidate.address.description, session: &session)
+            session.close()
             if case .notAuthenticated(let error) = result {
-                logger.warning("call-back did not authenticate; trying the next address", metadata: ["callback": "\(target)", "error": "\(error)"])
+                admitted.logger.warning("call-back did not authenticate; trying the next address", metadata: ["callback": "\(target)", "error": "\(error)"])
                 statistics.dropped("authentication-failed")
                 continue
             }
@@ -149,7 +155,7 @@ public final class RequestPipeline: Sendable {
         }
         history.withLock { $0.callbackFailed(admitted.key, now: .now) }
         let count = statistics.dropped("callback-failed")
-        logger.warning("no call-back reached an authenticated client", metadata: [
+        admitted.logger.warning("no call-back reached an authenticated client", metadata: [
             "candidates": "\(candidates.map { "\($0.address):\($0.port)" })", "dropped-total": "\(count)",
         ])
     }
@@ -157,40 +163,42 @@ public final class RequestPipeline: Sendable {
     // MARK: - Streams (tcp listener)
 
     /// Serves one `fence_virt -T` connection: the request arrives on the stream, the exchange and
-    /// the answer follow on it.
-    func serveStream(_ channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>, listener: String, credentials: ListenerCredentials) async {
-        let peer = channel.channel.remoteAddress?.ipAddress ?? "?"
+    /// the answer follow on it. The channel carries a `ConversationHandler`.
+    func serveStream(_ channel: any Channel, listener: String, credentials: ListenerCredentials) async {
+        let peer = channel.remoteAddress?.ipAddress ?? "?"
         let started = ContinuousClock.now
-        _ = try? await channel.executeThenClose { inbound, _ in
-            var session = StreamSession(channel: channel, inbound: inbound, deadline: .now + timing.requestTimeout)
-            let bytes: [UInt8]
-            do {
-                bytes = try await session.read(FenceRequest.length, step: timing.streamRequestTimeout)
-            } catch {
-                drop("incomplete-request", "\(error)", source: peer, listener: listener)
-                return
-            }
-            let request: FenceRequest
-            do {
-                request = try FenceRequest(decoding: bytes)
-                try credentials.verifier.verify(request)
-            } catch {
-                drop((error as? VerificationFailure)?.code.rawValue ?? (error as? MalformedRequest)?.code.rawValue ?? "invalid", "\(error)", source: peer, listener: listener)
-                return
-            }
-            guard let admitted = admit(request, candidate: nil, source: peer, listener: listener, credentials: credentials) else { return }
-            _ = history.withLock { $0.beginCallback(admitted.key) }
-            session.deadline = admitted.deadline
-            let result = await converse(admitted, requester: peer, session: &session)
-            if case .notAuthenticated(let error) = result {
-                history.withLock { $0.callbackFailed(admitted.key, now: .now) }
-                let count = statistics.dropped("authentication-failed")
-                admitted.logger.warning("client did not authenticate", metadata: ["error": "\(error)", "dropped-total": "\(count)"])
-                return
-            }
-            history.withLock { $0.finished(admitted.key, now: .now) }
-            report(result, admitted: admitted, requester: peer, started: started)
+        guard var session = try? await StreamSession.open(channel, deadline: .now + timing.requestTimeout) else {
+            channel.close(promise: nil)
+            return
         }
+        defer { session.close() }
+        let bytes: [UInt8]
+        do {
+            bytes = try await session.read(FenceRequest.length, step: timing.streamRequestTimeout)
+        } catch {
+            drop("incomplete-request", "\(error)", source: peer, listener: listener)
+            return
+        }
+        let request: FenceRequest
+        do {
+            request = try FenceRequest(decoding: bytes)
+            try credentials.verifier.verify(request)
+        } catch {
+            drop((error as? VerificationFailure)?.code.rawValue ?? (error as? MalformedRequest)?.code.rawValue ?? "invalid", "\(error)", source: peer, listener: listener)
+            return
+        }
+        guard let admitted = admit(request, candidate: nil, source: peer, listener: listener, credentials: credentials) else { return }
+        _ = history.withLock { $0.beginCallback(admitted.key) }
+        session.deadline = admitted.deadline
+        let result = await converse(admitted, requester: peer, session: &session)
+        if case .notAuthenticated(let error) = result {
+            history.withLock { $0.callbackFailed(admitted.key, now: .now) }
+            let count = statistics.dropped("authentication-failed")
+            admitted.logger.warning("client did not authenticate", metadata: ["error": "\(error)", "dropped-total": "\(count)"])
+            return
+        }
+        history.withLock { $0.finished(admitted.key, now: .now) }
+        report(result, admitted: admitted, requester: peer, started: started)
     }
 
     // MARK: - Shared steps
@@ -216,16 +224,11 @@ public final class RequestPipeline: Sendable {
             drop("expired", "request \(key) is past its deadline", source: source, listener: listener)
             return nil
         }
-        var requestLogger = logger
-        requestLogger[metadataKey: "request"] = "\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
-        requestLogger[metadataKey: "op"] = "\(request.operation)"
-        requestLogger[metadataKey: "domain"] = "\(request.domain)"
-        requestLogger[metadataKey: "seqno"] = "\(request.seqno)"
-        requestLogger[metadataKey: "source"] = "\(source)"
-        requestLogger[metadataKey: "listener"] = "\(listener)"
+        let id = String(UInt32.random(in: 0...UInt32.max), radix: 16)
         return AdmittedRequest(
             request: request, key: key, deadline: deadline, matchesSource: candidate?.matchesSource ?? true,
-            listener: listener, credentials: credentials, logger: requestLogger
+            listener: listener, source: source, credentials: credentials,
+            id: String(repeating: "0", count: 8 - id.count) + id, baseLogger: logger
         )
     }
 
@@ -243,9 +246,9 @@ public final class RequestPipeline: Sendable {
         if exchange.algorithm != .none {
             do {
                 let challenge = try await session.read(ChallengeResponse.length, step: timing.exchangeStepTimeout)
-                try await session.write(exchange.response(to: challenge), step: timing.exchangeStepTimeout)
-                let ours = (0..<ChallengeResponse.length).map { _ in UInt8.random(in: .min ... .max) }
-                try await session.write(ours, step: timing.exchangeStepTimeout)
+                let ours = SecureRandom.bytes(ChallengeResponse.length)
+                // Our response, then our challenge: the client reads them in this order, so one write.
+                try await session.write(exchange.response(to: challenge) + ours, step: timing.exchangeStepTimeout)
                 let response = try await session.read(ChallengeResponse.length, step: timing.exchangeStepTimeout)
                 guard exchange.isValid(response: response, to: ours) else {
                     return .notAuthenticated(SessionError(code: .closed, detail: "the client's response to our challenge is wrong"))
@@ -255,7 +258,7 @@ public final class RequestPipeline: Sendable {
             }
         }
         guard ContinuousClock.now < admitted.deadline else { return .expired }
-        let (bytes, outcome) = await execute(admitted.request, requester: requester, deadline: admitted.deadline, logger: admitted.logger)
+        let (bytes, outcome) = await execute(admitted, requester: requester)
         do {
             try await session.write(bytes, step: timing.exchangeStepTimeout)
             return .answered(outcome: outcome)
@@ -265,7 +268,8 @@ public final class RequestPipeline: Sendable {
     }
 
     /// Runs the request against the backend; returns the bytes to send and a word for the logs.
-    private func execute(_ request: FenceRequest, requester: String, deadline: ContinuousClock.Instant, logger: Logger) async -> ([UInt8], String) {
+    private func execute(_ admitted: AdmittedRequest, requester: String) async -> ([UInt8], String) {
+        let (request, deadline) = (admitted.request, admitted.deadline)
         let action: FenceAction
         switch request.operation {
         case .hostList:
@@ -273,30 +277,30 @@ public final class RequestPipeline: Sendable {
                 let domains = policy.visible(to: requester, try await backend.listDomains(deadline: deadline))
                 let records = HostListStream.sorted(domains.map { HostRecord(name: $0.name, uuid: $0.uuid, state: $0.state.rawValue) })
                 for record in records where !record.nameFitsOnWire {
-                    logger.warning("domain name longer than 63 bytes is cut in the host list", metadata: ["name": "\(record.name)"])
+                    admitted.logger.warning("domain name longer than 63 bytes is cut in the host list", metadata: ["name": "\(record.name)"])
                 }
                 return (HostListStream.encode(records), "listed-\(records.count)")
             } catch {
-                logger.error("cannot list domains", metadata: ["error": "\(error)"])
+                admitted.logger.error("cannot list domains", metadata: ["error": "\(error)"])
                 return ([ResponseCode.failure.rawValue], FenceOutcome.failed(error).description)
             }
         case .deviceStatus:
-            return answer(await backend.checkHealth(deadline: deadline), logger: logger)
+            return answer(await backend.checkHealth(deadline: deadline), for: admitted)
         case .off: action = .off
         case .on: action = .on
         case .reboot: action = .reboot
         case .status: action = .status
         default:
             // null, metadata, validate-all and unknown codes: the reference's libvirt backend answers failure.
-            return answer(.failed(FenceFailure(.unsupported, "operation \(request.operation) is not carried out")), logger: logger)
+            return answer(.failed(FenceFailure(.unsupported, "operation \(request.operation) is not carried out")), for: admitted)
         }
         guard policy.allows(source: requester, target: request.domain) else {
-            return answer(.denied, logger: logger)
+            return answer(.denied, for: admitted)
         }
-        return answer(await backend.perform(action, on: DomainTarget(request.domain), deadline: deadline), logger: logger)
+        return answer(await backend.perform(action, on: DomainTarget(request.domain), deadline: deadline), for: admitted)
     }
 
-    private func answer(_ outcome: FenceOutcome, logger: Logger) -> ([UInt8], String) {
+    private func answer(_ outcome: FenceOutcome, for admitted: AdmittedRequest) -> ([UInt8], String) {
         let code: ResponseCode = switch outcome {
         case .success: .success
         case .off: .off
@@ -304,7 +308,7 @@ public final class RequestPipeline: Sendable {
         case .denied: .permissionDenied
         }
         if case .failed(let failure) = outcome {
-            logger.warning("request failed", metadata: ["error": "\(failure)"])
+            admitted.logger.warning("request failed", metadata: ["error": "\(failure)"])
         }
         return ([code.rawValue], outcome.description)
     }
@@ -342,15 +346,16 @@ public final class RequestPipeline: Sendable {
         ])
     }
 
-    private func connect(to candidate: CallbackCandidate, timeout: Duration) async throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
+    private func connect(to candidate: CallbackCandidate, on eventLoop: any EventLoop, timeout: Duration) async throws -> any Channel {
         let address = try SocketAddress(ipAddress: candidate.address.description, port: Int(candidate.port))
-        return try await ClientBootstrap(group: eventLoopGroup)
-            .connectTimeout(.nanoseconds(timeout.nanoseconds))
+        return try await ClientBootstrap(group: eventLoop)
+            .connectTimeout(TimeAmount(timeout))
             .channelOption(.socketOption(.so_keepalive), value: 1)
-            .connect(to: address) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
-                }
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try StreamSession.prepare(channel) }
             }
+            .connect(to: address)
+            .get()
     }
 }

@@ -15,37 +15,94 @@ struct SessionError: Error, CustomStringConvertible {
     var description: String { "\(code.rawValue): \(detail)" }
 }
 
-/// The byte stream to one fence_xvm client, whether we called it back or it connected to us. Every
-/// read and write has its own step limit inside the request's deadline; when either passes, the
-/// channel is closed and the step fails with `.timedOut`.
+/// Collects a connection's bytes and hands them out in the exact amounts the conversation asks
+/// for. One per connection, added when the channel is made; used only on its event loop.
+final class ConversationHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+
+    private var received = ByteBuffer()
+    private var waiting: (count: Int, promise: EventLoopPromise<[UInt8]>)?
+    private var ended = false
+
+    init() {}
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var bytes = unwrapInboundIn(data)
+        received.writeBuffer(&bytes)
+        deliver()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        ended = true
+        deliver()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+
+    /// Completes `promise` with the next `count` bytes, or fails it if the connection ends first.
+    func read(_ count: Int, promise: EventLoopPromise<[UInt8]>) {
+        precondition(waiting == nil, "one read at a time")
+        waiting = (count, promise)
+        deliver()
+    }
+
+    private func deliver() {
+        guard let (count, promise) = waiting else { return }
+        if received.readableBytes >= count {
+            waiting = nil
+            promise.succeed(received.readBytes(length: count)!)
+        } else if ended {
+            waiting = nil
+            promise.fail(SessionError(code: .closed, detail: "connection closed after \(received.readableBytes) of \(count) bytes"))
+        }
+    }
+}
+
+/// The byte stream to one fence_xvm client, whether we called it back or it connected to us.
+/// Every read and write has its own step limit inside the request's deadline; when either passes,
+/// the channel is closed and the step fails with `.timedOut`.
 struct StreamSession {
     let channel: any Channel
-    private var inbound: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator
-    private var pending = ByteBuffer()
+    private let handler: NIOLoopBound<ConversationHandler>
     /// No step may run past this; a stream request moves it once the request's own deadline is known.
     var deadline: ContinuousClock.Instant
 
-    init(channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>, inbound: NIOAsyncChannelInboundStream<ByteBuffer>, deadline: ContinuousClock.Instant) {
-        self.channel = channel.channel
-        self.inbound = inbound.makeAsyncIterator()
+    private init(channel: any Channel, handler: NIOLoopBound<ConversationHandler>, deadline: ContinuousClock.Instant) {
+        self.channel = channel
+        self.handler = handler
         self.deadline = deadline
     }
 
+    /// A session on `channel`, which must carry a `ConversationHandler` (see `prepare`).
+    static func open(_ channel: any Channel, deadline: ContinuousClock.Instant) async throws -> StreamSession {
+        let eventLoop = channel.eventLoop
+        let find: @Sendable () throws -> NIOLoopBound<ConversationHandler> = {
+            NIOLoopBound(try channel.pipeline.syncOperations.handler(type: ConversationHandler.self), eventLoop: eventLoop)
+        }
+        let handler = eventLoop.inEventLoop ? try find() : try await eventLoop.submit(find).get()
+        return StreamSession(channel: channel, handler: handler, deadline: deadline)
+    }
+
+    /// Adds the handler a session needs; for channel initialisers (on the channel's event loop).
+    static func prepare(_ channel: any Channel) throws {
+        try channel.pipeline.syncOperations.addHandler(ConversationHandler())
+    }
+
     /// Reads exactly `count` bytes.
-    mutating func read(_ count: Int, step: Duration) async throws(SessionError) -> [UInt8] {
+    func read(_ count: Int, step: Duration) async throws(SessionError) -> [UInt8] {
         let guardian = StepGuard(channel: channel, limit: min(deadline, .now + step))
         defer { guardian.cancel() }
-        while pending.readableBytes < count {
-            let next: ByteBuffer?
-            do {
-                next = try await inbound.next()
-            } catch {
-                throw guardian.failure("read: \(error)")
-            }
-            guard var next else { throw guardian.failure("connection closed after \(pending.readableBytes) of \(count) bytes") }
-            pending.writeBuffer(&next)
+        let promise = channel.eventLoop.makePromise(of: [UInt8].self)
+        let handler = self.handler
+        channel.eventLoop.execute { handler.value.read(count, promise: promise) }
+        do {
+            return try await promise.futureResult.get()
+        } catch {
+            throw guardian.failure("read: \((error as? SessionError)?.detail ?? "\(error)")")
         }
-        return pending.readBytes(length: count)!
     }
 
     /// Writes and waits until the bytes are handed to the kernel.
@@ -57,6 +114,10 @@ struct StreamSession {
         } catch {
             throw guardian.failure("write: \(error)")
         }
+    }
+
+    func close() {
+        channel.close(promise: nil)
     }
 }
 
@@ -74,7 +135,7 @@ private final class StepGuard: Sendable {
             return
         }
         let fired = self.fired
-        task = channel.eventLoop.scheduleTask(in: .nanoseconds(remaining.nanoseconds)) {
+        task = channel.eventLoop.scheduleTask(in: TimeAmount(remaining)) {
             fired.withLockedValue { $0 = true }
             channel.close(promise: nil)
         }
@@ -88,14 +149,9 @@ private final class StepGuard: Sendable {
 }
 
 extension Duration {
-    var nanoseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
-    }
-
     /// Milliseconds with one decimal, for logs.
     var millisecondsText: String {
-        let tenths = (nanoseconds + 50_000) / 100_000
+        let tenths = (TimeAmount(self).nanoseconds + 50_000) / 100_000
         return "\(tenths / 10).\(tenths % 10)"
     }
 }

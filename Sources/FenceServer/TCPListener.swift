@@ -9,7 +9,7 @@ import ServiceLifecycle
 /// and the access list sees the real peer address.
 public final class TCPListener: Service {
     public let name: String
-    private let channel: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
+    private let channel: NIOAsyncChannel<any Channel, Never>
     private let credentials: ListenerCredentials
     private let pipeline: RequestPipeline
     private let logger: Logger
@@ -22,14 +22,16 @@ public final class TCPListener: Service {
         logger: Logger
     ) async throws -> TCPListener {
         let name = "tcp \(settings.address) port \(settings.port)"
-        let channel: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
+        let channel: NIOAsyncChannel<any Channel, Never>
         do {
             channel = try await ServerBootstrap(group: eventLoopGroup)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .serverChannelOption(.backlog, value: 64)
+                .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .bind(to: try SocketAddress(ipAddress: settings.address.description, port: Int(settings.port))) { child in
                     child.eventLoop.makeCompletedFuture {
-                        try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: child)
+                        try StreamSession.prepare(child)
+                        return child
                     }
                 }
         } catch {
@@ -40,7 +42,7 @@ public final class TCPListener: Service {
 
     private init(
         name: String,
-        channel: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>,
+        channel: NIOAsyncChannel<any Channel, Never>,
         credentials: ListenerCredentials,
         pipeline: RequestPipeline,
         logger: Logger
@@ -64,7 +66,10 @@ public final class TCPListener: Service {
                 await withDiscardingTaskGroup { group in
                     do {
                         for try await connection in inbound {
-                            group.addTask { await self.pipeline.serveStream(connection, listener: self.name, credentials: self.credentials) }
+                            // Each connection's task runs on that connection's event loop.
+                            group.addTask(executorPreference: EventLoopExecutor(connection.eventLoop)) {
+                                await self.pipeline.serveStream(connection, listener: self.name, credentials: self.credentials)
+                            }
                         }
                     } catch {
                         logger.error("accept failed", metadata: ["listener": "\(name)", "error": "\(error)"])

@@ -1,4 +1,4 @@
-import Crypto
+import Cryptography
 
 /// The digest used to sign a request or to answer a challenge.
 ///
@@ -26,13 +26,13 @@ public enum HashAlgorithm: UInt8, Sendable, CaseIterable, Comparable, CustomStri
         self = match
     }
 
-    /// Length of the raw digest; the wire always pads it to 64 bytes.
-    public var digestLength: Int {
+    /// The digest behind this hash type; nil for `.none`.
+    var digest: DigestAlgorithm? {
         switch self {
-        case .none: 0
-        case .sha1: Insecure.SHA1.byteCount
-        case .sha256: SHA256.byteCount
-        case .sha512: SHA512.byteCount
+        case .none: nil
+        case .sha1: .sha1
+        case .sha256: .sha256
+        case .sha512: .sha512
         }
     }
 
@@ -40,29 +40,10 @@ public enum HashAlgorithm: UInt8, Sendable, CaseIterable, Comparable, CustomStri
 
     /// `HASH(key ‖ message)` zero-padded to 64 bytes: the one construction fence_xvm uses for both
     /// packet signatures and challenge responses. For `.none` the result is 64 zero bytes.
-    func paddedDigest(key: FenceKey, message: some Sequence<UInt8>) -> [UInt8] {
+    func paddedDigest(key: FenceKey, message: [UInt8]) -> [UInt8] {
         var output = [UInt8](repeating: 0, count: WireLayout.hashFieldLength)
-        func fill(_ digest: some Sequence<UInt8>) {
-            for (index, byte) in digest.enumerated() { output[index] = byte }
-        }
-        switch self {
-        case .none:
-            break
-        case .sha1:
-            var hasher = Insecure.SHA1()
-            hasher.update(data: key.bytes)
-            hasher.update(data: Array(message))
-            fill(hasher.finalize())
-        case .sha256:
-            var hasher = SHA256()
-            hasher.update(data: key.bytes)
-            hasher.update(data: Array(message))
-            fill(hasher.finalize())
-        case .sha512:
-            var hasher = SHA512()
-            hasher.update(data: key.bytes)
-            hasher.update(data: Array(message))
-            fill(hasher.finalize())
+        if let digest {
+            output.replaceSubrange(0..<digest.length, with: key.digest(digest, message))
         }
         return output
     }

@@ -22,13 +22,20 @@ public struct HostRecord: Hashable, Sendable {
     /// The 130 bytes of this record, zeroed wherever the reference leaves stack garbage.
     public var encoded: [UInt8] {
         var bytes = [UInt8](repeating: 0, count: Self.length)
-        for (offset, field) in [(0, name), (Self.fieldLength, uuid)] {
-            for (index, byte) in field.utf8.prefix(Self.fieldLength - 1).enumerated() {
-                bytes[offset + index] = byte
+        write(into: &bytes, at: 0)
+        return bytes
+    }
+
+    /// Writes the record into zeroed bytes at `offset`.
+    func write(into bytes: inout [UInt8], at offset: Int) {
+        for (start, field) in [(offset, name), (offset + Self.fieldLength, uuid)] {
+            var index = start
+            for byte in field.utf8.prefix(Self.fieldLength - 1) {
+                bytes[index] = byte
+                index += 1
             }
         }
-        bytes[2 * Self.fieldLength] = state
-        return bytes
+        bytes[offset + 2 * Self.fieldLength] = state
     }
 
     /// Decodes one 130-byte record, as the client reads it (strings end at the first NUL).
@@ -49,21 +56,22 @@ public struct HostRecord: Hashable, Sendable {
 /// return byte, which the client never reads but the reference always sends.
 public enum HostListStream {
     public static func encode(_ records: [HostRecord]) -> [UInt8] {
-        var stream: [UInt8] = [ResponseCode.hostList.rawValue]
-        stream.reserveCapacity(1 + (records.count + 1) * HostRecord.length + 1)
-        for record in records { stream += record.encoded }
-        stream += [UInt8](repeating: 0, count: HostRecord.length)
-        stream.append(ResponseCode.success.rawValue)
+        // Zeroed once: the terminator record and every field's padding are already in place.
+        var stream = [UInt8](repeating: 0, count: 1 + (records.count + 1) * HostRecord.length + 1)
+        stream[0] = ResponseCode.hostList.rawValue
+        for (index, record) in records.enumerated() {
+            record.write(into: &stream, at: 1 + index * HostRecord.length)
+        }
+        stream[stream.count - 1] = ResponseCode.success.rawValue
         return stream
     }
 
     /// Orders records as the reference does: by name, ASCII case-insensitively (`strcasecmp`).
     public static func sorted(_ records: [HostRecord]) -> [HostRecord] {
-        records.sorted { lhs, rhs in
-            let left = lhs.name.utf8.lazy.map(asciiLowercased)
-            let right = rhs.name.utf8.lazy.map(asciiLowercased)
-            return left.lexicographicallyPrecedes(right)
-        }
+        records
+            .map { (key: $0.name.utf8.map(asciiLowercased), record: $0) }
+            .sorted { $0.key.lexicographicallyPrecedes($1.key) }
+            .map(\.record)
     }
 
     private static func asciiLowercased(_ byte: UInt8) -> UInt8 {

@@ -1,3 +1,4 @@
+import NIOCore
 import NIOPosix
 import Synchronization
 
@@ -6,14 +7,20 @@ import Synchronization
 ///
 /// A call that misses its deadline keeps its thread until libvirt returns; the caller has already
 /// been answered with `.timedOut` and the late result is discarded.
+///
+/// The deadline is a timer on an event loop (the caller's own when it runs on one), left to fire
+/// even after the call returned: cancelling it from the pool thread would wake the loop for
+/// nothing, and a late timer finds the call answered and does nothing.
 struct BlockingCalls: Sendable {
-    static let shared = BlockingCalls(threads: 8)
+    static let shared = BlockingCalls(threads: 8, timers: MultiThreadedEventLoopGroup.singleton)
 
     private let pool: NIOThreadPool
+    private let timers: any EventLoopGroup
 
-    init(threads: Int) {
+    init(threads: Int, timers: any EventLoopGroup) {
         pool = NIOThreadPool(numberOfThreads: threads)
         pool.start()
+        self.timers = timers
     }
 
     func run<T: Sendable>(
@@ -26,8 +33,7 @@ struct BlockingCalls: Sendable {
         }
         let result: Result<T, LibvirtError> = await withCheckedContinuation { continuation in
             let once = ResumeOnce(continuation)
-            let timer = Task {
-                try? await Task.sleep(until: deadline, clock: .continuous)
+            timers.any().scheduleTask(in: TimeAmount(deadline - .now)) {
                 once.resume(.failure(LibvirtError(code: .timedOut, operation: operation, message: "no answer before the deadline")))
             }
             pool.submit { state in
@@ -36,7 +42,6 @@ struct BlockingCalls: Sendable {
                     return
                 }
                 once.resume(Result(catching: body))
-                timer.cancel()
             }
         }
         return try result.get()

@@ -79,28 +79,27 @@ public final class LibvirtConnection: Sendable {
         try await withConnection("virConnectOpen", deadline: deadline) { _ throws(LibvirtError) in }
     }
 
-    /// Every domain, active and inactive, read with one list call per state (a handful of round
-    /// trips to a remote libvirtd rather than two per domain).
+    /// Every domain, active and inactive, with its state: two calls of `virConnectGetAllDomainStats`
+    /// (persistent domains, then transient ones), without waiting on domains that are busy. Each
+    /// domain is visited once, and a remote libvirtd is asked twice rather than several times per
+    /// domain.
     public func listDomains(deadline: ContinuousClock.Instant) async throws(LibvirtError) -> [DomainInfo] {
         try await withConnection("list domains", deadline: deadline) { connection throws(LibvirtError) in
-            let persistentFlag = VIR_CONNECT_LIST_DOMAINS_PERSISTENT.rawValue
-            let persistent = Set(try Self.domains(connection, flags: persistentFlag) { domain throws(LibvirtError) in try Self.uuid(of: domain) })
-            var seen = Set<String>()
             var result: [DomainInfo] = []
-            let groups: [(UInt32, DomainState?)] = [
-                (VIR_CONNECT_LIST_DOMAINS_RUNNING.rawValue, .running),
-                (VIR_CONNECT_LIST_DOMAINS_PAUSED.rawValue, .paused),
-                (VIR_CONNECT_LIST_DOMAINS_SHUTOFF.rawValue, .shutOff),
-                (VIR_CONNECT_LIST_DOMAINS_OTHER.rawValue, nil),
-            ]
-            for (flags, knownState) in groups {
-                let domains = try Self.domains(connection, flags: flags) { domain throws(LibvirtError) in
-                    let uuid = try Self.uuid(of: domain)
-                    let state = if let knownState { knownState } else { try Self.state(of: domain) }
-                    return DomainInfo(name: try Self.name(of: domain), uuid: uuid, state: state, persistent: persistent.contains(uuid))
-                }
-                for domain in domains where seen.insert(domain.uuid).inserted {
-                    result.append(domain)
+            for persistent in [true, false] {
+                let filter = persistent ? VIR_CONNECT_GET_ALL_DOMAINS_STATS_PERSISTENT.rawValue : VIR_CONNECT_GET_ALL_DOMAINS_STATS_TRANSIENT.rawValue
+                var records: UnsafeMutablePointer<virDomainStatsRecordPtr?>?
+                let count = try Self.check(
+                    virConnectGetAllDomainStats(connection, VIR_DOMAIN_STATS_STATE.rawValue, &records, filter | VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT.rawValue),
+                    "virConnectGetAllDomainStats"
+                )
+                guard let records else { continue }
+                defer { virDomainStatsRecordListFree(records) }
+                result.reserveCapacity(result.count + Int(count))
+                for index in 0..<Int(count) {
+                    guard let record = records[index]?.pointee, let domain = record.dom else { continue }
+                    let state = if let reported = Self.stateParameter(record) { reported } else { try Self.state(of: domain) }
+                    result.append(DomainInfo(name: try Self.name(of: domain), uuid: try Self.uuid(of: domain), state: state, persistent: persistent))
                 }
             }
             return result
@@ -215,8 +214,9 @@ public final class LibvirtConnection: Sendable {
     }
 
     private func openConnection() throws(LibvirtError) -> ConnectionHandle {
-        guard LibvirtRuntime.initialised else {
-            throw LibvirtError(code: .connectionFailed, operation: "virEventRegisterDefaultImpl", message: "libvirt's event loop could not be registered")
+        let eventLoop = LibvirtRuntime.prepare(eventLoop: subscribeToLifecycle)
+        guard eventLoop || !subscribeToLifecycle else {
+            throw LibvirtError(code: .connectionFailed, operation: "virEventRegisterDefaultImpl", message: "libvirt's event loop could not be started")
         }
         guard let pointer = virConnectOpen(uri) else {
             let error = LibvirtError.last("virConnectOpen")
@@ -230,13 +230,15 @@ public final class LibvirtConnection: Sendable {
             logger.warning("cannot connect to libvirt", metadata: ["uri": "\(uri)", "error": "\(error.message)", "retry-in": "\(delay)"])
             throw LibvirtError(code: .connectionFailed, operation: "virConnectOpen", libvirtCode: error.libvirtCode, message: "\(uri): \(error.message)")
         }
-        // Keepalives detect a dead libvirtd; local drivers do not support them, which is fine.
-        _ = virConnectSetKeepAlive(pointer, 5, 3)
+        if eventLoop {
+            // Keepalives detect a dead libvirtd; local drivers do not support them, which is fine.
+            _ = virConnectSetKeepAlive(pointer, 5, 3)
+        }
         let generation = state.withLock { state -> UInt64 in
             state.generation += 1
             return state.generation
         }
-        let handle = ConnectionHandle(pointer: pointer, generation: generation, owner: self, lifecycle: subscribeToLifecycle)
+        let handle = ConnectionHandle(pointer: pointer, generation: generation, owner: self, callbacks: eventLoop, lifecycle: subscribeToLifecycle)
         state.withLock { state in
             state.handle = handle
             state.closedByLibvirt = false
@@ -298,9 +300,11 @@ public final class LibvirtConnection: Sendable {
     }
 
     static func uuid(of domain: OpaquePointer) throws(LibvirtError) -> String {
-        var buffer = [CChar](repeating: 0, count: Int(VIR_UUID_STRING_BUFLEN))
-        try check(virDomainGetUUIDString(domain, &buffer), "virDomainGetUUIDString")
-        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self).lowercased()
+        var buffer: (UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0)  // VIR_UUID_STRING_BUFLEN (37) bytes and more
+        let result = withUnsafeMutableBytes(of: &buffer) { virDomainGetUUIDString(domain, $0.baseAddress!.assumingMemoryBound(to: CChar.self)) }
+        try check(result, "virDomainGetUUIDString")
+        // libvirt formats UUIDs as 36 lowercase hexadecimal characters and dashes.
+        return withUnsafeBytes(of: &buffer) { String(decoding: $0.prefix(Int(VIR_UUID_STRING_BUFLEN) - 1), as: UTF8.self) }
     }
 
     static func state(of domain: OpaquePointer) throws(LibvirtError) -> DomainState {
@@ -310,25 +314,16 @@ public final class LibvirtConnection: Sendable {
         return DomainState(rawValue: UInt8(clamping: state)) ?? .noState
     }
 
-    static func domains<T>(
-        _ connection: OpaquePointer,
-        flags: UInt32,
-        _ read: (OpaquePointer) throws(LibvirtError) -> T
-    ) throws(LibvirtError) -> [T] {
-        var list: UnsafeMutablePointer<OpaquePointer?>?
-        let count = try check(virConnectListAllDomains(connection, &list, flags), "virConnectListAllDomains")
-        guard let list else { return [] }
-        defer {
-            for index in 0..<Int(count) { if let domain = list[index] { virDomainFree(domain) } }
-            free(list)
+    /// `state.state` of a stats record, if libvirt included it.
+    static func stateParameter(_ record: virDomainStatsRecord) -> DomainState? {
+        for index in 0..<Int(record.nparams) {
+            let parameter = record.params[index]
+            let isState = withUnsafeBytes(of: parameter.field) { field in
+                field.prefix { $0 != 0 }.elementsEqual("state.state".utf8)
+            }
+            if isState { return DomainState(rawValue: UInt8(clamping: parameter.value.i)) }
         }
-        var result: [T] = []
-        result.reserveCapacity(Int(count))
-        for index in 0..<Int(count) {
-            guard let domain = list[index] else { continue }
-            result.append(try read(domain))
-        }
-        return result
+        return nil
     }
 }
 
@@ -346,13 +341,20 @@ final class ConnectionHandle: @unchecked Sendable {
     private let lifecycleCallbackID: Int32
     private let closeCallbackRegistered: Bool
 
-    init(pointer: OpaquePointer, generation: UInt64, owner: LibvirtConnection, lifecycle: Bool) {
+    /// - Parameters:
+    ///   - callbacks: the event loop runs, so close callbacks can be delivered.
+    ///   - lifecycle: register for lifecycle events too.
+    init(pointer: OpaquePointer, generation: UInt64, owner: LibvirtConnection, callbacks: Bool, lifecycle: Bool) {
         self.pointer = pointer
         self.generation = generation
-        let closeContext = Unmanaged.passRetained(CallbackContext(owner: owner, generation: generation)).toOpaque()
-        closeCallbackRegistered = virConnectRegisterCloseCallback(pointer, connectionClosedCallback, closeContext, releaseContext) == 0
-        if !closeCallbackRegistered { Unmanaged<CallbackContext>.fromOpaque(closeContext).release() }
-        if lifecycle {
+        if callbacks {
+            let closeContext = Unmanaged.passRetained(CallbackContext(owner: owner, generation: generation)).toOpaque()
+            closeCallbackRegistered = virConnectRegisterCloseCallback(pointer, connectionClosedCallback, closeContext, releaseContext) == 0
+            if !closeCallbackRegistered { Unmanaged<CallbackContext>.fromOpaque(closeContext).release() }
+        } else {
+            closeCallbackRegistered = false
+        }
+        if callbacks && lifecycle {
             let context = Unmanaged.passRetained(CallbackContext(owner: owner, generation: generation)).toOpaque()
             let callback = unsafeBitCast(lifecycleCallback, to: virConnectDomainEventGenericCallback.self)
             lifecycleCallbackID = virConnectDomainEventRegisterAny(

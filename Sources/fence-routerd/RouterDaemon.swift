@@ -42,7 +42,6 @@ struct RouterDaemon {
                 policy: policy,
                 timing: timing,
                 statistics: FrontEndStatistics(),
-                eventLoopGroup: eventLoopGroup,
                 logger: logger
             )
             for settings in configuration.multicastListeners { _ = try MulticastListener.interfaceIndex(of: settings) }

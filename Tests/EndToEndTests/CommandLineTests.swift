@@ -43,7 +43,7 @@ struct CommandLineTests {
     func help() async throws {
         let result = try await routerd("-h")
         #expect(result.status == 0)
-        for option in ["-F", "-f <file>", "-d <level>", "-p <file>", "-w"] {
+        for option in ["-F", "-f <file>", "-d <level>", "-p <file>", "-w", "-h"] {
             #expect(result.output.contains(option), "\(option) missing from: \(result.output)")
         }
     }

@@ -141,6 +141,40 @@ struct HypervisorFencerTests {
         #expect(record.calls.filter { $0.hasPrefix("destroy") }.count == 6)
     }
 
+    @Test("a name redefined with a new UUID is found anew, not acted on through the old UUID")
+    func redefinedName() async {
+        let fake = FakeHypervisor(domains: [Self.running])
+        let fencer = HypervisorFencer(hypervisors: [fake], logger: logger)
+        #expect(await fencer.perform(.status, on: DomainTarget("vm1"), deadline: deadline) == .success)
+        let replacement = DomainInfo(name: "vm1", uuid: "12121212-2222-3333-4444-555555555555", state: .shutOff, persistent: true)
+        fake.record.withLock { $0.domains = [replacement] }
+        #expect(await fencer.perform(.status, on: DomainTarget("vm1"), deadline: deadline) == .off)
+        #expect(await fencer.perform(.on, on: DomainTarget("vm1"), deadline: deadline) == .success)
+        #expect(fake.calls.contains("start \(replacement.uuid)"))
+        fake.record.withLock { $0.domains = [] }
+        #expect(await fencer.perform(.status, on: DomainTarget("vm1"), deadline: deadline) == .off)
+        #expect(await fencer.perform(.off, on: DomainTarget("vm1"), deadline: deadline) != .success)
+    }
+
+    @Test("requests naming one domain by name and by UUID still run one at a time")
+    func nameAndUUIDSerialised() async {
+        let fake = FakeHypervisor(domains: [Self.running], behaviour: .init(destroyDuration: .milliseconds(50)))
+        let fencer = HypervisorFencer(hypervisors: [fake], logger: logger)
+        let deadline = self.deadline
+        // Warm the remembered locations for both forms.
+        _ = await fencer.perform(.status, on: DomainTarget("vm1"), deadline: deadline)
+        _ = await fencer.perform(.status, on: DomainTarget(Self.running.uuid), deadline: deadline)
+        await withTaskGroup(of: Void.self) { group in
+            for index in 0..<6 {
+                let target = DomainTarget(index.isMultiple(of: 2) ? "vm1" : Self.running.uuid)
+                group.addTask { _ = await fencer.perform(.reboot, on: target, deadline: deadline) }
+            }
+        }
+        let record = fake.record.withLock { $0 }
+        #expect(record.maximumConcurrentDestroys[Self.running.uuid] == 1)
+        #expect(record.calls.filter { $0.hasPrefix("destroy") }.count == 6)
+    }
+
     @Test("a request that waits past its deadline is dropped and never executed")
     func deadlineWhileWaiting() async {
         let fake = FakeHypervisor(domains: [Self.running], behaviour: .init(destroyDuration: .milliseconds(400)))

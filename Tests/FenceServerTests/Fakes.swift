@@ -19,7 +19,7 @@ final class FakeFenceClient: Sendable {
 
     let port: Int
     let address: String
-    private let server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
+    private let server: NIOAsyncChannel<any Channel, Never>
     private let record = Record()
     private let task: Task<Void, Never>
 
@@ -32,7 +32,10 @@ final class FakeFenceClient: Sendable {
         self.address = address
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .bind(host: address, port: 0) { child in
-                child.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: child) }
+                child.eventLoop.makeCompletedFuture {
+                    try StreamSession.prepare(child)
+                    return child
+                }
             }
         self.server = server
         port = server.channel.localAddress!.port!
@@ -49,24 +52,23 @@ final class FakeFenceClient: Sendable {
         }
     }
 
-    private static func converse(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>, exchange: ChallengeResponse, behaviour: Behaviour) async throws -> [UInt8] {
-        try await connection.executeThenClose { inbound, _ in
-            var session = StreamSession(channel: connection, inbound: inbound, deadline: .now + .seconds(30))
-            if exchange.algorithm != .none {
-                if case .slowChallenge(let delay) = behaviour { try await Task.sleep(for: delay) }
-                let ours = (0..<64).map { _ in UInt8.random(in: .min ... .max) }
-                try await session.write(ours, step: .seconds(10))
-                let response = try await session.read(64, step: .seconds(10))
-                guard exchange.isValid(response: response, to: ours) else { return [] }
-                let challenge = try await session.read(64, step: .seconds(10))
-                var answer = exchange.response(to: challenge)
-                if case .wrongResponse = behaviour { answer[0] ^= 0xFF }
-                try await session.write(answer, step: .seconds(10))
-            }
-            var received: [UInt8] = []
-            while let byte = try? await session.read(1, step: .seconds(10)) { received += byte }
-            return received
+    private static func converse(_ connection: any Channel, exchange: ChallengeResponse, behaviour: Behaviour) async throws -> [UInt8] {
+        let session = try await StreamSession.open(connection, deadline: .now + .seconds(30))
+        defer { session.close() }
+        if exchange.algorithm != .none {
+            if case .slowChallenge(let delay) = behaviour { try await Task.sleep(for: delay) }
+            let ours = (0..<64).map { _ in UInt8.random(in: .min ... .max) }
+            try await session.write(ours, step: .seconds(10))
+            let response = try await session.read(64, step: .seconds(10))
+            guard exchange.isValid(response: response, to: ours) else { return [] }
+            let challenge = try await session.read(64, step: .seconds(10))
+            var answer = exchange.response(to: challenge)
+            if case .wrongResponse = behaviour { answer[0] ^= 0xFF }
+            try await session.write(answer, step: .seconds(10))
         }
+        var received: [UInt8] = []
+        while let byte = try? await session.read(1, step: .seconds(10)) { received += byte }
+        return received
     }
 
     /// How many call-backs were accepted so far.

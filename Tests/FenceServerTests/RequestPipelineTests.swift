@@ -19,7 +19,7 @@ struct RequestPipelineTests {
         timing.requestTimeout = timeout
         return RequestPipeline(
             backend: backend, policy: AccessPolicy(groups: []), timing: timing, statistics: FrontEndStatistics(),
-            eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: Logger(label: "pipeline-test")
+            logger: Logger(label: "pipeline-test")
         )
     }
 
@@ -40,7 +40,7 @@ struct RequestPipelineTests {
         for _ in 0..<3 {
             #expect(pipeline.admit(datagram: try datagram(to: "127.0.0.1", port: client.port), source: try source("127.0.0.1"), listener: "t", credentials: credentials) == nil)
         }
-        await pipeline.serveDatagram(first)
+        await pipeline.serveDatagram(first, on: MultiThreadedEventLoopGroup.singleton.next())
         #expect(pipeline.admit(datagram: try datagram(to: "127.0.0.1", port: client.port), source: try source("127.0.0.1"), listener: "t", credentials: credentials) == nil)
         await client.close()
         #expect(client.callbacks == 1)
@@ -59,7 +59,7 @@ struct RequestPipelineTests {
         // The first copy names 127.0.0.2 but came from 127.0.0.1; the second names 127.0.0.1.
         let first = try #require(pipeline.admit(datagram: datagram(to: "127.0.0.2", port: decoy.port), source: source("127.0.0.1"), listener: "t", credentials: credentials))
         #expect(pipeline.admit(datagram: try datagram(to: "127.0.0.1", port: client.port), source: try source("127.0.0.1"), listener: "t", credentials: credentials) == nil)
-        await pipeline.serveDatagram(first)
+        await pipeline.serveDatagram(first, on: MultiThreadedEventLoopGroup.singleton.next())
         await decoy.close()
         await client.close()
         #expect(decoy.callbacks == 0)
@@ -75,7 +75,7 @@ struct RequestPipelineTests {
         let pipeline = pipeline(backend)
         let first = try #require(pipeline.admit(datagram: datagram(to: "127.0.0.2", port: impostor.port), source: source("127.0.0.2"), listener: "t", credentials: credentials))
         #expect(pipeline.admit(datagram: try datagram(to: "127.0.0.1", port: client.port), source: try source("127.0.0.9"), listener: "t", credentials: credentials) == nil)
-        await pipeline.serveDatagram(first)
+        await pipeline.serveDatagram(first, on: MultiThreadedEventLoopGroup.singleton.next())
         await impostor.close()
         await client.close()
         #expect(impostor.callbacks == 1)
@@ -91,7 +91,7 @@ struct RequestPipelineTests {
         let backend = RecordingBackend()
         let pipeline = pipeline(backend, timeout: .milliseconds(300))
         let admitted = try #require(pipeline.admit(datagram: datagram(to: "127.0.0.1", port: slow.port), source: source("127.0.0.1"), listener: "t", credentials: credentials))
-        await pipeline.serveDatagram(admitted)
+        await pipeline.serveDatagram(admitted, on: MultiThreadedEventLoopGroup.singleton.next())
         await slow.close()
         #expect(backend.calls.isEmpty)
         #expect(slow.received.allSatisfy { $0.isEmpty })
@@ -103,7 +103,7 @@ struct RequestPipelineTests {
         let pipeline = pipeline(backend, timeout: .milliseconds(200))
         // Nobody listens on the call-back port: the call-back fails and the request may be retried...
         let unreachable = try #require(pipeline.admit(datagram: datagram(to: "127.0.0.1", port: 9), source: source("127.0.0.1"), listener: "t", credentials: credentials))
-        await pipeline.serveDatagram(unreachable)
+        await pipeline.serveDatagram(unreachable, on: MultiThreadedEventLoopGroup.singleton.next())
         try await Task.sleep(for: .milliseconds(300))
         // ...but only within its deadline: a client that now listens on that port gets nothing.
         let late = try await FakeFenceClient(key: Self.key)
@@ -130,7 +130,7 @@ struct RequestPipelineTests {
             )))
         }
         await withTaskGroup(of: Void.self) { group in
-            for request in admitted { group.addTask { await pipeline.serveDatagram(request) } }
+            for request in admitted { group.addTask { await pipeline.serveDatagram(request, on: MultiThreadedEventLoopGroup.singleton.next()) } }
         }
         for client in clients { await client.close() }
         #expect(backend.maximumConcurrency == 5)
@@ -167,7 +167,10 @@ struct RequestPipelineTests {
         let pipeline = pipeline(RecordingBackend())
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .bind(host: "127.0.0.1", port: 0) { child in
-                child.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: child) }
+                child.eventLoop.makeCompletedFuture {
+                    try StreamSession.prepare(child)
+                    return child
+                }
             }
         let port = server.channel.localAddress!.port!
         let credentials = self.credentials

@@ -1,0 +1,237 @@
+"""Measures fence_virtd and fence-routerd with the real fence_xvm client, in namespaces.
+
+Standard library only. Called by Benchmarks/run.sh, which builds fence-routerd first.
+Every latency is one whole `fence_xvm` run (process start, multicast, call-back,
+challenge-response, result), timed inside the guest namespace. Both daemons run at once on
+different ports and the runs alternate between them, so that the machine's changing speed
+weighs on both alike.
+"""
+import argparse
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HOST = "frb-host"
+GUESTS = [f"frb-g{i}" for i in range(1, 21)]
+
+
+def sh(*args, check=True):
+    return subprocess.run(args, check=check, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def make_lab():
+    teardown_lab()
+    sh("ip", "netns", "add", HOST)
+    sh("ip", "-n", HOST, "link", "set", "lo", "up")
+    sh("ip", "-n", HOST, "link", "add", "br0", "type", "bridge")
+    sh("ip", "-n", HOST, "link", "set", "br0", "type", "bridge", "mcast_snooping", "0")
+    sh("ip", "-n", HOST, "addr", "add", "198.51.100.1/24", "dev", "br0")
+    sh("ip", "-n", HOST, "link", "set", "br0", "up")
+    sh("ip", "-n", HOST, "route", "add", "224.0.0.0/4", "dev", "br0")
+    for index, guest in enumerate(GUESTS, start=1):
+        sh("ip", "netns", "add", guest)
+        sh("ip", "link", "add", "eth0", "netns", guest, "type", "veth", "peer", "name", f"vg{index}", "netns", HOST)
+        sh("ip", "-n", HOST, "link", "set", f"vg{index}", "master", "br0", "up")
+        sh("ip", "-n", guest, "link", "set", "lo", "up")
+        sh("ip", "-n", guest, "addr", "add", f"198.51.100.{10 + index}/24", "dev", "eth0")
+        sh("ip", "-n", guest, "link", "set", "eth0", "up")
+        sh("ip", "-n", guest, "route", "add", "224.0.0.0/4", "dev", "eth0")
+
+
+def teardown_lab():
+    for namespace in GUESTS + [HOST]:
+        sh("ip", "netns", "del", namespace, check=False)
+
+
+def host_xml(path, count):
+    with open(path, "w") as out:
+        out.write("<node>\n")
+        for index in range(1, count + 1):
+            out.write(
+                f"<domain type='test'><name>vm{index}</name>"
+                f"<uuid>{index:08x}-0000-4000-8000-000000000000</uuid>"
+                "<memory>65536</memory><os><type>hvm</type></os></domain>\n"
+            )
+        out.write("</node>\n")
+
+
+def config(path, work, xml, port):
+    with open(path, "w") as out:
+        out.write(
+            'fence_virtd {\n\tlistener = "multicast";\n\tbackend = "libvirt";\n}\n\n'
+            f'listeners {{\n\tmulticast {{\n\t\tkey_file = "{work}/fence_xvm.key";\n\t\tinterface = "br0";\n\t\tport = "{port}";\n\t}}\n}}\n\n'
+            f'backends {{\n\tlibvirt {{\n\t\turi = "test://{xml}";\n\t}}\n}}\n'
+        )
+
+
+class Daemon:
+    """One daemon under test in the host namespace, on its own port."""
+
+    def __init__(self, name, command, port, work, xml):
+        self.name = name
+        self.port = port
+        conf = f"{work}/{name}-{port}.conf"
+        config(conf, work, xml, port)
+        self.log = open(f"{work}/{name}.log", "a")
+        self.process = subprocess.Popen(["ip", "netns", "exec", HOST] + command(conf), stdout=self.log, stderr=self.log)
+        time.sleep(0.5)
+        if self.process.poll() is not None:
+            raise RuntimeError(f"{name} did not start; see its log")
+
+    @property
+    def rss_mb(self):
+        # `ip netns exec` execs the daemon, so the pid is the daemon's own.
+        with open(f"/proc/{self.process.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+        return float("nan")
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
+def alternating_runs(key, daemons, arguments, runs, guest=GUESTS[0]):
+    """Runs fence_xvm `runs` times against each daemon, alternating between them inside the guest
+    namespace, so that drift of the machine's speed weighs on both alike. Returns ms per daemon."""
+    script = (
+        "import subprocess, sys, time\n"
+        "runs, ports, args = int(sys.argv[1]), sys.argv[2].split(','), sys.argv[3:]\n"
+        "for _ in range(runs):\n"
+        "    for port in ports:\n"
+        "        t = time.perf_counter()\n"
+        "        r = subprocess.run(args + ['-p', port], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+        "        print(port, (time.perf_counter() - t) * 1000, r.returncode, flush=True)\n"
+    )
+    ports = ",".join(str(daemon.port) for daemon in daemons)
+    result = sh("ip", "netns", "exec", guest, sys.executable, "-c", script, str(runs), ports, "fence_xvm", "-k", key, *arguments)
+    samples = {daemon.port: [] for daemon in daemons}
+    for line in result.stdout.split("\n"):
+        if line:
+            port, millis, code = line.split()
+            if int(code) != 0:
+                raise RuntimeError(f"fence_xvm {' '.join(arguments)} -p {port} exited {code}")
+            samples[int(port)].append(float(millis))
+    return [samples[daemon.port] for daemon in daemons]
+
+
+def concurrent_reboots(key, port, count):
+    started = time.perf_counter()
+    clients = [
+        subprocess.Popen(["ip", "netns", "exec", GUESTS[i], "fence_xvm", "-k", key, "-p", str(port),
+                          "-o", "reboot", "-H", f"vm{i + 1}", "-t", "90"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for i in range(count)
+    ]
+    codes = [client.wait() for client in clients]
+    elapsed = time.perf_counter() - started
+    failed = sum(1 for code in codes if code != 0)
+    return elapsed, failed
+
+
+def percentile(samples, fraction):
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+
+
+def measure(commands, work, runs):
+    """Both daemons side by side: the reference on port 1229, ours on 1230."""
+    key = f"{work}/fence_xvm.key"
+    results = [{}, {}]
+
+    daemons = [Daemon(name, command, 1229 + index, work, f"{work}/host-20.xml") for index, (name, command) in enumerate(commands)]
+    try:
+        alternating_runs(key, daemons, ["-o", "status", "-H", "vm1"], 3)  # warm-up
+        for result, daemon in zip(results, daemons):
+            result["rss_idle"] = daemon.rss_mb
+        for label, arguments in (("status", ["-o", "status", "-H", "vm1"]), ("list", ["-o", "list"])):
+            for result, samples in zip(results, alternating_runs(key, daemons, arguments, runs)):
+                result[f"{label}_median"], result[f"{label}_p90"] = statistics.median(samples), percentile(samples, 0.9)
+        for result, daemon in zip(results, daemons):
+            result["reboots_20"], result["reboot_failures"] = concurrent_reboots(key, daemon.port, 20)
+    finally:
+        for daemon in daemons:
+            daemon.stop()
+
+    daemons = [Daemon(name, command, 1229 + index, work, f"{work}/host-1000.xml") for index, (name, command) in enumerate(commands)]
+    try:
+        alternating_runs(key, daemons, ["-o", "list"], 2)  # warm-up
+        for result, samples in zip(results, alternating_runs(key, daemons, ["-o", "list"], max(20, runs // 2))):
+            result["list1000_median"] = statistics.median(samples)
+        for result, daemon in zip(results, daemons):
+            result["rss_1000"] = daemon.rss_mb
+    finally:
+        for daemon in daemons:
+            daemon.stop()
+    return results
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--routerd", required=True)
+    parser.add_argument("--runs", type=int, default=60)
+    parser.add_argument("--markdown", help="also write the table to this file")
+    options = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("run as root: the benchmark creates network namespaces")
+    for tool in ("fence_virtd", "fence_xvm"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} missing: apt-get install fence-virtd fence-virt")
+
+    work = tempfile.mkdtemp(prefix="fence-router-bench.")
+    try:
+        with open(f"{work}/fence_xvm.key", "wb") as key:
+            key.write(os.urandom(4096))
+        os.chmod(f"{work}/fence_xvm.key", 0o600)
+        host_xml(f"{work}/host-20.xml", 20)
+        host_xml(f"{work}/host-1000.xml", 1000)
+        make_lab()
+        reference, ours = measure(
+            [("fence_virtd", lambda conf: ["fence_virtd", "-F", "-f", conf, "-p", f"{work}/fence_virtd.pid"]),
+             ("fence-routerd", lambda conf: [options.routerd, "-F", "-f", conf])],
+            work, options.runs,
+        )
+    finally:
+        teardown_lab()
+        shutil.rmtree(work, ignore_errors=True)
+
+    rows = [
+        ("status latency, median (ms)", "status_median", "≤ 1.1×"),
+        ("status latency, p90 (ms)", "status_p90", ""),
+        ("list latency (20 domains), median (ms)", "list_median", "≤ 1.1×"),
+        ("list latency (20 domains), p90 (ms)", "list_p90", ""),
+        ("list of 1,000 domains, median (ms)", "list1000_median", "≤ 1.1×"),
+        ("20 concurrent reboots from 20 guests, total (s)", "reboots_20", "≤ 1.2 s"),
+        ("resident memory, idle (MB)", "rss_idle", ""),
+        ("resident memory, 1,000 domains (MB)", "rss_1000", "≤ 40 MB"),
+    ]
+    lines = [
+        f"fence_xvm runs per latency and daemon: {options.runs}, alternating between the daemons; failed concurrent reboots: "
+        f"fence_virtd {reference['reboot_failures']}, fence-routerd {ours['reboot_failures']}",
+        "",
+        "| measure | fence_virtd 4.12.1 | fence-routerd | ratio | target |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for label, key, target in rows:
+        ratio = ours[key] / reference[key] if reference[key] else float("nan")
+        lines.append(f"| {label} | {reference[key]:.2f} | {ours[key]:.2f} | {ratio:.2f}× | {target} |")
+    table = "\n".join(lines)
+    print(table)
+    if options.markdown:
+        with open(options.markdown, "w") as out:
+            out.write(table + "\n")
+
+
+if __name__ == "__main__":
+    main()

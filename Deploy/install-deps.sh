@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs, from Debian's packages, everything fence-router needs to build, test, demo and
+# benchmark. Safe to run again: only missing packages are installed.
+set -euo pipefail
+
+packages=(
+    libvirt-dev            # the libvirt C library and headers (its test driver simulates hypervisors)
+    libvirt-daemon         # libvirtd, for simulated hosts behind a unix socket
+    libvirt-clients        # virsh, to read the true domain state in tests
+    libqpid-proton11-dev   # the AMQP 1.0 C library (Qpid Proton)
+    libssl-dev
+    fence-virt             # the real fence_xvm / fence_virt clients
+    fence-virtd            # the reference fence_virtd, for the side-by-side benchmark
+    iproute2               # ip netns, veth, bridges for the labs
+    python3                # one test sends a hand-made datagram
+)
+
+missing=()
+for package in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if ((${#missing[@]})); then
+    echo "installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+command -v swift >/dev/null || {
+    echo "swift is not on PATH: install a Swift 6.2 or newer toolchain (https://swift.org/install)" >&2
+    exit 1
+}

@@ -1,0 +1,103 @@
+import COpenSSL
+import Synchronization
+
+/// Message digests, HMAC and random bytes from OpenSSL's libcrypto, which libvirt already loads
+/// into our processes.
+/// (A vendored crypto library would bring a second copy of the same code, and Foundation with it.)
+public enum DigestAlgorithm: Sendable, CaseIterable {
+    case sha1
+    case sha256
+    case sha512
+
+    public var length: Int {
+        switch self {
+        case .sha1: 20
+        case .sha256: 32
+        case .sha512: 64
+        }
+    }
+
+    fileprivate var evp: OpaquePointer {
+        switch self {
+        case .sha1: EVP_sha1()
+        case .sha256: EVP_sha256()
+        case .sha512: EVP_sha512()
+        }
+    }
+}
+
+public enum Digest {
+    /// The digest of the concatenation of `parts`, without copying them together.
+    public static func hash(_ algorithm: DigestAlgorithm, _ parts: [UInt8]...) -> [UInt8] {
+        var output = [UInt8](repeating: 0, count: algorithm.length)
+        let context = EVP_MD_CTX_new()!
+        defer { EVP_MD_CTX_free(context) }
+        // These calls fail only on allocation failure or a misuse that is a programming error.
+        precondition(EVP_DigestInit_ex(context, algorithm.evp, nil) == 1, "EVP_DigestInit_ex failed")
+        for part in parts {
+            precondition(part.withUnsafeBytes { EVP_DigestUpdate(context, $0.baseAddress, $0.count) } == 1, "EVP_DigestUpdate failed")
+        }
+        var length: UInt32 = 0
+        precondition(EVP_DigestFinal_ex(context, &output, &length) == 1 && Int(length) == algorithm.length, "EVP_DigestFinal_ex failed")
+        return output
+    }
+
+    /// HMAC of `message` under `key`.
+    public static func hmac(_ algorithm: DigestAlgorithm, key: [UInt8], message: [UInt8]) -> [UInt8] {
+        var output = [UInt8](repeating: 0, count: algorithm.length)
+        var length: UInt32 = 0
+        let result = key.withUnsafeBytes { keyBytes in
+            message.withUnsafeBytes { messageBytes in
+                HMAC(algorithm.evp, keyBytes.baseAddress, Int32(keyBytes.count),
+                     messageBytes.baseAddress?.assumingMemoryBound(to: UInt8.self), messageBytes.count, &output, &length)
+            }
+        }
+        precondition(result != nil && Int(length) == algorithm.length, "HMAC failed")
+        return output
+    }
+}
+
+public enum SecureRandom {
+    /// `count` bytes from OpenSSL's CSPRNG (seeded by the kernel), in one call.
+    public static func bytes(_ count: Int) -> [UInt8] {
+        var output = [UInt8](repeating: 0, count: count)
+        precondition(RAND_bytes(&output, Int32(count)) == 1, "RAND_bytes failed")
+        return output
+    }
+}
+
+/// `HASH(key ‖ message)` with the key absorbed once: each digest copies the prepared state and
+/// adds only the message. (fence_xvm keys are up to 4 KB; its messages are 64 or 176 bytes.)
+public final class KeyedDigest: Sendable {
+    public let algorithm: DigestAlgorithm
+    private let prepared: Mutex<PreparedContext>
+
+    public init(_ algorithm: DigestAlgorithm, key: [UInt8]) {
+        self.algorithm = algorithm
+        let context = PreparedContext()
+        precondition(EVP_DigestInit_ex(context.pointer, algorithm.evp, nil) == 1, "EVP_DigestInit_ex failed")
+        precondition(key.withUnsafeBytes { EVP_DigestUpdate(context.pointer, $0.baseAddress, $0.count) } == 1, "EVP_DigestUpdate failed")
+        prepared = Mutex(context)
+    }
+
+    public func hash(_ message: [UInt8]) -> [UInt8] {
+        let context = PreparedContext()
+        prepared.withLock { precondition(EVP_MD_CTX_copy_ex(context.pointer, $0.pointer) == 1, "EVP_MD_CTX_copy_ex failed") }
+        precondition(message.withUnsafeBytes { EVP_DigestUpdate(context.pointer, $0.baseAddress, $0.count) } == 1, "EVP_DigestUpdate failed")
+        var output = [UInt8](repeating: 0, count: algorithm.length)
+        var length: UInt32 = 0
+        precondition(EVP_DigestFinal_ex(context.pointer, &output, &length) == 1 && Int(length) == algorithm.length, "EVP_DigestFinal_ex failed")
+        return output
+    }
+}
+
+/// Owns one `EVP_MD_CTX`.
+private final class PreparedContext: @unchecked Sendable {
+    let pointer: OpaquePointer
+
+    init() {
+        pointer = EVP_MD_CTX_new()!
+    }
+
+    deinit { EVP_MD_CTX_free(pointer) }
+}
