@@ -180,7 +180,7 @@ def measure(commands, work, runs):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--routerd", required=True)
-    parser.add_argument("--runs", type=int, default=60)
+    parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--markdown", help="also write the table to this file")
     options = parser.parse_args()
     if os.geteuid() != 0:
