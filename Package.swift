@@ -22,13 +22,31 @@ let package = Package(
         .target(name: "FenceConfig", dependencies: ["FenceWire"]),
         // Domains, actions, outcomes, the backend protocol and the single-host fencing rules.
         .target(name: "FenceCore", dependencies: [.product(name: "Logging", package: "swift-log")]),
+        // Deadline-bounded waits for results that arrive from C threads (libvirt, Proton).
+        .target(
+            name: "CallbackWaits",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         // libvirt: the C library once, then one thin Swift owner of its handles.
         .systemLibrary(name: "CLibvirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
         .target(
             name: "Libvirt",
             dependencies: [
-                "CLibvirt", "FenceCore",
+                "CLibvirt", "FenceCore", "CallbackWaits",
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Qpid Proton C (AMQP 1.0), once (its pkg-config file is broken for SwiftPM), then one thin
+        // Swift owner of the proactor: connections, links, settlement, request/reply. It knows no fencing.
+        .systemLibrary(name: "CProton", providers: [.apt(["libqpid-proton11-dev"])]),
+        .target(
+            name: "AMQP",
+            dependencies: [
+                "CProton", "CallbackWaits",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -86,5 +104,9 @@ let package = Package(
             ]
         ),
         .testTarget(name: "EndToEndTests", dependencies: ["FenceWire", "TestSupport"]),
+        .testTarget(
+            name: "AMQPTests",
+            dependencies: ["AMQP", "TestSupport", .product(name: "Logging", package: "swift-log")]
+        ),
     ]
 )

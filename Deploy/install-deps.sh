@@ -8,6 +8,7 @@ packages=(
     libvirt-daemon         # libvirtd, for simulated hosts behind a unix socket
     libvirt-clients        # virsh, to read the true domain state in tests
     libqpid-proton11-dev   # the AMQP 1.0 C library (Qpid Proton)
+    rabbitmq-server        # the AMQP 1.0 broker of the bus (started by Deploy/broker/rabbitmq.sh, not systemd)
     libssl-dev
     fence-virt             # the real fence_xvm / fence_virt clients
     fence-virtd            # the reference fence_virtd, for the side-by-side benchmark

@@ -1,0 +1,169 @@
+/// Where and how to connect.
+public struct AMQPConfiguration: Sendable, Equatable {
+    public enum SASLMechanism: String, Sendable, Equatable {
+        case anonymous = "ANONYMOUS"
+        case plain = "PLAIN"
+        /// The TLS client certificate is the identity.
+        case external = "EXTERNAL"
+    }
+
+    public struct TLS: Sendable, Equatable {
+        /// The CA certificates (PEM) that must have signed the broker's certificate.
+        public var caFile: String
+        /// A client certificate and its key (PEM), for brokers that require one or for SASL EXTERNAL.
+        public var certificateFile: String?
+        public var keyFile: String?
+        /// Check that the broker's certificate names the host we connect to.
+        public var verifyHostname: Bool
+
+        public init(caFile: String, certificateFile: String? = nil, keyFile: String? = nil, verifyHostname: Bool = true) {
+            self.caFile = caFile
+            self.certificateFile = certificateFile
+            self.keyFile = keyFile
+            self.verifyHostname = verifyHostname
+        }
+    }
+
+    public var host: String
+    public var port: Int
+    public var tls: TLS?
+    public var user: String?
+    public var password: String?
+    public var mechanisms: [SASLMechanism]
+    /// PLAIN sends the password in clear text: allowed without TLS only when this is set (labs,
+    /// loopback brokers).
+    public var allowInsecurePlain: Bool
+    /// The AMQP container id; unique per process.
+    public var containerID: String
+    /// The first and the longest wait between reconnection attempts.
+    public var reconnectBackoff: ClosedRange<Duration>
+    /// A broker silent for this long is taken for dead (Proton sends keepalive frames at half of it).
+    public var idleTimeout: Duration
+
+    public init(
+        host: String,
+        port: Int,
+        tls: TLS? = nil,
+        user: String? = nil,
+        password: String? = nil,
+        mechanisms: [SASLMechanism] = [.plain],
+        allowInsecurePlain: Bool = false,
+        containerID: String,
+        reconnectBackoff: ClosedRange<Duration> = .milliseconds(100)...(.seconds(5)),
+        idleTimeout: Duration = .seconds(8)
+    ) {
+        self.host = host
+        self.port = port
+        self.tls = tls
+        self.user = user
+        self.password = password
+        self.mechanisms = mechanisms
+        self.allowInsecurePlain = allowInsecurePlain
+        self.containerID = containerID
+        self.reconnectBackoff = reconnectBackoff
+        self.idleTimeout = idleTimeout
+    }
+
+    /// Reads `amqp://[user[:password]@]host[:port]` or `amqps://…` (host may be `[ipv6]`). The
+    /// scheme chooses TLS; `tls` supplies its files.
+    public init(url: String, tls: TLS? = nil, containerID: String) throws(AMQPError) {
+        let secure: Bool
+        var rest: Substring
+        if url.hasPrefix("amqps://") {
+            secure = true
+            rest = url.dropFirst("amqps://".count)
+        } else if url.hasPrefix("amqp://") {
+            secure = false
+            rest = url.dropFirst("amqp://".count)
+        } else {
+            throw AMQPError(.invalidConfiguration, "\"\(url)\" is not an amqp:// or amqps:// URL")
+        }
+        if let slash = rest.firstIndex(of: "/") { rest = rest[..<slash] }
+        var user: String?
+        var password: String?
+        if let at = rest.lastIndex(of: "@") {
+            let credentials = rest[..<at]
+            rest = rest[rest.index(after: at)...]
+            if let colon = credentials.firstIndex(of: ":") {
+                user = String(credentials[..<colon])
+                password = String(credentials[credentials.index(after: colon)...])
+            } else {
+                user = String(credentials)
+            }
+        }
+        var host: Substring
+        var portText: Substring?
+        if rest.hasPrefix("[") {
+            guard let close = rest.firstIndex(of: "]") else { throw AMQPError(.invalidConfiguration, "\"\(url)\": unclosed [") }
+            host = rest[rest.index(after: rest.startIndex)..<close]
+            let after = rest[rest.index(after: close)...]
+            if after.hasPrefix(":") { portText = after.dropFirst() }
+        } else if let colon = rest.lastIndex(of: ":") {
+            host = rest[..<colon]
+            portText = rest[rest.index(after: colon)...]
+        } else {
+            host = rest
+        }
+        guard !host.isEmpty else { throw AMQPError(.invalidConfiguration, "\"\(url)\" names no host") }
+        let port = try portText.map { text throws(AMQPError) -> Int in
+            guard let port = Int(text), (1...65535).contains(port) else {
+                throw AMQPError(.invalidConfiguration, "\"\(url)\": \"\(text)\" is not a port")
+            }
+            return port
+        } ?? (secure ? 5671 : 5672)
+        if secure && tls == nil {
+            throw AMQPError(.invalidConfiguration, "\"\(url)\" asks for TLS but no CA file is configured")
+        }
+        self.init(host: String(host), port: port, tls: secure ? tls : nil, user: user, password: password, containerID: containerID)
+    }
+
+    /// Whether the broker is on this machine, where a clear-text password does not cross a network.
+    public var isLoopback: Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
+}
+
+/// How a broker names topics, queues and reply destinations.
+public struct AddressProfile: Sendable, Equatable {
+    /// `{name}` is replaced by the name.
+    public var topicTemplate: String
+    public var queueTemplate: String
+    public var replyTemplate: String
+
+    public init(topicTemplate: String, queueTemplate: String, replyTemplate: String) {
+        self.topicTemplate = topicTemplate
+        self.queueTemplate = queueTemplate
+        self.replyTemplate = replyTemplate
+    }
+
+    /// RabbitMQ 3.x with its AMQP 1.0 plugin: topics on amq.topic, named queues, reply queues bound
+    /// to amq.direct (it supports neither dynamic reply nodes nor the anonymous relay).
+    public static let rabbitMQ3 = AddressProfile(
+        topicTemplate: "/topic/{name}",
+        queueTemplate: "/queue/{name}",
+        replyTemplate: "/exchange/amq.direct/{name}"
+    )
+
+    /// Plain AMQP 1.0 node names (RabbitMQ 4, ActiveMQ Artemis, Qpid Dispatch), configured as
+    /// multicast for topics on the broker.
+    public static let plainNodes = AddressProfile(topicTemplate: "{name}", queueTemplate: "{name}", replyTemplate: "{name}")
+
+    public static func named(_ name: String) -> AddressProfile? {
+        switch name.lowercased() {
+        case "rabbitmq3", "rabbitmq": .rabbitMQ3
+        case "amqp", "plain": .plainNodes
+        default: nil
+        }
+    }
+
+    public func topic(_ name: String) -> String { topicTemplate.replacingPlaceholder(with: name) }
+    public func queue(_ name: String) -> String { queueTemplate.replacingPlaceholder(with: name) }
+    public func reply(_ name: String) -> String { replyTemplate.replacingPlaceholder(with: name) }
+}
+
+extension String {
+    fileprivate func replacingPlaceholder(with name: String) -> String {
+        guard let range = firstRange(of: "{name}") else { return self + name }
+        return String(self[..<range.lowerBound]) + name + String(self[range.upperBound...])
+    }
+}

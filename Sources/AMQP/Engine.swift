@@ -1,0 +1,398 @@
+import CProton
+import CallbackWaits
+import Logging
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// Everything that touches Proton's connection objects. Its methods run on the proactor thread
+/// only (Proton serialises a connection's event batches there); other threads reach it through
+/// `SharedState` and the thread-safe `pn_proactor_interrupt`.
+final class Engine: @unchecked Sendable {
+    private let configuration: AMQPConfiguration
+    private let shared: SharedState
+    private let events: AsyncStream<AMQPConnectionEvent>.Continuation
+    private let logger: Logger
+    private let proactor: OpaquePointer = pn_proactor()
+    private let codec = MessageCodec()
+
+    private var connection: OpaquePointer?
+    private var session: OpaquePointer?
+    private var open = false
+    private var closing = false
+    private var generation: UInt64 = 0
+    private var failures = 0
+    private var tag: UInt64 = 0
+    private var linkNames: UInt64 = 0
+
+    /// Wanted subscriptions, by id: attached on every connection.
+    private var subscriptions: [UInt64: Subscription] = [:]
+    private var receiverLinks: [OpaquePointer: Subscription] = [:]
+    private var senders: [String: OpaquePointer] = [:]
+    private var unsent: [OpaquePointer: [Outgoing]] = [:]
+    private var inFlight: [OpaquePointer: Outgoing] = [:]
+    private var partial: [OpaquePointer: [CChar]] = [:]
+    private var onStop: [ResumeOnce<Void>] = []
+    private let stopLock = Mutex(false)
+
+    init(configuration: AMQPConfiguration, shared: SharedState, events: AsyncStream<AMQPConnectionEvent>.Continuation, logger: Logger) {
+        self.configuration = configuration
+        self.shared = shared
+        self.events = events
+        var logger = logger
+        logger[metadataKey: "broker"] = "\(configuration.host):\(configuration.port)"
+        self.logger = logger
+    }
+
+    /// Starts the proactor thread, which keeps the engine alive until it ends.
+    func start() {
+        var thread = pthread_t()
+        let context = Unmanaged.passRetained(self).toOpaque()
+        let created = pthread_create(&thread, nil, { context in
+            let engine = Unmanaged<Engine>.fromOpaque(context!).takeRetainedValue()
+            engine.run()
+            return nil
+        }, context)
+        precondition(created == 0, "cannot start the AMQP proactor thread")
+        pthread_detach(thread)
+    }
+
+    /// Thread-safe: makes the proactor thread look at the outbox even without a connection.
+    func interrupt() { pn_proactor_interrupt(proactor) }
+
+    /// Thread-safe: `once` is resumed when the proactor thread has ended (at once if it has).
+    func whenStopped(_ once: ResumeOnce<Void>) {
+        let ended = stopLock.withLock { ended in
+            if !ended { onStop.append(once) }
+            return ended
+        }
+        if ended { once.resume(()) }
+    }
+
+    private func run() {
+        connect()
+        var running = true
+        while running {
+            let batch = pn_proactor_wait(proactor)
+            while let event = pn_event_batch_next(batch) {
+                if !handle(event) { running = false }
+            }
+            pn_proactor_done(proactor, batch)
+        }
+        shutDown()
+    }
+
+    // MARK: - Connecting
+
+    private func connect() {
+        let transport = pn_transport()!
+        if let tls = configuration.tls {
+            let domain = pn_ssl_domain(PN_SSL_MODE_CLIENT)!
+            defer { pn_ssl_domain_free(domain) }
+            var failed = pn_ssl_domain_set_trusted_ca_db(domain, tls.caFile) != 0
+            if let certificate = tls.certificateFile, let key = tls.keyFile {
+                failed = failed || pn_ssl_domain_set_credentials(domain, certificate, key, nil) != 0
+            }
+            let verification = tls.verifyHostname ? PN_SSL_VERIFY_PEER_NAME : PN_SSL_VERIFY_PEER
+            failed = failed || pn_ssl_domain_set_peer_authentication(domain, verification, tls.caFile) != 0
+            let ssl = pn_ssl(transport)
+            failed = failed || pn_ssl_init(ssl, domain, nil) != 0
+            _ = pn_ssl_set_peer_hostname(ssl, configuration.host)
+            if failed { logger.error("the TLS settings were refused by Proton; the connection will fail") }
+        }
+        let sasl = pn_sasl(transport)
+        pn_sasl_allowed_mechs(sasl, configuration.mechanisms.map(\.rawValue).joined(separator: " "))
+        if configuration.tls == nil && (configuration.isLoopback || configuration.allowInsecurePlain) {
+            pn_sasl_set_allow_insecure_mechs(sasl, true)
+        }
+        let (seconds, attoseconds) = configuration.idleTimeout.components
+        pn_transport_set_idle_timeout(transport, pn_millis_t(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000))
+
+        let connection = pn_connection()!
+        pn_connection_set_container(connection, configuration.containerID)
+        if let user = configuration.user { pn_connection_set_user(connection, user) }
+        if let password = configuration.password { pn_connection_set_password(connection, password) }
+        var address = [CChar](repeating: 0, count: 512)
+        _ = pn_proactor_addr(&address, address.count, configuration.host, String(configuration.port))
+        pn_proactor_connect2(proactor, connection, transport, address)
+    }
+
+    private func scheduleReconnect() {
+        failures += 1
+        let exponent = min(failures - 1, 20)
+        let delay = min(configuration.reconnectBackoff.lowerBound * (1 << exponent), configuration.reconnectBackoff.upperBound)
+        let (seconds, attoseconds) = delay.components
+        pn_proactor_set_timeout(proactor, pn_millis_t(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000))
+    }
+
+    // MARK: - Events
+
+    /// Handles one event; false ends the thread.
+    private func handle(_ event: OpaquePointer) -> Bool {
+        switch pn_event_type(event) {
+        case PN_CONNECTION_INIT:
+            let connection = pn_event_connection(event)!
+            self.connection = connection
+            shared.connectionOpened(connection)
+            pn_connection_open(connection)
+            session = pn_session(connection)
+            pn_session_open(session)
+
+        case PN_CONNECTION_REMOTE_OPEN:
+            open = true
+            failures = 0
+            generation += 1
+            shared.setConnected(true)
+            logger.info("connected to the broker", metadata: ["generation": "\(generation)"])
+            events.yield(.connected(generation: generation))
+            for subscription in subscriptions.values.sorted(by: { $0.id < $1.id }) { attach(subscription) }
+            drainOutbox()
+
+        case PN_CONNECTION_WAKE:
+            drainOutbox()
+
+        case PN_LINK_REMOTE_OPEN:
+            let link = pn_event_link(event)!
+            if let subscription = receiverLinks[link] {
+                if pn_terminus_get_address(pn_link_remote_source(link)) != nil {
+                    subscription.firstAttach.resume(.success(()))
+                }
+            }
+
+        case PN_LINK_FLOW:
+            let link = pn_event_link(event)!
+            if pn_link_is_sender(link) { flush(link) }
+
+        case PN_DELIVERY:
+            let delivery = pn_event_delivery(event)!
+            let link = pn_delivery_link(delivery)!
+            if pn_link_is_sender(link) { settled(delivery) } else { received(delivery, on: link) }
+
+        case PN_LINK_REMOTE_CLOSE, PN_LINK_REMOTE_DETACH:
+            linkClosed(pn_event_link(event)!)
+
+        case PN_SESSION_REMOTE_CLOSE, PN_CONNECTION_REMOTE_CLOSE:
+            if let connection = pn_event_connection(event) {
+                if let condition = describe(pn_connection_remote_condition(connection)) {
+                    logger.warning("the broker closed the connection", metadata: ["condition": "\(condition)"])
+                }
+                pn_connection_close(connection)
+            }
+
+        case PN_TRANSPORT_CLOSED:
+            transportClosed(describe(pn_transport_condition(pn_event_transport(event))) ?? "connection closed")
+
+        case PN_PROACTOR_TIMEOUT:
+            if !closing && connection == nil { connect() }
+
+        case PN_PROACTOR_INTERRUPT:
+            drainOutbox()
+            if closing && connection == nil { return false }
+
+        case PN_PROACTOR_INACTIVE:
+            if closing { return false }
+
+        default:
+            break
+        }
+        return true
+    }
+
+    private func drainOutbox() {
+        var waiting: [Operation] = []
+        for operation in shared.takeOutbox() {
+            switch operation {
+            case .send(let outgoing):
+                guard !outgoing.settled.isDone else { continue }
+                guard let session, open else {
+                    waiting.append(operation)
+                    continue
+                }
+                let link = senders[outgoing.address] ?? openSender(outgoing.address, session: session)
+                unsent[link, default: []].append(outgoing)
+                flush(link)
+            case .attach(let subscription):
+                subscriptions[subscription.id] = subscription
+                if open { attach(subscription) }
+            case .detach(let id):
+                guard let subscription = subscriptions.removeValue(forKey: id) else { continue }
+                for (link, attached) in receiverLinks where attached === subscription {
+                    receiverLinks[link] = nil
+                    pn_link_close(link)
+                }
+                subscription.sink.finish()
+            case .close:
+                closing = true
+                if let connection { pn_connection_close(connection) }
+            }
+        }
+        if !waiting.isEmpty { shared.putBack(waiting) }
+    }
+
+    private func openSender(_ address: String, session: OpaquePointer) -> OpaquePointer {
+        linkNames += 1
+        let link = pn_sender(session, "\(configuration.containerID)-s\(linkNames)")!
+        pn_terminus_set_address(pn_link_target(link), address)
+        pn_link_open(link)
+        senders[address] = link
+        return link
+    }
+
+    private func attach(_ subscription: Subscription) {
+        guard let session else { return }
+        linkNames += 1
+        let link = pn_receiver(session, "\(configuration.containerID)-r\(linkNames)")!
+        pn_terminus_set_address(pn_link_source(link), subscription.address)
+        pn_link_open(link)
+        pn_link_flow(link, Int32(subscription.credit))
+        receiverLinks[link] = subscription
+    }
+
+    /// Sends what the sender has credit for.
+    private func flush(_ link: OpaquePointer) {
+        while pn_link_credit(link) > 0, var queue = unsent[link], !queue.isEmpty {
+            let outgoing = queue.removeFirst()
+            unsent[link] = queue
+            guard !outgoing.settled.isDone else { continue }
+            tag += 1
+            var tagValue = tag
+            let delivery = withUnsafeBytes(of: &tagValue) { pn_delivery(link, pn_dtag($0.baseAddress!.assumingMemoryBound(to: CChar.self), 8)) }!
+            _ = outgoing.bytes.withUnsafeBufferPointer { pn_link_send(link, $0.baseAddress, $0.count) }
+            _ = pn_link_advance(link)
+            inFlight[delivery] = outgoing
+        }
+    }
+
+    private func settled(_ delivery: OpaquePointer) {
+        let state = pn_delivery_remote_state(delivery)
+        guard state != 0 || pn_delivery_settled(delivery) else { return }
+        if let outgoing = inFlight.removeValue(forKey: delivery) {
+            if state == UInt64(PN_ACCEPTED) {
+                outgoing.settled.resume(.success(()))
+            } else {
+                outgoing.settled.resume(.failure(AMQPError(.notAccepted, "\(outgoing.address): the broker answered \(Self.stateName(state))")))
+            }
+        }
+        pn_delivery_settle(delivery)
+    }
+
+    private func received(_ delivery: OpaquePointer, on link: OpaquePointer) {
+        guard pn_delivery_readable(delivery) else { return }
+        var bytes = partial.removeValue(forKey: delivery) ?? []
+        let pending = pn_delivery_pending(delivery)
+        if pending > 0 {
+            let start = bytes.count
+            bytes += [CChar](repeating: 0, count: pending)
+            let count = bytes.withUnsafeMutableBufferPointer { pn_link_recv(link, $0.baseAddress! + start, pending) }
+            if count < 0 && count != PN_EOS {
+                bytes.removeLast(pending)
+            } else if count >= 0 {
+                bytes.removeLast(pending - count)
+            }
+        }
+        if pn_delivery_partial(delivery) {
+            partial[delivery] = bytes
+            return
+        }
+        if let subscription = receiverLinks[link] {
+            do {
+                subscription.sink.yield(try codec.decode(bytes))
+                pn_delivery_update(delivery, UInt64(PN_ACCEPTED))
+            } catch {
+                logger.warning("dropped an undecodable message", metadata: ["address": "\(subscription.address)", "error": "\(error)"])
+                pn_delivery_update(delivery, UInt64(PN_REJECTED))
+            }
+            let credit = Int(pn_link_credit(link))
+            if credit < subscription.credit / 2 { pn_link_flow(link, Int32(subscription.credit - credit)) }
+        }
+        pn_delivery_settle(delivery)
+    }
+
+    private func linkClosed(_ link: OpaquePointer) {
+        let condition = describe(pn_link_remote_condition(link)) ?? "closed by the broker"
+        if let subscription = receiverLinks.removeValue(forKey: link) {
+            let refusal = AMQPError(.attachRefused, "\(subscription.address): \(condition)")
+            if !subscription.firstAttach.resume(.failure(refusal)) {
+                logger.error("a subscription was closed by the broker; it is attached again on the next connection", metadata: [
+                    "address": "\(subscription.address)", "condition": "\(condition)",
+                ])
+            }
+        } else if let (address, _) = senders.first(where: { $0.value == link }) {
+            senders[address] = nil
+            let failure = AMQPError(.notAccepted, "\(address): the broker closed the link: \(condition)")
+            for outgoing in unsent.removeValue(forKey: link) ?? [] { outgoing.settled.resume(.failure(failure)) }
+            for (delivery, outgoing) in inFlight where pn_delivery_link(delivery) == link {
+                inFlight[delivery] = nil
+                outgoing.settled.resume(.failure(failure))
+            }
+        }
+        pn_link_close(link)
+    }
+
+    private func transportClosed(_ reason: String) {
+        let wasOpen = open
+        open = false
+        connection = nil
+        session = nil
+        shared.connectionClosed()
+        // What was handed to the broker may or may not have arrived: its sender learns it failed.
+        let lost = AMQPError(.disconnected, "the connection dropped before the broker settled the message: \(reason)")
+        for outgoing in inFlight.values { outgoing.settled.resume(.failure(lost)) }
+        inFlight = [:]
+        // What was never sent goes out on the next connection, if its deadline allows.
+        shared.putBack(unsent.values.flatMap { $0 }.map { .send($0) })
+        unsent = [:]
+        senders = [:]
+        receiverLinks = [:]
+        partial = [:]
+        if wasOpen {
+            logger.warning("disconnected from the broker", metadata: ["reason": "\(reason)"])
+            events.yield(.disconnected(reason: reason))
+        } else {
+            logger.debug("cannot connect to the broker", metadata: ["reason": "\(reason)"])
+        }
+        if !closing { scheduleReconnect() }
+    }
+
+    private func shutDown() {
+        let closed = AMQPError(.closed, "the connection was closed")
+        for operation in shared.takeOutbox() {
+            if case .send(let outgoing) = operation { outgoing.settled.resume(.failure(closed)) }
+            if case .attach(let subscription) = operation { subscription.firstAttach.resume(.failure(closed)); subscription.sink.finish() }
+        }
+        for subscription in subscriptions.values {
+            subscription.firstAttach.resume(.failure(closed))
+            subscription.sink.finish()
+        }
+        subscriptions = [:]
+        events.finish()
+        pn_proactor_free(proactor)
+        let waiters = stopLock.withLock { ended in
+            ended = true
+            defer { onStop = [] }
+            return onStop
+        }
+        for waiter in waiters { waiter.resume(()) }
+    }
+
+    // MARK: - Helpers
+
+    private func describe(_ condition: OpaquePointer?) -> String? {
+        guard let condition, pn_condition_is_set(condition) else { return nil }
+        let name = pn_condition_get_name(condition).map { String(cString: $0) } ?? "error"
+        let description = pn_condition_get_description(condition).map { String(cString: $0) } ?? ""
+        return description.isEmpty ? name : "\(name): \(description)"
+    }
+
+    private static func stateName(_ state: UInt64) -> String {
+        switch state {
+        case UInt64(PN_REJECTED): "rejected"
+        case UInt64(PN_RELEASED): "released"
+        case UInt64(PN_MODIFIED): "modified"
+        default: "state \(state)"
+        }
+    }
+}

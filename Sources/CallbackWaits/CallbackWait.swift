@@ -1,0 +1,51 @@
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// A continuation that the first of several racers resumes (a C thread's callback, a deadline);
+/// later attempts are ignored.
+public final class ResumeOnce<T: Sendable>: Sendable {
+    private let continuation: Mutex<CheckedContinuation<T, Never>?>
+
+    init(_ continuation: CheckedContinuation<T, Never>) {
+        self.continuation = Mutex(continuation)
+    }
+
+    /// Whether the waiter was resumed already (its result is decided).
+    public var isDone: Bool { continuation.withLock { $0 == nil } }
+
+    /// Resumes the waiter with `value` unless something else already did; says whether it did.
+    @discardableResult
+    public func resume(_ value: T) -> Bool {
+        let pending = continuation.withLock { slot in
+            defer { slot = nil }
+            return slot
+        }
+        pending?.resume(returning: value)
+        return pending != nil
+    }
+}
+
+/// Waiting for work done elsewhere (a blocking C call on another thread, a reply from a broker)
+/// with a deadline, without blocking the caller's thread.
+public enum CallbackWait {
+    /// Calls `start` with a one-shot resumer and waits; at `deadline`, resumes with `expired()`
+    /// unless `start`'s work resumed first.
+    ///
+    /// The deadline is a timer on an event loop (the caller's own when it runs on one), left to
+    /// fire even after the work finished: cancelling it from another thread would wake the loop
+    /// for nothing, and a late timer finds the waiter resumed and does nothing.
+    public static func wait<T: Sendable>(
+        until deadline: ContinuousClock.Instant,
+        expired: @escaping @Sendable () -> T,
+        _ start: (ResumeOnce<T>) -> Void
+    ) async -> T {
+        await withCheckedContinuation { continuation in
+            let once = ResumeOnce(continuation)
+            MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: TimeAmount(deadline - .now)) {
+                once.resume(expired())
+            }
+            start(once)
+        }
+    }
+}

@@ -1,0 +1,222 @@
+import Foundation
+import Logging
+import Testing
+import TestSupport
+@testable import AMQP
+
+/// The AMQP 1.0 client against a real RabbitMQ (Debian's, with its AMQP 1.0 plugin) on loopback.
+@Suite("AMQP client ⇄ RabbitMQ", .enabled(if: TestEnvironment.shouldRun(BrokerProcess.prerequisites), "needs rabbitmq-server"))
+struct AMQPClientTests {
+    let logger = Logger(label: "amqp-test")
+    let profile = AddressProfile.rabbitMQ3
+    var deadline: ContinuousClock.Instant { .now + .seconds(10) }
+
+    func connect(_ broker: BrokerProcess, backoff: ClosedRange<Duration> = .milliseconds(100)...(.seconds(1))) async throws -> AMQPConnection {
+        var configuration = try AMQPConfiguration(url: broker.url, containerID: "test-\(UUID().uuidString.prefix(8))")
+        configuration.reconnectBackoff = backoff
+        let connection = try AMQPConnection(configuration: configuration, logger: logger)
+        try await connection.waitUntilConnected(deadline: deadline)
+        return connection
+    }
+
+    func unique(_ name: String) -> String { "\(name)-\(UUID().uuidString.prefix(8))" }
+
+    func next(_ receiver: AMQPReceiver, within limit: Duration = .seconds(10)) async throws -> AMQPMessage? {
+        let messages = receiver.messages
+        return try await withTimeout(limit, "a message on \(receiver.address)") {
+            var iterator = messages.makeAsyncIterator()
+            return await iterator.next()
+        }
+    }
+
+    @Test("a queue round trip keeps every field")
+    func queueRoundTrip() async throws {
+        let connection = try await connect(try await BrokerProcess.shared())
+        defer { Task { await connection.close() } }
+        let address = profile.queue(unique("q"))
+        let receiver = try await connection.receiver(from: address, deadline: deadline)
+        let sent = AMQPMessage(
+            body: Array("hello \u{1F512}".utf8), messageID: "m-1", correlationID: "c-1", subject: "greeting",
+            replyTo: "/queue/elsewhere", contentType: "text/plain", timeToLive: .seconds(30),
+            applicationProperties: ["fr-mac": "abc123", "x": "y"]
+        )
+        try await connection.send(sent, to: address, deadline: deadline)
+        let received = try #require(try await next(receiver))
+        #expect(received.body == sent.body)
+        #expect(received.messageID == "m-1")
+        #expect(received.correlationID == "c-1")
+        #expect(received.subject == "greeting")
+        #expect(received.replyTo == "/queue/elsewhere")
+        #expect(received.contentType == "text/plain")
+        #expect(received.applicationProperties == ["fr-mac": "abc123", "x": "y"])
+    }
+
+    @Test("a topic fans out to every subscriber; a queue keeps messages sent before its consumer")
+    func topicAndQueue() async throws {
+        let connection = try await connect(try await BrokerProcess.shared())
+        defer { Task { await connection.close() } }
+        let topic = profile.topic(unique("t"))
+        let first = try await connection.receiver(from: topic, deadline: deadline)
+        let second = try await connection.receiver(from: topic, deadline: deadline)
+        try await connection.send(AMQPMessage(body: [1, 2, 3]), to: topic, deadline: deadline)
+        #expect(try await next(first)?.body == [1, 2, 3])
+        #expect(try await next(second)?.body == [1, 2, 3])
+
+        let queue = profile.queue(unique("early"))
+        try await connection.send(AMQPMessage(body: [9], durable: true), to: queue, deadline: deadline)
+        let late = try await connection.receiver(from: queue, deadline: deadline)
+        #expect(try await next(late)?.body == [9])
+    }
+
+    @Test("request and reply through an amq.direct reply address")
+    func requestReply() async throws {
+        let broker = try await BrokerProcess.shared()
+        let server = try await connect(broker)
+        let client = try await connect(broker)
+        defer { Task { await server.close(); await client.close() } }
+        let service = profile.queue(unique("service"))
+        let requests = try await server.receiver(from: service, deadline: deadline)
+        let responder = Task {
+            for await request in requests.messages {
+                guard let replyTo = request.replyTo else { continue }
+                let reply = AMQPMessage(body: request.body.reversed(), correlationID: request.correlationID)
+                try? await server.send(reply, to: replyTo, deadline: .now + .seconds(5))
+            }
+        }
+        defer { responder.cancel() }
+        let requester = try await AMQPRequester(connection: client, replyAddress: profile.reply(unique("reply")), deadline: deadline)
+        let replies = try await withThrowingTaskGroup(of: [UInt8].self) { group in
+            for index in 0..<10 {
+                group.addTask { try await requester.request(AMQPMessage(body: [UInt8(index), 0]), to: service, deadline: .now + .seconds(10)).body }
+            }
+            return try await group.reduce(into: Set<[UInt8]>()) { $0.insert($1) }
+        }
+        #expect(replies == Set((0..<10).map { [0, UInt8($0)] }))
+    }
+
+    @Test("a request nobody answers fails at its deadline")
+    func unansweredRequest() async throws {
+        let connection = try await connect(try await BrokerProcess.shared())
+        defer { Task { await connection.close() } }
+        let requester = try await AMQPRequester(connection: connection, replyAddress: profile.reply(unique("reply")), deadline: deadline)
+        let started = ContinuousClock.now
+        do {
+            _ = try await requester.request(AMQPMessage(body: [1]), to: profile.queue(unique("nobody")), deadline: .now + .milliseconds(500))
+            Issue.record("a request nobody answers succeeded")
+        } catch {
+            #expect(error.code == .timedOut)
+        }
+        #expect(ContinuousClock.now - started < .seconds(5), "the deadline bounds the wait")
+    }
+
+    @Test("the time to live is honoured by the broker")
+    func timeToLive() async throws {
+        let connection = try await connect(try await BrokerProcess.shared())
+        defer { Task { await connection.close() } }
+        let queue = profile.queue(unique("ttl"))
+        try await connection.send(AMQPMessage(body: [1], timeToLive: .milliseconds(200)), to: queue, deadline: deadline)
+        try await connection.send(AMQPMessage(body: [2], timeToLive: .seconds(60)), to: queue, deadline: deadline)
+        try await Task.sleep(for: .seconds(1))
+        let receiver = try await connection.receiver(from: queue, deadline: deadline)
+        #expect(try await next(receiver)?.body == [2], "the expired message is gone, the other arrives")
+    }
+
+    @Test("an attach the broker refuses fails within its deadline instead of hanging")
+    func refusedAttach() async throws {
+        let connection = try await connect(try await BrokerProcess.shared())
+        defer { Task { await connection.close() } }
+        let started = ContinuousClock.now
+        await #expect(throws: AMQPError.self) {
+            _ = try await connection.receiver(from: "/no-such-kind/of-address", deadline: .now + .seconds(2))
+        }
+        #expect(ContinuousClock.now - started < .seconds(5))
+    }
+
+    @Test("a wrong password never connects, and sends fail at their deadline")
+    func wrongPassword() async throws {
+        let broker = try await BrokerProcess.shared()
+        var configuration = try AMQPConfiguration(url: "amqp://fence:wrong@127.0.0.1:\(broker.port)", containerID: "wrong")
+        configuration.reconnectBackoff = .milliseconds(100)...(.milliseconds(500))
+        let connection = try AMQPConnection(configuration: configuration, logger: logger)
+        defer { Task { await connection.close() } }
+        await #expect(throws: AMQPError.self) { try await connection.waitUntilConnected(deadline: .now + .seconds(2)) }
+        do {
+            try await connection.send(AMQPMessage(body: [1]), to: profile.queue("x"), deadline: .now + .milliseconds(300))
+            Issue.record("a send without a connection succeeded")
+        } catch {
+            #expect(error.code == .timedOut)
+        }
+    }
+
+    @Test("the broker stopped and started again: sends fail meanwhile, then the connection and its subscriptions come back")
+    func reconnects() async throws {
+        try await BrokerProcess.withDedicated { broker in try await reconnects(broker) }
+    }
+
+    func reconnects(_ broker: BrokerProcess) async throws {
+        let connection = try await connect(broker, backoff: .milliseconds(100)...(.milliseconds(500)))
+        defer { Task { await connection.close() } }
+        let queue = profile.queue(unique("survivor"))
+        let receiver = try await connection.receiver(from: queue, deadline: deadline)
+        try await connection.send(AMQPMessage(body: [1]), to: queue, deadline: deadline)
+        #expect(try await next(receiver)?.body == [1])
+
+        try await broker.stop()
+        do {
+            try await connection.send(AMQPMessage(body: [2]), to: queue, deadline: .now + .seconds(1))
+            Issue.record("a send succeeded while the broker was down")
+        } catch {
+            #expect(error.code == .timedOut || error.code == .disconnected, "\(error)")
+        }
+        #expect(!connection.isConnected)
+
+        try await broker.restart()
+        try await connection.waitUntilConnected(deadline: .now + .seconds(30))
+        var generations: [UInt64] = []
+        for await event in connection.events {
+            if case .connected(let generation) = event { generations.append(generation) }
+            if generations.count == 2 { break }
+        }
+        #expect(generations == [1, 2])
+        try await connection.send(AMQPMessage(body: [3]), to: queue, deadline: deadline)
+        #expect(try await next(receiver, within: .seconds(20))?.body == [3], "the subscription was attached again")
+    }
+}
+
+@Suite("AMQP configuration")
+struct AMQPConfigurationTests {
+    @Test("URLs", arguments: [
+        ("amqp://127.0.0.1", "127.0.0.1", 5672, nil as String?, nil as String?),
+        ("amqp://u:p@broker.example:5673", "broker.example", 5673, "u", "p"),
+        ("amqp://user@[::1]:5680/vhost", "::1", 5680, "user", nil),
+    ])
+    func urls(url: String, host: String, port: Int, user: String?, password: String?) throws {
+        let configuration = try AMQPConfiguration(url: url, containerID: "c")
+        #expect(configuration.host == host)
+        #expect(configuration.port == port)
+        #expect(configuration.user == user)
+        #expect(configuration.password == password)
+        #expect(configuration.tls == nil)
+    }
+
+    @Test("bad URLs and insecure PLAIN are refused before connecting")
+    func refusals() throws {
+        #expect(throws: AMQPError.self) { try AMQPConfiguration(url: "http://x", containerID: "c") }
+        #expect(throws: AMQPError.self) { try AMQPConfiguration(url: "amqp://x:99999", containerID: "c") }
+        #expect(throws: AMQPError.self) { try AMQPConfiguration(url: "amqps://x", containerID: "c") }
+        let tls = AMQPConfiguration.TLS(caFile: "/ca.pem")
+        #expect(try AMQPConfiguration(url: "amqps://x", tls: tls, containerID: "c").port == 5671)
+        let remote = try AMQPConfiguration(url: "amqp://u:p@192.0.2.7", containerID: "c")
+        #expect(throws: AMQPError.self) { try AMQPConnection(configuration: remote, logger: Logger(label: "t")) }
+    }
+
+    @Test("address profiles")
+    func profiles() {
+        #expect(AddressProfile.rabbitMQ3.topic("fence.inventory") == "/topic/fence.inventory")
+        #expect(AddressProfile.rabbitMQ3.queue("fence.commands.h1") == "/queue/fence.commands.h1")
+        #expect(AddressProfile.rabbitMQ3.reply("reply-1") == "/exchange/amq.direct/reply-1")
+        #expect(AddressProfile.plainNodes.topic("fence.inventory") == "fence.inventory")
+        #expect(AddressProfile.named("rabbitmq3") == .rabbitMQ3)
+        #expect(AddressProfile.named("nope") == nil)
+    }
+}

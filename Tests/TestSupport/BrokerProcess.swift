@@ -1,0 +1,128 @@
+import Foundation
+
+/// A RabbitMQ broker with AMQP 1.0, started and stopped by the project's own
+/// `Deploy/broker/rabbitmq.sh`, on loopback.
+public final class BrokerProcess: Sendable {
+    public static let script = Fixtures.root.deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Deploy/broker/rabbitmq.sh").path
+    public static let prerequisites: [Prerequisite] = [.command("rabbitmq-server", package: "rabbitmq-server")]
+
+    public let directory: String
+    public let port: Int
+    public let password: String
+    private let scratch: TemporaryDirectory
+
+    /// `amqp://fence:…@127.0.0.1:port`
+    public var url: String { "amqp://fence:\(password)@127.0.0.1:\(port)" }
+
+    private init(scratch: TemporaryDirectory, port: Int, password: String) {
+        self.scratch = scratch
+        self.directory = scratch.url.path
+        self.port = port
+        self.password = password
+    }
+
+    /// Starts a broker of its own (for tests that stop or restart it).
+    public static func start() async throws -> BrokerProcess {
+        try TestEnvironment.require(prerequisites)
+        let scratch = try TemporaryDirectory(prefix: "fr-broker")
+        let port = try Ports.freeForBroker()
+        try await Command.check([script, "start", scratch.url.path, String(port)])
+        let password = try String(contentsOf: scratch.url.appendingPathComponent("password"), encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        return BrokerProcess(scratch: scratch, port: port, password: password)
+    }
+
+    /// Runs `body` with a broker of its own, stopped afterwards whatever happens.
+    public static func withDedicated<T: Sendable>(_ body: (BrokerProcess) async throws -> T) async throws -> T {
+        let broker = try await start()
+        do {
+            let result = try await body(broker)
+            try await broker.stop()
+            return result
+        } catch {
+            try? await broker.stop()
+            throw error
+        }
+    }
+
+    /// One broker for every test that only sends and receives; stopped when the test process exits.
+    public static func shared() async throws -> BrokerProcess {
+        try await SharedBroker.instance.get()
+    }
+
+    public func stop() async throws {
+        try await Command.check([Self.script, "stop", directory])
+    }
+
+    /// Starts it again on the same port and data directory.
+    public func restart() async throws {
+        try await Command.check([Self.script, "start", directory, String(port)])
+    }
+
+    /// rabbitmqctl against this broker.
+    @discardableResult
+    public func ctl(_ arguments: String...) async throws -> CommandResult {
+        try await Command.check([Self.script, "ctl", directory] + arguments)
+    }
+
+    fileprivate func stopNow() {
+        guard let pid = try? Spawn.start([Self.script, "stop", directory], environment: nil, stdout: "/dev/null", stderr: "/dev/null") else { return }
+        _ = Spawn.wait(pid, block: true)
+    }
+}
+
+private actor SharedBroker {
+    static let instance = SharedBroker()
+    private var broker: Task<BrokerProcess, any Error>?
+
+    func get() async throws -> BrokerProcess {
+        if broker == nil {
+            broker = Task {
+                let broker = try await BrokerProcess.start()
+                SharedBrokerExit.register(broker)
+                return broker
+            }
+        }
+        return try await broker!.value
+    }
+}
+
+/// Stops the shared broker when the test process exits.
+private enum SharedBrokerExit {
+    nonisolated(unsafe) static var broker: BrokerProcess?
+
+    static func register(_ broker: BrokerProcess) {
+        self.broker = broker
+        atexit { SharedBrokerExit.broker?.stopNow() }
+    }
+}
+
+public enum Ports {
+    /// A TCP port on loopback that nothing listens on right now.
+    public static func freeTCP() throws -> Int {
+        let socket = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(socket) }
+        var address = sockaddr_in(sin_family: sa_family_t(AF_INET), sin_port: 0, sin_addr: in_addr(s_addr: inet_addr("127.0.0.1")), sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) } }
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socket, $0, &length) } }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    /// A port P for a broker such that P, P+10000 (its epmd) and P+20000 (its distribution) are free.
+    public static func freeForBroker() throws -> Int {
+        for _ in 0..<200 {
+            let port = Int.random(in: 20_000..<40_000)
+            if [port, port + 10_000, port + 20_000].allSatisfy(isFree) { return port }
+        }
+        throw TimedOut(what: "a free port for a broker")
+    }
+
+    static func isFree(_ port: Int) -> Bool {
+        let socket = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(socket) }
+        var address = sockaddr_in(sin_family: sa_family_t(AF_INET), sin_port: UInt16(port).bigEndian, sin_addr: in_addr(s_addr: inet_addr("127.0.0.1")), sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))
+        return withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } } == 0
+    }
+}
