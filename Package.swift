@@ -50,6 +50,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The bus schema: signed, versioned messages between routers and host agents. No I/O.
+        .target(name: "FenceBus", dependencies: ["FenceCore", "Cryptography"]),
         // The fence_xvm front end: listeners, call-back sessions, the request pipeline.
         .target(
             name: "FenceServer",
@@ -104,6 +106,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "EndToEndTests", dependencies: ["FenceWire", "TestSupport"]),
+        .testTarget(name: "FenceBusTests", dependencies: ["FenceBus", "FenceCore", "Cryptography"]),
         .testTarget(
             name: "AMQPTests",
             dependencies: ["AMQP", "TestSupport", .product(name: "Logging", package: "swift-log")]

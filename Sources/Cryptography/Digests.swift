@@ -101,3 +101,17 @@ private final class PreparedContext: @unchecked Sendable {
 
     deinit { EVP_MD_CTX_free(pointer) }
 }
+
+public enum ConstantTime {
+    /// Compares two byte strings in time that depends only on their lengths, so that a forger
+    /// learns nothing from how fast a wrong digest or MAC is refused.
+    @inline(never)
+    public static func equals(_ lhs: [UInt8], _ rhs: [UInt8]) -> Bool {
+        guard lhs.count == rhs.count else { return false }
+        var difference: UInt8 = 0
+        for index in lhs.indices {
+            difference |= lhs[index] ^ rhs[index]
+        }
+        return difference == 0
+    }
+}

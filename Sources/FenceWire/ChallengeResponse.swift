@@ -1,3 +1,5 @@
+import Cryptography
+
 /// The mutual challenge-response that follows the call-back: each side proves it holds the key by
 /// answering `HASH(key ‖ challenge)`, padded to 64 bytes, to a 64-byte random challenge.
 public struct ChallengeResponse: Sendable {
@@ -18,6 +20,6 @@ public struct ChallengeResponse: Sendable {
     }
 
     public func isValid(response: [UInt8], to challenge: [UInt8]) -> Bool {
-        constantTimeEquals(self.response(to: challenge), response)
+        ConstantTime.equals(self.response(to: challenge), response)
     }
 }

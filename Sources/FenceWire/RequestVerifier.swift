@@ -1,3 +1,5 @@
+import Cryptography
+
 /// Why a well-formed request is not accepted.
 public struct VerificationFailure: Error, Hashable, Sendable, CustomStringConvertible {
     public enum Code: String, Sendable, Hashable {
@@ -34,7 +36,7 @@ public struct RequestVerifier: Sendable {
             throw VerificationFailure(code: .noKey, detail: "the key is empty")
         }
         let expected = hash.paddedDigest(key: key, message: request.signedBytes)
-        guard constantTimeEquals(expected, Array(request.digest)) else {
+        guard ConstantTime.equals(expected, Array(request.digest)) else {
             throw VerificationFailure(code: .digestMismatch, detail: "\(hash) digest does not match the key")
         }
     }

@@ -1,0 +1,136 @@
+import FenceCore
+
+/// A host's whole inventory: sent at start, after every reconnect and every few seconds.
+public struct InventorySnapshot: Hashable, Sendable {
+    public var host: String
+    /// Identifies one run of the agent (its start, in ms since the Unix epoch): sequence numbers
+    /// restart with it.
+    public var epoch: UInt64
+    public var sequence: UInt64
+    /// Whether the agent could read libvirt; if not, `domains` is empty and means nothing.
+    public var libvirtConnected: Bool
+    public var domains: [DomainInfo]
+
+    public init(host: String, epoch: UInt64, sequence: UInt64, libvirtConnected: Bool, domains: [DomainInfo]) {
+        self.host = host
+        self.epoch = epoch
+        self.sequence = sequence
+        self.libvirtConnected = libvirtConnected
+        self.domains = domains
+    }
+}
+
+/// One domain changed (a libvirt lifecycle event), sent at once.
+public struct InventoryDelta: Hashable, Sendable {
+    public enum Change: Hashable, Sendable {
+        case updated(DomainInfo)
+        /// Undefined, or a transient domain that stopped.
+        case removed(uuid: String, name: String)
+    }
+
+    public var host: String
+    public var epoch: UInt64
+    public var sequence: UInt64
+    public var change: Change
+    /// libvirt's event, for logs (`stopped`, `started`, …).
+    public var event: String
+
+    public init(host: String, epoch: UInt64, sequence: UInt64, change: Change, event: String) {
+        self.host = host
+        self.epoch = epoch
+        self.sequence = sequence
+        self.change = change
+        self.event = event
+    }
+}
+
+/// "Still here", every second.
+public struct Heartbeat: Hashable, Sendable {
+    public var host: String
+    public var epoch: UInt64
+    public var sequence: UInt64
+    public var libvirtConnected: Bool
+    public var domainCount: Int
+
+    public init(host: String, epoch: UInt64, sequence: UInt64, libvirtConnected: Bool, domainCount: Int) {
+        self.host = host
+        self.epoch = epoch
+        self.sequence = sequence
+        self.libvirtConnected = libvirtConnected
+        self.domainCount = domainCount
+    }
+}
+
+/// An order to one host's agent.
+public struct FenceCommand: Hashable, Sendable {
+    /// Unique; an agent executes a repeated id once and answers with the first result again.
+    public var id: String
+    public var host: String
+    public var action: FenceAction
+    /// The domain by name or UUID, as the requester named it.
+    public var target: String
+    /// Wall-clock ms since the Unix epoch; an agent refuses the command after it.
+    public var deadline: UInt64
+    /// Who asked (a router id, or fencectl).
+    public var issuer: String
+
+    public init(id: String, host: String, action: FenceAction, target: String, deadline: UInt64, issuer: String) {
+        self.id = id
+        self.host = host
+        self.action = action
+        self.target = target
+        self.deadline = deadline
+        self.issuer = issuer
+    }
+}
+
+/// An agent's answer to a command.
+public struct CommandResult: Hashable, Sendable {
+    public enum Outcome: Hashable, Sendable {
+        case success
+        case off
+        case failed(code: String, message: String)
+        case denied
+
+        public init(_ outcome: FenceOutcome) {
+            switch outcome {
+            case .success: self = .success
+            case .off: self = .off
+            case .failed(let failure): self = .failed(code: failure.code.rawValue, message: failure.message)
+            case .denied: self = .denied
+            }
+        }
+    }
+
+    public var commandID: String
+    public var host: String
+    public var outcome: Outcome
+    /// The domain as the agent read it after acting; nil when it is gone or could not be read.
+    public var observed: DomainInfo?
+
+    public init(commandID: String, host: String, outcome: Outcome, observed: DomainInfo?) {
+        self.commandID = commandID
+        self.host = host
+        self.outcome = outcome
+        self.observed = observed
+    }
+}
+
+/// Everything that travels on the bus.
+public enum BusMessage: Hashable, Sendable {
+    case snapshot(InventorySnapshot)
+    case delta(InventoryDelta)
+    case heartbeat(Heartbeat)
+    case command(FenceCommand)
+    case result(CommandResult)
+
+    var kind: String {
+        switch self {
+        case .snapshot: "snapshot"
+        case .delta: "delta"
+        case .heartbeat: "heartbeat"
+        case .command: "command"
+        case .result: "result"
+        }
+    }
+}
