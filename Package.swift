@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "fence-routerd", targets: ["fence-routerd"]),
+        .executable(name: "fence-hostd", targets: ["fence-hostd"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
@@ -52,6 +53,20 @@ let package = Package(
         ),
         // The bus schema: signed, versioned messages between routers and host agents. No I/O.
         .target(name: "FenceBus", dependencies: ["FenceCore", "Cryptography"]),
+        // The bus over AMQP: sealing, publishing, checking, replying, for routers and agents alike.
+        .target(
+            name: "BusClient",
+            dependencies: ["FenceBus", "AMQP", .product(name: "Logging", package: "swift-log")]
+        ),
+        // fence-hostd's work: the inventory publisher and the command executor of one host.
+        .target(
+            name: "HostAgent",
+            dependencies: [
+                "BusClient", "FenceBus", "FenceCore", "Libvirt", "AMQP",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         // The fence_xvm front end: listeners, call-back sessions, the request pipeline.
         .target(
             name: "FenceServer",
@@ -70,7 +85,7 @@ let package = Package(
         .target(
             name: "DaemonSupport",
             dependencies: [
-                "FenceWire", "FenceConfig", "CMalloc",
+                "FenceWire", "FenceConfig", "CMalloc", "AMQP", "BusClient", "FenceBus",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -80,6 +95,14 @@ let package = Package(
                 "FenceWire", "FenceConfig", "FenceCore", "Libvirt", "FenceServer", "DaemonSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "fence-hostd",
+            dependencies: [
+                "FenceConfig", "HostAgent", "Libvirt", "DaemonSupport",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
@@ -106,6 +129,13 @@ let package = Package(
             ]
         ),
         .testTarget(name: "EndToEndTests", dependencies: ["FenceWire", "TestSupport"]),
+        .testTarget(
+            name: "HostAgentTests",
+            dependencies: [
+                "AMQP", "BusClient", "FenceBus", "FenceCore", "TestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(name: "FenceBusTests", dependencies: ["FenceBus", "FenceCore", "Cryptography"]),
         .testTarget(
             name: "AMQPTests",

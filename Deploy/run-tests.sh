@@ -7,8 +7,13 @@ cd "$(dirname "$0")/.."
 
 Deploy/install-deps.sh
 
-# Namespaces left by a killed earlier run (the tests remove their own).
+# Namespaces and brokers left by a killed earlier run (the tests remove their own).
 ip netns list 2>/dev/null | awk '/^frt/ {print $1}' | xargs -r -n1 ip netns del
+for broker in "${TMPDIR:-/tmp}"/fr-broker-*; do
+    [[ -d $broker ]] || continue
+    Deploy/broker/rabbitmq.sh stop "$broker" >/dev/null 2>&1 || true
+    rm -rf "$broker"
+done
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
@@ -23,4 +28,10 @@ if grep -E "^$(pwd)/(Sources|Tests)/[^:]+:[0-9]+:[0-9]+: warning:" "$log"; then
     exit 1
 fi
 
-swift test --skip-build
+# One broker for the tests that share it, stopped whatever happens.
+broker=$(mktemp -d "${TMPDIR:-/tmp}/fr-broker-shared.XXXXXX")
+trap 'rm -f "$log"; Deploy/broker/rabbitmq.sh stop "$broker" >/dev/null 2>&1; rm -rf "$broker"' EXIT
+port=$((20000 + RANDOM % 9000))
+Deploy/broker/rabbitmq.sh start "$broker" "$port"
+
+FENCE_ROUTER_TEST_BROKER=$broker swift test --skip-build

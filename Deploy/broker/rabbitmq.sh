@@ -67,9 +67,15 @@ log.console = false
 log.file.level = warning
 CONF
     environment
+    # Whatever fails from here on, nothing we started stays behind.
+    trap '"$0" stop "$dir"' ERR
     rabbitmq-plugins enable --offline rabbitmq_amqp1_0 >/dev/null
     epmd -address 127.0.0.1 -port "$ERL_EPMD_PORT" -daemon
-    pgrep -f "epmd -address 127.0.0.1 -port $ERL_EPMD_PORT" | head -1 > "$dir/epmd.pid"
+    for _ in $(seq 50); do   # epmd -daemon returns before the daemon is there
+        pgrep -f "epmd -address 127.0.0.1 -port $ERL_EPMD_PORT\$" > "$dir/epmd.pid" || pgrep -f "epmd -address 127.0.0.1 -port $ERL_EPMD_PORT " > "$dir/epmd.pid" || true
+        [[ -s $dir/epmd.pid ]] && break
+        sleep 0.1
+    done
     rabbitmq-server > "$dir/log/stdout.log" 2>&1 &
     echo $! > "$dir/launcher.pid"
     for _ in $(seq 600); do
@@ -85,14 +91,17 @@ CONF
         if ! kill -0 "$(cat "$dir/launcher.pid")" 2>/dev/null; then
             echo "RabbitMQ exited during start-up; its log:" >&2
             tail -30 "$dir/log/stdout.log" >&2
+            "$0" stop "$dir"
             exit 1
         fi
         sleep 0.1
     done
     echo "RabbitMQ did not accept AMQP 1.0 on $address:$port within 60 s" >&2
+    "$0" stop "$dir"
     exit 1
     ;;
 stop)
+    trap - ERR
     for name in rabbitmq launcher epmd; do
         pid=$(cat "$dir/$name.pid" 2>/dev/null || true)
         [[ -n $pid ]] || continue

@@ -60,6 +60,11 @@ final class Engine: @unchecked Sendable {
         pthread_detach(thread)
     }
 
+    deinit {
+        // Only now: the thread and the owner both hold the engine, so neither can still use the proactor.
+        pn_proactor_free(proactor)
+    }
+
     /// Thread-safe: makes the proactor thread look at the outbox even without a connection.
     func interrupt() { pn_proactor_interrupt(proactor) }
 
@@ -369,7 +374,6 @@ final class Engine: @unchecked Sendable {
         }
         subscriptions = [:]
         events.finish()
-        pn_proactor_free(proactor)
         let waiters = stopLock.withLock { ended in
             ended = true
             defer { onStop = [] }

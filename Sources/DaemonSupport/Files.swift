@@ -48,30 +48,38 @@ public enum ConfigurationFile {
     }
 }
 
-public enum KeyFile {
-    /// Loads a fence_xvm key. It must exist, be a regular file, and be readable by its owner only
-    /// (0600 or stricter): a key others can read lets them fence. Unlike the reference we do not
-    /// chmod it ourselves; we say what to do.
-    public static func load(_ security: ListenerSecurity) throws(StartupError) -> FenceKey {
-        let path = security.keyFile
-        let origin = security.keyFileLocation.map { "set at \($0)" } ?? "the default of key_file"
+public enum SecretFile {
+    /// Reads a secret (a key, a password) that must exist, be a regular file and be readable by
+    /// its owner only (0600 or stricter): a secret others can read is not one. We do not chmod it
+    /// ourselves (the reference does); we say what to do.
+    public static func read(_ path: String, what: String, origin: String, create: String? = nil) throws(StartupError) -> [UInt8] {
         var info = stat()
         guard stat(path, &info) == 0 else {
-            throw StartupError(.keyFile, "key file \(path) (\(origin)): \(SystemError.last); create one with: dd if=/dev/urandom of=\(path) bs=4096 count=1 && chmod 600 \(path)")
+            throw StartupError(.keyFile, "\(what) \(path) (\(origin)): \(SystemError.last)\(create.map { "; create one with: \($0)" } ?? "")")
         }
         guard (info.st_mode & S_IFMT) == S_IFREG else {
-            throw StartupError(.keyFile, "key file \(path) (\(origin)) is not a regular file")
+            throw StartupError(.keyFile, "\(what) \(path) (\(origin)) is not a regular file")
         }
         let permissions = info.st_mode & 0o777
         guard permissions & 0o177 == 0 else {
-            throw StartupError(.keyFile, "key file \(path) (\(origin)) has mode \(String(permissions, radix: 8)); it must be 0600 or stricter: chmod 600 \(path)")
+            throw StartupError(.keyFile, "\(what) \(path) (\(origin)) has mode \(String(permissions, radix: 8)); it must be 0600 or stricter: chmod 600 \(path)")
         }
-        let bytes: [UInt8]
         do {
-            bytes = try FileReader.read(path)
+            return try FileReader.read(path)
         } catch {
-            throw StartupError(.keyFile, "key file \(path) (\(origin)): \(error)")
+            throw StartupError(.keyFile, "\(what) \(path) (\(origin)): \(error)")
         }
+    }
+}
+
+public enum KeyFile {
+    /// Loads a fence_xvm key (see `SecretFile`).
+    public static func load(_ security: ListenerSecurity) throws(StartupError) -> FenceKey {
+        let path = security.keyFile
+        let bytes = try SecretFile.read(
+            path, what: "key file", origin: security.keyFileLocation.map { "set at \($0)" } ?? "the default of key_file",
+            create: "dd if=/dev/urandom of=\(path) bs=4096 count=1 && chmod 600 \(path)"
+        )
         return FenceKey(fileContents: bytes)
     }
 }
@@ -105,6 +113,7 @@ public final class PidFile: Sendable {
 }
 
 extension StringProtocol {
+    /// Without leading and trailing white space (no Foundation here).
     func trimmingCharacters() -> String {
         String(drop { $0.isWhitespace }.reversed().drop { $0.isWhitespace }.reversed())
     }

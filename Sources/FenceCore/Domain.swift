@@ -84,3 +84,4 @@ public enum DomainTarget: Hashable, Sendable, CustomStringConvertible {
         return true
     }
 }
+

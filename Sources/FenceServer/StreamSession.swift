@@ -147,11 +147,3 @@ private final class StepGuard: Sendable {
         fired.withLockedValue { $0 } ? SessionError(code: .timedOut, detail: detail) : SessionError(code: .closed, detail: detail)
     }
 }
-
-extension Duration {
-    /// Milliseconds with one decimal, for logs.
-    var millisecondsText: String {
-        let tenths = (TimeAmount(self).nanoseconds + 50_000) / 100_000
-        return "\(tenths / 10).\(tenths % 10)"
-    }
-}

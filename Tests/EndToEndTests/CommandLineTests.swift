@@ -24,7 +24,7 @@ struct CommandLineTests {
             """)
     }
 
-    func routerd(_ arguments: String...) async throws -> CommandResult {
+    func routerd(_ arguments: String...) async throws -> ProcessResult {
         try await Command.run([try Products.path("fence-routerd")] + arguments)
     }
 

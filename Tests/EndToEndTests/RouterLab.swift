@@ -49,12 +49,12 @@ final class RouterLab: @unchecked Sendable {
 
     /// Runs the real fence_xvm (or fence_virt) in a guest namespace with the lab's key.
     @discardableResult
-    func client(_ guest: Int = 1, _ arguments: String..., key: String? = nil, program: String = "fence_xvm") async throws -> CommandResult {
+    func client(_ guest: Int = 1, _ arguments: String..., key: String? = nil, program: String = "fence_xvm") async throws -> ProcessResult {
         try await client(guest, arguments, key: key, program: program)
     }
 
     @discardableResult
-    func client(_ guest: Int, _ arguments: [String], key: String? = nil, program: String = "fence_xvm") async throws -> CommandResult {
+    func client(_ guest: Int, _ arguments: [String], key: String? = nil, program: String = "fence_xvm") async throws -> ProcessResult {
         try await lab.run(in: lab.guests[guest - 1], [program, "-k", key ?? keyPath] + arguments)
     }
 

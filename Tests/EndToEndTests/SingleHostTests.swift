@@ -157,7 +157,7 @@ struct SingleHostTests {
     func twentyConcurrentGuests() async throws {
         let domains = HostXML.generated(host: 1, prefix: "vm", count: 20)
         let router = try await RouterLab(guests: 20, domains: domains)
-        let results = try await withThrowingTaskGroup(of: (Int, CommandResult).self) { group in
+        let results = try await withThrowingTaskGroup(of: (Int, ProcessResult).self) { group in
             for index in 1...20 {
                 group.addTask { (index, try await router.client(index, "-o", "off", "-H", "vm\(index)", "-t", "10")) }
             }

@@ -236,3 +236,14 @@ struct SerializerAndPolicyTests {
         #expect(policy.visible(to: "10.0.0.9", domains).isEmpty)
     }
 }
+
+@Suite("Log formatting")
+struct DurationTextTests {
+    @Test("milliseconds with one decimal, for short and long durations")
+    func milliseconds() {
+        #expect(Duration.microseconds(1_234).millisecondsText == "1.2")
+        #expect(Duration.zero.millisecondsText == "0.0")
+        #expect(Duration.seconds(20).millisecondsText == "20000.0")
+        #expect(Duration.seconds(3600).millisecondsText == "3600000.0")
+    }
+}

@@ -46,9 +46,19 @@ public final class BrokerProcess: Sendable {
         }
     }
 
-    /// One broker for every test that only sends and receives; stopped when the test process exits.
+    /// One broker for every test that only sends and receives. `Deploy/run-tests.sh` starts it
+    /// for the whole run (`FENCE_ROUTER_TEST_BROKER`, its directory) and stops it afterwards;
+    /// otherwise the first test starts one, stopped when the test process exits.
     public static func shared() async throws -> BrokerProcess {
         try await SharedBroker.instance.get()
+    }
+
+    /// A broker someone else started with the script, found by its directory.
+    static func attach(directory: String) throws -> BrokerProcess {
+        let scratch = try TemporaryDirectory(adopting: URL(fileURLWithPath: directory))
+        let read = { (name: String) in try String(contentsOf: scratch.url.appendingPathComponent(name), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines) }
+        guard let port = Int(try read("port")) else { throw TimedOut(what: "the port of the broker in \(directory)") }
+        return BrokerProcess(scratch: scratch, port: port, password: try read("password"))
     }
 
     public func stop() async throws {
@@ -62,13 +72,14 @@ public final class BrokerProcess: Sendable {
 
     /// rabbitmqctl against this broker.
     @discardableResult
-    public func ctl(_ arguments: String...) async throws -> CommandResult {
+    public func ctl(_ arguments: String...) async throws -> ProcessResult {
         try await Command.check([Self.script, "ctl", directory] + arguments)
     }
 
     fileprivate func stopNow() {
         guard let pid = try? Spawn.start([Self.script, "stop", directory], environment: nil, stdout: "/dev/null", stderr: "/dev/null") else { return }
         _ = Spawn.wait(pid, block: true)
+        try? FileManager.default.removeItem(atPath: directory)
     }
 }
 
@@ -79,6 +90,9 @@ private actor SharedBroker {
     func get() async throws -> BrokerProcess {
         if broker == nil {
             broker = Task {
+                if let directory = ProcessInfo.processInfo.environment["FENCE_ROUTER_TEST_BROKER"] {
+                    return try BrokerProcess.attach(directory: directory)
+                }
                 let broker = try await BrokerProcess.start()
                 SharedBrokerExit.register(broker)
                 return broker

@@ -1,7 +1,7 @@
 import Foundation
 
 /// A command run to completion, with its output.
-public struct CommandResult: Sendable, CustomStringConvertible {
+public struct ProcessResult: Sendable, CustomStringConvertible {
     public let arguments: [String]
     public let status: Int32
     public let output: String
@@ -13,8 +13,8 @@ public struct CommandResult: Sendable, CustomStringConvertible {
 }
 
 public struct CommandFailed: Error, CustomStringConvertible {
-    public let result: CommandResult
-    public init(result: CommandResult) { self.result = result }
+    public let result: ProcessResult
+    public init(result: ProcessResult) { self.result = result }
     public var description: String { "command failed: \(result)" }
 }
 
@@ -22,17 +22,17 @@ public enum Command {
     /// Runs a command and waits for it (stdin closed). Output goes through files, so a chatty
     /// command can never stall on a full pipe.
     @discardableResult
-    public static func run(_ arguments: [String], environment: [String: String]? = nil) async throws -> CommandResult {
+    public static func run(_ arguments: [String], environment: [String: String]? = nil) async throws -> ProcessResult {
         try await offThePool { try runBlocking(arguments, environment: environment) }
     }
 
-    private static func runBlocking(_ arguments: [String], environment: [String: String]?) throws -> CommandResult {
+    private static func runBlocking(_ arguments: [String], environment: [String: String]?) throws -> ProcessResult {
         let scratch = try TemporaryDirectory(prefix: "fr-cmd")
         let output = scratch.path("out")
         let error = scratch.path("err")
         let pid = try Spawn.start(arguments, environment: environment, stdout: output, stderr: error)
         let status = Spawn.wait(pid, block: true) ?? -1
-        return CommandResult(
+        return ProcessResult(
             arguments: arguments,
             status: status,
             output: (try? String(contentsOfFile: output, encoding: .utf8)) ?? "",
@@ -42,7 +42,7 @@ public enum Command {
 
     /// Runs a command and throws unless it exits 0.
     @discardableResult
-    public static func check(_ arguments: [String], environment: [String: String]? = nil) async throws -> CommandResult {
+    public static func check(_ arguments: [String], environment: [String: String]? = nil) async throws -> ProcessResult {
         let result = try await run(arguments, environment: environment)
         guard result.status == 0 else { throw CommandFailed(result: result) }
         return result
@@ -114,9 +114,18 @@ public struct WaitFailed: Error, CustomStringConvertible {
 public final class TemporaryDirectory: @unchecked Sendable {
     public let url: URL
 
+    private let owned: Bool
+
     public init(prefix: String) throws {
         url = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("\(prefix)-\(UUID().uuidString.prefix(8))")
+        owned = true
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    }
+
+    /// A directory someone else made and removes.
+    public init(adopting url: URL) throws {
+        self.url = url
+        owned = false
     }
 
     public func path(_ name: String) -> String { url.appendingPathComponent(name).path }
@@ -135,5 +144,5 @@ public final class TemporaryDirectory: @unchecked Sendable {
         return path
     }
 
-    deinit { try? FileManager.default.removeItem(at: url) }
+    deinit { if owned { try? FileManager.default.removeItem(at: url) } }
 }

@@ -74,7 +74,7 @@ public final class NamespaceLab: @unchecked Sendable {
 
     /// Runs a command inside a namespace and waits for it.
     @discardableResult
-    public func run(in namespace: String, _ arguments: [String]) async throws -> CommandResult {
+    public func run(in namespace: String, _ arguments: [String]) async throws -> ProcessResult {
         try await Command.run(["ip", "netns", "exec", namespace] + arguments)
     }
 

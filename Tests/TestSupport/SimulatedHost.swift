@@ -92,7 +92,7 @@ public final class LibvirtdProcess: @unchecked Sendable {
 
     /// Runs virsh against this daemon.
     @discardableResult
-    public func virsh(_ arguments: String...) async throws -> CommandResult {
+    public func virsh(_ arguments: String...) async throws -> ProcessResult {
         try await Command.check(["virsh", "-c", uri] + arguments)
     }
 }

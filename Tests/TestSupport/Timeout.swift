@@ -1,6 +1,7 @@
 /// Thrown when an awaited step of a test takes too long.
 public struct TimedOut: Error, CustomStringConvertible {
     public let what: String
+    public init(what: String) { self.what = what }
     public var description: String { "timed out: \(what)" }
 }
 

@@ -1,0 +1,115 @@
+import AMQP
+import FenceBus
+import Logging
+import Synchronization
+
+/// Where bus messages go: the broker addresses, named once for routers and agents.
+public struct BusAddresses: Sendable {
+    public let profile: AddressProfile
+
+    public init(profile: AddressProfile) {
+        self.profile = profile
+    }
+
+    /// Every agent's snapshots, deltas and heartbeats, for every router.
+    public var inventory: String { profile.topic("fence.inventory") }
+    /// One host's command queue.
+    public func commands(for host: String) -> String { profile.queue("fence.commands.\(host)") }
+    /// One router's replies.
+    public func replies(for router: String) -> String { profile.reply("fence.reply.\(router)") }
+}
+
+/// One side of the bus over an AMQP connection: seals and publishes messages as `sender`, opens
+/// and checks received ones (dropping, logging and counting those with a bad MAC, a stale time or
+/// a replayed id).
+public final class BusEndpoint: Sendable {
+    public let sender: String
+    public let connection: AMQPConnection
+    public let addresses: BusAddresses
+    private let codec: BusCodec
+    private let replayGuard: Mutex<ReplayGuard>
+    private let ids = Mutex<UInt64>(0)
+    private let instance: String
+    private let dropped = Mutex<[String: Int]>([:])
+    private let logger: Logger
+
+    public init(sender: String, connection: AMQPConnection, addresses: BusAddresses, key: BusKey, clockTolerance: Duration, logger: Logger) {
+        self.sender = sender
+        self.connection = connection
+        self.addresses = addresses
+        codec = BusCodec(key: key)
+        let (seconds, attoseconds) = clockTolerance.components
+        replayGuard = Mutex(ReplayGuard(tolerance: UInt64(seconds) * 1000 + UInt64(attoseconds / 1_000_000_000_000_000)))
+        instance = String(WallClock.now(), radix: 36)
+        self.logger = logger
+    }
+
+    /// A message id unique across this process's restarts.
+    public func nextID() -> String {
+        let number = ids.withLock { counter in
+            counter += 1
+            return counter
+        }
+        return "\(sender)-\(instance)-\(number)"
+    }
+
+    /// Seals `message` and sends it; returns once the broker accepted it.
+    public func publish(_ message: BusMessage, to address: String, timeToLive: Duration? = nil, deadline: ContinuousClock.Instant) async throws(AMQPError) {
+        try await connection.send(amqpMessage(message, timeToLive: timeToLive), to: address, deadline: deadline)
+    }
+
+    /// The AMQP form of a bus message.
+    public func amqpMessage(_ message: BusMessage, correlationID: String? = nil, timeToLive: Duration? = nil) -> AMQPMessage {
+        let id = nextID()
+        let signed = codec.seal(message, id: id, sender: sender, now: WallClock.now())
+        return AMQPMessage(
+            body: signed.body, messageID: id, correlationID: correlationID, contentType: SignedBusMessage.contentType,
+            timeToLive: timeToLive, applicationProperties: [SignedBusMessage.macProperty: signed.mac]
+        )
+    }
+
+    /// Checks a received message; nil (logged and counted) when it must be dropped.
+    public func open(_ message: AMQPMessage) -> BusEnvelope? {
+        do throws(BusError) {
+            let envelope = try codec.open(body: message.body, mac: message.applicationProperties[SignedBusMessage.macProperty])
+            try replayGuard.withLock { (guardian: inout ReplayGuard) throws(BusError) in try guardian.admit(envelope, now: WallClock.now()) }
+            return envelope
+        } catch {
+            let count = dropped.withLock { counts in
+                counts[error.code.rawValue, default: 0] += 1
+                return counts[error.code.rawValue]!
+            }
+            logger.warning("dropped bus message", metadata: [
+                "reason": "\(error.code.rawValue)", "detail": "\(error.message)", "amqp-id": "\(message.messageID ?? "-")",
+                "dropped-total": "\(count)",
+            ])
+            return nil
+        }
+    }
+
+    /// Bus messages dropped so far, by reason.
+    public var droppedCounts: [String: Int] { dropped.withLock { $0 } }
+
+    /// Subscribes to `address`; the stream carries only messages that passed the checks.
+    public func subscribe(_ address: String, deadline: ContinuousClock.Instant) async throws(AMQPError) -> AsyncStream<(BusEnvelope, AMQPMessage)> {
+        let receiver = try await connection.receiver(from: address, deadline: deadline)
+        let (stream, sink) = AsyncStream.makeStream(of: (BusEnvelope, AMQPMessage).self)
+        Task { [weak self] in
+            for await message in receiver.messages {
+                guard let self else { break }
+                if let envelope = open(message) { sink.yield((envelope, message)) }
+            }
+            sink.finish()
+        }
+        return stream
+    }
+
+    /// Answers `request` (a command) on its reply-to address with its correlation id.
+    public func reply(to request: AMQPMessage, with message: BusMessage, timeToLive: Duration, deadline: ContinuousClock.Instant) async throws(AMQPError) {
+        guard let replyTo = request.replyTo else {
+            throw AMQPError(.invalidMessage, "the request names no reply-to address")
+        }
+        let reply = amqpMessage(message, correlationID: request.correlationID ?? request.messageID, timeToLive: timeToLive)
+        try await connection.send(reply, to: replyTo, deadline: deadline)
+    }
+}

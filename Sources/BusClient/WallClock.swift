@@ -1,0 +1,20 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// Wall-clock time in ms since the Unix epoch: what bus timestamps and command deadlines use, so
+/// that hosts can compare them (their clocks must agree, NTP).
+public enum WallClock {
+    public static func now() -> UInt64 {
+        var time = timespec()
+        clock_gettime(CLOCK_REALTIME, &time)
+        return UInt64(time.tv_sec) * 1000 + UInt64(time.tv_nsec) / 1_000_000
+    }
+
+    /// The monotonic instant that corresponds to a wall-clock deadline, as seen from here.
+    public static func instant(for deadline: UInt64, now: UInt64 = now()) -> ContinuousClock.Instant {
+        ContinuousClock.now + .milliseconds(Int64(deadline) - Int64(now))
+    }
+}

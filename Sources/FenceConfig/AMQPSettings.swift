@@ -1,0 +1,122 @@
+/// `backends/amqp`: the broker and the bus, shared by fence-routerd's amqp backend and fence-hostd.
+public struct BusSettings: Hashable, Sendable {
+    /// `amqp://[user[:password]@]host[:port]` or `amqps://…`.
+    public var url: String
+    public var urlLocation: SourceLocation?
+    public var user: String?
+    /// A file holding the broker password (mode 0600), instead of one in the URL.
+    public var passwordFile: String?
+    /// `PLAIN` (default), `EXTERNAL` (the TLS client certificate) or `ANONYMOUS`.
+    public var saslMechanism: String = "PLAIN"
+    public var tlsCAFile: String?
+    public var tlsCertificateFile: String?
+    public var tlsKeyFile: String?
+    /// `rabbitmq3` (default) or `amqp` (plain node names).
+    public var addressProfile: String = "rabbitmq3"
+    public var allowInsecurePlain = false
+    /// The HMAC key of every bus message: distinct from the fence_xvm key.
+    public var busKeyFile: String
+    public var busKeyLocation: SourceLocation?
+    /// Bus messages dated further than this from the local clock are dropped.
+    public var clockTolerance: Duration = .seconds(30)
+
+    public init(url: String, busKeyFile: String) {
+        self.url = url
+        self.busKeyFile = busKeyFile
+    }
+
+    static let keys = [
+        "url", "user", "password_file", "sasl_mechanism", "tls_ca_file", "tls_cert_file", "tls_key_file",
+        "address_profile", "allow_insecure_plain", "bus_key_file", "clock_tolerance",
+    ]
+
+    init(reading reader: BlockReader) throws(ConfigError) {
+        url = try reader.required("url")
+        guard url.hasPrefix("amqp://") || url.hasPrefix("amqps://") else {
+            throw reader.invalid("url", "\"\(url)\" is not an amqp:// or amqps:// URL")
+        }
+        urlLocation = reader.location("url")
+        user = reader.string("user")
+        passwordFile = reader.string("password_file")
+        let mechanism = (reader.string("sasl_mechanism") ?? "PLAIN").uppercased()
+        guard ["PLAIN", "EXTERNAL", "ANONYMOUS"].contains(mechanism) else {
+            throw reader.invalid("sasl_mechanism", "\"\(mechanism)\" is not PLAIN, EXTERNAL or ANONYMOUS")
+        }
+        saslMechanism = mechanism
+        tlsCAFile = reader.string("tls_ca_file")
+        tlsCertificateFile = reader.string("tls_cert_file")
+        tlsKeyFile = reader.string("tls_key_file")
+        if url.hasPrefix("amqps://") && tlsCAFile == nil {
+            throw ConfigError(code: .missingKey, file: reader.file, line: urlLocation?.line ?? 0, key: reader.key("tls_ca_file"),
+                              message: "an amqps:// URL needs the CA that signed the broker's certificate")
+        }
+        if (tlsCertificateFile == nil) != (tlsKeyFile == nil) {
+            throw reader.invalid(tlsCertificateFile == nil ? "tls_key_file" : "tls_cert_file", "tls_cert_file and tls_key_file go together")
+        }
+        if mechanism == "EXTERNAL" && tlsCertificateFile == nil {
+            throw reader.invalid("sasl_mechanism", "EXTERNAL needs a client certificate (tls_cert_file and tls_key_file)")
+        }
+        let profile = reader.string("address_profile") ?? "rabbitmq3"
+        guard ["rabbitmq3", "amqp"].contains(profile.lowercased()) else {
+            throw reader.invalid("address_profile", "\"\(profile)\" is not rabbitmq3 or amqp")
+        }
+        addressProfile = profile.lowercased()
+        allowInsecurePlain = try reader.boolean("allow_insecure_plain") ?? false
+        busKeyFile = try reader.required("bus_key_file")
+        busKeyLocation = reader.location("bus_key_file")
+        clockTolerance = try reader.seconds("clock_tolerance", in: 1...600) ?? .seconds(30)
+    }
+}
+
+/// What only fence-hostd reads from `backends/amqp`.
+public struct HostAgentSettings: Hashable, Sendable {
+    /// This host's name on the bus; nil means the machine's hostname.
+    public var hostID: String?
+    /// A full inventory is published this often (and at start and after every reconnect).
+    public var snapshotInterval: Duration = .seconds(5)
+    public var heartbeatInterval: Duration = .seconds(1)
+
+    public init() {}
+
+    static let keys = ["host_id", "snapshot_interval", "heartbeat_interval"]
+
+    init(reading reader: BlockReader) throws(ConfigError) {
+        if let id = reader.string("host_id") {
+            guard id.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) else {
+                throw reader.invalid("host_id", "\"\(id)\" may hold only letters, digits, '-', '_' and '.'")
+            }
+            hostID = id
+        }
+        snapshotInterval = try reader.seconds("snapshot_interval", in: 1...3600) ?? .seconds(5)
+        heartbeatInterval = try reader.seconds("heartbeat_interval", in: 1...60) ?? .seconds(1)
+    }
+}
+
+/// Everything fence-hostd reads from its configuration file.
+public struct HostAgentConfiguration: Hashable, Sendable {
+    public var bus: BusSettings
+    public var agent: HostAgentSettings
+    public var libvirt: LibvirtBackendSettings
+    public var debugLevel: Int
+    public var warnings: [ConfigWarning]
+
+    public init(document: ConfigDocument) throws(ConfigError) {
+        let file = document.file
+        guard let amqp = document.block(["backends", "amqp"]) else {
+            throw ConfigError(code: .missingKey, file: file, line: 0, key: "backends/amqp",
+                              message: "fence-hostd needs a backends { amqp { url = \"…\"; bus_key_file = \"…\"; } } block")
+        }
+        guard let libvirtNode = document.block(["backends", "libvirt"]) else {
+            throw ConfigError(code: .missingKey, file: file, line: 0, key: "backends/libvirt",
+                              message: "fence-hostd needs a backends { libvirt { uri = \"…\"; } } block")
+        }
+        let amqpReader = BlockReader(file: file, path: "backends/amqp", node: amqp, knownKeys: BusSettings.keys + HostAgentSettings.keys)
+        bus = try BusSettings(reading: amqpReader)
+        agent = try HostAgentSettings(reading: amqpReader)
+        let libvirtReader = BlockReader(file: file, path: "backends/libvirt", node: libvirtNode, knownKeys: [], knownPrefixes: ["uri"])
+        libvirt = try LibvirtBackendSettings(reading: libvirtReader)
+        let daemonReader = BlockReader(file: file, path: "fence_virtd", node: document.block(["fence_virtd"]), knownKeys: DaemonSettings.keys)
+        debugLevel = try daemonReader.integer("debug", in: 0...99) ?? 0
+        warnings = amqpReader.unknownKeyWarnings + libvirtReader.unknownKeyWarnings
+    }
+}

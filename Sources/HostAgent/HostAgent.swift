@@ -1,0 +1,236 @@
+import AMQP
+import BusClient
+import FenceBus
+import FenceCore
+import Libvirt
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// fence-hostd's work on one hypervisor host: publish the host's inventory on the bus (a delta at
+/// once for every libvirt lifecycle event, a snapshot at start, after every reconnect and every
+/// few seconds, a heartbeat every second) and execute the fence commands sent to this host.
+public final class HostAgent: Service {
+    public struct Settings: Sendable {
+        public var hostID: String
+        public var snapshotInterval: Duration
+        public var heartbeatInterval: Duration
+
+        public init(hostID: String, snapshotInterval: Duration, heartbeatInterval: Duration) {
+            self.hostID = hostID
+            self.snapshotInterval = snapshotInterval
+            self.heartbeatInterval = heartbeatInterval
+        }
+    }
+
+    private enum Publication: Sendable {
+        case snapshot(reason: String)
+        case delta(name: String, uuid: String, event: LifecycleEvent)
+        case heartbeat
+
+        var isHeartbeat: Bool { if case .heartbeat = self { true } else { false } }
+    }
+
+    public let settings: Settings
+    /// This run of the agent; the router orders our messages by (epoch, sequence).
+    public let epoch: UInt64
+    private let libvirt: LibvirtConnection
+    private let hypervisor: LibvirtHypervisor
+    private let fencer: HypervisorFencer
+    private let bus: BusEndpoint
+    private let ledger = CommandLedger()
+    private let sequence = Mutex<UInt64>(0)
+    private let publishing = Mutex(true)
+    private let work: AsyncStream<Publication>
+    private let workSink: AsyncStream<Publication>.Continuation
+    private let commands: Mutex<AsyncStream<(BusEnvelope, AMQPMessage)>?> = Mutex(nil)
+    private let logger: Logger
+
+    public init(settings: Settings, libvirt: LibvirtConnection, bus: BusEndpoint, logger: Logger) {
+        self.settings = settings
+        self.libvirt = libvirt
+        self.bus = bus
+        var logger = logger
+        logger[metadataKey: "host"] = "\(settings.hostID)"
+        self.logger = logger
+        epoch = WallClock.now()
+        hypervisor = LibvirtHypervisor(connection: libvirt)
+        fencer = HypervisorFencer(hypervisors: [hypervisor], logger: logger)
+        (work, workSink) = AsyncStream.makeStream(of: Publication.self)
+    }
+
+    /// Attaches this host's command queue; the agent is ready once this returns.
+    public func prepare(deadline: ContinuousClock.Instant) async throws(AMQPError) {
+        let stream = try await bus.subscribe(bus.addresses.commands(for: settings.hostID), deadline: deadline)
+        commands.withLock { $0 = stream }
+    }
+
+    public func run() async throws {
+        guard let commands = commands.withLock({ $0 }) else {
+            throw AMQPError(.invalidConfiguration, "HostAgent.prepare must succeed before run")
+        }
+        // The first snapshot follows libvirt's first `connected` event, which is already waiting.
+        logger.info("agent running", metadata: ["epoch": "\(epoch)", "commands": "\(bus.addresses.commands(for: settings.hostID))"])
+        await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                group.addTask { await self.publishInOrder() }
+                group.addTask { await self.followLibvirt() }
+                group.addTask { await self.followBroker() }
+                group.addTask { await self.every(self.settings.snapshotInterval) { .snapshot(reason: "periodic") } }
+                group.addTask { await self.every(self.settings.heartbeatInterval) { .heartbeat } }
+                group.addTask { await self.serve(commands) }
+            }
+        }
+        workSink.finish()
+        await bus.connection.close()
+        logger.info("agent stopped")
+    }
+
+    // MARK: - Inventory
+
+    /// The one place that reads libvirt for the bus and publishes, one item at a time, so that
+    /// sequence numbers follow the order of the readings.
+    private func publishInOrder() async {
+        for await item in work {
+            let message: BusMessage
+            switch item {
+            case .snapshot(let reason):
+                message = .snapshot(await snapshot())
+                logger.debug("snapshot", metadata: ["reason": "\(reason)"])
+            case .delta(let name, let uuid, let event):
+                message = .delta(await delta(name: name, uuid: uuid, event: event))
+            case .heartbeat:
+                let alive = (try? await libvirt.ping(deadline: .now + .seconds(1))) != nil
+                message = .heartbeat(Heartbeat(host: settings.hostID, epoch: epoch, sequence: nextSequence(), libvirtConnected: alive, domainCount: 0))
+            }
+            await publish(message, timeToLive: item.isHeartbeat ? settings.heartbeatInterval * 5 : settings.snapshotInterval * 3)
+        }
+    }
+
+    private func snapshot() async -> InventorySnapshot {
+        do {
+            let domains = try await libvirt.listDomains(deadline: .now + .seconds(10))
+            return InventorySnapshot(host: settings.hostID, epoch: epoch, sequence: nextSequence(), libvirtConnected: true, domains: domains)
+        } catch {
+            logger.warning("cannot read the inventory", metadata: ["error": "\(error)"])
+            return InventorySnapshot(host: settings.hostID, epoch: epoch, sequence: nextSequence(), libvirtConnected: false, domains: [])
+        }
+    }
+
+    private func delta(name: String, uuid: String, event: LifecycleEvent) async -> InventoryDelta {
+        let change: InventoryDelta.Change
+        do {
+            if let domain = try await libvirt.lookup(.uuid(uuid), deadline: .now + .seconds(5)) {
+                change = .updated(domain)
+            } else {
+                change = .removed(uuid: uuid, name: name)
+            }
+        } catch {
+            // Could not read it: say nothing certain; the next snapshot tells.
+            logger.warning("cannot read a domain after its event", metadata: ["domain": "\(name)", "error": "\(error)"])
+            workSink.yield(.snapshot(reason: "unreadable event"))
+            change = .removed(uuid: uuid, name: name)
+            return InventoryDelta(host: settings.hostID, epoch: epoch, sequence: nextSequence(), change: change, event: "unknown")
+        }
+        return InventoryDelta(host: settings.hostID, epoch: epoch, sequence: nextSequence(), change: change, event: "\(event)")
+    }
+
+    private func publish(_ message: BusMessage, timeToLive: Duration) async {
+        do {
+            try await bus.publish(message, to: bus.addresses.inventory, timeToLive: timeToLive, deadline: .now + .seconds(5))
+            if publishing.withLock({ $0 }) == false {
+                publishing.withLock { $0 = true }
+                logger.info("publishing to the broker again")
+            }
+        } catch {
+            let wasPublishing = publishing.withLock { state in
+                defer { state = false }
+                return state
+            }
+            if wasPublishing { logger.warning("cannot publish to the broker", metadata: ["error": "\(error)"]) }
+        }
+    }
+
+    private func nextSequence() -> UInt64 {
+        sequence.withLock { sequence in
+            sequence += 1
+            return sequence
+        }
+    }
+
+    private func followLibvirt() async {
+        for await event in libvirt.events {
+            switch event {
+            case .connected(let generation):
+                workSink.yield(.snapshot(reason: "libvirt connection \(generation)"))
+            case .disconnected:
+                workSink.yield(.snapshot(reason: "libvirt connection lost"))
+            case .lifecycle(let name, let uuid, let event, _):
+                workSink.yield(.delta(name: name, uuid: uuid, event: event))
+            }
+        }
+    }
+
+    private func followBroker() async {
+        for await event in bus.connection.events {
+            if case .connected(let generation) = event, generation > 1 {
+                workSink.yield(.snapshot(reason: "broker connection \(generation)"))
+            }
+        }
+    }
+
+    private func every(_ interval: Duration, _ item: @Sendable () -> Publication) async {
+        while !Task.isCancelled {
+            do {
+                try await Task.sleep(for: interval)
+            } catch {
+                return
+            }
+            workSink.yield(item())
+        }
+    }
+
+    // MARK: - Commands
+
+    private func serve(_ commands: AsyncStream<(BusEnvelope, AMQPMessage)>) async {
+        await withDiscardingTaskGroup { group in
+            for await (envelope, message) in commands {
+                group.addTask { await self.handle(envelope, message) }
+            }
+        }
+    }
+
+    private func handle(_ envelope: BusEnvelope, _ message: AMQPMessage) async {
+        guard case .command(let command) = envelope.message, command.host == settings.hostID else {
+            logger.warning("dropped bus message: not a command for this host", metadata: ["from": "\(envelope.sender)", "id": "\(envelope.id)"])
+            return
+        }
+        let started = ContinuousClock.now
+        let (result, repeated) = await ledger.result(for: command.id, now: WallClock.now()) { await self.execute(command) }
+        var metadata: Logger.Metadata = [
+            "command": "\(command.id)", "op": "\(command.action.rawValue)", "domain": "\(command.target)",
+            "issuer": "\(command.issuer)", "outcome": "\(result.outcome)", "duration-ms": "\((ContinuousClock.now - started).millisecondsText)",
+        ]
+        if repeated { metadata["repeated"] = "true" }
+        logger.info("command answered", metadata: metadata)
+        let remaining = max(Int64(command.deadline) - Int64(WallClock.now()), 1000)
+        do {
+            try await bus.reply(to: message, with: .result(result), timeToLive: .milliseconds(remaining), deadline: .now + .seconds(5))
+        } catch {
+            logger.warning("cannot send a command's result", metadata: ["command": "\(command.id)", "error": "\(error)"])
+        }
+    }
+
+    /// Runs a command with the single-host rules, then reads the domain as it is now.
+    private func execute(_ command: FenceCommand) async -> CommandResult {
+        let now = WallClock.now()
+        guard now < command.deadline else {
+            return CommandResult(commandID: command.id, host: settings.hostID, outcome: .failed(code: "expired", message: "the command arrived \(now - command.deadline) ms after its deadline; not executed"), observed: nil)
+        }
+        let deadline = WallClock.instant(for: command.deadline, now: now)
+        let target = DomainTarget(command.target)
+        let outcome = await fencer.perform(command.action, on: target, deadline: deadline)
+        let observed = try? await hypervisor.lookup(target, deadline: min(deadline, .now + .seconds(2)))
+        return CommandResult(commandID: command.id, host: settings.hostID, outcome: CommandResult.Outcome(outcome), observed: observed ?? nil)
+    }
+}

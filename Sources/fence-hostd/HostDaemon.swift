@@ -1,0 +1,82 @@
+import DaemonSupport
+import FenceConfig
+import HostAgent
+import Libvirt
+import Logging
+import ServiceLifecycle
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// The wiring of fence-hostd. It reports ready only when libvirt answers, the broker is connected
+/// and this host's command queue is attached.
+struct HostDaemon {
+    let agent: HostAgent
+    let pidFile: PidFile?
+    let logger: Logger
+
+    static func start(configuration: HostAgentConfiguration, options: DaemonOptions, logger: Logger) async throws -> HostDaemon {
+        let hostID = configuration.agent.hostID ?? hostname()
+        var logger = logger
+        logger[metadataKey: "host"] = "\(hostID)"
+        let bus = try BusSetup.endpoint(settings: configuration.bus, sender: hostID, containerID: "fence-hostd-\(hostID)-\(getpid())", logger: logger)
+        let pidFile = try options.pidFile.map { path throws(StartupError) in try PidFile(path: path, program: "fence-hostd") }
+        do {
+            guard let uri = configuration.libvirt.uris.first else {
+                throw StartupError(.configuration, "backends/libvirt: no uri")
+            }
+            if configuration.libvirt.uris.count > 1 {
+                logger.warning("fence-hostd serves one hypervisor; using the first uri", metadata: ["uri": "\(uri)"])
+            }
+            // One connection for the agent's whole life: libvirt's test driver keeps its state per connection.
+            let libvirt = LibvirtConnection(uri: uri, lifecycleEvents: true, backoff: .milliseconds(250)...(.seconds(5)), logger: logger)
+            try await waitForLibvirt(libvirt, wait: options.waitForBackend, logger: logger)
+            try await BusSetup.waitForBroker(bus, wait: options.waitForBackend, logger: logger)
+            let agent = HostAgent(
+                settings: .init(hostID: hostID, snapshotInterval: configuration.agent.snapshotInterval, heartbeatInterval: configuration.agent.heartbeatInterval),
+                libvirt: libvirt, bus: bus, logger: logger
+            )
+            try await agent.prepare(deadline: .now + .seconds(10))
+            logger.info("ready", metadata: ["uri": "\(uri)", "broker": "\(bus.connection.configuration.host):\(bus.connection.configuration.port)"])
+            return HostDaemon(agent: agent, pidFile: pidFile, logger: logger)
+        } catch {
+            pidFile?.remove()
+            await bus.connection.close()
+            throw error
+        }
+    }
+
+    func run() async throws {
+        defer { pidFile?.remove() }
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: agent)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger
+        ))
+        try await group.run()
+        logger.info("stopped")
+    }
+
+    private static func waitForLibvirt(_ libvirt: LibvirtConnection, wait: Bool, logger: Logger) async throws {
+        while true {
+            do {
+                try await libvirt.ping(deadline: .now + .seconds(10))
+                return
+            } catch {
+                guard wait else {
+                    throw StartupError(.backend, "cannot reach libvirt at \(libvirt.uri): \(error.message) (start with -w to wait for it)")
+                }
+                logger.warning("waiting for libvirt", metadata: ["uri": "\(libvirt.uri)", "error": "\(error.message)"])
+                try await Task.sleep(for: .seconds(5))
+            }
+        }
+    }
+
+    private static func hostname() -> String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        gethostname(&buffer, buffer.count)
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}

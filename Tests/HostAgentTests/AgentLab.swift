@@ -1,0 +1,107 @@
+import AMQP
+import BusClient
+import FenceBus
+import FenceCore
+import Foundation
+import Logging
+import TestSupport
+
+/// One simulated hypervisor host (a private libvirtd with the test driver) with the real
+/// fence-hostd on it, the broker, and the test acting as a router on the bus.
+final class AgentLab: @unchecked Sendable {
+    static let prerequisites = BrokerProcess.prerequisites + Prerequisite.libvirtd
+    static let busKey = Array("bus-key-for-the-agent-tests-0123456789abcdef".utf8)
+
+    let broker: BrokerProcess
+    let libvirtd: LibvirtdProcess
+    let directory: TemporaryDirectory
+    let host: String
+    let agent: ChildProcess
+    let bus: BusEndpoint
+    let inventory: AsyncStream<(BusEnvelope, AMQPMessage)>
+    let requester: AMQPRequester
+    let logger = Logger(label: "agent-lab")
+
+    init(broker: BrokerProcess, snapshotInterval: Int = 5, domains: [SimulatedDomain] = []) async throws {
+        try TestEnvironment.require(Self.prerequisites)
+        self.broker = broker
+        directory = try TemporaryDirectory(prefix: "fr-agent")
+        host = "h-\(UUID().uuidString.prefix(6).lowercased())"
+        libvirtd = try LibvirtdProcess(directory: directory.url.appendingPathComponent("libvirtd"))
+        try await libvirtd.start()
+        let keyPath = try directory.write("bus.key", bytes: Self.busKey)
+        let config = try directory.write("fence_virt.conf", """
+            backends {
+                amqp {
+                    url = "\(broker.url)";
+                    bus_key_file = "\(keyPath)";
+                    host_id = "\(host)";
+                    snapshot_interval = "\(snapshotInterval)";
+                }
+                libvirt { uri = "\(libvirtd.uri)"; }
+            }
+            """)
+
+        // The test's side of the bus, subscribed before the agent starts so that its first snapshot arrives.
+        let connection = try AMQPConnection(
+            configuration: try AMQPConfiguration(url: broker.url, containerID: "router-\(host)"),
+            logger: logger
+        )
+        try await connection.waitUntilConnected(deadline: .now + .seconds(10))
+        bus = BusEndpoint(sender: "router-test", connection: connection, addresses: BusAddresses(profile: .rabbitMQ3),
+                          key: try BusKey(fileContents: Self.busKey), clockTolerance: .seconds(30), logger: logger)
+        inventory = try await bus.subscribe(bus.addresses.inventory, deadline: .now + .seconds(10))
+        requester = try await AMQPRequester(connection: connection, replyAddress: bus.addresses.replies(for: "test-\(host)"), deadline: .now + .seconds(10))
+
+        agent = try ChildProcess([try Products.path("fence-hostd"), "-F", "-f", config, "-d", "1"],
+                                 logFile: directory.url.appendingPathComponent("fence-hostd.log"))
+        try await agent.waitForLog("[fence_hostd] ready")
+        // test:///default in libvirtd lives while a connection is open: the agent's is. Now define the domains.
+        for domain in domains { try await define(domain) }
+    }
+
+    func define(_ domain: SimulatedDomain) async throws {
+        let xml = directory.url.appendingPathComponent("\(domain.name).xml")
+        try SimulatedDomain(name: domain.name, uuid: domain.uuid).xml.write(to: xml, atomically: true, encoding: .utf8)
+        try await libvirtd.virsh("define", xml.path)
+        if domain.state != .shutOff { try await libvirtd.virsh("start", domain.name) }
+        if domain.state == .paused { try await libvirtd.virsh("suspend", domain.name) }
+    }
+
+    /// The domain's state as libvirtd says, read independently of the agent.
+    func trueState(_ name: String) async throws -> String {
+        try await libvirtd.virsh("domstate", name).output.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// The next inventory message from this lab's host, sent at `since` or later, that satisfies `matching`.
+    func nextFromHost(within limit: Duration = .seconds(15), since: UInt64 = 0, _ matching: @escaping @Sendable (BusMessage) -> Bool) async throws -> BusMessage {
+        let host = self.host
+        let inventory = self.inventory
+        return try await withTimeout(limit, "an inventory message from \(host)") {
+            for await (envelope, _) in inventory {
+                guard envelope.sender == host, envelope.sentAt >= since, matching(envelope.message) else { continue }
+                return envelope.message
+            }
+            throw TimedOut(what: "the inventory stream ended")
+        }
+    }
+
+    /// Sends a command and waits for its result.
+    func command(_ action: FenceAction, _ target: String, id: String = UUID().uuidString, deadline: UInt64? = nil) async throws -> CommandResult {
+        let command = FenceCommand(id: id, host: host, action: action, target: target,
+                                   deadline: deadline ?? WallClock.now() + 10_000, issuer: "router-test")
+        let reply = try await requester.request(bus.amqpMessage(.command(command), timeToLive: .seconds(10)),
+                                                to: bus.addresses.commands(for: host), deadline: .now + .seconds(10))
+        guard let envelope = bus.open(reply), case .result(let result) = envelope.message else {
+            throw TimedOut(what: "a well-formed result")
+        }
+        return result
+    }
+
+    func shutdown() async {
+        await agent.stop()
+        requester.close()
+        await bus.connection.close()
+        await libvirtd.stop()
+    }
+}
