@@ -4,6 +4,9 @@
 # distribution port and epmd, bound to one address (127.0.0.1 by default).
 #
 #   rabbitmq.sh start DIR PORT [ADDRESS]   install if needed, start, wait for AMQP 1.0
+#                                          (with TLS_DIR=dir holding ca.pem, server.pem and server.key:
+#                                          also AMQP over TLS on PORT+1, client certificates verified
+#                                          when presented, SASL EXTERNAL by certificate common name)
 #   rabbitmq.sh stop DIR                   stop the broker and its epmd by PID
 #   rabbitmq.sh ctl DIR ARGS...            rabbitmqctl against this broker
 #
@@ -66,10 +69,26 @@ amqp1_0.default_vhost = /
 log.console = false
 log.file.level = warning
 CONF
+    plugins=rabbitmq_amqp1_0
+    if [[ -n ${TLS_DIR:-} ]]; then
+        cat >> "$dir/rabbitmq.conf" <<CONF
+listeners.ssl.default = $address:$((port + 1))
+ssl_options.cacertfile = $TLS_DIR/ca.pem
+ssl_options.certfile = $TLS_DIR/server.pem
+ssl_options.keyfile = $TLS_DIR/server.key
+ssl_options.verify = verify_peer
+ssl_options.fail_if_no_peer_cert = false
+ssl_cert_login_from = common_name
+auth_mechanisms.1 = PLAIN
+auth_mechanisms.2 = EXTERNAL
+CONF
+        plugins="rabbitmq_amqp1_0 rabbitmq_auth_mechanism_ssl"
+    fi
     environment
     # Whatever fails from here on, nothing we started stays behind.
     trap '"$0" stop "$dir"' ERR
-    rabbitmq-plugins enable --offline rabbitmq_amqp1_0 >/dev/null
+    # shellcheck disable=SC2086
+    rabbitmq-plugins enable --offline $plugins >/dev/null
     epmd -address 127.0.0.1 -port "$ERL_EPMD_PORT" -daemon
     for _ in $(seq 50); do   # epmd -daemon returns before the daemon is there
         pgrep -f "epmd -address 127.0.0.1 -port $ERL_EPMD_PORT\$" > "$dir/epmd.pid" || pgrep -f "epmd -address 127.0.0.1 -port $ERL_EPMD_PORT " > "$dir/epmd.pid" || true

@@ -26,6 +26,8 @@ final class Engine: @unchecked Sendable {
     private var generation: UInt64 = 0
     private var failures = 0
     private var tag: UInt64 = 0
+    /// Why the last attempt to connect failed; a new reason is worth a warning, a repeat is not.
+    private var lastFailure: String?
     private var linkNames: UInt64 = 0
 
     /// Wanted subscriptions, by id: attached on every connection.
@@ -149,6 +151,7 @@ final class Engine: @unchecked Sendable {
         case PN_CONNECTION_REMOTE_OPEN:
             open = true
             failures = 0
+            lastFailure = nil
             generation += 1
             shared.setConnected(true)
             logger.info("connected to the broker", metadata: ["generation": "\(generation)"])
@@ -356,6 +359,10 @@ final class Engine: @unchecked Sendable {
         if wasOpen {
             logger.warning("disconnected from the broker", metadata: ["reason": "\(reason)"])
             events.yield(.disconnected(reason: reason))
+            lastFailure = nil
+        } else if reason != lastFailure {
+            logger.warning("cannot connect to the broker", metadata: ["reason": "\(reason)"])
+            lastFailure = reason
         } else {
             logger.debug("cannot connect to the broker", metadata: ["reason": "\(reason)"])
         }

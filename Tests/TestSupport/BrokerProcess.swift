@@ -22,20 +22,21 @@ public final class BrokerProcess: Sendable {
         self.password = password
     }
 
-    /// Starts a broker of its own (for tests that stop or restart it).
-    public static func start() async throws -> BrokerProcess {
+    /// Starts a broker of its own (for tests that stop or restart it). With `tlsDirectory`
+    /// (ca.pem, server.pem, server.key) it also speaks AMQP over TLS on `port + 1`.
+    public static func start(tlsDirectory: String? = nil) async throws -> BrokerProcess {
         try TestEnvironment.require(prerequisites)
         let scratch = try TemporaryDirectory(prefix: "fr-broker")
         let port = try Ports.freeForBroker()
-        try await Command.check([script, "start", scratch.url.path, String(port)])
+        try await Command.check([script, "start", scratch.url.path, String(port)], environment: tlsDirectory.map { ["TLS_DIR": $0] })
         let password = try String(contentsOf: scratch.url.appendingPathComponent("password"), encoding: .utf8)
             .trimmingCharacters(in: .whitespacesAndNewlines)
         return BrokerProcess(scratch: scratch, port: port, password: password)
     }
 
     /// Runs `body` with a broker of its own, stopped afterwards whatever happens.
-    public static func withDedicated<T: Sendable>(_ body: (BrokerProcess) async throws -> T) async throws -> T {
-        let broker = try await start()
+    public static func withDedicated<T: Sendable>(tlsDirectory: String? = nil, _ body: (BrokerProcess) async throws -> T) async throws -> T {
+        let broker = try await start(tlsDirectory: tlsDirectory)
         do {
             let result = try await body(broker)
             try await broker.stop()
@@ -124,11 +125,12 @@ public enum Ports {
         return Int(UInt16(bigEndian: address.sin_port))
     }
 
-    /// A port P for a broker such that P, P+10000 (its epmd) and P+20000 (its distribution) are free.
+    /// A port P for a broker such that P, P+1 (TLS), P+10000 (its epmd) and P+20000 (its
+    /// distribution) are free.
     public static func freeForBroker() throws -> Int {
         for _ in 0..<200 {
             let port = Int.random(in: 20_000..<40_000)
-            if [port, port + 10_000, port + 20_000].allSatisfy(isFree) { return port }
+            if [port, port + 1, port + 10_000, port + 20_000].allSatisfy(isFree) { return port }
         }
         throw TimedOut(what: "a free port for a broker")
     }
