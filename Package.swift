@@ -106,6 +106,12 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // Measures fence-hostd through the broker (Benchmarks/bus.sh).
+        .executableTarget(
+            name: "fence-bus-bench",
+            dependencies: ["AMQP", "BusClient", "FenceBus", "FenceCore", "Libvirt", .product(name: "Logging", package: "swift-log")],
+            path: "Benchmarks/BusBench"
+        ),
 
         // Helpers shared by the test targets: fixtures, processes, network-namespace labs.
         .target(name: "TestSupport", path: "Tests/TestSupport"),

@@ -162,8 +162,15 @@ public struct AddressProfile: Sendable, Equatable {
 }
 
 extension String {
+    /// The template with its first `{name}` replaced (or `name` appended if there is none).
+    /// Written out by hand: `firstRange(of:)` would link Swift's regex engine into every daemon.
     fileprivate func replacingPlaceholder(with name: String) -> String {
-        guard let range = firstRange(of: "{name}") else { return self + name }
-        return String(self[..<range.lowerBound]) + name + String(self[range.upperBound...])
+        let placeholder = Array("{name}".utf8)
+        let bytes = Array(utf8)
+        guard bytes.count >= placeholder.count,
+              let start = (0...(bytes.count - placeholder.count)).first(where: { bytes[$0..<($0 + placeholder.count)].elementsEqual(placeholder) }) else {
+            return self + name
+        }
+        return String(decoding: bytes[..<start], as: UTF8.self) + name + String(decoding: bytes[(start + placeholder.count)...], as: UTF8.self)
     }
 }

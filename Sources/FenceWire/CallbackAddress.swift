@@ -90,7 +90,7 @@ public struct CallbackAddress: Hashable, Sendable, CustomStringConvertible {
     }
 
     private static func parseIPv6(_ text: String) -> [UInt8]? {
-        let halves = text.components(separatedBy: "::")
+        let halves = text.halves(at: "::")
         guard halves.count <= 2 else { return nil }
         func groups(_ part: String) -> [UInt16]? {
             if part.isEmpty { return [] }
@@ -113,15 +113,24 @@ public struct CallbackAddress: Hashable, Sendable, CustomStringConvertible {
 }
 
 extension String {
-    /// Splits on a separator string; kept local so the wire module needs no Foundation.
-    fileprivate func components(separatedBy separator: String) -> [String] {
+    /// The parts between occurrences of a two-character separator, written out by hand:
+    /// `firstRange(of:)` would link Swift's regex engine into every daemon.
+    fileprivate func halves(at separator: String) -> [String] {
+        let separator = Array(separator.utf8)
+        let bytes = Array(utf8)
         var parts: [String] = []
-        var rest = self[...]
-        while let range = rest.firstRange(of: separator) {
-            parts.append(String(rest[..<range.lowerBound]))
-            rest = rest[range.upperBound...]
+        var start = 0
+        var index = 0
+        while index + separator.count <= bytes.count {
+            if bytes[index..<(index + separator.count)].elementsEqual(separator) {
+                parts.append(String(decoding: bytes[start..<index], as: UTF8.self))
+                index += separator.count
+                start = index
+            } else {
+                index += 1
+            }
         }
-        parts.append(String(rest))
+        parts.append(String(decoding: bytes[start...], as: UTF8.self))
         return parts
     }
 }
