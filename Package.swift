@@ -53,6 +53,8 @@ let package = Package(
         ),
         // The bus schema: signed, versioned messages between routers and host agents. No I/O.
         .target(name: "FenceBus", dependencies: ["FenceCore", "Cryptography"]),
+        // The router's inventory and the routing rules. No I/O, no clock of its own.
+        .target(name: "Routing", dependencies: ["FenceCore", "FenceBus"]),
         // The bus over AMQP: sealing, publishing, checking, replying, for routers and agents alike.
         .target(
             name: "BusClient",
@@ -142,6 +144,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .testTarget(name: "RoutingTests", dependencies: ["Routing", "FenceBus", "FenceCore"]),
         .testTarget(name: "FenceBusTests", dependencies: ["FenceBus", "FenceCore", "Cryptography"]),
         .testTarget(
             name: "AMQPTests",

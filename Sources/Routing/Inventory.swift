@@ -1,0 +1,136 @@
+import FenceBus
+import FenceCore
+
+/// What the router knows of one hypervisor host, from its agent's messages.
+public struct HostView: Hashable, Sendable {
+    public enum Liveness: Hashable, Sendable {
+        /// Heard within the freshness window, libvirt readable, a snapshot of this agent run received:
+        /// its domain list can be trusted.
+        case live
+        /// Expected but not trustworthy now (silent, libvirt lost, no snapshot yet).
+        case stale(reason: String)
+        /// An operator confirmed the host is down: its domains count as off.
+        case confirmedDown
+    }
+
+    public let id: String
+    public internal(set) var epoch: UInt64 = 0
+    public internal(set) var sequence: UInt64 = 0
+    /// When (router's clock) the last accepted message arrived.
+    public internal(set) var lastHeard: ContinuousClock.Instant?
+    public internal(set) var libvirtConnected = false
+    /// A snapshot of the current epoch arrived: until then, the domain list is not this run's.
+    public internal(set) var hasSnapshot = false
+    public internal(set) var domains: [String: DomainInfo] = [:]
+    /// When each domain was last seen running here (router's clock), to pick "where it last ran".
+    public internal(set) var lastRunning: [String: ContinuousClock.Instant] = [:]
+    public internal(set) var confirmedDown = false
+    /// Configured, as opposed to learned from the bus.
+    public internal(set) var configured = false
+
+    init(id: String) {
+        self.id = id
+    }
+
+    public func liveness(now: ContinuousClock.Instant, freshness: Duration) -> Liveness {
+        if confirmedDown { return .confirmedDown }
+        guard let lastHeard else { return .stale(reason: "never heard") }
+        let silence = now - lastHeard
+        guard silence <= freshness else { return .stale(reason: "silent for \(silence.millisecondsText) ms") }
+        guard libvirtConnected else { return .stale(reason: "its agent cannot reach libvirt") }
+        guard hasSnapshot else { return .stale(reason: "no snapshot yet from this agent run") }
+        return .live
+    }
+}
+
+/// The router's picture of every host and its domains, built from the bus. Pure: every change
+/// passes in the time it happens (the router's monotonic clock).
+public struct Inventory: Sendable {
+    /// A host counts as live for this long after its last message (heartbeats come every second).
+    public let freshness: Duration
+    public private(set) var hosts: [String: HostView] = [:]
+
+    public init(freshness: Duration = .seconds(3), configuredHosts: [String] = []) {
+        self.freshness = freshness
+        for id in configuredHosts {
+            var host = HostView(id: id)
+            host.configured = true
+            hosts[id] = host
+        }
+    }
+
+    /// Why a message was not applied (it is older than what we have).
+    public enum Ignored: Hashable, Sendable {
+        case olderRun
+        case outOfOrder
+        case notInventory
+    }
+
+    /// Applies one inventory message; nil when applied, otherwise why it was ignored.
+    @discardableResult
+    public mutating func apply(_ message: BusMessage, now: ContinuousClock.Instant) -> Ignored? {
+        let (id, epoch, sequence): (String, UInt64, UInt64)
+        switch message {
+        case .snapshot(let snapshot): (id, epoch, sequence) = (snapshot.host, snapshot.epoch, snapshot.sequence)
+        case .delta(let delta): (id, epoch, sequence) = (delta.host, delta.epoch, delta.sequence)
+        case .heartbeat(let heartbeat): (id, epoch, sequence) = (heartbeat.host, heartbeat.epoch, heartbeat.sequence)
+        case .command, .result: return .notInventory
+        }
+        var host = hosts[id] ?? HostView(id: id)
+        if epoch < host.epoch { return .olderRun }
+        if epoch > host.epoch {
+            // A new run of the agent: nothing it said before counts until its first snapshot.
+            host.epoch = epoch
+            host.sequence = 0
+            host.hasSnapshot = false
+            host.domains = [:]
+        } else if sequence <= host.sequence {
+            return .outOfOrder
+        }
+        host.sequence = sequence
+        host.lastHeard = now
+        // Whatever the operator said, a host that speaks is not down.
+        host.confirmedDown = false
+        switch message {
+        case .snapshot(let snapshot):
+            host.libvirtConnected = snapshot.libvirtConnected
+            host.hasSnapshot = snapshot.libvirtConnected
+            host.domains = Dictionary(snapshot.domains.map { ($0.uuid, $0) }, uniquingKeysWith: { $1 })
+            for domain in snapshot.domains where !domain.state.isOff { host.lastRunning[domain.uuid] = now }
+        case .delta(let delta):
+            switch delta.change {
+            case .updated(let domain):
+                host.domains[domain.uuid] = domain
+                if !domain.state.isOff { host.lastRunning[domain.uuid] = now }
+            case .removed(let uuid, _):
+                host.domains[uuid] = nil
+            }
+        case .heartbeat(let heartbeat):
+            host.libvirtConnected = heartbeat.libvirtConnected
+            if !heartbeat.libvirtConnected { host.hasSnapshot = false }
+        case .command, .result:
+            break
+        }
+        hosts[id] = host
+        return nil
+    }
+
+    /// An operator says the host is down (powered off, fenced by the host cluster): its domains
+    /// count as off until it speaks again.
+    public mutating func confirmDown(_ id: String) {
+        var host = hosts[id] ?? HostView(id: id)
+        host.confirmedDown = true
+        hosts[id] = host
+    }
+
+    /// Stops expecting a host (decommissioned). A configured host cannot be forgotten.
+    @discardableResult
+    public mutating func forget(_ id: String) -> Bool {
+        guard let host = hosts[id], !host.configured else { return false }
+        hosts[id] = nil
+        return true
+    }
+
+    /// Every expected host: configured or learned, and not forgotten.
+    public var expectedHosts: [String] { hosts.keys.sorted() }
+}
