@@ -7,8 +7,10 @@ let package = Package(
     products: [
         .executable(name: "fence-routerd", targets: ["fence-routerd"]),
         .executable(name: "fence-hostd", targets: ["fence-hostd"]),
+        .executable(name: "fencectl", targets: ["fencectl"]),
     ],
     dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
@@ -60,6 +62,15 @@ let package = Package(
             name: "BusClient",
             dependencies: ["FenceBus", "AMQP", .product(name: "Logging", package: "swift-log")]
         ),
+        // fence-routerd's amqp backend: the inventory from the bus, routing, confirmed results.
+        .target(
+            name: "FenceRouter",
+            dependencies: [
+                "Routing", "BusClient", "FenceBus", "FenceCore", "AMQP",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         // fence-hostd's work: the inventory publisher and the command executor of one host.
         .target(
             name: "HostAgent",
@@ -94,7 +105,7 @@ let package = Package(
         .executableTarget(
             name: "fence-routerd",
             dependencies: [
-                "FenceWire", "FenceConfig", "FenceCore", "Libvirt", "FenceServer", "DaemonSupport",
+                "FenceWire", "FenceConfig", "FenceCore", "Libvirt", "FenceServer", "DaemonSupport", "FenceRouter",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -106,6 +117,14 @@ let package = Package(
                 "FenceConfig", "HostAgent", "Libvirt", "DaemonSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "fencectl",
+            dependencies: [
+                "DaemonSupport", "FenceConfig", "BusClient", "FenceBus", "FenceCore", "Routing", "AMQP",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // Measures fence-hostd through the broker (Benchmarks/bus.sh).

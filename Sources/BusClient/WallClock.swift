@@ -13,6 +13,13 @@ public enum WallClock {
         return UInt64(time.tv_sec) * 1000 + UInt64(time.tv_nsec) / 1_000_000
     }
 
+    /// The wall-clock deadline (ms) that corresponds to a monotonic instant, as seen from here.
+    public static func deadline(for instant: ContinuousClock.Instant, now: UInt64 = now()) -> UInt64 {
+        let (seconds, attoseconds) = (instant - .now).components
+        let milliseconds = seconds * 1000 + attoseconds / 1_000_000_000_000_000
+        return milliseconds > 0 ? now + UInt64(milliseconds) : now
+    }
+
     /// The monotonic instant that corresponds to a wall-clock deadline, as seen from here.
     public static func instant(for deadline: UInt64, now: UInt64 = now()) -> ContinuousClock.Instant {
         ContinuousClock.now + .milliseconds(Int64(deadline) - Int64(now))

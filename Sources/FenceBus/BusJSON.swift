@@ -39,6 +39,8 @@ extension BusMessage {
             }
             return .object([("command", .string(result.commandID)), ("host", .string(result.host))] + outcome
                 + [("observed", result.observed.map(Self.domain) ?? .null)])
+        case .hostState(let change):
+            return .object([("host", .string(change.host)), ("change", .string(change.change.rawValue)), ("operator", .string(change.operatorName))])
         }
     }
 
@@ -105,6 +107,10 @@ extension BusMessage {
                 commandID: try string("command"), host: try string("host"), outcome: outcome,
                 observed: observed == .null ? nil : try Self.domain(observed)
             ))
+        case "host-state":
+            let name = try string("change")
+            guard let change = HostStateChange.Change(rawValue: name) else { throw BusError(.malformed, "host-state: unknown change \"\(name)\"") }
+            self = .hostState(HostStateChange(host: try string("host"), change: change, operatorName: try string("operator")))
         default:
             throw BusError(.unknownType, "unknown message type \"\(kind)\"")
         }

@@ -116,6 +116,28 @@ public struct CommandResult: Hashable, Sendable {
     }
 }
 
+/// An operator's statement about a host, for every router (and their audit logs).
+public struct HostStateChange: Hashable, Sendable {
+    public enum Change: String, Hashable, Sendable {
+        /// The host is down (powered off, fenced by the host cluster): its domains count as off
+        /// until it speaks again.
+        case confirmDown = "confirm-down"
+        /// The host is gone for good: stop expecting it.
+        case forget
+    }
+
+    public var host: String
+    public var change: Change
+    /// Who said so (the operator's login, as fencectl saw it).
+    public var operatorName: String
+
+    public init(host: String, change: Change, operatorName: String) {
+        self.host = host
+        self.change = change
+        self.operatorName = operatorName
+    }
+}
+
 /// Everything that travels on the bus.
 public enum BusMessage: Hashable, Sendable {
     case snapshot(InventorySnapshot)
@@ -123,6 +145,7 @@ public enum BusMessage: Hashable, Sendable {
     case heartbeat(Heartbeat)
     case command(FenceCommand)
     case result(CommandResult)
+    case hostState(HostStateChange)
 
     var kind: String {
         switch self {
@@ -131,6 +154,7 @@ public enum BusMessage: Hashable, Sendable {
         case .heartbeat: "heartbeat"
         case .command: "command"
         case .result: "result"
+        case .hostState: "host-state"
         }
     }
 }

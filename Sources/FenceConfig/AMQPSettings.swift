@@ -68,6 +68,17 @@ public struct BusSettings: Hashable, Sendable {
     }
 }
 
+extension BusSettings {
+    /// The `backends/amqp` block of a file, for tools that only talk on the bus (fencectl).
+    public init(document: ConfigDocument) throws(ConfigError) {
+        guard let node = document.block(["backends", "amqp"]) else {
+            throw ConfigError(code: .missingKey, file: document.file, line: 0, key: "backends/amqp",
+                              message: "no backends { amqp { … } } block: where is the bus?")
+        }
+        try self.init(reading: BlockReader(file: document.file, path: "backends/amqp", node: node, knownKeys: amqpBlockKeys))
+    }
+}
+
 /// What only fence-hostd reads from `backends/amqp`.
 public struct HostAgentSettings: Hashable, Sendable {
     /// This host's name on the bus; nil means the machine's hostname.
@@ -92,6 +103,37 @@ public struct HostAgentSettings: Hashable, Sendable {
     }
 }
 
+/// What only fence-routerd's amqp backend reads from `backends/amqp`.
+public struct RouterBusSettings: Hashable, Sendable {
+    /// This router's name on the bus (its reply address); nil means `router-<hostname>`.
+    public var routerID: String?
+    /// Hosts that must be live before a domain found nowhere counts as off. Others are learned
+    /// from the bus and kept (in `stateDirectory`) until `fencectl host forget`.
+    public var expectedHosts: [String] = []
+    /// A host is live for this long after its last message.
+    public var freshness: Duration = .seconds(3)
+    /// After start, "found nowhere" is a failure for this long, until every host has had time to
+    /// send a snapshot.
+    public var warmUp: Duration = .seconds(6)
+    /// Where learned hosts and operator confirmations are kept across restarts.
+    public var stateDirectory = "/var/lib/fence-router"
+
+    public init() {}
+
+    static let keys = ["router_id", "expected_hosts", "host_freshness", "warm_up", "state_directory"]
+
+    init(reading reader: BlockReader) throws(ConfigError) {
+        routerID = reader.string("router_id")
+        expectedHosts = (reader.string("expected_hosts") ?? "").split(whereSeparator: { $0 == "," || $0 == " " }).map(String.init)
+        freshness = try reader.seconds("host_freshness", in: 1...60) ?? .seconds(3)
+        warmUp = try reader.seconds("warm_up", in: 0...600) ?? .seconds(6)
+        stateDirectory = reader.string("state_directory") ?? "/var/lib/fence-router"
+    }
+}
+
+/// Every key of `backends/amqp`, shared by fence-hostd and fence-routerd (neither warns about the other's).
+let amqpBlockKeys = BusSettings.keys + HostAgentSettings.keys + RouterBusSettings.keys
+
 /// Everything fence-hostd reads from its configuration file.
 public struct HostAgentConfiguration: Hashable, Sendable {
     public var bus: BusSettings
@@ -110,7 +152,7 @@ public struct HostAgentConfiguration: Hashable, Sendable {
             throw ConfigError(code: .missingKey, file: file, line: 0, key: "backends/libvirt",
                               message: "fence-hostd needs a backends { libvirt { uri = \"…\"; } } block")
         }
-        let amqpReader = BlockReader(file: file, path: "backends/amqp", node: amqp, knownKeys: BusSettings.keys + HostAgentSettings.keys)
+        let amqpReader = BlockReader(file: file, path: "backends/amqp", node: amqp, knownKeys: amqpBlockKeys)
         bus = try BusSettings(reading: amqpReader)
         agent = try HostAgentSettings(reading: amqpReader)
         let libvirtReader = BlockReader(file: file, path: "backends/libvirt", node: libvirtNode, knownKeys: [], knownPrefixes: ["uri"])

@@ -10,6 +10,8 @@ public enum ListenerKind: String, Hashable, Sendable, CaseIterable {
 public enum BackendKind: String, Hashable, Sendable, CaseIterable {
     /// One host through its local libvirt: the drop-in `fence_virtd`.
     case libvirt
+    /// Every host through the bus: each request goes to the host that runs the domain.
+    case amqp
 }
 
 /// `fence_virtd { … }`: how the daemon runs.
@@ -46,7 +48,7 @@ public struct DaemonSettings: Hashable, Sendable {
         listeners = kinds
         let backendName = try reader.required("backend")
         guard let backend = BackendKind(rawValue: backendName.lowercased()) else {
-            throw reader.invalid("backend", "backend \"\(backendName)\" is not supported (supported: libvirt)")
+            throw reader.invalid("backend", "backend \"\(backendName)\" is not supported (supported: libvirt, amqp)")
         }
         self.backend = backend
         debugLevel = try reader.integer("debug", in: 0...99) ?? 0
@@ -100,6 +102,9 @@ public struct RouterConfiguration: Hashable, Sendable {
     public var multicastListeners: [MulticastListenerSettings] = []
     public var tcpListeners: [TCPListenerSettings] = []
     public var libvirt = LibvirtBackendSettings(uris: [])
+    /// The broker and bus, and the router's own settings, for the amqp backend.
+    public var bus: BusSettings?
+    public var routing = RouterBusSettings()
     public var groups: [AccessGroupSettings] = []
     /// Unknown keys and similar findings that do not stop the daemon.
     public var warnings: [ConfigWarning] = []
@@ -143,6 +148,16 @@ public struct RouterConfiguration: Hashable, Sendable {
                                   message: "the libvirt backend needs a backends { libvirt { uri = \"…\"; } } block")
             }
             libvirt = try LibvirtBackendSettings(reading: reader)
+            readers.append(reader)
+        case .amqp:
+            let node = document.block(["backends", "amqp"])
+            guard node != nil else {
+                throw ConfigError(code: .missingKey, file: file, line: 0, key: "backends/amqp",
+                                  message: "the amqp backend needs a backends { amqp { url = \"…\"; bus_key_file = \"…\"; } } block")
+            }
+            let reader = BlockReader(file: file, path: "backends/amqp", node: node, knownKeys: amqpBlockKeys)
+            bus = try BusSettings(reading: reader)
+            routing = try RouterBusSettings(reading: reader)
             readers.append(reader)
         }
 

@@ -74,7 +74,7 @@ public struct Inventory: Sendable {
         case .snapshot(let snapshot): (id, epoch, sequence) = (snapshot.host, snapshot.epoch, snapshot.sequence)
         case .delta(let delta): (id, epoch, sequence) = (delta.host, delta.epoch, delta.sequence)
         case .heartbeat(let heartbeat): (id, epoch, sequence) = (heartbeat.host, heartbeat.epoch, heartbeat.sequence)
-        case .command, .result: return .notInventory
+        case .command, .result, .hostState: return .notInventory
         }
         var host = hosts[id] ?? HostView(id: id)
         if epoch < host.epoch { return .olderRun }
@@ -108,7 +108,7 @@ public struct Inventory: Sendable {
         case .heartbeat(let heartbeat):
             host.libvirtConnected = heartbeat.libvirtConnected
             if !heartbeat.libvirtConnected { host.hasSnapshot = false }
-        case .command, .result:
+        case .command, .result, .hostState:
             break
         }
         hosts[id] = host
@@ -121,6 +121,11 @@ public struct Inventory: Sendable {
         var host = hosts[id] ?? HostView(id: id)
         host.confirmedDown = true
         hosts[id] = host
+    }
+
+    /// Expects a host known from before (kept across a router restart) that has not spoken yet.
+    public mutating func expect(_ id: String) {
+        if hosts[id] == nil { hosts[id] = HostView(id: id) }
     }
 
     /// Stops expecting a host (decommissioned). A configured host cannot be forgotten.

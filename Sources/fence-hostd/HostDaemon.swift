@@ -18,7 +18,7 @@ struct HostDaemon {
     let logger: Logger
 
     static func start(configuration: HostAgentConfiguration, options: DaemonOptions, logger: Logger) async throws -> HostDaemon {
-        let hostID = configuration.agent.hostID ?? hostname()
+        let hostID = configuration.agent.hostID ?? Hostname.current()
         var logger = logger
         logger[metadataKey: "host"] = "\(hostID)"
         let bus = try BusSetup.endpoint(settings: configuration.bus, sender: hostID, containerID: "fence-hostd-\(hostID)-\(getpid())", logger: logger)
@@ -72,11 +72,5 @@ struct HostDaemon {
                 try await Task.sleep(for: .seconds(5))
             }
         }
-    }
-
-    private static func hostname() -> String {
-        var buffer = [CChar](repeating: 0, count: 256)
-        gethostname(&buffer, buffer.count)
-        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

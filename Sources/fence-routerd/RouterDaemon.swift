@@ -1,6 +1,7 @@
 import DaemonSupport
 import FenceConfig
 import FenceCore
+import FenceRouter
 import FenceServer
 import FenceWire
 import Libvirt
@@ -8,6 +9,11 @@ import Logging
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 
 /// The wiring of fence-routerd: backend, pipeline and listeners built from the configuration. It
 /// is started only when every part is ready: keys read, backend answering, every listener bound.
@@ -24,12 +30,18 @@ struct RouterDaemon {
         for listener in configuration.tcpListeners { tcpKeys.append(try KeyFile.load(listener.security)) }
 
         let pidFile = try options.pidFile.map { path throws(StartupError) in try PidFile(path: path, program: "fence-routerd") }
+        let wait = options.waitForBackend || configuration.daemon.waitForBackend
+        var backendServices: [any Service] = []
         do {
-            let backend = try await libvirtBackend(
-                configuration.libvirt,
-                wait: options.waitForBackend || configuration.daemon.waitForBackend,
-                logger: logger
-            )
+            let backend: any FenceBackend
+            switch configuration.daemon.backend {
+            case .libvirt:
+                backend = try await libvirtBackend(configuration.libvirt, wait: wait, logger: logger)
+            case .amqp:
+                let routed = try await routedBackend(configuration, wait: wait, logger: logger)
+                backend = routed
+                backendServices.append(routed)
+            }
             var timing = FrontEndTiming()
             timing.requestTimeout = configuration.daemon.requestTimeout
             timing.duplicateWindow = configuration.daemon.duplicateWindow
@@ -59,7 +71,8 @@ struct RouterDaemon {
                 for listener in tcp { await listener.close() }
                 throw error
             }
-            let services: [any Service] = multicast + tcp
+            // Stopped in reverse order: the listeners first, then the backend.
+            let services: [any Service] = backendServices + multicast + tcp
             logger.info("ready", metadata: [
                 "backend": "\(configuration.daemon.backend.rawValue)",
                 "listeners": "\(services.count)",
@@ -83,6 +96,34 @@ struct RouterDaemon {
         ))
         try await group.run()
         logger.info("stopped")
+    }
+
+    /// Joins the bus, subscribes to the inventory and attaches this router's reply address.
+    private static func routedBackend(_ configuration: RouterConfiguration, wait: Bool, logger: Logger) async throws -> RoutedBackend {
+        guard let bus = configuration.bus else { throw StartupError(.configuration, "backends/amqp is missing") }
+        let routing = configuration.routing
+        let routerID = routing.routerID ?? "router-\(Hostname.current())"
+        let endpoint = try BusSetup.endpoint(settings: bus, sender: routerID, containerID: "fence-routerd-\(routerID)-\(getpid())", logger: logger)
+        do {
+            try await BusSetup.waitForBroker(endpoint, wait: wait, logger: logger)
+            try ensureDirectory(routing.stateDirectory)
+            let backend = RoutedBackend(
+                settings: .init(routerID: routerID, configuredHosts: routing.expectedHosts, freshness: routing.freshness,
+                                warmUp: routing.warmUp, stateDirectory: routing.stateDirectory),
+                bus: endpoint, logger: logger
+            )
+            try await backend.prepare(deadline: .now + .seconds(10))
+            return backend
+        } catch {
+            await endpoint.connection.close()
+            throw error
+        }
+    }
+
+    private static func ensureDirectory(_ path: String) throws(StartupError) {
+        guard mkdir(path, 0o700) == 0 || errno == EEXIST else {
+            throw StartupError(.configuration, "state_directory \(path): \(String(cString: strerror(errno)))")
+        }
     }
 
     /// Opens one connection per URI and checks that libvirt answers; with `wait`, retries until it does.

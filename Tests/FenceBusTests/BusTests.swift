@@ -47,6 +47,8 @@ struct BusMessageTests {
         .result(CommandResult(commandID: "c-2", host: "h1", outcome: .failed(code: "hypervisor-unavailable", message: "libvirt: connection refused"), observed: nil)),
         .result(CommandResult(commandID: "c-3", host: "h1", outcome: .off, observed: nil)),
         .result(CommandResult(commandID: "c-4", host: "h1", outcome: .denied, observed: nil)),
+        .hostState(HostStateChange(host: "h3", change: .confirmDown, operatorName: "alice")),
+        .hostState(HostStateChange(host: "h4", change: .forget, operatorName: "bob")),
     ]
 
     @Test("every message seals and opens to itself", arguments: all)

@@ -46,7 +46,7 @@ struct ConfigurationTests {
     func manPageExample() throws {
         let (text, document) = try load("manpage-example.conf")
         #expect(throws: ConfigError(code: .invalidValue, file: "manpage-example.conf", line: 4, key: "fence_virtd/backend",
-                                    message: "backend \"cpg\" is not supported (supported: libvirt)")) {
+                                    message: "backend \"cpg\" is not supported (supported: libvirt, amqp)")) {
             try RouterConfiguration(document: document)
         }
         let libvirt = try ConfigDocument(parsing: text.replacingOccurrences(of: "\"cpg\"", with: "\"libvirt\""), file: "x")
@@ -157,6 +157,39 @@ struct ConfigurationTests {
         #expect(configuration.tcpListeners.count == 1)
         #expect(configuration.libvirt.uris == ["test:///default"])
         #expect(configuration.groups.first?.name == "g1")
+    }
+
+    @Test("the amqp backend: broker, bus and router settings; one file serves fence-hostd too")
+    func amqpBackend() throws {
+        let text = """
+            fence_virtd { listener = "multicast"; backend = "amqp"; }
+            backends {
+                amqp {
+                    url = "amqps://broker.example:5671"; tls_ca_file = "/etc/ca.pem"; bus_key_file = "/etc/bus.key";
+                    router_id = "r1"; expected_hosts = "hv1, hv2 hv3"; host_freshness = "4"; warm_up = "10";
+                    host_id = "hv1"; snapshot_interval = "7";
+                }
+                libvirt { uri = "qemu:///system"; }
+            }
+            """
+        let document = try ConfigDocument(parsing: text, file: "f")
+        let router = try RouterConfiguration(document: document)
+        #expect(router.daemon.backend == .amqp)
+        #expect(router.bus?.url == "amqps://broker.example:5671")
+        #expect(router.routing.routerID == "r1")
+        #expect(router.routing.expectedHosts == ["hv1", "hv2", "hv3"])
+        #expect(router.routing.freshness == .seconds(4))
+        #expect(router.routing.warmUp == .seconds(10))
+        #expect(router.warnings.isEmpty, "\(router.warnings)")
+        let agent = try HostAgentConfiguration(document: document)
+        #expect(agent.agent.hostID == "hv1")
+        #expect(agent.agent.snapshotInterval == .seconds(7))
+        #expect(agent.warnings.isEmpty)
+
+        let noCA = text.replacingOccurrences(of: "tls_ca_file = \"/etc/ca.pem\";", with: "")
+        #expect(throws: ConfigError.self) { try RouterConfiguration(document: ConfigDocument(parsing: noCA, file: "f")) }
+        let noKey = text.replacingOccurrences(of: "bus_key_file = \"/etc/bus.key\";", with: "")
+        #expect(throws: ConfigError.self) { try RouterConfiguration(document: ConfigDocument(parsing: noKey, file: "f")) }
     }
 
     @Test("values may span lines and hold any character but a quote")

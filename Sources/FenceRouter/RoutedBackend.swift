@@ -1,0 +1,264 @@
+import AMQP
+import BusClient
+import FenceBus
+import FenceCore
+import Logging
+import Routing
+import ServiceLifecycle
+import Synchronization
+
+/// fence-routerd's amqp backend: finds which live host runs the target domain from the inventory
+/// the agents publish, sends the action there, and answers only with what the agents confirmed
+/// after acting. Doubt — a silent host, a lost broker, a timeout, an inventory that changed under
+/// the request — is a failure, never "off" and never "done".
+public final class RoutedBackend: FenceBackend, Service {
+    public struct Settings: Sendable {
+        public var routerID: String
+        public var configuredHosts: [String]
+        public var freshness: Duration
+        public var warmUp: Duration
+        public var stateDirectory: String?
+
+        public init(routerID: String, configuredHosts: [String], freshness: Duration, warmUp: Duration, stateDirectory: String?) {
+            self.routerID = routerID
+            self.configuredHosts = configuredHosts
+            self.freshness = freshness
+            self.warmUp = warmUp
+            self.stateDirectory = stateDirectory
+        }
+    }
+
+    public let settings: Settings
+    private let bus: BusEndpoint
+    private let inventory: Mutex<Inventory>
+    private let started = ContinuousClock.now
+    private let store: HostStateStore?
+    private let serializer = KeyedSerializer<String>()
+    private let subscription: Mutex<(AsyncStream<(BusEnvelope, AMQPMessage)>, AMQPRequester)?> = Mutex(nil)
+    private let logger: Logger
+
+    public init(settings: Settings, bus: BusEndpoint, logger: Logger) {
+        self.settings = settings
+        self.bus = bus
+        var logger = logger
+        logger[metadataKey: "router"] = "\(settings.routerID)"
+        self.logger = logger
+        var inventory = Inventory(freshness: settings.freshness, configuredHosts: settings.configuredHosts)
+        store = settings.stateDirectory.map(HostStateStore.init(directory:))
+        if let saved = store?.load() {
+            // Learned hosts stay expected across a restart: until they speak, their domains are unknown.
+            for host in saved.learned where inventory.hosts[host] == nil { inventory.expect(host) }
+            for host in saved.confirmedDown { inventory.confirmDown(host) }
+        }
+        self.inventory = Mutex(inventory)
+    }
+
+    /// Subscribes to the inventory and attaches this router's reply address; ready once it returns.
+    public func prepare(deadline: ContinuousClock.Instant) async throws(AMQPError) {
+        let stream = try await bus.subscribe(bus.addresses.inventory, deadline: deadline)
+        let requester = try await AMQPRequester(connection: bus.connection, replyAddress: bus.addresses.replies(for: settings.routerID), deadline: deadline)
+        subscription.withLock { $0 = (stream, requester) }
+    }
+
+    /// Keeps the inventory from the bus until shutdown.
+    public func run() async throws {
+        guard let (stream, _) = subscription.withLock({ $0 }) else {
+            throw AMQPError(.invalidConfiguration, "RoutedBackend.prepare must succeed before run")
+        }
+        await cancelWhenGracefulShutdown {
+            for await (envelope, _) in stream {
+                self.receive(envelope)
+            }
+        }
+        await bus.connection.close()
+    }
+
+    private func receive(_ envelope: BusEnvelope) {
+        switch envelope.message {
+        case .hostState(let change):
+            apply(change, from: envelope.sender)
+        case .command, .result:
+            break
+        default:
+            let learned = inventory.withLock { inventory -> Bool in
+                let known = inventory.hosts[envelope.sender] != nil
+                inventory.apply(envelope.message, now: .now)
+                return !known
+            }
+            if learned {
+                logger.notice("learned a host", metadata: ["host": "\(envelope.sender)"])
+                persist()
+            }
+        }
+    }
+
+    /// An operator's statement: applied, kept, and logged for audit.
+    private func apply(_ change: HostStateChange, from sender: String) {
+        let applied = inventory.withLock { inventory -> Bool in
+            switch change.change {
+            case .confirmDown:
+                inventory.confirmDown(change.host)
+                return true
+            case .forget:
+                return inventory.forget(change.host)
+            }
+        }
+        logger.notice("operator statement about a host", metadata: [
+            "audit": "true", "host": "\(change.host)", "change": "\(change.change.rawValue)",
+            "operator": "\(change.operatorName)", "sender": "\(sender)", "applied": "\(applied)",
+        ])
+        if applied { persist() }
+    }
+
+    private func persist() {
+        guard let store else { return }
+        let saved = inventory.withLock { inventory in
+            HostStateStore.Saved(
+                learned: inventory.hosts.values.filter { !$0.configured }.map(\.id),
+                confirmedDown: inventory.hosts.values.filter(\.confirmedDown).map(\.id)
+            )
+        }
+        do {
+            try store.save(saved)
+        } catch {
+            logger.error("cannot keep the host list; after a restart, learned hosts are forgotten", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// The inventory as it is now, for listings and fencectl.
+    public var currentInventory: Inventory { inventory.withLock { $0 } }
+
+    // MARK: - FenceBackend
+
+    public func perform(_ action: FenceAction, on target: DomainTarget, deadline: ContinuousClock.Instant) async -> FenceOutcome {
+        // One domain at a time: keyed by its UUID when the inventory knows it.
+        let placement = place(target)
+        let key = placement.uuids.count == 1 ? placement.uuids.first! : "\(target)"
+        let outcome = await serializer.withExclusiveAccess(to: key, until: deadline) { () async -> FenceOutcome in
+            guard ContinuousClock.now < deadline else {
+                return .failed(FenceFailure(.deadlineExceeded, "the request's deadline passed before it could run"))
+            }
+            let placement = place(target)
+            let decision = RoutingRules.decide(action, target, placement: placement, trusted: ContinuousClock.now - started >= settings.warmUp)
+            logger.debug("routing", metadata: ["domain": "\(target)", "op": "\(action.rawValue)", "decision": "\(decision)"])
+            return await execute(decision, target: target, deadline: deadline)
+        }
+        return outcome ?? .failed(FenceFailure(.deadlineExceeded, "waited past the deadline behind another request for \(target)"))
+    }
+
+    public func listDomains(deadline: ContinuousClock.Instant) async throws(FenceFailure) -> [DomainInfo] {
+        let now = ContinuousClock.now
+        let inventory = currentInventory
+        var merged: [String: DomainInfo] = [:]
+        for host in inventory.hosts.values where host.liveness(now: now, freshness: inventory.freshness) == .live {
+            for domain in host.domains.values {
+                // A domain on two hosts is listed once, running if it runs on either.
+                if let known = merged[domain.uuid], !known.state.isOff { continue }
+                merged[domain.uuid] = domain
+            }
+        }
+        return Array(merged.values)
+    }
+
+    public func checkHealth(deadline: ContinuousClock.Instant) async -> FenceOutcome {
+        guard bus.connection.isConnected else { return .failed(FenceFailure(.hypervisorUnavailable, "not connected to the broker")) }
+        let now = ContinuousClock.now
+        let inventory = currentInventory
+        let live = inventory.hosts.values.filter { $0.liveness(now: now, freshness: inventory.freshness) == .live }
+        return live.isEmpty ? .failed(FenceFailure(.hypervisorUnavailable, "no host is live")) : .success
+    }
+
+    private func place(_ target: DomainTarget) -> Placement {
+        let now = ContinuousClock.now
+        return inventory.withLock { RoutingRules.place(target, in: $0, now: now) }
+    }
+
+    // MARK: - Carrying out a decision
+
+    private func execute(_ decision: RoutingDecision, target: DomainTarget, deadline: ContinuousClock.Instant) async -> FenceOutcome {
+        switch decision {
+        case .answer(let outcome):
+            return outcome
+        case .command(let action, let hosts):
+            return combine(action, await send(action, target: target, to: hosts, deadline: deadline))
+        case .reboot(let holders, let restartOn):
+            let off = combine(.off, await send(.off, target: target, to: holders, deadline: deadline))
+            guard off == .success, let restartOn else { return off }
+            let on = combine(.on, await send(.on, target: target, to: [restartOn], deadline: deadline))
+            if on != .success {
+                // As on one host: the domain was fenced; a failed restart does not undo that.
+                logger.warning("reboot: the domain was fenced but did not start again", metadata: ["domain": "\(target)", "host": "\(restartOn)", "outcome": "\(on)"])
+            }
+            return .success
+        }
+    }
+
+    private struct Reply: Sendable {
+        let host: String
+        let result: Result<CommandResult, FenceFailure>
+    }
+
+    /// Sends one command per host, all at once, and waits for every answer (or the deadline).
+    private func send(_ action: FenceAction, target: DomainTarget, to hosts: [String], deadline: ContinuousClock.Instant) async -> [Reply] {
+        guard let (_, requester) = subscription.withLock({ $0 }) else {
+            return hosts.map { Reply(host: $0, result: .failure(FenceFailure(.hypervisorUnavailable, "not subscribed to the bus"))) }
+        }
+        let wallDeadline = WallClock.deadline(for: deadline)
+        return await withTaskGroup(of: Reply.self) { group in
+            for host in hosts {
+                group.addTask {
+                    let command = FenceCommand(id: self.bus.nextID(), host: host, action: action, target: "\(target)", deadline: wallDeadline, issuer: self.settings.routerID)
+                    let message = self.bus.amqpMessage(.command(command), timeToLive: max(deadline - .now, .milliseconds(1)))
+                    do throws(AMQPError) {
+                        let reply = try await requester.request(message, to: self.bus.addresses.commands(for: host), deadline: deadline)
+                        guard let envelope = self.bus.open(reply), case .result(let result) = envelope.message,
+                              result.commandID == command.id, result.host == host else {
+                            return Reply(host: host, result: .failure(FenceFailure(.operationFailed, "\(host) answered with something that is not this command's result")))
+                        }
+                        return Reply(host: host, result: .success(result))
+                    } catch {
+                        let code: FenceFailure.Code = error.code == .timedOut ? .timedOut : .hypervisorUnavailable
+                        return Reply(host: host, result: .failure(FenceFailure(code, "\(host): \(error)")))
+                    }
+                }
+            }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+    }
+
+    /// What the agents' answers add up to. Every host must confirm; a result that contradicts
+    /// itself (done, yet not in the state the action leads to) is a failure.
+    private func combine(_ action: FenceAction, _ replies: [Reply]) -> FenceOutcome {
+        var on = false
+        for reply in replies.sorted(by: { $0.host < $1.host }) {
+            let result: CommandResult
+            switch reply.result {
+            case .failure(let failure):
+                logger.warning("no confirmation", metadata: ["host": "\(reply.host)", "op": "\(action.rawValue)", "error": "\(failure)"])
+                return .failed(failure)
+            case .success(let value):
+                result = value
+            }
+            switch (action, result.outcome, result.observed?.state) {
+            case (.off, .success, nil), (.off, .success, .shutOff?):
+                continue
+            case (.on, .success, let state?) where !state.isOff:
+                continue
+            case (.status, .success, let state?) where !state.isOff:
+                on = true
+            case (.status, .off, .shutOff?):
+                continue
+            case (_, .failed(let code, let message), _):
+                return .failed(FenceFailure(FenceFailure.Code(rawValue: code) ?? .operationFailed, "\(reply.host): \(message)"))
+            case (_, .denied, _):
+                return .denied
+            default:
+                // For example "off" answered for a domain the agent no longer has: the inventory
+                // changed under the request; it is safer to fail and be asked again.
+                return .failed(FenceFailure(.operationFailed, "\(reply.host) answered \(result.outcome) with the domain \(result.observed.map { "\($0.state)" } ?? "gone"); not a confirmation of \(action.rawValue)"))
+            }
+        }
+        if action == .status { return on ? .success : .off }
+        return .success
+    }
+}

@@ -1,0 +1,16 @@
+import ArgumentParser
+
+@main
+struct Fencectl: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fencectl",
+        abstract: "The operator's tool for fence-router.",
+        subcommands: [InventoryCommand.self, HostCommand.self]
+    )
+}
+
+/// Options every command that talks to the bus shares.
+struct BusOptions: ParsableArguments {
+    @Option(name: .customShort("f"), help: ArgumentHelp("The configuration file with the backends/amqp block.", valueName: "file"))
+    var configFile = "/etc/fence_virt.conf"
+}

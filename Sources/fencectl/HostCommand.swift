@@ -1,0 +1,61 @@
+import ArgumentParser
+import BusClient
+import FenceBus
+
+struct HostCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "host",
+        abstract: "Tell every router something about a hypervisor host.",
+        subcommands: [ConfirmDown.self, Forget.self]
+    )
+
+    struct ConfirmDown: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "confirm-down",
+            abstract: "Confirm that a host is down (powered off, fenced): its domains then count as off.",
+            discussion: """
+                Until a host that stopped answering is confirmed down, every request for a domain last seen on it fails: \
+                it may still run there. Confirm only what you know, for example after the host cluster fenced it. The \
+                confirmation lasts until the host speaks again; every router logs it for audit.
+                """
+        )
+
+        @OptionGroup var bus: BusOptions
+        @Argument(help: "The host, as its agent names itself on the bus.") var host: String
+        @Flag(help: "Yes, the host is down: its domains may be reported off.") var yes = false
+
+        func run() async throws {
+            guard yes else {
+                throw ValidationError("confirming \(host) down makes its domains count as off; add --yes if it is really down")
+            }
+            try await HostCommand.publish(HostStateChange(host: host, change: .confirmDown, operatorName: BusSession.operatorName), bus)
+            print("routers told: \(host) is down")
+        }
+    }
+
+    struct Forget: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "forget",
+            abstract: "Stop expecting a host that is gone for good (configured hosts cannot be forgotten)."
+        )
+
+        @OptionGroup var bus: BusOptions
+        @Argument(help: "The host, as its agent names itself on the bus.") var host: String
+
+        func run() async throws {
+            try await HostCommand.publish(HostStateChange(host: host, change: .forget, operatorName: BusSession.operatorName), bus)
+            print("routers told: forget \(host)")
+        }
+    }
+
+    static func publish(_ change: HostStateChange, _ options: BusOptions) async throws {
+        let endpoint = try await BusSession.open(options)
+        do {
+            try await endpoint.publish(.hostState(change), to: endpoint.addresses.inventory, timeToLive: .seconds(60), deadline: .now + .seconds(10))
+        } catch {
+            await endpoint.connection.close()
+            throw error
+        }
+        await endpoint.connection.close()
+    }
+}
