@@ -259,6 +259,9 @@ public final class RequestPipeline: Sendable {
         }
         guard ContinuousClock.now < admitted.deadline else { return .expired }
         let (bytes, outcome) = await execute(admitted, requester: requester)
+        // The deadline bounds the work; its answer (a failure, when the work ran out of time) is
+        // still owed to the client, which waits longer than our deadline.
+        session.deadline = .now + timing.exchangeStepTimeout
         do {
             try await session.write(bytes, step: timing.exchangeStepTimeout)
             return .answered(outcome: outcome)

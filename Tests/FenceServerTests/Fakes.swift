@@ -86,10 +86,13 @@ final class FakeFenceClient: Sendable {
 /// A backend that records its calls and how many ran at once, for unit tests only.
 final class RecordingBackend: FenceBackend {
     let delay: Duration
+    /// Waits for an answer that never comes: fails with `timedOut` at the request's deadline.
+    let hangsUntilDeadline: Bool
     private let state = Mutex((calls: [String](), inFlight: 0, maximum: 0))
 
-    init(delay: Duration = .zero) {
+    init(delay: Duration = .zero, hangsUntilDeadline: Bool = false) {
         self.delay = delay
+        self.hangsUntilDeadline = hangsUntilDeadline
     }
 
     var calls: [String] { state.withLock { $0.calls } }
@@ -102,7 +105,9 @@ final class RecordingBackend: FenceBackend {
             $0.maximum = max($0.maximum, $0.inFlight)
         }
         if delay > .zero { try? await Task.sleep(for: delay) }
+        if hangsUntilDeadline { try? await Task.sleep(until: deadline) }
         state.withLock { $0.inFlight -= 1 }
+        if hangsUntilDeadline { return .failed(FenceFailure(.timedOut, "no answer before the deadline")) }
         return action == .status ? .off : .success
     }
 

@@ -97,6 +97,18 @@ struct RequestPipelineTests {
         #expect(slow.received.allSatisfy { $0.isEmpty })
     }
 
+    @Test("work that runs out of time at the deadline still gets its failure answered")
+    func failureAnsweredAtDeadline() async throws {
+        let client = try await FakeFenceClient(key: Self.key)
+        let backend = RecordingBackend(hangsUntilDeadline: true)
+        let pipeline = pipeline(backend, timeout: .milliseconds(300))
+        let admitted = try #require(pipeline.admit(datagram: datagram(to: "127.0.0.1", port: client.port), source: source("127.0.0.1"), listener: "t", credentials: credentials))
+        await pipeline.serveDatagram(admitted, on: MultiThreadedEventLoopGroup.singleton.next())
+        await client.close()
+        #expect(backend.calls == ["off vm-a"])
+        #expect(client.received == [[ResponseCode.failure.rawValue]])
+    }
+
     @Test("a retransmission after the deadline is dropped as expired, never executed later")
     func lateRetransmission() async throws {
         let backend = RecordingBackend()
