@@ -19,8 +19,11 @@ public struct HostView: Hashable, Sendable {
     /// When (router's clock) the last accepted message arrived.
     public internal(set) var lastHeard: ContinuousClock.Instant?
     public internal(set) var libvirtConnected = false
-    /// A snapshot of the current epoch arrived: until then, the domain list is not this run's.
+    /// A snapshot of the current epoch arrived and nothing was missed since: until then, the
+    /// domain list cannot be trusted.
     public internal(set) var hasSnapshot = false
+    /// Why the domain list waits for a snapshot, while `hasSnapshot` is false.
+    public internal(set) var awaitingSnapshot = "no snapshot yet from this agent run"
     public internal(set) var domains: [String: DomainInfo] = [:]
     /// When each domain was last seen running here (router's clock), to pick "where it last ran".
     public internal(set) var lastRunning: [String: ContinuousClock.Instant] = [:]
@@ -38,7 +41,7 @@ public struct HostView: Hashable, Sendable {
         let silence = now - lastHeard
         guard silence <= freshness else { return .stale(reason: "silent for \(silence.millisecondsText) ms") }
         guard libvirtConnected else { return .stale(reason: "its agent cannot reach libvirt") }
-        guard hasSnapshot else { return .stale(reason: "no snapshot yet from this agent run") }
+        guard hasSnapshot else { return .stale(reason: awaitingSnapshot) }
         return .live
     }
 }
@@ -83,9 +86,15 @@ public struct Inventory: Sendable {
             host.epoch = epoch
             host.sequence = 0
             host.hasSnapshot = false
+            host.awaitingSnapshot = "no snapshot yet from this agent run"
             host.domains = [:]
         } else if sequence <= host.sequence {
             return .outOfOrder
+        } else if sequence != host.sequence + 1, host.hasSnapshot {
+            // A message was lost (the broker or this router was away, or it expired): a delta may be
+            // missing, so the list is doubtful until the next snapshot replaces it.
+            host.hasSnapshot = false
+            host.awaitingSnapshot = "messages \(host.sequence + 1)…\(sequence - 1) missed; waiting for a snapshot"
         }
         host.sequence = sequence
         host.lastHeard = now
@@ -107,7 +116,10 @@ public struct Inventory: Sendable {
             }
         case .heartbeat(let heartbeat):
             host.libvirtConnected = heartbeat.libvirtConnected
-            if !heartbeat.libvirtConnected { host.hasSnapshot = false }
+            if !heartbeat.libvirtConnected {
+                host.hasSnapshot = false
+                host.awaitingSnapshot = "its libvirt connection was lost; waiting for a snapshot"
+            }
         case .command, .result, .hostState:
             break
         }

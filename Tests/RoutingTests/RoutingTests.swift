@@ -70,6 +70,21 @@ struct InventoryTests {
         #expect(ignoredOld == .olderRun)
     }
 
+    @Test("a lost message makes the host's list doubtful until the next snapshot")
+    func missedMessage() {
+        var world = World()
+        world.snapshot("h1", [vm])
+        world.heartbeat("h1", at: 0.5)
+        _ = world.next("h1")  // a delta the router never received
+        world.heartbeat("h1", at: 1)
+        #expect(world.inventory.hosts["h1"]?.liveness(now: world.at(1.1), freshness: .seconds(3)) == .stale(reason: "messages 3…3 missed; waiting for a snapshot"))
+        #expect(isFailure(world.decide(.off, at: 1.1)))
+        #expect(isFailure(world.decide(.status, "ghost", at: 1.1)))
+        world.snapshot("h1", [off(vm)], at: 2)
+        #expect(world.inventory.hosts["h1"]?.liveness(now: world.at(2.1), freshness: .seconds(3)) == .live)
+        #expect(world.decide(.status, at: 2.1) == .command(.status, hosts: ["h1"]))
+    }
+
     @Test("liveness: silence, lost libvirt and operator confirmation")
     func liveness() {
         var world = World()
