@@ -6,17 +6,36 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 Deploy/install-deps.sh
+source Deploy/lib/process.sh
 
-# Namespaces and brokers left by a killed earlier run (the tests remove their own).
-ip netns list 2>/dev/null | awk '/^frt/ {print $1}' | xargs -r -n1 ip netns del
-for broker in "${TMPDIR:-/tmp}"/fr-broker-*; do
-    [[ -d $broker ]] || continue
-    Deploy/broker/rabbitmq.sh stop "$broker" >/dev/null 2>&1 || true
-    rm -rf "$broker"
+# Everything a run makes lives in one directory (TMPDIR for the tests). The tests remove what
+# they start; whatever a killed run left behind is swept: its processes (their command lines
+# name the directory), its lab namespaces and the directory itself.
+sweep() {
+    local run=$1 prefix
+    for prefix in "$run"/*/prefix; do
+        [[ -f $prefix ]] || continue
+        ip netns list | awk -v p="$(cat "$prefix")-" 'index($1, p) == 1 {print $1}' | xargs -r -n1 ip netns del
+    done
+    if pgrep -f -- "$run" >/dev/null; then
+        pkill -TERM -f -- "$run" || true
+        sleep 2
+        pkill -KILL -f -- "$run" || true
+    fi
+    rm -rf "$run"
+}
+for run in /tmp/fr-run.*; do
+    [[ -d $run ]] || continue
+    running "$(cat "$run/owner" 2>/dev/null || echo 0)" || sweep "$run"
 done
+ip netns list 2>/dev/null | awk '/^frt/ {print $1}' | xargs -r -n1 ip netns del
 
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+run=$(mktemp -d /tmp/fr-run.XXXXXX)
+echo $$ > "$run/owner"
+export TMPDIR=$run
+trap 'sweep "$run"' EXIT
+
+log=$run/build.log
 echo "building (debug, with tests)..."
 if ! swift build --build-tests >"$log" 2>&1; then
     cat "$log"
@@ -29,8 +48,8 @@ if grep -E "^$(pwd)/(Sources|Tests)/[^:]+:[0-9]+:[0-9]+: warning:" "$log"; then
 fi
 
 # One broker for the tests that share it, stopped whatever happens.
-broker=$(mktemp -d "${TMPDIR:-/tmp}/fr-broker-shared.XXXXXX")
-trap 'rm -f "$log"; Deploy/broker/rabbitmq.sh stop "$broker" >/dev/null 2>&1; rm -rf "$broker"' EXIT
+broker=$(mktemp -d "$run/fr-broker-shared.XXXXXX")
+trap 'Deploy/broker/rabbitmq.sh stop "$broker" >/dev/null 2>&1; sweep "$run"' EXIT
 port=$((20000 + RANDOM % 9000))
 Deploy/broker/rabbitmq.sh start "$broker" "$port"
 

@@ -12,6 +12,7 @@
 #
 # The AMQP user is "fence" with the password in DIR/password (made at the first start).
 set -euo pipefail
+source "$(dirname "$0")/../lib/process.sh"
 
 command=${1:?usage: rabbitmq.sh start DIR PORT [ADDRESS] | stop DIR | ctl DIR ARGS...}
 dir=${2:?a data directory is needed}
@@ -107,7 +108,7 @@ CONF
             echo "RabbitMQ $(rabbitmqctl -q version 2>/dev/null || echo 3) speaks AMQP 1.0 on $address:$port (pid $(cat "$dir/rabbitmq.pid"))"
             exit 0
         fi
-        if ! kill -0 "$(cat "$dir/launcher.pid")" 2>/dev/null; then
+        if ! running "$(cat "$dir/launcher.pid")"; then
             echo "RabbitMQ exited during start-up; its log:" >&2
             tail -30 "$dir/log/stdout.log" >&2
             "$0" stop "$dir"
@@ -124,9 +125,7 @@ stop)
     for name in rabbitmq launcher epmd; do
         pid=$(cat "$dir/$name.pid" 2>/dev/null || true)
         [[ -n $pid ]] || continue
-        kill "$pid" 2>/dev/null || true
-        for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$pid" 2>/dev/null || true
+        stop_pid "$pid" 30
         rm -f "$dir/$name.pid"
     done
     ;;
