@@ -156,6 +156,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "EndToEndTests", dependencies: ["FenceWire", "TestSupport"]),
+        .testTarget(name: "MultiHostTests", dependencies: ["TestSupport"]),
         .testTarget(
             name: "HostAgentTests",
             dependencies: [

@@ -66,11 +66,27 @@ public final class RoutedBackend: FenceBackend, Service {
             throw AMQPError(.invalidConfiguration, "RoutedBackend.prepare must succeed before run")
         }
         await cancelWhenGracefulShutdown {
-            for await (envelope, _) in stream {
-                self.receive(envelope)
+            await withDiscardingTaskGroup { group in
+                group.addTask { await self.announceWarmUp() }
+                for await (envelope, _) in stream {
+                    self.receive(envelope)
+                }
+                group.cancelAll()
             }
         }
         await bus.connection.close()
+    }
+
+    /// Says when one warm-up has passed: from then on a domain no live host lists counts as absent.
+    private func announceWarmUp() async {
+        guard (try? await Task.sleep(until: started + settings.warmUp)) != nil else { return }
+        let now = ContinuousClock.now
+        let inventory = currentInventory
+        let live = inventory.hosts.values.filter { $0.liveness(now: now, freshness: inventory.freshness) == .live }
+        logger.notice("inventory trusted", metadata: [
+            "hosts-live": "\(live.count)", "hosts-expected": "\(inventory.hosts.count)",
+            "domains": "\(live.reduce(0) { $0 + $1.domains.count })",
+        ])
     }
 
     private func receive(_ envelope: BusEnvelope) {

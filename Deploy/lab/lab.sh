@@ -1,0 +1,245 @@
+#!/usr/bin/env bash
+# A multi-host fence-router lab on this machine, in network namespaces it creates (nothing touches
+# the real interfaces). Run as root.
+#
+#   lab.sh up DIR [--hosts N] [--guests M] [--routers R] [--bin DIR]
+#        management network 198.18.0.0/24: the broker (.100) and hosts hv1..hvN (.1..)
+#        guest network 198.51.100.0/24 on a bridge: hosts (.1..) and guests g1..gM (.101..)
+#        each host: its own libvirtd (libvirt's test driver on a unix socket) and fence-hostd;
+#        hosts hv1..hvR also run fence-routerd (amqp backend, multicast on the guest network)
+#   lab.sh down DIR
+#   lab.sh define DIR HOST NAME UUID [running|off]    define a domain in HOST's libvirtd
+#   lab.sh migrate DIR NAME FROM TO                   start it on TO, then destroy and undefine it on FROM
+#   lab.sh virsh DIR HOST ARGS...                     virsh against HOST's libvirtd (the true state)
+#   lab.sh xvm DIR GUEST ARGS...                      the real fence_xvm in GUEST, with the lab's key
+#   lab.sh stop|start DIR PART                        PART: broker, libvirtd-HOST (a host's hypervisor: its
+#                                                     domains are gone once it restarts, as after a reboot),
+#                                                     agent-HOST, router-HOST
+#   lab.sh pid DIR PART
+set -euo pipefail
+here=$(cd "$(dirname "$0")/../.." && pwd)
+source "$here/Deploy/lib/process.sh"
+command=${1:?usage: lab.sh up|down|define|migrate|virsh|xvm|stop|start|pid DIR ...}
+dir=${2:?a lab directory is needed}
+shift 2
+
+ns() { echo "$(cat "$dir/prefix")-$1"; }
+uri() { echo "test+unix:///default?socket=$dir/$1/run/libvirt-sock"; }
+in_ns() { local name=$1; shift; ip netns exec "$(ns "$name")" "$@"; }
+
+# Starts PART (a command in a namespace) in the background, its pid in DIR/pids, its log in DIR/logs.
+launch() {
+    local part=$1 namespace=$2
+    shift 2
+    # The log is kept across restarts; what this run says starts after the mark.
+    touch "$dir/logs/$part.log"
+    wc -l < "$dir/logs/$part.log" > "$dir/logs/$part.mark"
+    ip netns exec "$(ns "$namespace")" setsid "$@" >> "$dir/logs/$part.log" 2>&1 < /dev/null &
+    echo $! > "$dir/pids/$part"
+}
+
+wait_for_log() {
+    local part=$1 text=$2
+    for _ in $(seq 300); do
+        tail -n +$(($(cat "$dir/logs/$part.mark") + 1)) "$dir/logs/$part.log" 2>/dev/null | grep -q "$text" && return 0
+        running "$(cat "$dir/pids/$part")" || break
+        sleep 0.05
+    done
+    echo "lab: $part did not report '$text'; its log:" >&2
+    tail -20 "$dir/logs/$part.log" >&2
+    return 1
+}
+
+stop_part() {
+    local part=$1 pid
+    pid=$(cat "$dir/pids/$part" 2>/dev/null || true)
+    if [[ $part == broker ]]; then
+        ip netns exec "$(ns brk)" "$here/Deploy/broker/rabbitmq.sh" stop "$dir/broker" >/dev/null 2>&1 || true
+        return
+    fi
+    # A simulated host's libvirtd goes with its keeper.
+    [[ $part == libvirtd-* ]] && stop_part "keeper-${part#libvirtd-}"
+    [[ -n $pid ]] || return 0
+    stop_pid "$pid"
+    rm -f "$dir/pids/$part"
+}
+
+start_part() {
+    local part=$1 bin host
+    bin=$(cat "$dir/bin")
+    case $part in
+    broker)
+        ip netns exec "$(ns brk)" "$here/Deploy/broker/rabbitmq.sh" start "$dir/broker" "$(cat "$dir/broker-port")" 198.18.0.100 >/dev/null
+        ;;
+    libvirtd-*)
+        host=${part#libvirtd-}
+        rm -f "$dir/$host/run/libvirt-sock"
+        LIBVIRT_DRIVER_DIR=$dir/$host/nodrv launch "$part" "$host" libvirtd --config "$dir/$host/libvirtd.conf" --pid-file "$dir/$host/libvirtd.pid"
+        for _ in $(seq 200); do virsh -c "$(uri "$host")" uri >/dev/null 2>&1 && break; sleep 0.05; done
+        virsh -c "$(uri "$host")" uri >/dev/null 2>&1 || { echo "lab: libvirtd of $host did not start" >&2; return 1; }
+        # libvirtd keeps test:///default only while a connection is open; a real host keeps its
+        # domains whatever its clients do, so a keeper connection holds the state for the host's life.
+        launch "keeper-$host" "$host" virsh -c "$(uri "$host")" event --all --loop
+        for _ in $(seq 100); do
+            # Unix sockets are listed per network namespace: look from the host's.
+            in_ns "$host" ss -x 2>/dev/null | grep -q "$dir/$host/run/libvirt-sock" && break
+            sleep 0.05
+        done
+        ;;
+    agent-*)
+        host=${part#agent-}
+        launch "$part" "$host" "$bin/fence-hostd" -F -f "$dir/$host/fence_virt.conf" -d 1
+        wait_for_log "$part" "ready"
+        ;;
+    router-*)
+        host=${part#router-}
+        launch "$part" "$host" "$bin/fence-routerd" -F -f "$dir/$host/fence_virt.conf" -d 1
+        wait_for_log "$part" "listening"
+        ;;
+    *)
+        echo "lab: unknown part $part" >&2
+        return 2
+        ;;
+    esac
+}
+
+define_domain() {
+    local host=$1 name=$2 uuid=$3 state=${4:-running} xml
+    xml=$dir/$host/$name.xml
+    echo "<domain type='test'><name>$name</name><uuid>$uuid</uuid><memory>65536</memory><vcpu>1</vcpu><os><type>hvm</type></os></domain>" > "$xml"
+    virsh -c "$(uri "$host")" define "$xml" >/dev/null
+    [[ $state == off ]] || virsh -c "$(uri "$host")" start "$name" >/dev/null
+}
+
+case $command in
+up)
+    hosts=3 guests=2 routers=1 bin=""
+    while (($#)); do
+        case $1 in
+        --hosts) hosts=$2; shift 2 ;;
+        --guests) guests=$2; shift 2 ;;
+        --routers) routers=$2; shift 2 ;;
+        --bin) bin=$2; shift 2 ;;
+        *) echo "lab: unknown option $1" >&2; exit 2 ;;
+        esac
+    done
+    [[ -n $bin ]] || bin=$(cd "$here" && swift build --show-bin-path)
+    mkdir -p "$dir/pids" "$dir/logs"
+    dir=$(cd "$dir" && pwd)
+    echo "frl$(head -c 3 /dev/urandom | od -An -tx1 | tr -d ' \n')" > "$dir/prefix"
+    echo "$bin" > "$dir/bin"
+    echo "$hosts" > "$dir/hosts"
+    echo "$guests" > "$dir/guests"
+    echo "$routers" > "$dir/routers"
+    echo $((20000 + RANDOM % 9000)) > "$dir/broker-port"
+
+    # Networks: a management bridge and a guest bridge, each in a namespace of its own.
+    for net in mgmt net; do
+        ip netns add "$(ns $net)"
+        in_ns $net ip link set lo up
+        in_ns $net ip link add br0 type bridge
+        in_ns $net ip link set br0 type bridge mcast_snooping 0
+        in_ns $net ip link set br0 up
+    done
+    attach() {   # attach NAMESPACE IFNAME NETWORK PORTNAME ADDRESS
+        ip link add "$2" netns "$(ns "$1")" type veth peer name "$4" netns "$(ns "$3")"
+        in_ns "$3" ip link set "$4" master br0 up
+        in_ns "$1" ip addr add "$5" dev "$2"
+        in_ns "$1" ip link set "$2" up
+    }
+    ip netns add "$(ns brk)"
+    in_ns brk ip link set lo up
+    attach brk eth0 mgmt pbrk 198.18.0.100/24
+
+    (umask 077 && head -c 4096 /dev/urandom > "$dir/fence_xvm.key" && head -c 64 /dev/urandom > "$dir/bus.key")
+    start_part broker
+    password=$(cat "$dir/broker/password")
+    port=$(cat "$dir/broker-port")
+
+    for i in $(seq "$hosts"); do
+        host=hv$i
+        ip netns add "$(ns $host)"
+        in_ns $host ip link set lo up
+        attach $host eth1 mgmt "m$i" "198.18.0.$i/24"
+        attach $host eth0 net "n$i" "198.51.100.$i/24"
+        in_ns $host ip route add 224.0.0.0/4 dev eth0
+        mkdir -p "$dir/$host/run" "$dir/$host/nodrv" "$dir/$host/state"
+        cat > "$dir/$host/libvirtd.conf" <<CONF
+unix_sock_dir = "$dir/$host/run"
+unix_sock_rw_perms = "0700"
+auth_unix_rw = "none"
+auth_unix_ro = "none"
+CONF
+        cat > "$dir/$host/fence_virt.conf" <<CONF
+fence_virtd {
+	listener = "multicast";
+	backend = "amqp";
+	request_timeout = "15";
+}
+
+listeners {
+	multicast {
+		key_file = "$dir/fence_xvm.key";
+		interface = "eth0";
+	}
+}
+
+backends {
+	amqp {
+		url = "amqp://fence:$password@198.18.0.100:$port";
+		allow_insecure_plain = "1";
+		bus_key_file = "$dir/bus.key";
+		host_id = "$host";
+		router_id = "router-$host";
+		state_directory = "$dir/$host/state";
+	}
+	libvirt {
+		uri = "$(uri $host)";
+	}
+}
+CONF
+        start_part "libvirtd-$host"
+        start_part "agent-$host"
+        # The test driver's own sample domain would be on every host with one UUID: remove it.
+        virsh -c "$(uri $host)" destroy test >/dev/null 2>&1 || true
+        virsh -c "$(uri $host)" undefine test >/dev/null 2>&1 || true
+    done
+    for i in $(seq "$routers"); do start_part "router-hv$i"; done
+    # Up means every router can vouch for what it has not seen: one warm-up (a snapshot interval) on.
+    for i in $(seq "$routers"); do wait_for_log "router-hv$i" "inventory trusted"; done
+    for j in $(seq "$guests"); do
+        guest=g$j
+        ip netns add "$(ns $guest)"
+        in_ns $guest ip link set lo up
+        attach $guest eth0 net "g$j" "198.51.100.$((100 + j))/24"
+        in_ns $guest ip route add 224.0.0.0/4 dev eth0
+    done
+    echo "lab up in $dir: $hosts hosts, $routers router(s), $guests guests, broker 198.18.0.100:$port"
+    ;;
+down)
+    [[ -f $dir/prefix ]] || exit 0
+    for pidfile in "$dir"/pids/*; do
+        [[ -e $pidfile ]] && stop_part "$(basename "$pidfile")"
+    done
+    stop_part broker
+    for namespace in $(ip netns list | awk -v prefix="$(cat "$dir/prefix")-" 'index($1, prefix) == 1 {print $1}'); do
+        ip netns del "$namespace"
+    done
+    ;;
+define) define_domain "$@" ;;
+migrate)
+    name=$1 from=$2 to=$3
+    xml=$(virsh -c "$(uri "$from")" dumpxml "$name")
+    echo "$xml" > "$dir/$to/$name.xml"
+    virsh -c "$(uri "$to")" define "$dir/$to/$name.xml" >/dev/null
+    virsh -c "$(uri "$to")" start "$name" >/dev/null
+    virsh -c "$(uri "$from")" destroy "$name" >/dev/null
+    virsh -c "$(uri "$from")" undefine "$name" >/dev/null
+    ;;
+virsh) host=$1; shift; virsh -c "$(uri "$host")" "$@" ;;
+xvm) guest=$1; shift; in_ns "$guest" fence_xvm -k "$dir/fence_xvm.key" "$@" ;;
+stop) stop_part "$1" ;;
+start) start_part "$1" ;;
+pid) cat "$dir/pids/$1" ;;
+*) echo "lab: unknown command $command" >&2; exit 2 ;;
+esac

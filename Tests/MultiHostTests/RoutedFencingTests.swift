@@ -1,0 +1,229 @@
+import Foundation
+import Testing
+import TestSupport
+
+private func uuid(_ number: Int) -> String { String(format: "0a0a0a0a-0000-4000-8000-%012x", number) }
+
+/// The real fence_xvm against fence-routerd's amqp backend in the multi-host lab (Deploy/lab/lab.sh):
+/// every row of the routing table (Docs/routing.md) and the failures around it. Every success is
+/// checked against the state virsh reads from that host's libvirtd.
+@Suite("Routed fencing in the multi-host lab", .serialized, .enabled(if: TestEnvironment.shouldRun(MultiHostLab.prerequisites), "needs root, libvirtd, rabbitmq-server and fence-virt"))
+struct RoutedFencingTests {
+    @Test("routing table: one host, a live migration, defined off, unknown, on where defined, reboot where it ran")
+    func routingTable() async throws {
+        try await MultiHostLab.with(hosts: 3) { lab in
+            try await lab.define("hv1", "alpha", uuid: uuid(1))
+            try await lab.define("hv2", "beta", uuid: uuid(2))
+            try await lab.define("hv3", "gamma", uuid: uuid(3), running: false)
+            try await lab.define("hv2", "delta", uuid: uuid(4), running: false)
+            try await lab.waitUntilListed("gamma", on: false)
+            try await lab.waitUntilListed("alpha", on: true)
+
+            // Running on exactly one live host: the action goes there, and only there.
+            #expect(try await lab.status("alpha") == 0)
+            #expect(try await lab.fence("off", "alpha") == 0)
+            #expect(try await lab.state("hv1", "alpha") == "shut off")
+            #expect(try await lab.status("alpha") == 2)
+            #expect(try await lab.state("hv2", "beta") == "running", "nothing else touched")
+
+            // Defined only as shut off on live hosts: off succeeds, status answers off, nothing started.
+            #expect(try await lab.fence("off", "gamma") == 0)
+            #expect(try await lab.status("gamma") == 2)
+            #expect(try await lab.state("hv3", "gamma") == "shut off")
+
+            // On starts the domain on the host that holds its definition.
+            #expect(try await lab.fence("on", "gamma") == 0)
+            #expect(try await lab.state("hv3", "gamma") == "running")
+            #expect(try await lab.status(uuid(3)) == 0)
+
+            // Reboot: off, then on at the same host.
+            let before = try await lab.domainID("hv2", "beta")
+            #expect(try await lab.fence("reboot", "beta") == 0)
+            #expect(try await lab.state("hv2", "beta") == "running")
+            #expect(try await lab.domainID("hv2", "beta") != before, "it really restarted")
+            #expect(try await lab.fence("reboot", "delta") == 0, "reboot of an off domain succeeds")
+            #expect(try await lab.state("hv2", "delta") == "shut off", "and it stays off")
+
+            // Running on two hosts (a live migration under way): status on; off destroys both.
+            try await lab.run("virsh", "hv2", "dumpxml", "beta")
+            let xml = try await lab.run("virsh", "hv2", "dumpxml", "beta").output
+            try xml.write(toFile: "\(lab.path)/hv3/beta.xml", atomically: true, encoding: .utf8)
+            try await lab.run("virsh", "hv3", "define", "\(lab.path)/hv3/beta.xml")
+            try await lab.run("virsh", "hv3", "start", "beta")
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(try await lab.status("beta") == 0)
+            #expect(try await lab.fence("off", "beta") == 0)
+            #expect(try await lab.state("hv2", "beta") == "shut off")
+            #expect(try await lab.state("hv3", "beta") == "shut off")
+
+            // Unknown everywhere while every host is live: off fails, status answers off.
+            #expect(try await lab.fence("off", "ghost") == 1)
+            #expect(try await lab.status("ghost") == 2)
+
+            // A migration through the hosts: the router follows it, and acts where it runs now.
+            try await lab.define("hv1", "epsilon", uuid: uuid(5))
+            try await lab.waitUntilListed("epsilon", on: true)
+            try await lab.migrate("epsilon", from: "hv1", to: "hv3")
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(try await lab.fence("off", "epsilon") == 0)
+            #expect(try await lab.state("hv3", "epsilon") == "shut off")
+            #expect(try await lab.state("hv1", "epsilon") == nil)
+            #expect(try await lab.fence("on", "epsilon") == 0)
+            #expect(try await lab.state("hv3", "epsilon") == "running", "started where it is defined now")
+        }
+    }
+
+    @Test("a host gone silent: off, reboot and status fail — never off — until an operator confirms it down")
+    func staleHost() async throws {
+        try await MultiHostLab.with(hosts: 3) { lab in
+            try await lab.define("hv1", "alpha", uuid: uuid(1))
+            try await lab.define("hv2", "beta", uuid: uuid(2))
+            try await lab.waitUntilListed("alpha", on: true)
+            try await lab.stop("agent-hv1")
+            try await Task.sleep(for: .seconds(4))
+            #expect(try await lab.status("alpha") == 1)
+            #expect(try await lab.fence("off", "alpha") == 1)
+            #expect(try await lab.fence("reboot", "alpha") == 1)
+            #expect(try await lab.state("hv1", "alpha") == "running", "nothing was done")
+            #expect(try await lab.status("ghost") == 1, "unknown while a host is stale: failure, not off")
+            #expect(try await lab.status("beta") == 0, "domains on live hosts are still served")
+
+            let refused = try await lab.fencectl(on: "hv2", "host", "confirm-down", "hv1")
+            #expect(refused.status != 0)
+            #expect(try await lab.fencectl(on: "hv2", "host", "confirm-down", "hv1", "--yes").status == 0)
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(try await lab.status("alpha") == 2)
+            #expect(try await lab.fence("off", "alpha") == 0)
+            #expect(lab.log("router-hv1").contains("change=confirm-down"))
+
+            // The host speaks again: the confirmation ends, and its domains are served as they are.
+            try await lab.start("agent-hv1")
+            try await lab.waitUntilListed("alpha", on: true)
+            #expect(try await lab.status("alpha") == 0)
+        }
+    }
+
+    @Test("an agent killed during a request: the request fails, never succeeds")
+    func agentKilled() async throws {
+        try await MultiHostLab.with(hosts: 2) { lab in
+            try await lab.define("hv2", "beta", uuid: uuid(2))
+            try await lab.waitUntilListed("beta", on: true)
+            let agent = try await lab.pid("agent-hv2")
+            kill(agent, SIGKILL)
+            // The router still counts hv2 live for a moment: the command goes out and nobody answers.
+            #expect(try await lab.fence("off", "beta", timeout: 25) == 1)
+            #expect(lab.answers("router-hv1", op: "off", domain: "beta").allSatisfy { $0.hasPrefix("failed") })
+            #expect(try await lab.state("hv2", "beta") == "running")
+            // The agent comes back: the command waiting in its queue is past its deadline and never runs.
+            try await lab.start("agent-hv2")
+            try await lab.waitUntilListed("beta", on: true)
+            try await Task.sleep(for: .seconds(1))
+            #expect(try await lab.state("hv2", "beta") == "running")
+            #expect(!lab.log("agent-hv2").contains("outcome=success"))
+        }
+    }
+
+    @Test("an agent frozen with a command in flight: the router answers failure at its deadline; the agent, thawed, refuses the late command")
+    func agentFrozen() async throws {
+        try await MultiHostLab.with(hosts: 2) { lab in
+            try await lab.define("hv2", "beta", uuid: uuid(2))
+            try await lab.waitUntilListed("beta", on: true)
+            let agent = try await lab.pid("agent-hv2")
+            kill(agent, SIGSTOP)
+            #expect(try await lab.fence("off", "beta", timeout: 25) == 1)
+            #expect(lab.answers("router-hv1", op: "off", domain: "beta").first?.hasPrefix("failed(timed-out)") == true, "answered by the router's deadline, not the client's")
+            kill(agent, SIGCONT)
+            try await lab.waitUntilListed("beta", on: true)
+            try await Task.sleep(for: .seconds(1))
+            #expect(try await lab.state("hv2", "beta") == "running", "the late command was not executed")
+            #expect(!lab.log("agent-hv2").contains("outcome=success"))
+        }
+    }
+
+    @Test("the broker stopped: failure within the deadline; correct answers once it is back")
+    func brokerDown() async throws {
+        try await MultiHostLab.with(hosts: 2) { lab in
+            try await lab.define("hv2", "beta", uuid: uuid(2))
+            try await lab.waitUntilListed("beta", on: true)
+            try await lab.stop("broker")
+            let started = ContinuousClock.now
+            #expect(try await lab.fence("off", "beta", timeout: 25) == 1)
+            #expect(try await lab.status("beta") == 1)
+            #expect(ContinuousClock.now - started < .seconds(40), "each within the router's deadline")
+            #expect(try await lab.state("hv2", "beta") == "running")
+            try await lab.start("broker")
+            try await lab.waitUntilListed("beta", on: true, within: .seconds(40))
+            #expect(try await lab.fence("off", "beta") == 0)
+            #expect(try await lab.state("hv2", "beta") == "shut off")
+        }
+    }
+
+    @Test("a router restarted answers correctly again within a snapshot interval")
+    func routerRestart() async throws {
+        try await MultiHostLab.with(hosts: 2) { lab in
+            try await lab.define("hv2", "beta", uuid: uuid(2))
+            try await lab.waitUntilListed("beta", on: true)
+            try await lab.stop("router-hv1")
+            try await lab.start("router-hv1")
+            // Just restarted: it cannot vouch that anything is absent yet.
+            #expect(try await lab.status("ghost") == 1)
+            try await Task.sleep(for: .seconds(7))
+            #expect(try await lab.status("beta") == 0)
+            #expect(try await lab.status("ghost") == 2)
+            #expect(try await lab.fence("off", "beta") == 0)
+            #expect(try await lab.state("hv2", "beta") == "shut off")
+        }
+    }
+
+    @Test("libvirtd restarted under an agent: requests in between fail, then the agent reconnects and republishes")
+    func libvirtdRestart() async throws {
+        try await MultiHostLab.with(hosts: 2) { lab in
+            try await lab.define("hv2", "beta", uuid: uuid(2))
+            try await lab.waitUntilListed("beta", on: true)
+            try await lab.stop("libvirtd-hv2")
+            try await Task.sleep(for: .seconds(1.5))
+            #expect(try await lab.fence("off", "beta") == 1)
+            #expect(try await lab.status("beta") == 1)
+            try await lab.start("libvirtd-hv2")
+            // A restarted hypervisor is a rebooted host: beta is gone until defined again.
+            try await lab.define("hv2", "beta", uuid: uuid(2))
+            try await lab.waitUntilListed("beta", on: true)
+            #expect(lab.log("agent-hv2").contains("reason=libvirt connection 2"))
+            #expect(try await lab.fence("off", "beta") == 0)
+            #expect(try await lab.state("hv2", "beta") == "shut off")
+        }
+    }
+
+    @Test("20 guests fence 20 VMs spread over 5 hosts at once: every one succeeds")
+    func twentyOverFiveHosts() async throws {
+        try await MultiHostLab.with(hosts: 5, guests: 20) { lab in
+            for index in 1...20 {
+                try await lab.define("hv\((index - 1) % 5 + 1)", "vm\(index)", uuid: uuid(100 + index))
+            }
+            try await lab.waitUntilListed("vm20", on: true)
+            let codes = try await withThrowingTaskGroup(of: (Int, Int32).self) { group in
+                for index in 1...20 {
+                    group.addTask { (index, try await lab.fence("off", "vm\(index)", guest: "g\(index)")) }
+                }
+                return try await group.reduce(into: [:]) { $0[$1.0] = $1.1 }
+            }
+            for index in 1...20 {
+                #expect(codes[index] == 0, "vm\(index)")
+                #expect(try await lab.state("hv\((index - 1) % 5 + 1)", "vm\(index)") == "shut off", "vm\(index)")
+            }
+        }
+    }
+
+    @Test("two routers on one group: one answers, the domain is acted on once")
+    func twoRouters() async throws {
+        try await MultiHostLab.with(hosts: 3, routers: 2) { lab in
+            try await lab.define("hv3", "gamma", uuid: uuid(3))
+            try await lab.waitUntilListed("gamma", on: true)
+            let before = Int(try await lab.domainID("hv3", "gamma"))!
+            #expect(try await lab.fence("reboot", "gamma") == 0)
+            #expect(Int(try await lab.domainID("hv3", "gamma")) == before + 1, "rebooted once, not twice")
+            let answered = ["router-hv1", "router-hv2"].filter { lab.log($0).contains("op=reboot outcome=success") }
+            #expect(answered.count == 1)
+        }
+    }
+}

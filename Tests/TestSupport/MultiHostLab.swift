@@ -1,0 +1,126 @@
+import Foundation
+
+/// The multi-host lab of `Deploy/lab/lab.sh`, driven from tests: the same script as the demo.
+public final class MultiHostLab: @unchecked Sendable {
+    public static let script = Fixtures.root.deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Deploy/lab/lab.sh").path
+    public static let prerequisites = Prerequisite.namespaces + Prerequisite.libvirtd + BrokerProcess.prerequisites + [Prerequisite.fenceXVM]
+
+    public let directory: TemporaryDirectory
+    public var path: String { directory.url.path }
+
+    private init(directory: TemporaryDirectory) {
+        self.directory = directory
+    }
+
+    /// Builds a lab with the binaries of this build.
+    public static func up(hosts: Int = 3, guests: Int = 2, routers: Int = 1) async throws -> MultiHostLab {
+        try TestEnvironment.require(prerequisites)
+        let lab = MultiHostLab(directory: try TemporaryDirectory(prefix: "fr-lab"))
+        do {
+            try await lab.run("up", "--hosts", "\(hosts)", "--guests", "\(guests)", "--routers", "\(routers)", "--bin", Products.directory.path)
+        } catch {
+            await lab.down()
+            throw error
+        }
+        return lab
+    }
+
+    /// Runs `body` in a fresh lab, taken down afterwards whatever happens.
+    public static func with<T: Sendable>(hosts: Int = 3, guests: Int = 2, routers: Int = 1, _ body: (MultiHostLab) async throws -> T) async throws -> T {
+        let lab = try await up(hosts: hosts, guests: guests, routers: routers)
+        do {
+            let result = try await body(lab)
+            await lab.down()
+            return result
+        } catch {
+            await lab.down()
+            throw error
+        }
+    }
+
+    @discardableResult
+    public func run(_ arguments: String...) async throws -> ProcessResult {
+        try await Command.check([Self.script] + [arguments[0], path] + arguments.dropFirst())
+    }
+
+    /// Takes the lab down; with `FENCE_ROUTER_LAB_LOGS=DIR` set, its logs are kept there first.
+    public func down() async {
+        if let keep = ProcessInfo.processInfo.environment["FENCE_ROUTER_LAB_LOGS"] {
+            _ = try? await Command.run(["cp", "-r", "\(path)/logs", "\(keep)/\(directory.url.lastPathComponent)"])
+        }
+        _ = try? await Command.run([Self.script, "down", path])
+    }
+
+    public func define(_ host: String, _ name: String, uuid: String, running: Bool = true) async throws {
+        try await run("define", host, name, uuid, running ? "running" : "off")
+    }
+
+    public func migrate(_ name: String, from: String, to: String) async throws {
+        try await run("migrate", name, from, to)
+    }
+
+    /// The domain's state as that host's libvirtd says (`running`, `shut off`, …); nil if it has no such domain.
+    public func state(_ host: String, _ name: String) async throws -> String? {
+        let result = try await Command.run([Self.script, "virsh", path, host, "domstate", name])
+        guard result.status == 0 else { return nil }
+        return result.output.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    public func domainID(_ host: String, _ name: String) async throws -> String {
+        try await run("virsh", host, "domid", name).output.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// The real fence_xvm in a guest namespace.
+    public func xvm(_ guest: String = "g1", _ arguments: String...) async throws -> ProcessResult {
+        try await Command.run([Self.script, "xvm", path, guest] + arguments)
+    }
+
+    /// `fence_xvm -o status` as the exit code: 0 on, 2 off, 1 failure.
+    public func status(_ name: String, guest: String = "g1") async throws -> Int32 {
+        try await xvm(guest, "-o", "status", "-H", name, "-t", "20").status
+    }
+
+    /// Runs `fence_xvm -o action -H name`; returns its exit code.
+    public func fence(_ action: String, _ name: String, guest: String = "g1", timeout: Int = 20) async throws -> Int32 {
+        try await xvm(guest, "-o", action, "-H", name, "-t", "\(timeout)").status
+    }
+
+    /// Waits until the routers' `list` shows `name` as on or off (or, with nil, not at all).
+    public func waitUntilListed(_ name: String, on: Bool?, within limit: Duration = .seconds(20)) async throws {
+        let end = ContinuousClock.now + limit
+        while ContinuousClock.now < end {
+            let list = try await xvm("g1", "-o", "list", "-t", "5")
+            let row = list.output.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true) }.first { $0.first.map(String.init) == name }
+            switch (on, row) {
+            case (nil, nil): return
+            case (let wanted?, let row?) where (row.last == "on") == wanted: return
+            default: try await Task.sleep(for: .milliseconds(200))
+            }
+        }
+        throw TimedOut(what: "\(name) listed as \(on.map { $0 ? "on" : "off" } ?? "absent")")
+    }
+
+    public func stop(_ part: String) async throws { try await run("stop", part) }
+    public func start(_ part: String) async throws { try await run("start", part) }
+
+    public func pid(_ part: String) async throws -> Int32 {
+        Int32(try await run("pid", part).output.trimmingCharacters(in: .whitespacesAndNewlines))!
+    }
+
+    public func log(_ part: String) -> String {
+        (try? String(contentsOfFile: "\(path)/logs/\(part).log", encoding: .utf8)) ?? ""
+    }
+
+    /// The outcomes a router logged for `op` on `domain`, oldest first (`success`, `off`, `failed(…)`, …).
+    public func answers(_ router: String, op: String, domain: String) -> [String] {
+        log(router).split(separator: "\n").filter { $0.contains("request answered") && $0.contains(" domain=\(domain) ") && $0.contains(" op=\(op) ") }
+            .compactMap { line in line.split(separator: " ").first { $0.hasPrefix("outcome=") }.map { String($0.dropFirst("outcome=".count)) } }
+    }
+
+    /// fencectl, in a host namespace, with that host's configuration.
+    public func fencectl(on host: String, _ arguments: String...) async throws -> ProcessResult {
+        let prefix = try String(contentsOfFile: "\(path)/prefix", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        return try await Command.run(["ip", "netns", "exec", "\(prefix)-\(host)", try Products.path("fencectl")] + arguments + ["-f", "\(path)/\(host)/fence_virt.conf"])
+    }
+}
