@@ -16,10 +16,11 @@
 #                                                     domains are gone once it restarts, as after a reboot),
 #                                                     agent-HOST, router-HOST
 #   lab.sh pid DIR PART
+#   lab.sh wait DIR PART TEXT                         until PART's current run logs TEXT (15 s at most)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 source "$here/Deploy/lib/process.sh"
-command=${1:?usage: lab.sh up|down|define|migrate|virsh|xvm|stop|start|pid DIR ...}
+command=${1:?usage: lab.sh up|down|define|migrate|virsh|xvm|stop|start|pid|wait DIR ...}
 dir=${2:?a lab directory is needed}
 shift 2
 
@@ -205,8 +206,8 @@ CONF
         virsh -c "$(uri $host)" undefine test >/dev/null 2>&1 || true
     done
     for i in $(seq "$routers"); do start_part "router-hv$i"; done
-    # Up means every router can vouch for what it has not seen: one warm-up (a snapshot interval) on.
-    for i in $(seq "$routers"); do wait_for_log "router-hv$i" "inventory trusted"; done
+    # Up means every router answers for every domain: past its warm-up, with a snapshot from every host.
+    for i in $(seq "$routers"); do wait_for_log "router-hv$i" "inventory complete"; done
     for j in $(seq "$guests"); do
         guest=g$j
         ip netns add "$(ns $guest)"
@@ -241,5 +242,6 @@ xvm) guest=$1; shift; in_ns "$guest" fence_xvm -k "$dir/fence_xvm.key" "$@" ;;
 stop) stop_part "$1" ;;
 start) start_part "$1" ;;
 pid) cat "$dir/pids/$1" ;;
+wait) wait_for_log "$1" "$2" ;;
 *) echo "lab: unknown command $command" >&2; exit 2 ;;
 esac

@@ -112,9 +112,9 @@ public struct RouterBusSettings: Hashable, Sendable {
     public var expectedHosts: [String] = []
     /// A host is live for this long after its last message.
     public var freshness: Duration = .seconds(3)
-    /// After start, "found nowhere" is a failure for this long, until every host has had time to
-    /// send a snapshot.
-    public var warmUp: Duration = .seconds(6)
+    /// After start, "found nowhere" is a failure for this long: every live host must have had time
+    /// to be heard. A host counts only with a snapshot, so one freshness window is enough (the default).
+    public var warmUp: Duration = .seconds(3)
     /// Where learned hosts and operator confirmations are kept across restarts.
     public var stateDirectory = "/var/lib/fence-router"
 
@@ -126,7 +126,7 @@ public struct RouterBusSettings: Hashable, Sendable {
         routerID = reader.string("router_id")
         expectedHosts = (reader.string("expected_hosts") ?? "").split(whereSeparator: { $0 == "," || $0 == " " }).map(String.init)
         freshness = try reader.seconds("host_freshness", in: 1...60) ?? .seconds(3)
-        warmUp = try reader.seconds("warm_up", in: 0...600) ?? .seconds(6)
+        warmUp = try reader.seconds("warm_up", in: 0...600) ?? freshness
         stateDirectory = reader.string("state_directory") ?? "/var/lib/fence-router"
     }
 }

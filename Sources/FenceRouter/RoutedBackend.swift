@@ -32,6 +32,7 @@ public final class RoutedBackend: FenceBackend, Service {
     private let bus: BusEndpoint
     private let inventory: Mutex<Inventory>
     private let started = ContinuousClock.now
+    private let completeAnnounced = Mutex(false)
     private let store: HostStateStore?
     private let serializer = KeyedSerializer<String>()
     private let subscription: Mutex<(AsyncStream<(BusEnvelope, AMQPMessage)>, AMQPRequester)?> = Mutex(nil)
@@ -80,13 +81,27 @@ public final class RoutedBackend: FenceBackend, Service {
     /// Says when one warm-up has passed: from then on a domain no live host lists counts as absent.
     private func announceWarmUp() async {
         guard (try? await Task.sleep(until: started + settings.warmUp)) != nil else { return }
+        let (live, expected, domains) = liveHosts()
+        logger.notice("inventory trusted", metadata: ["hosts-live": "\(live)", "hosts-expected": "\(expected)", "domains": "\(domains)"])
+        announceCompleteOnce()
+    }
+
+    /// Says, once, when the router first has every expected host live after its warm-up: from then
+    /// on it answers for every domain (operators and the lab wait for this line).
+    private func announceCompleteOnce() {
+        guard !completeAnnounced.withLock({ $0 }), ContinuousClock.now - started >= settings.warmUp else { return }
+        let (live, expected, domains) = liveHosts()
+        guard live == expected, expected > 0, completeAnnounced.withLock({ done in defer { done = true }; return !done }) else { return }
+        logger.notice("inventory complete", metadata: [
+            "hosts-live": "\(live)", "domains": "\(domains)", "after-ms": "\((ContinuousClock.now - started).millisecondsText)",
+        ])
+    }
+
+    private func liveHosts() -> (live: Int, expected: Int, domains: Int) {
         let now = ContinuousClock.now
         let inventory = currentInventory
         let live = inventory.hosts.values.filter { $0.liveness(now: now, freshness: inventory.freshness) == .live }
-        logger.notice("inventory trusted", metadata: [
-            "hosts-live": "\(live.count)", "hosts-expected": "\(inventory.hosts.count)",
-            "domains": "\(live.reduce(0) { $0 + $1.domains.count })",
-        ])
+        return (live.count, inventory.hosts.count, live.reduce(0) { $0 + $1.domains.count })
     }
 
     private func receive(_ envelope: BusEnvelope) {
@@ -105,6 +120,7 @@ public final class RoutedBackend: FenceBackend, Service {
                 logger.notice("learned a host", metadata: ["host": "\(envelope.sender)"])
                 persist()
             }
+            announceCompleteOnce()
         }
     }
 

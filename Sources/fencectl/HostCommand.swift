@@ -36,13 +36,20 @@ struct HostCommand: AsyncParsableCommand {
     struct Forget: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "forget",
-            abstract: "Stop expecting a host that is gone for good (configured hosts cannot be forgotten)."
+            abstract: "Stop expecting a host that is gone for good (configured hosts cannot be forgotten).",
+            discussion: """
+                Routers remember every host they have heard, across restarts, and while one of them is silent they                 cannot say that a domain is nowhere. Forgetting a silent host ends that: a domain it held then counts as                 absent, so do it only for a host that is decommissioned. A host that speaks again is learned again.
+                """
         )
 
         @OptionGroup var bus: BusOptions
         @Argument(help: "The host, as its agent names itself on the bus.") var host: String
+        @Flag(help: "Yes, the host is gone for good: domains only it held may be reported off.") var yes = false
 
         func run() async throws {
+            guard yes else {
+                throw ValidationError("forgetting \(host) makes the domains only it held count as absent; add --yes if it is gone for good")
+            }
             try await HostCommand.publish(HostStateChange(host: host, change: .forget, operatorName: BusSession.operatorName), bus)
             print("routers told: forget \(host)")
         }

@@ -36,6 +36,16 @@ struct RoutedFencingTests {
             #expect(try await lab.state("hv3", "gamma") == "running")
             #expect(try await lab.status(uuid(3)) == 0)
 
+            // Defined on two hosts (shared storage), running on one: off reaches both, on starts it where it last ran.
+            try await lab.define("hv1", "zeta", uuid: uuid(6), running: false)
+            try await lab.define("hv2", "zeta", uuid: uuid(6))
+            try await lab.waitUntilListed("zeta", on: true)
+            #expect(try await lab.fence("off", "zeta") == 0)
+            #expect(try await lab.state("hv2", "zeta") == "shut off")
+            #expect(try await lab.fence("on", "zeta") == 0)
+            #expect(try await lab.state("hv2", "zeta") == "running")
+            #expect(try await lab.state("hv1", "zeta") == "shut off")
+
             // Reboot: off, then on at the same host.
             let before = try await lab.domainID("hv2", "beta")
             #expect(try await lab.fence("reboot", "beta") == 0)
@@ -103,6 +113,45 @@ struct RoutedFencingTests {
         }
     }
 
+    @Test("list spans every live host; fencectl inventory shows each domain's host; learned hosts are kept across a router restart until forgotten")
+    func listAndExpectedHosts() async throws {
+        try await MultiHostLab.with(hosts: 3) { lab in
+            try await lab.define("hv1", "alpha", uuid: uuid(1))
+            try await lab.define("hv2", "beta", uuid: uuid(2))
+            try await lab.define("hv3", "gamma", uuid: uuid(3), running: false)
+            try await lab.waitUntilListed("gamma", on: false)
+            let rows = try await lab.listed()
+            #expect(rows["alpha"] == "on" && rows["beta"] == "on" && rows["gamma"] == "off")
+
+            let inventory = try await lab.fencectl(on: "hv1", "inventory", "--json")
+            #expect(inventory.status == 0)
+            for (name, host) in [("alpha", "hv1"), ("beta", "hv2"), ("gamma", "hv3")] {
+                #expect(inventory.output.contains(#""name":"\#(name)","uuid":"\#(uuid(Int(host.dropFirst(2))!))""#) && inventory.output.contains(#""host":"\#(host)""#), "\(name) on \(host)")
+            }
+            #expect(inventory.output.components(separatedBy: #""liveness":"live""#).count - 1 == 3)
+
+            // hv3 falls silent; the router, restarted, still expects it: absence cannot be vouched for.
+            try await lab.stop("agent-hv3")
+            try await lab.stop("router-hv1")
+            try await lab.start("router-hv1")
+            try await Task.sleep(for: .seconds(5.5))  // a snapshot interval: hv1 and hv2 are live again
+            #expect(try await lab.status("alpha") == 0)
+            #expect(try await lab.status("ghost") == 1)
+            #expect(try await lab.status("gamma") == 1)
+            #expect(try await lab.fencectl(on: "hv1", "host", "forget", "hv3").status != 0, "forgetting needs --yes")
+            #expect(try await lab.fencectl(on: "hv1", "host", "forget", "hv3", "--yes").status == 0)
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(lab.log("router-hv1").contains("change=forget"))
+            #expect(try await lab.status("ghost") == 2)
+            #expect(try await lab.status("gamma") == 2, "gone with its host")
+            // Forgotten for good: a restart does not bring hv3 back.
+            try await lab.stop("router-hv1")
+            try await lab.start("router-hv1")
+            try await lab.waitForLog("router-hv1", "inventory complete")
+            #expect(try await lab.status("ghost") == 2)
+        }
+    }
+
     @Test("an agent killed during a request: the request fails, never succeeds")
     func agentKilled() async throws {
         try await MultiHostLab.with(hosts: 2) { lab in
@@ -167,7 +216,8 @@ struct RoutedFencingTests {
             try await lab.start("router-hv1")
             // Just restarted: it cannot vouch that anything is absent yet.
             #expect(try await lab.status("ghost") == 1)
-            try await Task.sleep(for: .seconds(7))
+            // One snapshot interval (the agents' default 5 s) and the time to deliver it.
+            try await Task.sleep(for: .seconds(5.5))
             #expect(try await lab.status("beta") == 0)
             #expect(try await lab.status("ghost") == 2)
             #expect(try await lab.fence("off", "beta") == 0)

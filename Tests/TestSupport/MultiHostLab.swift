@@ -86,15 +86,25 @@ public final class MultiHostLab: @unchecked Sendable {
         try await xvm(guest, "-o", action, "-H", name, "-t", "\(timeout)").status
     }
 
+    /// The routers' `list` through fence_xvm: domain name → `on` or `off`.
+    public func listed() async throws -> [String: String] {
+        let list = try await xvm("g1", "-o", "list", "-t", "5")
+        let rows = list.output.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true) }
+        return Dictionary(rows.compactMap { row in row.count >= 3 ? (String(row[0]), String(row[row.count - 1])) : nil }, uniquingKeysWith: { $1 })
+    }
+
+    /// Waits until `part` logs `text` in its current run.
+    public func waitForLog(_ part: String, _ text: String) async throws {
+        try await run("wait", part, text)
+    }
+
     /// Waits until the routers' `list` shows `name` as on or off (or, with nil, not at all).
     public func waitUntilListed(_ name: String, on: Bool?, within limit: Duration = .seconds(20)) async throws {
         let end = ContinuousClock.now + limit
         while ContinuousClock.now < end {
-            let list = try await xvm("g1", "-o", "list", "-t", "5")
-            let row = list.output.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true) }.first { $0.first.map(String.init) == name }
-            switch (on, row) {
+            switch (on, try await listed()[name]) {
             case (nil, nil): return
-            case (let wanted?, let row?) where (row.last == "on") == wanted: return
+            case (let wanted?, let state?) where (state == "on") == wanted: return
             default: try await Task.sleep(for: .milliseconds(200))
             }
         }
