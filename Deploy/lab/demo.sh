@@ -1,105 +1,86 @@
 #!/usr/bin/env bash
-# A throwaway lab on this machine, in network namespaces only: a simulated hypervisor host
-# (libvirt's test driver) with a bridge, two guests on it, and fence-routerd serving the real
-# fence_xvm from the guests: list, status, off, on, reboot. Everything is removed at the end.
+# The main job, as a throwaway demo: the multi-host lab of lab.sh (network namespaces only) with
+# three simulated hypervisor hosts, each running its own libvirtd and fence-hostd, a broker, a
+# fence-routerd, and two guests running the real fence_xvm. It drives list, status, off, on and
+# reboot across the hosts, migrates a VM from one host to another, silences a host, and shows
+# after each success the state the host's own libvirtd reports. Everything is removed at the end.
 # Run as root.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 Deploy/install-deps.sh
-echo "building fence-routerd..."
-swift build --product fence-routerd >/dev/null
-routerd="$(swift build --show-bin-path)/fence-routerd"
+echo "building fence-routerd, fence-hostd and fencectl..."
+for product in fence-routerd fence-hostd fencectl; do swift build --product "$product" >/dev/null; done
 
 lab=$(mktemp -d /tmp/fence-router-demo.XXXXXX)
-host=frd-host
-guests=(frd-g1 frd-g2)
-daemon_pid=""
-cleanup() {
-    [[ -n "$daemon_pid" ]] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null || true
-    for ns in "${guests[@]}" "$host"; do ip netns del "$ns" 2>/dev/null || true; done
-    rm -rf "$lab"
-}
-trap cleanup EXIT
-cleanup_stale() { for ns in "${guests[@]}" "$host"; do ip netns del "$ns" 2>/dev/null || true; done; }
-cleanup_stale
+trap 'Deploy/lab/lab.sh down "$lab" >/dev/null 2>&1 || true; rm -rf "$lab"' EXIT
+lab() { Deploy/lab/lab.sh "$1" "$lab" "${@:2}"; }
 
-echo "creating the lab: $host (bridge br0, 198.51.100.1) and guests ${guests[*]}"
-ip netns add "$host"
-ip -n "$host" link set lo up
-ip -n "$host" link add br0 type bridge
-ip -n "$host" link set br0 type bridge mcast_snooping 0
-ip -n "$host" addr add 198.51.100.1/24 dev br0
-ip -n "$host" link set br0 up
-ip -n "$host" route add 224.0.0.0/4 dev br0
-index=0
-for guest in "${guests[@]}"; do
-    index=$((index + 1))
-    ip netns add "$guest"
-    ip link add eth0 netns "$guest" type veth peer name "vg$index" netns "$host"
-    ip -n "$host" link set "vg$index" master br0 up
-    ip -n "$guest" link set lo up
-    ip -n "$guest" addr add "198.51.100.$((10 + index))/24" dev eth0
-    ip -n "$guest" link set eth0 up
-    ip -n "$guest" route add 224.0.0.0/4 dev eth0
-done
-
-# The simulated hypervisor: three VMs, one of them shut off.
-cat > "$lab/host.xml" <<XML
-<node>
-  <domain type='test'><name>node1</name><uuid>3b6f9a40-0000-4000-8000-000000000001</uuid><memory>65536</memory><os><type>hvm</type></os></domain>
-  <domain type='test'><name>node2</name><uuid>3b6f9a40-0000-4000-8000-000000000002</uuid><memory>65536</memory><os><type>hvm</type></os></domain>
-  <domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'><name>spare</name><uuid>3b6f9a40-0000-4000-8000-000000000003</uuid><memory>65536</memory><os><type>hvm</type></os><test:runstate>5</test:runstate></domain>
-</node>
-XML
-head -c 4096 /dev/urandom > "$lab/fence_xvm.key"
-chmod 600 "$lab/fence_xvm.key"
-cat > "$lab/fence_virt.conf" <<CONF
-fence_virtd {
-	listener = "multicast";
-	backend = "libvirt";
-}
-
-listeners {
-	multicast {
-		key_file = "$lab/fence_xvm.key";
-		interface = "br0";
-	}
-}
-
-backends {
-	libvirt {
-		uri = "test://$lab/host.xml";
-	}
-}
-CONF
-
-ip netns exec "$host" "$routerd" -F -f "$lab/fence_virt.conf" > "$lab/fence-routerd.log" 2>&1 &
-daemon_pid=$!
-for _ in $(seq 100); do grep -q "listening" "$lab/fence-routerd.log" && break; sleep 0.1; done
-grep -q "listening" "$lab/fence-routerd.log" || { cat "$lab/fence-routerd.log"; exit 1; }
-
+say() { printf '\n\033[1m## %s\033[0m\n' "$*"; }
 xvm() {
     local guest=$1
     shift
-    echo
     echo "[$guest]\$ fence_xvm $*"
     set +e
-    ip netns exec "$guest" fence_xvm -k "$lab/fence_xvm.key" "$@"
+    lab xvm "$guest" "$@"
     echo "(exit $?)"
     set -e
 }
+truth() {   # what the host's own libvirtd says, independently of the agent
+    local state
+    state=$(lab virsh "$1" domstate "$2" 2>/dev/null) || state="not defined"
+    echo "  libvirtd of $1 says $2 is: $(echo "$state" | head -1)"
+}
+listed() {   # until the router's list shows domain $1 as $2
+    for _ in $(seq 50); do
+        lab xvm g1 -o list -t 5 2>/dev/null | grep -Eq "^$1 .* $2\$" && return 0
+        sleep 0.2
+    done
+    echo "the router never listed $1 as $2" >&2
+    return 1
+}
 
-xvm frd-g1 -o list
-xvm frd-g1 -o status -H node2
-xvm frd-g1 -o off -H node2
-xvm frd-g1 -o status -H node2
-xvm frd-g2 -o on -H node2
-xvm frd-g2 -o reboot -H node1
-xvm frd-g2 -o status -H spare
-xvm frd-g2 -o status -u -H 3b6f9a40-0000-4000-8000-000000000001
-xvm frd-g1 -o list
+say "building the lab: hosts hv1-hv3 (libvirtd + fence-hostd each), a broker, fence-routerd on hv1, guests g1 and g2"
+lab up --hosts 3 --routers 1 --guests 2 --bin "$(swift build --show-bin-path)"
+lab define hv1 node1 3b6f9a40-0000-4000-8000-000000000001
+lab define hv2 node2 3b6f9a40-0000-4000-8000-000000000002
+lab define hv3 node3 3b6f9a40-0000-4000-8000-000000000003
+lab define hv3 spare 3b6f9a40-0000-4000-8000-000000000004 off
+listed node3 on
 
-echo
-echo "fence-routerd's log:"
-sed 's/^/  /' "$lab/fence-routerd.log"
+say "list: every live host's domains (the reference fence_virtd shows one host's)"
+xvm g1 -o list
+lab fencectl hv1 inventory
+
+say "status, off and on, wherever the VM runs"
+xvm g1 -o status -H node2
+xvm g1 -o off -H node2
+truth hv2 node2
+xvm g2 -o status -H node2
+xvm g2 -o on -H node2
+truth hv2 node2
+
+say "reboot: off, then on at the same host"
+xvm g2 -o reboot -H node3
+truth hv3 node3
+xvm g2 -o status -u -H 3b6f9a40-0000-4000-8000-000000000004
+
+say "a migration: node1 moves from hv1 to hv2; the agents tell the router at once"
+lab migrate node1 hv1 hv2
+listed node1 on
+lab fencectl hv1 inventory | grep -E "^(DOMAIN|node1)"
+xvm g1 -o off -H node1
+truth hv2 node1
+truth hv1 node1
+
+say "hv3's agent goes silent: its VMs cannot be vouched for, so the answer is failure, never off"
+lab stop agent-hv3
+sleep 4
+xvm g1 -o status -H node3
+xvm g1 -o off -H node3
+truth hv3 node3
+xvm g1 -o status -H nosuchvm
+echo "(unknown while a host is silent: failure too; with every host live it would be off, as the reference answers)"
+
+say "fence-routerd's log"
+sed 's/^/  /' "$lab/logs/router-hv1.log" | grep -E "request answered|inventory|no confirmation" | tail -25

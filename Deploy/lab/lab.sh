@@ -12,6 +12,7 @@
 #   lab.sh migrate DIR NAME FROM TO                   start it on TO, then destroy and undefine it on FROM
 #   lab.sh virsh DIR HOST ARGS...                     virsh against HOST's libvirtd (the true state)
 #   lab.sh xvm DIR GUEST ARGS...                      the real fence_xvm in GUEST, with the lab's key
+#   lab.sh fencectl DIR HOST ARGS...                  fencectl in HOST's namespace, with HOST's configuration
 #   lab.sh stop|start DIR PART                        PART: broker, libvirtd-HOST (a host's hypervisor: its
 #                                                     domains are gone once it restarts, as after a reboot),
 #                                                     agent-HOST, router-HOST
@@ -20,7 +21,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 source "$here/Deploy/lib/process.sh"
-command=${1:?usage: lab.sh up|down|define|migrate|virsh|xvm|stop|start|pid|wait DIR ...}
+command=${1:?usage: lab.sh up|down|define|migrate|virsh|xvm|fencectl|stop|start|pid|wait DIR ...}
 dir=${2:?a lab directory is needed}
 shift 2
 
@@ -239,6 +240,7 @@ migrate)
     ;;
 virsh) host=$1; shift; virsh -c "$(uri "$host")" "$@" ;;
 xvm) guest=$1; shift; in_ns "$guest" fence_xvm -k "$dir/fence_xvm.key" "$@" ;;
+fencectl) host=$1; shift; in_ns "$host" "$(cat "$dir/bin")/fencectl" "$@" -f "$dir/$host/fence_virt.conf" ;;
 stop) stop_part "$1" ;;
 start) start_part "$1" ;;
 pid) cat "$dir/pids/$1" ;;

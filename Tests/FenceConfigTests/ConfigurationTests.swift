@@ -192,6 +192,23 @@ struct ConfigurationTests {
         #expect(throws: ConfigError.self) { try RouterConfiguration(document: ConfigDocument(parsing: noKey, file: "f")) }
     }
 
+    @Test("the example configurations in Deploy/examples parse without a warning")
+    func examples() throws {
+        let examples = Fixtures.root.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Deploy/examples")
+        func document(_ name: String) throws -> ConfigDocument {
+            try ConfigDocument(parsing: String(contentsOf: examples.appendingPathComponent(name), encoding: .utf8), file: name)
+        }
+        let single = try RouterConfiguration(document: document("fence_virt.conf.single-host"))
+        #expect(single.daemon.backend == .libvirt)
+        #expect(single.warnings.isEmpty, "\(single.warnings)")
+        let multi = try document("fence_virt.conf.multi-host")
+        let router = try RouterConfiguration(document: multi)
+        #expect(router.daemon.backend == .amqp)
+        #expect(router.routing.expectedHosts == ["hv1", "hv2", "hv3"])
+        #expect(router.warnings.isEmpty, "\(router.warnings)")
+        #expect(try HostAgentConfiguration(document: multi).warnings.isEmpty)
+    }
+
     @Test("values may span lines and hold any character but a quote")
     func multiLineValues() throws {
         let document = try ConfigDocument(parsing: "a {\n b = \"x # not a comment\ny{};=\";\n}\n# end", file: "f")

@@ -128,9 +128,8 @@ public final class MultiHostLab: @unchecked Sendable {
             .compactMap { line in line.split(separator: " ").first { $0.hasPrefix("outcome=") }.map { String($0.dropFirst("outcome=".count)) } }
     }
 
-    /// fencectl, in a host namespace, with that host's configuration.
+    /// fencectl, in a host namespace, with that host's configuration (its exit status is the caller's to check).
     public func fencectl(on host: String, _ arguments: String...) async throws -> ProcessResult {
-        let prefix = try String(contentsOfFile: "\(path)/prefix", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-        return try await Command.run(["ip", "netns", "exec", "\(prefix)-\(host)", try Products.path("fencectl")] + arguments + ["-f", "\(path)/\(host)/fence_virt.conf"])
+        try await Command.run([Self.script, "fencectl", path, host] + arguments)
     }
 }
