@@ -13,6 +13,7 @@ extension BusMessage {
         case .delta(let delta):
             var members: [(String, JSON)] = [
                 ("host", .string(delta.host)), ("epoch", .integer(delta.epoch)), ("seq", .integer(delta.sequence)), ("event", .string(delta.event)),
+                ("eventAt", .integer(delta.eventTime)),
             ]
             switch delta.change {
             case .updated(let domain): members.append(("domain", Self.domain(domain)))
@@ -80,7 +81,7 @@ extension BusMessage {
             } else {
                 throw BusError(.malformed, "delta: neither \"domain\" nor \"removed\"")
             }
-            self = .delta(InventoryDelta(host: try string("host"), epoch: try unsigned("epoch"), sequence: try unsigned("seq"), change: change, event: try string("event")))
+            self = .delta(InventoryDelta(host: try string("host"), epoch: try unsigned("epoch"), sequence: try unsigned("seq"), change: change, event: try string("event"), eventTime: try unsigned("eventAt")))
         case "heartbeat":
             self = .heartbeat(Heartbeat(
                 host: try string("host"), epoch: try unsigned("epoch"), sequence: try unsigned("seq"),

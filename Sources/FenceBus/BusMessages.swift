@@ -34,13 +34,17 @@ public struct InventoryDelta: Hashable, Sendable {
     public var change: Change
     /// libvirt's event, for logs (`stopped`, `started`, …).
     public var event: String
+    /// When libvirt's event reached the agent (ms since 1970, the agent's clock): how old the
+    /// router's view is, for logs and the convergence benchmark.
+    public var eventTime: UInt64
 
-    public init(host: String, epoch: UInt64, sequence: UInt64, change: Change, event: String) {
+    public init(host: String, epoch: UInt64, sequence: UInt64, change: Change, event: String, eventTime: UInt64) {
         self.host = host
         self.epoch = epoch
         self.sequence = sequence
         self.change = change
         self.event = event
+        self.eventTime = eventTime
     }
 }
 

@@ -111,10 +111,12 @@ public final class RoutedBackend: FenceBackend, Service {
         case .command, .result:
             break
         default:
-            let learned = inventory.withLock { inventory -> Bool in
+            let (learned, ignored) = inventory.withLock { inventory in
                 let known = inventory.hosts[envelope.sender] != nil
-                inventory.apply(envelope.message, now: .now)
-                return !known
+                return (!known, inventory.apply(envelope.message, now: .now))
+            }
+            if case .delta(let delta) = envelope.message {
+                logDelta(delta, ignored: ignored)
             }
             if learned {
                 logger.notice("learned a host", metadata: ["host": "\(envelope.sender)"])
@@ -122,6 +124,22 @@ public final class RoutedBackend: FenceBackend, Service {
             }
             announceCompleteOnce()
         }
+    }
+
+    /// What each libvirt event changed in the inventory, and how long after the event.
+    private func logDelta(_ delta: InventoryDelta, ignored: Inventory.Ignored?) {
+        guard logger.logLevel <= .debug else { return }
+        let domain: String
+        let state: String
+        switch delta.change {
+        case .updated(let info): (domain, state) = (info.name, "\(info.state)")
+        case .removed(_, let name): (domain, state) = (name, "removed")
+        }
+        logger.debug("inventory change", metadata: [
+            "host": "\(delta.host)", "domain": "\(domain)", "state": "\(state)", "event": "\(delta.event)", "seqno": "\(delta.sequence)",
+            "since-event-ms": "\(Int64(WallClock.now()) - Int64(delta.eventTime))",
+            "outcome": "\(ignored.map { "ignored-\($0)" } ?? "applied")",
+        ])
     }
 
     /// An operator's statement: applied, kept, and logged for audit.

@@ -25,7 +25,7 @@ public final class HostAgent: Service {
 
     private enum Publication: Sendable {
         case snapshot(reason: String)
-        case delta(name: String, uuid: String, event: LifecycleEvent)
+        case delta(name: String, uuid: String, event: LifecycleEvent, at: UInt64)
         case heartbeat
 
         var isHeartbeat: Bool { if case .heartbeat = self { true } else { false } }
@@ -97,8 +97,8 @@ public final class HostAgent: Service {
             case .snapshot(let reason):
                 message = .snapshot(await snapshot())
                 logger.debug("snapshot", metadata: ["reason": "\(reason)"])
-            case .delta(let name, let uuid, let event):
-                message = .delta(await delta(name: name, uuid: uuid, event: event))
+            case .delta(let name, let uuid, let event, let time):
+                message = .delta(await delta(name: name, uuid: uuid, event: event, at: time))
             case .heartbeat:
                 let alive = (try? await libvirt.ping(deadline: .now + .seconds(1))) != nil
                 message = .heartbeat(Heartbeat(host: settings.hostID, epoch: epoch, sequence: nextSequence(), libvirtConnected: alive, domainCount: 0))
@@ -117,7 +117,7 @@ public final class HostAgent: Service {
         }
     }
 
-    private func delta(name: String, uuid: String, event: LifecycleEvent) async -> InventoryDelta {
+    private func delta(name: String, uuid: String, event: LifecycleEvent, at time: UInt64) async -> InventoryDelta {
         let change: InventoryDelta.Change
         do {
             if let domain = try await libvirt.lookup(.uuid(uuid), deadline: .now + .seconds(5)) {
@@ -130,9 +130,9 @@ public final class HostAgent: Service {
             logger.warning("cannot read a domain after its event", metadata: ["domain": "\(name)", "error": "\(error)"])
             workSink.yield(.snapshot(reason: "unreadable event"))
             change = .removed(uuid: uuid, name: name)
-            return InventoryDelta(host: settings.hostID, epoch: epoch, sequence: nextSequence(), change: change, event: "unknown")
+            return InventoryDelta(host: settings.hostID, epoch: epoch, sequence: nextSequence(), change: change, event: "unknown", eventTime: time)
         }
-        return InventoryDelta(host: settings.hostID, epoch: epoch, sequence: nextSequence(), change: change, event: "\(event)")
+        return InventoryDelta(host: settings.hostID, epoch: epoch, sequence: nextSequence(), change: change, event: "\(event)", eventTime: time)
     }
 
     private func publish(_ message: BusMessage, timeToLive: Duration) async {
@@ -166,7 +166,7 @@ public final class HostAgent: Service {
             case .disconnected:
                 workSink.yield(.snapshot(reason: "libvirt connection lost"))
             case .lifecycle(let name, let uuid, let event, _):
-                workSink.yield(.delta(name: name, uuid: uuid, event: event))
+                workSink.yield(.delta(name: name, uuid: uuid, event: event, at: WallClock.now()))
             }
         }
     }

@@ -39,8 +39,8 @@ struct BusMessageTests {
     static let all: [BusMessage] = [
         .snapshot(InventorySnapshot(host: "h1", epoch: 1_795_000_000_000, sequence: 1, libvirtConnected: true, domains: [vm1, vm2])),
         .snapshot(InventorySnapshot(host: "h1", epoch: 1, sequence: 2, libvirtConnected: false, domains: [])),
-        .delta(InventoryDelta(host: "h1", epoch: 1, sequence: 3, change: .updated(vm1), event: "started")),
-        .delta(InventoryDelta(host: "h1", epoch: 1, sequence: 4, change: .removed(uuid: vm2.uuid, name: vm2.name), event: "undefined")),
+        .delta(InventoryDelta(host: "h1", epoch: 1, sequence: 3, change: .updated(vm1), event: "started", eventTime: 1_790_000_000_000)),
+        .delta(InventoryDelta(host: "h1", epoch: 1, sequence: 4, change: .removed(uuid: vm2.uuid, name: vm2.name), event: "undefined", eventTime: 1_790_000_000_001)),
         .heartbeat(Heartbeat(host: "h1", epoch: 1, sequence: 5, libvirtConnected: true, domainCount: 2)),
         .command(FenceCommand(id: "c-1", host: "h1", action: .reboot, target: "vm1", deadline: 1_795_000_020_000, issuer: "router-a")),
         .result(CommandResult(commandID: "c-1", host: "h1", outcome: .success, observed: vm1)),

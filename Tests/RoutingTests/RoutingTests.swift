@@ -32,7 +32,7 @@ private struct World {
 
     mutating func delta(_ host: String, _ change: InventoryDelta.Change, at time: Double) {
         let (epoch, sequence) = next(host)
-        inventory.apply(.delta(InventoryDelta(host: host, epoch: epoch, sequence: sequence, change: change, event: "test")), now: at(time))
+        inventory.apply(.delta(InventoryDelta(host: host, epoch: epoch, sequence: sequence, change: change, event: "test", eventTime: 0)), now: at(time))
     }
 
     func decide(_ action: FenceAction, _ target: String = "vm1", at time: Double = 1, trusted: Bool = true) -> RoutingDecision {
