@@ -133,6 +133,12 @@ let package = Package(
             dependencies: ["AMQP", "BusClient", "FenceBus", "FenceCore", "Libvirt", .product(name: "Logging", package: "swift-log")],
             path: "Benchmarks/BusBench"
         ),
+        // SIMULATION ONLY: many fake host agents for the router's scale benchmark (Benchmarks/routed.sh).
+        .executableTarget(
+            name: "fence-sim-hosts",
+            dependencies: ["AMQP", "BusClient", "FenceBus", "FenceCore", .product(name: "Logging", package: "swift-log")],
+            path: "Benchmarks/SimulatedHosts"
+        ),
 
         // Helpers shared by the test targets: fixtures, processes, network-namespace labs.
         .target(name: "TestSupport", path: "Tests/TestSupport"),

@@ -7,6 +7,7 @@ different ports and the runs alternate between them, so that the machine's chang
 weighs on both alike.
 """
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -102,20 +103,25 @@ class Daemon:
         self.log.close()
 
 
-def alternating_runs(key, daemons, arguments, runs, guest=GUESTS[0]):
+def alternating_runs(key, daemons, arguments, runs, guest=GUESTS[0], prepare=None):
     """Runs fence_xvm `runs` times against each daemon, alternating between them inside the guest
-    namespace, so that drift of the machine's speed weighs on both alike. Returns ms per daemon."""
+    namespace, so that drift of the machine's speed weighs on both alike. `prepare`, per daemon, is
+    a command run untimed before each of its runs. Returns ms per daemon."""
     script = (
-        "import subprocess, sys, time\n"
-        "runs, ports, args = int(sys.argv[1]), sys.argv[2].split(','), sys.argv[3:]\n"
+        "import json, subprocess, sys, time\n"
+        "runs, ports, prepare, args = int(sys.argv[1]), sys.argv[2].split(','), json.loads(sys.argv[3]), sys.argv[4:]\n"
         "for _ in range(runs):\n"
         "    for port in ports:\n"
+        "        if port in prepare:\n"
+        "            subprocess.run(prepare[port], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
         "        t = time.perf_counter()\n"
         "        r = subprocess.run(args + ['-p', port], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
         "        print(port, (time.perf_counter() - t) * 1000, r.returncode, flush=True)\n"
     )
     ports = ",".join(str(daemon.port) for daemon in daemons)
-    result = sh("ip", "netns", "exec", guest, sys.executable, "-c", script, str(runs), ports, "fence_xvm", "-k", key, *arguments)
+    commands = json.dumps({str(daemon.port): command for daemon, command in zip(daemons, prepare or []) if command})
+    result = sh("ip", "netns", "exec", guest, sys.executable, "-c", script, str(runs), ports, commands,
+                "fence_xvm", "-k", key, *arguments)
     samples = {daemon.port: [] for daemon in daemons}
     for line in result.stdout.split("\n"):
         if line:
@@ -126,11 +132,13 @@ def alternating_runs(key, daemons, arguments, runs, guest=GUESTS[0]):
     return [samples[daemon.port] for daemon in daemons]
 
 
-def concurrent_reboots(key, port, count):
+def concurrent_reboots(key, port, count, guests=GUESTS, domains=None):
+    """`count` guests each reboot their own domain at once; returns (seconds, failures)."""
+    domains = domains or [f"vm{i + 1}" for i in range(count)]
     started = time.perf_counter()
     clients = [
-        subprocess.Popen(["ip", "netns", "exec", GUESTS[i], "fence_xvm", "-k", key, "-p", str(port),
-                          "-o", "reboot", "-H", f"vm{i + 1}", "-t", "90"],
+        subprocess.Popen(["ip", "netns", "exec", guests[i], "fence_xvm", "-k", key, "-p", str(port),
+                          "-o", "reboot", "-H", domains[i], "-t", "90"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for i in range(count)
     ]

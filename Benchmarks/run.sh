@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 Deploy/install-deps.sh
-# Built as Deploy/install.sh builds it for production: release, Swift's libraries linked statically.
+# Built as for production: release, with Swift's libraries linked statically.
 build=(swift build -c release --static-swift-stdlib --scratch-path .build-static --product fence-routerd)
 echo "building fence-routerd (release, static Swift libraries)..." >&2
 "${build[@]}" >/dev/null

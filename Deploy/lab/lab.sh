@@ -2,11 +2,12 @@
 # A multi-host fence-router lab on this machine, in network namespaces it creates (nothing touches
 # the real interfaces). Run as root.
 #
-#   lab.sh up DIR [--hosts N] [--guests M] [--routers R] [--bin DIR]
+#   lab.sh up DIR [--hosts N] [--guests M] [--routers R] [--bare B] [--bin DIR]
 #        management network 198.18.0.0/24: the broker (.100) and hosts hv1..hvN (.1..)
 #        guest network 198.51.100.0/24 on a bridge: hosts (.1..) and guests g1..gM (.101..)
 #        each host: its own libvirtd (libvirt's test driver on a unix socket) and fence-hostd;
-#        hosts hv1..hvR also run fence-routerd (amqp backend, multicast on the guest network)
+#        hosts hv1..hvR also run fence-routerd (amqp backend, multicast on the guest network);
+#        B more hosts after them have a libvirtd only (for a reference fence_virtd in benchmarks)
 #   lab.sh down DIR
 #   lab.sh define DIR HOST NAME UUID [running|off]    define a domain in HOST's libvirtd
 #   lab.sh migrate DIR NAME FROM TO                   start it on TO, then destroy and undefine it on FROM
@@ -115,12 +116,13 @@ define_domain() {
 
 case $command in
 up)
-    hosts=3 guests=2 routers=1 bin=""
+    hosts=3 guests=2 routers=1 bare=0 bin=""
     while (($#)); do
         case $1 in
         --hosts) hosts=$2; shift 2 ;;
         --guests) guests=$2; shift 2 ;;
         --routers) routers=$2; shift 2 ;;
+        --bare) bare=$2; shift 2 ;;
         --bin) bin=$2; shift 2 ;;
         *) echo "lab: unknown option $1" >&2; exit 2 ;;
         esac
@@ -158,7 +160,7 @@ up)
     password=$(cat "$dir/broker/password")
     port=$(cat "$dir/broker-port")
 
-    for i in $(seq "$hosts"); do
+    for i in $(seq $((hosts + bare))); do
         host=hv$i
         ip netns add "$(ns $host)"
         in_ns $host ip link set lo up
@@ -201,7 +203,7 @@ backends {
 }
 CONF
         start_part "libvirtd-$host"
-        start_part "agent-$host"
+        ((i > hosts)) || start_part "agent-$host"
         # The test driver's own sample domain would be on every host with one UUID: remove it.
         virsh -c "$(uri $host)" destroy test >/dev/null 2>&1 || true
         virsh -c "$(uri $host)" undefine test >/dev/null 2>&1 || true

@@ -29,38 +29,44 @@ public final class HypervisorFencer: FenceBackend {
     }
 
     public func perform(_ action: FenceAction, on target: DomainTarget, deadline: ContinuousClock.Instant) async -> FenceOutcome {
+        await performObserving(action, on: target, deadline: deadline).outcome
+    }
+
+    /// Also returns the domain as last read under its lock, after acting (nil: not found, or gone),
+    /// so that a host agent can report what it saw without reading it again.
+    public func performObserving(_ action: FenceAction, on target: DomainTarget, deadline: ContinuousClock.Instant) async -> (outcome: FenceOutcome, observed: DomainInfo?) {
         do throws(FenceFailure) {
             // Where the target was found before: lock that UUID, read the target once under the
             // lock, and act only if it is still that domain.
             if let known = located.withLock({ $0[target] }) {
                 let hypervisor = hypervisors[known.hypervisor]
-                let outcome = try await serializer.withExclusiveAccess(to: known.uuid, until: deadline) { () async throws(FenceFailure) -> FenceOutcome? in
+                let result = try await serializer.withExclusiveAccess(to: known.uuid, until: deadline) { () async throws(FenceFailure) -> (FenceOutcome, DomainInfo?)? in
                     try checkDeadline(deadline)
                     guard let domain = try await hypervisor.lookup(target, deadline: deadline), domain.uuid == known.uuid else { return nil }
                     return try await act(action, on: domain, in: hypervisor, deadline: deadline)
                 }
-                switch outcome {
-                case .some(.some(let outcome)): return outcome
-                case .none: return .failed(waitedTooLong(target))
+                switch result {
+                case .some(.some(let result)): return result
+                case .none: return (.failed(waitedTooLong(target)), nil)
                 case .some(.none): _ = located.withLock { $0.removeValue(forKey: target) }
                 }
             }
             // The long way: find it, lock its UUID, read it again under the lock.
             guard let (index, domain) = try await locate(target, deadline: deadline) else {
-                return action == .status ? .off : .failed(FenceFailure(.notFound, "no domain \(target) on \(hypervisorNames)"))
+                return (action == .status ? .off : .failed(FenceFailure(.notFound, "no domain \(target) on \(hypervisorNames)")), nil)
             }
             remember(target, hypervisor: index, uuid: domain.uuid)
             let hypervisor = hypervisors[index]
-            let outcome = try await serializer.withExclusiveAccess(to: domain.uuid, until: deadline) { () async throws(FenceFailure) -> FenceOutcome in
+            let result = try await serializer.withExclusiveAccess(to: domain.uuid, until: deadline) { () async throws(FenceFailure) -> (FenceOutcome, DomainInfo?) in
                 try checkDeadline(deadline)
                 guard let current = try await hypervisor.lookup(.uuid(domain.uuid), deadline: deadline) else {
-                    return action == .status ? .off : .failed(FenceFailure(.notFound, "domain \(target) vanished before it could be acted on"))
+                    return (action == .status ? .off : .failed(FenceFailure(.notFound, "domain \(target) vanished before it could be acted on")), nil)
                 }
                 return try await act(action, on: current, in: hypervisor, deadline: deadline)
             }
-            return outcome ?? .failed(waitedTooLong(target))
+            return result ?? (.failed(waitedTooLong(target)), nil)
         } catch {
-            return .failed(error)
+            return (.failed(error), nil)
         }
     }
 
@@ -107,27 +113,27 @@ public final class HypervisorFencer: FenceBackend {
         FenceFailure(.deadlineExceeded, "waited past the deadline behind another request for \(target)")
     }
 
-    /// Runs under the domain's lock, from `domain` as read under that lock.
-    private func act(_ action: FenceAction, on domain: DomainInfo, in hypervisor: any Hypervisor, deadline: ContinuousClock.Instant) async throws(FenceFailure) -> FenceOutcome {
+    /// Runs under the domain's lock, from `domain` as read under that lock; returns the outcome and
+    /// the last reading of the domain.
+    private func act(_ action: FenceAction, on domain: DomainInfo, in hypervisor: any Hypervisor, deadline: ContinuousClock.Instant) async throws(FenceFailure) -> (FenceOutcome, DomainInfo?) {
         let uuid = domain.uuid
         switch action {
         case .status:
-            return domain.state.isOff ? .off : .success
+            return (domain.state.isOff ? .off : .success, domain)
         case .off:
-            guard !domain.state.isOff else { return .success }
-            try await forceOff(domain, on: hypervisor, deadline: deadline)
-            return .success
+            guard !domain.state.isOff else { return (.success, domain) }
+            return (.success, try await forceOff(domain, on: hypervisor, deadline: deadline))
         case .on:
-            guard domain.state.isOff else { return .success }
+            guard domain.state.isOff else { return (.success, domain) }
             try await hypervisor.start(uuid: uuid, deadline: deadline)
             guard let after = try await hypervisor.lookup(.uuid(uuid), deadline: deadline), !after.state.isOff else {
                 throw FenceFailure(.operationFailed, "\(domain.name) is still off after starting it")
             }
-            return .success
+            return (.success, after)
         case .reboot:
-            guard !domain.state.isOff else { return .success }
+            guard !domain.state.isOff else { return (.success, domain) }
             let definition = domain.persistent ? nil : try await hypervisor.definition(uuid: uuid, deadline: deadline)
-            try await forceOff(domain, on: hypervisor, deadline: deadline)
+            _ = try await forceOff(domain, on: hypervisor, deadline: deadline)
             do throws(FenceFailure) {
                 if let definition {
                     try await hypervisor.startTransient(xml: definition, deadline: deadline)
@@ -139,17 +145,19 @@ public final class HypervisorFencer: FenceBackend {
                     "domain": "\(domain.name)", "error": "\(error)",
                 ])
             }
-            return .success
+            return (.success, try? await hypervisor.lookup(.uuid(uuid), deadline: deadline))
         }
     }
 
-    /// Destroys the domain and polls until the hypervisor reports it off (or gone, for a transient one).
-    private func forceOff(_ domain: DomainInfo, on hypervisor: any Hypervisor, deadline: ContinuousClock.Instant) async throws(FenceFailure) {
+    /// Destroys the domain and polls until the hypervisor reports it off (or gone, for a transient
+    /// one: nil); returns that last reading.
+    private func forceOff(_ domain: DomainInfo, on hypervisor: any Hypervisor, deadline: ContinuousClock.Instant) async throws(FenceFailure) -> DomainInfo? {
         try await hypervisor.destroy(uuid: domain.uuid, deadline: deadline)
         let limit = min(deadline, .now + offWaitLimit)
         var pause = Duration.milliseconds(2)
         while true {
-            guard let now = try await hypervisor.lookup(.uuid(domain.uuid), deadline: deadline), !now.state.isOff else { return }
+            let now = try await hypervisor.lookup(.uuid(domain.uuid), deadline: deadline)
+            guard let now, !now.state.isOff else { return now }
             guard ContinuousClock.now + pause < limit else {
                 throw FenceFailure(.stillRunning, "\(domain.name) is still \(now.state) after destroy")
             }

@@ -128,14 +128,14 @@ public final class RoutedBackend: FenceBackend, Service {
 
     /// What each libvirt event changed in the inventory, and how long after the event.
     private func logDelta(_ delta: InventoryDelta, ignored: Inventory.Ignored?) {
-        guard logger.logLevel <= .debug else { return }
+        guard logger.logLevel <= .info else { return }
         let domain: String
         let state: String
         switch delta.change {
         case .updated(let info): (domain, state) = (info.name, "\(info.state)")
         case .removed(_, let name): (domain, state) = (name, "removed")
         }
-        logger.debug("inventory change", metadata: [
+        logger.info("inventory change", metadata: [
             "host": "\(delta.host)", "domain": "\(domain)", "state": "\(state)", "event": "\(delta.event)", "seqno": "\(delta.sequence)",
             "since-event-ms": "\(Int64(WallClock.now()) - Int64(delta.eventTime))",
             "outcome": "\(ignored.map { "ignored-\($0)" } ?? "applied")",

@@ -35,7 +35,6 @@ public final class HostAgent: Service {
     /// This run of the agent; the router orders our messages by (epoch, sequence).
     public let epoch: UInt64
     private let libvirt: LibvirtConnection
-    private let hypervisor: LibvirtHypervisor
     private let fencer: HypervisorFencer
     private let bus: BusEndpoint
     private let ledger = CommandLedger()
@@ -54,8 +53,7 @@ public final class HostAgent: Service {
         logger[metadataKey: "host"] = "\(settings.hostID)"
         self.logger = logger
         epoch = WallClock.now()
-        hypervisor = LibvirtHypervisor(connection: libvirt)
-        fencer = HypervisorFencer(hypervisors: [hypervisor], logger: logger)
+        fencer = HypervisorFencer(hypervisors: [LibvirtHypervisor(connection: libvirt)], logger: logger)
         (work, workSink) = AsyncStream.makeStream(of: Publication.self)
     }
 
@@ -221,7 +219,7 @@ public final class HostAgent: Service {
         }
     }
 
-    /// Runs a command with the single-host rules, then reads the domain as it is now.
+    /// Runs a command with the single-host rules; reports the domain as read after acting, under its lock.
     private func execute(_ command: FenceCommand) async -> CommandResult {
         let now = WallClock.now()
         guard now < command.deadline else {
@@ -229,8 +227,7 @@ public final class HostAgent: Service {
         }
         let deadline = WallClock.instant(for: command.deadline, now: now)
         let target = DomainTarget(command.target)
-        let outcome = await fencer.perform(command.action, on: target, deadline: deadline)
-        let observed = try? await hypervisor.lookup(target, deadline: min(deadline, .now + .seconds(2)))
-        return CommandResult(commandID: command.id, host: settings.hostID, outcome: CommandResult.Outcome(outcome), observed: observed ?? nil)
+        let (outcome, observed) = await fencer.performObserving(command.action, on: target, deadline: deadline)
+        return CommandResult(commandID: command.id, host: settings.hostID, outcome: CommandResult.Outcome(outcome), observed: observed)
     }
 }

@@ -28,6 +28,22 @@ struct HypervisorFencerTests {
         #expect(await fencer.perform(.status, on: DomainTarget("vm-crashed"), deadline: deadline) == .success)
     }
 
+    @Test("what a host agent reports: the domain as read under its lock after acting, without another read")
+    func observed() async {
+        let (fake, fencer) = make()
+        let status = await fencer.performObserving(.status, on: DomainTarget("vm1"), deadline: deadline)
+        #expect(status.outcome == .success && status.observed?.state == .running)
+        #expect(fake.calls.filter { $0.hasPrefix("lookup") }.count == 2, "find, then read once under the lock: \(fake.calls)")
+        let off = await fencer.performObserving(.off, on: DomainTarget("vm1"), deadline: deadline)
+        #expect(off.outcome == .success && off.observed?.state == .shutOff)
+        let on = await fencer.performObserving(.on, on: DomainTarget("vm1"), deadline: deadline)
+        #expect(on.outcome == .success && on.observed?.state == .running)
+        let missing = await fencer.performObserving(.status, on: DomainTarget("missing"), deadline: deadline)
+        #expect(missing.outcome == .off && missing.observed == nil)
+        let gone = await fencer.performObserving(.off, on: DomainTarget("vm-transient"), deadline: deadline)
+        #expect(gone.outcome == .success && gone.observed == nil, "a transient domain is gone once destroyed")
+    }
+
     @Test("an unreachable hypervisor is a failure, never off")
     func unreachableIsFailure() async {
         let (_, fencer) = make(.init(unreachable: true))
