@@ -25,10 +25,8 @@ struct HostCommand: AsyncParsableCommand {
         @Flag(help: "Yes, the host is down: its domains may be reported off.") var yes = false
 
         func run() async throws {
-            guard yes else {
-                throw ValidationError("confirming \(host) down makes its domains count as off; add --yes if it is really down")
-            }
-            try await HostCommand.publish(HostStateChange(host: host, change: .confirmDown, operatorName: BusSession.operatorName), bus)
+            try await HostCommand.tell(.confirmDown, host, confirmed: yes, bus,
+                                       unconfirmed: "confirming \(host) down makes its domains count as off; add --yes if it is really down")
             print("routers told: \(host) is down")
         }
     }
@@ -38,7 +36,9 @@ struct HostCommand: AsyncParsableCommand {
             commandName: "forget",
             abstract: "Stop expecting a host that is gone for good (configured hosts cannot be forgotten).",
             discussion: """
-                Routers remember every host they have heard, across restarts, and while one of them is silent they                 cannot say that a domain is nowhere. Forgetting a silent host ends that: a domain it held then counts as                 absent, so do it only for a host that is decommissioned. A host that speaks again is learned again.
+                Routers remember every host they have heard, across restarts, and while one of them is silent they \
+                cannot say that a domain is nowhere. Forgetting a silent host ends that: a domain it held then counts as \
+                absent, so do it only for a host that is decommissioned. A host that speaks again is learned again.
                 """
         )
 
@@ -47,18 +47,19 @@ struct HostCommand: AsyncParsableCommand {
         @Flag(help: "Yes, the host is gone for good: domains only it held may be reported off.") var yes = false
 
         func run() async throws {
-            guard yes else {
-                throw ValidationError("forgetting \(host) makes the domains only it held count as absent; add --yes if it is gone for good")
-            }
-            try await HostCommand.publish(HostStateChange(host: host, change: .forget, operatorName: BusSession.operatorName), bus)
+            try await HostCommand.tell(.forget, host, confirmed: yes, bus,
+                                       unconfirmed: "forgetting \(host) makes the domains only it held count as absent; add --yes if it is gone for good")
             print("routers told: forget \(host)")
         }
     }
 
-    static func publish(_ change: HostStateChange, _ options: BusOptions) async throws {
+    /// Publishes an operator's statement about `host` to every router, once the operator said --yes.
+    static func tell(_ change: HostStateChange.Change, _ host: String, confirmed: Bool, _ options: BusOptions, unconfirmed refusal: String) async throws {
+        guard confirmed else { throw ValidationError(refusal) }
+        let statement = HostStateChange(host: host, change: change, operatorName: BusSession.operatorName)
         let endpoint = try await BusSession.open(options)
         do {
-            try await endpoint.publish(.hostState(change), to: endpoint.addresses.inventory, timeToLive: .seconds(60), deadline: .now + .seconds(10))
+            try await endpoint.publish(.hostState(statement), to: endpoint.addresses.inventory, timeToLive: .seconds(60), deadline: .now + .seconds(10))
         } catch {
             await endpoint.connection.close()
             throw error
