@@ -49,16 +49,9 @@ class Lab:
     def pid(self, part):
         return int(self.run("pid", part).stdout.strip())
 
-    def define(self, host, numbers):
-        """Defines and starts vmN for every N in `numbers` on `host`, in one virsh run."""
-        commands = []
-        for number in numbers:
-            path = f"{self.dir}/{host}/vm{number}.xml"
-            with open(path, "w") as xml:
-                xml.write(f"<domain type='test'><name>vm{number}</name><uuid>{number:08x}-0000-4000-8000-000000000000</uuid>"
-                          "<memory>65536</memory><vcpu>1</vcpu><os><type>hvm</type></os></domain>")
-            commands += [f"define {path}", f"start vm{number}"]
-        self.run("virsh", host, "; ".join(commands))
+    def populate(self, host, first, last):
+        """Defines and starts vmFIRST..vmLAST on `host`."""
+        self.run("populate", host, str(first), str(last))
 
     def listed(self, guest="g1"):
         result = sh("ip", "netns", "exec", self.ns(guest), "fence_xvm", "-k", self.key, "-o", "list", "-t", "30", check=False)
@@ -131,8 +124,8 @@ def real_parts(bin_dir, work, runs, migrations):
     reference = None
     try:
         for host in range(1, 11):
-            lab.define(f"hv{host}", range((host - 1) * 100 + 1, host * 100 + 1))
-        lab.define("hv11", range(1, 1001))
+            lab.populate(f"hv{host}", (host - 1) * 100 + 1, host * 100)
+        lab.populate("hv11", 1, 1000)
         reference = subprocess.Popen(["ip", "netns", "exec", lab.ns("hv11"), "fence_virtd", "-F", "-f", reference_config(lab, "hv11"),
                                       "-p", f"{lab.dir}/hv11/fence_virtd.pid"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         lab.wait_listed(1000)

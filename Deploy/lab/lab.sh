@@ -10,6 +10,7 @@
 #        B more hosts after them have a libvirtd only (for a reference fence_virtd in benchmarks)
 #   lab.sh down DIR
 #   lab.sh define DIR HOST NAME UUID [running|off]    define a domain in HOST's libvirtd
+#   lab.sh populate DIR HOST FIRST LAST               define and start vmFIRST..vmLAST (UUID from the number), in one virsh run
 #   lab.sh migrate DIR NAME FROM TO                   start it on TO, then destroy and undefine it on FROM
 #   lab.sh virsh DIR HOST ARGS...                     virsh against HOST's libvirtd (the true state)
 #   lab.sh xvm DIR GUEST ARGS...                      the real fence_xvm in GUEST, with the lab's key
@@ -22,7 +23,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 source "$here/Deploy/lib/process.sh"
-command=${1:?usage: lab.sh up|down|define|migrate|virsh|xvm|fencectl|stop|start|pid|wait DIR ...}
+command=${1:?usage: lab.sh up|down|define|populate|migrate|virsh|xvm|fencectl|stop|start|pid|wait DIR ...}
 dir=${2:?a lab directory is needed}
 shift 2
 
@@ -106,10 +107,15 @@ start_part() {
     esac
 }
 
+domain_xml() {   # domain_xml HOST NAME UUID: writes the definition, prints its path
+    local xml=$dir/$1/$2.xml
+    echo "<domain type='test'><name>$2</name><uuid>$3</uuid><memory>65536</memory><vcpu>1</vcpu><os><type>hvm</type></os></domain>" > "$xml"
+    echo "$xml"
+}
+
 define_domain() {
     local host=$1 name=$2 uuid=$3 state=${4:-running} xml
-    xml=$dir/$host/$name.xml
-    echo "<domain type='test'><name>$name</name><uuid>$uuid</uuid><memory>65536</memory><vcpu>1</vcpu><os><type>hvm</type></os></domain>" > "$xml"
+    xml=$(domain_xml "$host" "$name" "$uuid")
     virsh -c "$(uri "$host")" define "$xml" >/dev/null
     [[ $state == off ]] || virsh -c "$(uri "$host")" start "$name" >/dev/null
 }
@@ -231,6 +237,13 @@ down)
     done
     ;;
 define) define_domain "$@" ;;
+populate)
+    host=$1 commands=""
+    for number in $(seq "$2" "$3"); do
+        commands+="define $(domain_xml "$host" "vm$number" "$(printf '%08x-0000-4000-8000-000000000000' "$number")"); start vm$number; "
+    done
+    virsh -c "$(uri "$host")" "$commands" >/dev/null
+    ;;
 migrate)
     name=$1 from=$2 to=$3
     xml=$(virsh -c "$(uri "$from")" dumpxml "$name")
