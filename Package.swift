@@ -122,7 +122,7 @@ let package = Package(
         .executableTarget(
             name: "fencectl",
             dependencies: [
-                "DaemonSupport", "FenceConfig", "BusClient", "FenceBus", "FenceCore", "Routing", "AMQP",
+                "DaemonSupport", "FenceConfig", "BusClient", "FenceBus", "FenceCore", "Routing", "AMQP", "Cryptography",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -144,6 +144,7 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "FenceWireTests", dependencies: ["FenceWire", "Cryptography", "TestSupport"]),
         .testTarget(name: "DaemonSupportTests", dependencies: ["DaemonSupport"]),
+        .testTarget(name: "FencectlTests", dependencies: ["TestSupport"]),
         .testTarget(name: "FenceConfigTests", dependencies: ["FenceConfig", "FenceWire", "TestSupport"]),
         .testTarget(
             name: "FenceCoreTests",

@@ -11,7 +11,7 @@ public enum BusSetup {
         let keyOrigin = settings.busKeyLocation.map { "set at \($0)" } ?? "backends/amqp/bus_key_file"
         let keyBytes = try SecretFile.read(
             settings.busKeyFile, what: "bus key", origin: keyOrigin,
-            create: "dd if=/dev/urandom of=\(settings.busKeyFile) bs=64 count=1 && chmod 600 \(settings.busKeyFile) (the same file on every host)"
+            create: "fencectl keygen --bytes 64 \(settings.busKeyFile) (the same file on every host)"
         )
         let key: BusKey
         do {

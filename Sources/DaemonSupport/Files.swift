@@ -72,13 +72,42 @@ public enum SecretFile {
     }
 }
 
+extension SecretFile {
+    /// Writes a new secret readable by its owner only (0600). An existing file is never replaced:
+    /// overwriting a key in use would lock every guest out.
+    public static func create(_ path: String, contents: [UInt8]) throws(StartupError) {
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else {
+            let error = SystemError.last
+            throw StartupError(.keyFile, error.code == EEXIST ? "\(path) exists; not replacing it (remove it first if you mean to)" : "cannot create \(path): \(error)")
+        }
+        var written = 0
+        while written < contents.count {
+            let count = contents[written...].withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+            guard count > 0 else {
+                let error = SystemError.last
+                close(descriptor)
+                unlink(path)
+                throw StartupError(.keyFile, "cannot write \(path): \(error)")
+            }
+            written += count
+        }
+        let synced = fsync(descriptor) == 0
+        let error = SystemError.last
+        guard close(descriptor) == 0, synced else {
+            unlink(path)
+            throw StartupError(.keyFile, "cannot write \(path): \(error)")
+        }
+    }
+}
+
 public enum KeyFile {
     /// Loads a fence_xvm key (see `SecretFile`).
     public static func load(_ security: ListenerSecurity) throws(StartupError) -> FenceKey {
         let path = security.keyFile
         let bytes = try SecretFile.read(
             path, what: "key file", origin: security.keyFileLocation.map { "set at \($0)" } ?? "the default of key_file",
-            create: "dd if=/dev/urandom of=\(path) bs=4096 count=1 && chmod 600 \(path)"
+            create: "fencectl keygen \(path)"
         )
         return FenceKey(fileContents: bytes)
     }
