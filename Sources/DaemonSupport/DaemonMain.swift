@@ -1,0 +1,66 @@
+import FenceConfig
+import Logging
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// A daemon of ours, as its `main` needs to know it; `DaemonProcess.main` does the rest.
+public protocol Daemon {
+    associatedtype Configuration
+    static var program: String { get }
+    /// The help text's first paragraph.
+    static var summary: String { get }
+    static func configuration(from document: ConfigDocument) throws(ConfigError) -> Configuration
+    static func debugLevel(of configuration: Configuration) -> Int
+    static func warnings(of configuration: Configuration) -> [ConfigWarning]
+    /// Returns once every part is ready (the daemon then reports readiness).
+    static func start(configuration: Configuration, options: DaemonOptions, logger: Logger) async throws -> Self
+    func run() async throws
+}
+
+extension DaemonProcess {
+    /// fence_virtd's start-up, the same for every daemon: its options and help, detaching, the
+    /// configuration, logging, readiness, and one line on standard error for whatever fails.
+    public static func main<D: Daemon>(_ daemon: D.Type) async -> Never {
+        prepare()
+        let usage = DaemonOptions.usage(program: D.program, summary: D.summary)
+        let options: DaemonOptions
+        do {
+            options = try DaemonOptions(parsing: Array(CommandLine.arguments.dropFirst()))
+        } catch {
+            fail(D.program, "\(error)\n\(usage)")
+        }
+        if options.showHelp {
+            print(usage, terminator: "")
+            exit(0)
+        }
+        let readiness = Detach.readiness
+        if !options.foreground && readiness == nil {
+            Detach.intoBackground(program: D.program)
+        }
+        do {
+            let configuration = try D.configuration(from: ConfigurationFile.load(options.configFile))
+            let level = DaemonLogging.level(debug: options.debugLevel ?? D.debugLevel(of: configuration))
+            DaemonLogging.bootstrap(level: level, program: D.program, detached: readiness != nil)
+            let logger = Logger(label: D.program)
+            for warning in D.warnings(of: configuration) {
+                logger.warning("configuration", metadata: ["warning": "\(warning)"])
+            }
+            let running = try await D.start(configuration: configuration, options: options, logger: logger)
+            readiness?.ready()
+            try await running.run()
+            exit(0)
+        } catch {
+            readiness?.failed("\(error)")
+            fail(D.program, "\(error)")
+        }
+    }
+
+    private static func fail(_ program: String, _ message: String) -> Never {
+        let line = Array("\(program): \(message)\n".utf8)
+        _ = write(2, line, line.count)
+        exit(1)
+    }
+}
