@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 /// Where and how to connect.
 public struct AMQPConfiguration: Sendable, Equatable {
     public enum SASLMechanism: String, Sendable, Equatable {
@@ -62,6 +67,19 @@ public struct AMQPConfiguration: Sendable, Equatable {
         self.containerID = containerID
         self.reconnectBackoff = reconnectBackoff
         self.idleTimeout = idleTimeout
+    }
+
+    /// Refuses what would connect insecurely or could never connect: PLAIN in clear text to
+    /// another machine, TLS files that cannot be read.
+    public func validate() throws(AMQPError) {
+        if mechanisms.contains(.plain), tls == nil, !isLoopback, !allowInsecurePlain {
+            throw AMQPError(.invalidConfiguration, "SASL PLAIN to \(host) without TLS would send the password in clear text: use amqps:// (or allow it explicitly)")
+        }
+        if let tls {
+            for file in [tls.caFile, tls.certificateFile, tls.keyFile].compactMap({ $0 }) where access(file, R_OK) != 0 {
+                throw AMQPError(.invalidConfiguration, "TLS file \(file) cannot be read")
+            }
+        }
     }
 
     /// Reads `amqp://[user[:password]@]host[:port]` or `amqps://…` (host may be `[ipv6]`). The

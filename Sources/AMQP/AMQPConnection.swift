@@ -42,14 +42,7 @@ public final class AMQPConnection: Sendable {
 
     /// Starts connecting at once; check readiness with `waitUntilConnected`.
     public init(configuration: AMQPConfiguration, logger: Logger) throws(AMQPError) {
-        if configuration.mechanisms.contains(.plain), configuration.tls == nil, !configuration.isLoopback, !configuration.allowInsecurePlain {
-            throw AMQPError(.invalidConfiguration, "SASL PLAIN to \(configuration.host) without TLS would send the password in clear text: use amqps:// (or allow it explicitly)")
-        }
-        if let tls = configuration.tls {
-            for file in [tls.caFile, tls.certificateFile, tls.keyFile].compactMap({ $0 }) where !fileIsReadable(file) {
-                throw AMQPError(.invalidConfiguration, "TLS file \(file) cannot be read")
-            }
-        }
+        try configuration.validate()
         self.configuration = configuration
         let (events, sink) = AsyncStream.makeStream(of: AMQPConnectionEvent.self, bufferingPolicy: .bufferingNewest(1024))
         self.events = events
@@ -215,8 +208,4 @@ final class SharedState: Sendable {
 /// which Proton declares thread-safe; it is cleared (under the lock) before Proton frees it.
 struct WakeablePointer: @unchecked Sendable {
     let pointer: OpaquePointer
-}
-
-private func fileIsReadable(_ path: String) -> Bool {
-    access(path, R_OK) == 0
 }

@@ -8,6 +8,23 @@ import Logging
 public enum BusSetup {
     /// Reads the bus key and the broker password, and starts connecting to the broker.
     public static func endpoint(settings: BusSettings, sender: String, containerID: String, logger: Logger) throws(StartupError) -> BusEndpoint {
+        let (key, configuration) = try prepare(settings, containerID: containerID)
+        let connection: AMQPConnection
+        do {
+            connection = try AMQPConnection(configuration: configuration, logger: logger)
+        } catch {
+            throw StartupError(.configuration, "backends/amqp: \(error.message)")
+        }
+        return BusEndpoint(
+            sender: sender, connection: connection,
+            addresses: BusAddresses(profile: AddressProfile.named(settings.addressProfile) ?? .rabbitMQ3),
+            key: key, clockTolerance: settings.clockTolerance, logger: logger
+        )
+    }
+
+    /// Everything that can be known before connecting: the bus key, the broker password, and
+    /// connection settings that validate (TLS files readable, no PLAIN in clear text).
+    public static func prepare(_ settings: BusSettings, containerID: String) throws(StartupError) -> (BusKey, AMQPConfiguration) {
         let keyOrigin = settings.busKeyLocation.map { "set at \($0)" } ?? "backends/amqp/bus_key_file"
         let keyBytes = try SecretFile.read(
             settings.busKeyFile, what: "bus key", origin: keyOrigin,
@@ -35,17 +52,12 @@ public enum BusSetup {
         }
         configuration.mechanisms = [AMQPConfiguration.SASLMechanism(rawValue: settings.saslMechanism) ?? .plain]
         configuration.allowInsecurePlain = settings.allowInsecurePlain
-        let connection: AMQPConnection
         do {
-            connection = try AMQPConnection(configuration: configuration, logger: logger)
+            try configuration.validate()
         } catch {
             throw StartupError(.configuration, "backends/amqp: \(error.message)")
         }
-        return BusEndpoint(
-            sender: sender, connection: connection,
-            addresses: BusAddresses(profile: AddressProfile.named(settings.addressProfile) ?? .rabbitMQ3),
-            key: key, clockTolerance: settings.clockTolerance, logger: logger
-        )
+        return (key, configuration)
     }
 
     /// Waits for the broker: ten seconds, or (with `-w`) until it answers.

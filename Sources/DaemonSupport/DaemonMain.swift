@@ -36,6 +36,9 @@ extension DaemonProcess {
             print(usage, terminator: "")
             exit(0)
         }
+        if options.configure {
+            exit(Configurator.run(path: options.configFile))
+        }
         let readiness = Detach.readiness
         if !options.foreground && readiness == nil {
             Detach.intoBackground(program: D.program)

@@ -9,6 +9,8 @@ public struct DaemonOptions: Sendable, Equatable {
     public var pidFile: String?
     public var waitForBackend = false
     public var showHelp = false
+    /// `-c`: run the configurator on the configuration file instead of the daemon.
+    public var configure = false
 
     public init() {}
 
@@ -32,6 +34,7 @@ public struct DaemonOptions: Sendable, Equatable {
                 case "F": foreground = true
                 case "w": waitForBackend = true
                 case "h": showHelp = true
+                case "c": configure = true
                 case "f", "d", "p":
                     // The value is the rest of this argument, or else the next one.
                     let attached = String(letters)
@@ -69,6 +72,7 @@ public struct DaemonOptions: Sendable, Equatable {
           -d <level>    Set the debug level: 1 debug, 2 and up trace (overrides the file's 'debug').
           -p <file>     Write the process id to <file>; refuse to start if it names a running daemon.
           -w            Wait for the backend to become available instead of exiting.
+          -c            Ask the configuration questions and write the configuration file.
           -h            Show this help and exit.
 
         """

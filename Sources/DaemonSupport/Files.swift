@@ -46,6 +46,29 @@ public enum ConfigurationFile {
         }
         return try ConfigDocument(parsing: text, file: path)
     }
+
+    /// Replaces the file at once: the new text goes to a temporary file beside it (mode 0600, as
+    /// `fence_virtd -c` writes it), reaches the disk, and is renamed over the old one, so a daemon
+    /// starting meanwhile reads the old file or the new one, never half of one.
+    public static func replace(_ path: String, with text: String) throws(StartupError) {
+        var template = Array("\(path).XXXXXX".utf8CString)
+        let descriptor = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard descriptor >= 0 else { throw StartupError(.configuration, "cannot write beside \(path): \(SystemError.last)") }
+        let temporary = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let bytes = Array(text.utf8)
+        var written = 0
+        while written < bytes.count {
+            let count = bytes[written...].withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+            guard count > 0 else { break }
+            written += count
+        }
+        let error = SystemError.last
+        let complete = written == bytes.count && fchmod(descriptor, 0o600) == 0 && fsync(descriptor) == 0
+        guard close(descriptor) == 0, complete, rename(temporary, path) == 0 else {
+            unlink(temporary)
+            throw StartupError(.configuration, "cannot write \(path): \(complete ? SystemError.last : error)")
+        }
+    }
 }
 
 public enum SecretFile {

@@ -31,6 +31,35 @@ public struct ConfigNode: Hashable, Sendable {
     public func assignment(named name: String) -> ConfigNode? {
         assignments(named: name).last
     }
+
+    /// This block with `update` applied to its first descendant block at `path`, created empty
+    /// where missing.
+    fileprivate func updatingBlock(_ path: ArraySlice<String>, _ update: (ConfigNode) -> ConfigNode) -> ConfigNode {
+        guard let name = path.first else { return update(self) }
+        var children = self.children ?? []
+        if let index = children.firstIndex(where: { $0.isBlock && $0.name.lowercased() == name.lowercased() }) {
+            children[index] = children[index].updatingBlock(path.dropFirst(), update)
+        } else {
+            children.append(ConfigNode.block(name, []).updatingBlock(path.dropFirst(), update))
+        }
+        return ConfigNode(name: self.name, value: value, line: line, children: children)
+    }
+
+    fileprivate func setting(_ path: ArraySlice<String>, _ key: String, _ newValue: String?) -> ConfigNode {
+        updatingBlock(path) { block in
+            var children = block.children ?? []
+            let matches = { (node: ConfigNode) in !node.isBlock && node.name.lowercased() == key.lowercased() }
+            if let newValue, let index = children.lastIndex(where: matches) {
+                children[index] = ConfigNode(name: children[index].name, value: newValue, line: children[index].line, children: nil)
+                children = children.enumerated().filter { $0.offset == index || !matches($0.element) }.map(\.element)
+            } else if let newValue {
+                children.append(.assignment(key, newValue))
+            } else {
+                children.removeAll(where: matches)
+            }
+            return ConfigNode(name: block.name, value: block.value, line: block.line, children: children)
+        }
+    }
 }
 
 /// A parsed `fence_virt.conf`: the reference's grammar, kept as a tree with line numbers.
@@ -44,12 +73,39 @@ public struct ConfigNode: Hashable, Sendable {
 public struct ConfigDocument: Hashable, Sendable {
     public let file: String
     /// The top level, as a block without a name.
-    public let root: ConfigNode
+    public private(set) var root: ConfigNode
 
     public init(parsing text: String, file: String) throws(ConfigError) {
         var parser = Parser(tokens: try Lexer.tokens(in: text, file: file), file: file)
         self.file = file
         self.root = ConfigNode(name: "", value: nil, line: 0, children: try parser.parseFile())
+    }
+
+    /// A document built rather than read (the effective settings, the configurator's result).
+    public init(file: String, items: [ConfigNode]) {
+        self.file = file
+        self.root = ConfigNode(name: "", value: nil, line: 0, children: items)
+    }
+
+    /// The value of an assignment inside the block at `path`, as written.
+    public func value(_ path: [String], _ key: String) -> String? {
+        block(path)?.assignment(named: key)?.value
+    }
+
+    /// Sets the assignment `key` in the first block at `path` (created where missing), or removes
+    /// every occurrence of it when `value` is nil. Everything else keeps its place, comments aside.
+    public mutating func set(_ path: [String], _ key: String, _ value: String?) {
+        root = root.setting(path[...], key, value)
+    }
+
+    /// Removes the first block at `path`, if there is one.
+    public mutating func remove(_ path: [String]) {
+        guard let name = path.last else { return }
+        root = root.updatingBlock(path.dropLast()) { parent in
+            var children = parent.children ?? []
+            if let index = children.firstIndex(where: { $0.isBlock && $0.name.lowercased() == name.lowercased() }) { children.remove(at: index) }
+            return ConfigNode(name: parent.name, value: parent.value, line: parent.line, children: children)
+        }
     }
 
     /// The first block at a path such as `["listeners", "multicast"]`.

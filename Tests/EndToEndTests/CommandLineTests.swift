@@ -34,7 +34,7 @@ struct CommandLineTests {
     func help() async throws {
         let result = try await routerd("-h")
         #expect(result.status == 0)
-        for option in ["-F", "-f <file>", "-d <level>", "-p <file>", "-w", "-h"] {
+        for option in ["-F", "-f <file>", "-d <level>", "-p <file>", "-w", "-c", "-h"] {
             #expect(result.output.contains(option), "\(option) missing from: \(result.output)")
         }
     }
@@ -103,6 +103,25 @@ struct CommandLineTests {
         while kill(pid, 0) == 0 && ContinuousClock.now < limit { try await Task.sleep(for: .milliseconds(20)) }
         #expect(kill(pid, 0) != 0, "the daemon stopped on SIGTERM")
         #expect(!FileManager.default.fileExists(atPath: pidPath), "and removed its pid file")
+    }
+
+    @Test("-c with piped answers writes a file the daemon then starts with")
+    func configures() async throws {
+        let path = directory.path("configured.conf")
+        let host = try directory.write("host.xml", HostXML.make(HostXML.generated(host: 1, prefix: "vm", count: 2)), mode: 0o644)
+        let port = try freePort()
+        let answers = ["y", "", "tcp", "127.0.0.1", "\(port)", key, "libvirt", "test://\(host)", "y"]
+        let configured = try await Command.run([try Products.path("fence-routerd"), "-c", "-f", path], input: answers.joined(separator: "\n") + "\n")
+        #expect(configured.status == 0, "\(configured)")
+
+        let pidPath = directory.path("configured.pid")
+        let started = try await routerd("-f", path, "-p", pidPath)
+        #expect(started.status == 0, "the daemon reported ready with the written file: \(started)")
+        let pid = try #require(Int32(String(contentsOfFile: pidPath, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+        kill(pid, SIGTERM)
+        let limit = ContinuousClock.now + .seconds(10)
+        while kill(pid, 0) == 0 && ContinuousClock.now < limit { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(kill(pid, 0) != 0)
     }
 
     @Test("a detached start that fails reports the failure and exits 1")

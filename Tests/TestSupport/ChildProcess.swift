@@ -19,18 +19,23 @@ public struct CommandFailed: Error, CustomStringConvertible {
 }
 
 public enum Command {
-    /// Runs a command and waits for it (stdin closed). Output goes through files, so a chatty
-    /// command can never stall on a full pipe.
+    /// Runs a command and waits for it, with `input` (or nothing) on its stdin. Output goes
+    /// through files, so a chatty command can never stall on a full pipe.
     @discardableResult
-    public static func run(_ arguments: [String], environment: [String: String]? = nil) async throws -> ProcessResult {
-        try await offThePool { try runBlocking(arguments, environment: environment) }
+    public static func run(_ arguments: [String], environment: [String: String]? = nil, input: String? = nil) async throws -> ProcessResult {
+        try await offThePool { try runBlocking(arguments, environment: environment, input: input) }
     }
 
-    private static func runBlocking(_ arguments: [String], environment: [String: String]?) throws -> ProcessResult {
+    private static func runBlocking(_ arguments: [String], environment: [String: String]?, input: String?) throws -> ProcessResult {
         let scratch = try TemporaryDirectory(prefix: "fr-cmd")
         let output = scratch.path("out")
         let error = scratch.path("err")
-        let pid = try Spawn.start(arguments, environment: environment, stdout: output, stderr: error)
+        var stdin = "/dev/null"
+        if let input {
+            stdin = scratch.path("in")
+            try input.write(toFile: stdin, atomically: false, encoding: .utf8)
+        }
+        let pid = try Spawn.start(arguments, environment: environment, stdin: stdin, stdout: output, stderr: error)
         let status = Spawn.wait(pid, block: true) ?? -1
         return ProcessResult(
             arguments: arguments,

@@ -10,12 +10,13 @@ enum Spawn {
         var description: String { "cannot start \(arguments.joined(separator: " ")): \(String(cString: strerror(code)))" }
     }
 
-    /// Starts `arguments` (found on PATH) with stdin from /dev/null and stdout/stderr into files.
-    static func start(_ arguments: [String], environment: [String: String]?, stdout: String, stderr: String) throws -> pid_t {
+    /// Starts `arguments` (found on PATH) with stdin from a file (/dev/null unless given) and
+    /// stdout/stderr into files.
+    static func start(_ arguments: [String], environment: [String: String]?, stdin: String = "/dev/null", stdout: String, stderr: String) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 0, stdin, O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_APPEND, 0o644)
         posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_APPEND, 0o644)
 
