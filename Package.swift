@@ -100,6 +100,7 @@ let package = Package(
             dependencies: [
                 "FenceWire", "FenceConfig", "CMalloc", "AMQP", "BusClient", "FenceBus",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .executableTarget(
@@ -116,7 +117,6 @@ let package = Package(
             dependencies: [
                 "FenceConfig", "HostAgent", "Libvirt", "DaemonSupport",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .executableTarget(
@@ -145,6 +145,7 @@ let package = Package(
         .testTarget(name: "FenceWireTests", dependencies: ["FenceWire", "Cryptography", "TestSupport"]),
         .testTarget(name: "DaemonSupportTests", dependencies: ["DaemonSupport"]),
         .testTarget(name: "FencectlTests", dependencies: ["TestSupport"]),
+        .testTarget(name: "DeploymentTests", dependencies: ["TestSupport"]),
         .testTarget(name: "FenceConfigTests", dependencies: ["FenceConfig", "FenceWire", "TestSupport"]),
         .testTarget(
             name: "FenceCoreTests",

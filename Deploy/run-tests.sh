@@ -54,3 +54,27 @@ port=$((20000 + RANDOM % 9000))
 Deploy/broker/rabbitmq.sh start "$broker" "$port"
 
 FENCE_ROUTER_TEST_BROKER=$broker swift test --skip-build
+
+# The install script as an operator runs it: a release build with the Swift runtime linked in,
+# installed into a staging root, run from there, and removed again without a trace.
+echo "release build and install into a staging root..."
+stage=$run/install-root
+if ! Deploy/install.sh --destdir "$stage" >"$run/install.log" 2>&1; then
+    cat "$run/install.log"
+    exit 1
+fi
+for program in fence-routerd fence-hostd fencectl; do
+    if ldd "$stage/usr/sbin/$program" | grep -q libswiftCore; then
+        echo "$program links the Swift runtime dynamically; --static-swift-stdlib did not apply" >&2
+        exit 1
+    fi
+done
+"$stage/usr/sbin/fence-routerd" -h >/dev/null
+"$stage/usr/sbin/fencectl" config check --skip-files "$stage/usr/share/doc/fence-router/examples/fence_virt.conf.multi-host" >/dev/null
+Deploy/install.sh --uninstall --destdir "$stage"
+if [[ -n $(find "$stage" -type f) ]]; then
+    echo "install.sh --uninstall left files behind:" >&2
+    find "$stage" -type f >&2
+    exit 1
+fi
+echo "install and uninstall: ok"

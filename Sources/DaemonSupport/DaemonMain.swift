@@ -53,10 +53,12 @@ extension DaemonProcess {
             }
             let running = try await D.start(configuration: configuration, options: options, logger: logger)
             readiness?.ready()
+            ServiceManager.notify("READY=1")
             try await running.run()
             exit(0)
         } catch {
             readiness?.failed("\(error)")
+            ServiceManager.notify("STATUS=\(error)")
             fail(D.program, "\(error)")
         }
     }

@@ -3,7 +3,6 @@ import FenceConfig
 import HostAgent
 import Libvirt
 import Logging
-import ServiceLifecycle
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -49,14 +48,7 @@ struct HostDaemon {
     }
 
     func run() async throws {
-        defer { pidFile?.remove() }
-        let group = ServiceGroup(configuration: .init(
-            services: [.init(service: agent)],
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger
-        ))
-        try await group.run()
-        logger.info("stopped")
+        try await DaemonProcess.serve([agent], pidFile: pidFile, logger: logger)
     }
 
     private static func waitForLibvirt(_ libvirt: LibvirtConnection, wait: Bool, logger: Logger) async throws {

@@ -88,14 +88,7 @@ struct RouterDaemon {
 
     /// Serves until SIGTERM or SIGINT, then stops listening and lets requests under way finish.
     func run() async throws {
-        defer { pidFile?.remove() }
-        let group = ServiceGroup(configuration: .init(
-            services: services.map { .init(service: $0) },
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger
-        ))
-        try await group.run()
-        logger.info("stopped")
+        try await DaemonProcess.serve(services, pidFile: pidFile, logger: logger)
     }
 
     /// Joins the bus, subscribes to the inventory and attaches this router's reply address.

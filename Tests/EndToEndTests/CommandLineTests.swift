@@ -124,10 +124,60 @@ struct CommandLineTests {
         #expect(kill(pid, 0) != 0)
     }
 
+    @Test("under systemd (Type=notify): READY once it serves, WATCHDOG at half WatchdogSec, STOPPING on SIGTERM")
+    func notifiesServiceManager() async throws {
+        let socket = try NotifySocket(path: directory.path("notify"))
+        let daemon = try ChildProcess(
+            [try Products.path("fence-routerd"), "-F", "-f", configuration()],
+            logFile: directory.url.appendingPathComponent("notify.log"),
+            environment: ["NOTIFY_SOCKET": socket.path, "WATCHDOG_USEC": "400000"]
+        )
+        let started = try await offThePool { socket.receive(until: .now + .seconds(10)) { $0.filter { $0 == "WATCHDOG=1" }.count >= 3 } }
+        #expect(started.first == "READY=1", "\(started)\n\(daemon.log)")
+        #expect(started.filter { $0 == "WATCHDOG=1" }.count >= 3, "\(started)")
+        let status = await daemon.stop()
+        let stopping = try await offThePool { socket.receive(until: .now + .seconds(2)) { $0.contains("STOPPING=1") } }
+        #expect(stopping.contains("STOPPING=1"), "\(stopping)")
+        #expect(status == 0)
+    }
+
     @Test("a detached start that fails reports the failure and exits 1")
     func detachedFailure() async throws {
         let result = try await routerd("-f", configuration(key: directory.path("absent.key")))
         #expect(result.status == 1)
         #expect(result.error.contains("absent.key"), "\(result)")
+    }
+}
+
+/// The datagram socket a service manager offers in `$NOTIFY_SOCKET`.
+final class NotifySocket: @unchecked Sendable {
+    let path: String
+    private let descriptor: Int32
+
+    init(path: String) throws {
+        self.path = path
+        descriptor = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard descriptor >= 0, bound == 0 else { throw CocoaError(.fileWriteUnknown) }
+        var timeout = timeval(tv_sec: 0, tv_usec: 100_000)
+        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close(descriptor) }
+
+    /// The messages received until `done` holds for them or the deadline passes (blocking).
+    func receive(until deadline: ContinuousClock.Instant, done: ([String]) -> Bool) -> [String] {
+        var messages: [String] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while ContinuousClock.now < deadline && !done(messages) {
+            let count = recv(descriptor, &buffer, buffer.count, 0)
+            if count > 0 { messages.append(String(decoding: buffer[..<count], as: UTF8.self)) }
+        }
+        return messages
     }
 }

@@ -3,8 +3,7 @@ import Foundation
 /// A RabbitMQ broker with AMQP 1.0, started and stopped by the project's own
 /// `Deploy/broker/rabbitmq.sh`, on loopback.
 public final class BrokerProcess: Sendable {
-    public static let script = Fixtures.root.deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Deploy/broker/rabbitmq.sh").path
+    public static let script = Fixtures.repository.appendingPathComponent("Deploy/broker/rabbitmq.sh").path
     public static let prerequisites: [Prerequisite] = [.command("rabbitmq-server", package: "rabbitmq-server")]
 
     public let directory: String

@@ -135,16 +135,15 @@ public final class TemporaryDirectory: @unchecked Sendable {
 
     public func path(_ name: String) -> String { url.appendingPathComponent(name).path }
 
+    /// Writes a file (a name may hold directories, which are created).
     public func write(_ name: String, _ text: String, mode: Int = 0o600) throws -> String {
-        let path = self.path(name)
-        try text.write(toFile: path, atomically: true, encoding: .utf8)
-        try FileManager.default.setAttributes([.posixPermissions: mode], ofItemAtPath: path)
-        return path
+        try write(name, bytes: Array(text.utf8), mode: mode)
     }
 
     public func write(_ name: String, bytes: [UInt8], mode: Int = 0o600) throws -> String {
         let path = self.path(name)
-        _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        guard FileManager.default.createFile(atPath: path, contents: Data(bytes)) else { throw CocoaError(.fileWriteUnknown) }
         try FileManager.default.setAttributes([.posixPermissions: mode], ofItemAtPath: path)
         return path
     }

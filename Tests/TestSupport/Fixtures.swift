@@ -8,6 +8,9 @@ public enum Fixtures {
         .deletingLastPathComponent()
         .appendingPathComponent("Fixtures")
 
+    /// The checkout itself, for the project's scripts under `Deploy/`.
+    public static let repository: URL = root.deletingLastPathComponent().deletingLastPathComponent()
+
     public static func url(_ relativePath: String) -> URL {
         root.appendingPathComponent(relativePath)
     }

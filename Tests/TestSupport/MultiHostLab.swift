@@ -2,8 +2,7 @@ import Foundation
 
 /// The multi-host lab of `Deploy/lab/lab.sh`, driven from tests: the same script as the demo.
 public final class MultiHostLab: @unchecked Sendable {
-    public static let script = Fixtures.root.deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Deploy/lab/lab.sh").path
+    public static let script = Fixtures.repository.appendingPathComponent("Deploy/lab/lab.sh").path
     public static let prerequisites = Prerequisite.namespaces + Prerequisite.libvirtd + BrokerProcess.prerequisites + [Prerequisite.fenceXVM]
 
     public let directory: TemporaryDirectory

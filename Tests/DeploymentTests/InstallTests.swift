@@ -1,0 +1,76 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// `Deploy/install.sh` into a staging root, the units it installs, and `--uninstall`. The binaries
+/// are this build's (`--prebuilt`); `Deploy/run-tests.sh` also runs the release build of the script.
+@Suite("Install")
+struct InstallTests {
+    static let script = Fixtures.repository.appendingPathComponent("Deploy/install.sh").path
+    static let systemd: [Prerequisite] = [.command("systemd-analyze", package: "systemd")]
+
+    func files(under root: URL) -> [String] {
+        let enumerator = FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.isRegularFileKey])
+        var found: [String] = []
+        while let url = enumerator?.nextObject() as? URL {
+            if (try? url.resourceValues(forKeys: [.isRegularFileKey]))?.isRegularFile == true {
+                found.append(String(url.standardizedFileURL.path.dropFirst(root.standardizedFileURL.path.count)))
+            }
+        }
+        return found.sorted()
+    }
+
+    @Test("installs binaries, man pages, units, the firewalld service and the examples; --uninstall removes exactly those")
+    func installAndUninstall() async throws {
+        let root = try TemporaryDirectory(prefix: "fr-install")
+        let bin = Products.directory.path
+        // Something of the operator's own beside it, which neither step may touch.
+        let configuration = try root.write("etc/fence_virt.conf", "fence_virtd { listener = \"multicast\"; backend = \"libvirt\"; }\n")
+
+        let installed = try await Command.run([Self.script, "--prebuilt", bin, "--destdir", root.url.path])
+        #expect(installed.status == 0, "\(installed)")
+        let expected = [
+            "/etc/fence_virt.conf",
+            "/usr/lib/firewalld/services/fence-router.xml",
+            "/usr/lib/systemd/system/fence-hostd.service", "/usr/lib/systemd/system/fence-routerd.service",
+            "/usr/sbin/fence-hostd", "/usr/sbin/fence-routerd", "/usr/sbin/fencectl",
+            "/usr/share/doc/fence-router/examples/fence_virt.conf.multi-host",
+            "/usr/share/doc/fence-router/examples/fence_virt.conf.single-host",
+            "/usr/share/doc/fence-router/installed-files",
+            "/usr/share/man/man8/fence-hostd.8.gz", "/usr/share/man/man8/fence-routerd.8.gz", "/usr/share/man/man8/fencectl.8.gz",
+        ]
+        #expect(files(under: root.url) == expected)
+        let manifest = try String(contentsOfFile: root.path("usr/share/doc/fence-router/installed-files"), encoding: .utf8)
+        #expect(manifest.split(separator: "\n").map(String.init).sorted() == expected.filter { !$0.hasPrefix("/etc/") && !$0.hasSuffix("installed-files") })
+        let mode = try FileManager.default.attributesOfItem(atPath: root.path("usr/sbin/fence-routerd"))[.posixPermissions] as? NSNumber
+        #expect(mode?.intValue == 0o755)
+        let page = try await Command.run(["sh", "-c", "zcat \(root.path("usr/share/man/man8/fencectl.8.gz"))"])
+        #expect(page.output.contains(".SH NAME\nfencectl \\- "), "\(page)")
+        #expect(page.output.contains("fencectl config check"), "every command's help is in the page")
+
+        let removed = try await Command.run([Self.script, "--uninstall", "--destdir", root.url.path])
+        #expect(removed.status == 0, "\(removed)")
+        #expect(files(under: root.url) == ["/etc/fence_virt.conf"])
+        #expect(FileManager.default.fileExists(atPath: configuration))
+        let again = try await Command.run([Self.script, "--uninstall", "--destdir", root.url.path])
+        #expect(again.status == 1 && again.error.contains("not installed"), "\(again)")
+    }
+
+    @Test("the installed units pass systemd-analyze verify without a single remark", .enabled(if: TestEnvironment.shouldRun(systemd)))
+    func unitsVerify() async throws {
+        try TestEnvironment.require(Self.systemd)
+        let root = try TemporaryDirectory(prefix: "fr-units")
+        try await Command.check([Self.script, "--prebuilt", Products.directory.path, "--destdir", root.url.path])
+        // verify checks that ExecStart exists and that the man pages in Documentation= open: point
+        // both into the staging root.
+        var units: [String] = []
+        for unit in ["fence-routerd.service", "fence-hostd.service"] {
+            let text = try String(contentsOfFile: root.path("usr/lib/systemd/system/\(unit)"), encoding: .utf8)
+            #expect(text.contains("Type=notify") && text.contains("WatchdogSec=") && text.contains("ProtectSystem=strict"))
+            units.append(try root.write("check/\(unit)", text.replacingOccurrences(of: "/usr/sbin/", with: root.path("usr/sbin") + "/"), mode: 0o644))
+        }
+        let verified = try await Command.run(["systemd-analyze", "verify"] + units, environment: ["MANPATH": root.path("usr/share/man")])
+        #expect(verified.status == 0, "\(verified)")
+        #expect(verified.output.isEmpty && verified.error.isEmpty, "systemd-analyze has remarks: \(verified)")
+    }
+}
