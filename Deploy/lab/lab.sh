@@ -18,12 +18,13 @@
 #   lab.sh stop|start DIR PART                        PART: broker, libvirtd-HOST (a host's hypervisor: its
 #                                                     domains are gone once it restarts, as after a reboot),
 #                                                     agent-HOST, router-HOST
+#   lab.sh metrics DIR PART                           what router-HOST or agent-HOST serves on its metrics endpoint
 #   lab.sh pid DIR PART
 #   lab.sh wait DIR PART TEXT                         until PART's current run logs TEXT (15 s at most)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 source "$here/Deploy/lib/process.sh"
-command=${1:?usage: lab.sh up|down|define|populate|migrate|virsh|xvm|fencectl|stop|start|pid|wait DIR ...}
+command=${1:?usage: lab.sh up|down|define|populate|migrate|virsh|xvm|fencectl|metrics|stop|start|pid|wait DIR ...}
 dir=${2:?a lab directory is needed}
 shift 2
 
@@ -255,6 +256,11 @@ migrate)
     ;;
 virsh) host=$1; shift; virsh -c "$(uri "$host")" "$@" ;;
 xvm) guest=$1; shift; in_ns "$guest" fence_xvm -k "$dir/fence_xvm.key" "$@" ;;
+metrics)
+    # The default endpoints (loopback of the host's namespace), read with bash alone.
+    part=$1 port=9231
+    [[ $part == agent-* ]] && port=9232
+    in_ns "${part#*-}" bash -c "exec 3<>/dev/tcp/127.0.0.1/$port && printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3 && cat <&3" ;;
 fencectl) host=$1; shift; in_ns "$host" "$(cat "$dir/bin")/fencectl" "$@" -f "$dir/$host/fence_virt.conf" ;;
 stop) stop_part "$1" ;;
 start) start_part "$1" ;;

@@ -1,6 +1,7 @@
 import CProton
 import CallbackWaits
 import Logging
+import Metrics
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -155,6 +156,9 @@ final class Engine: @unchecked Sendable {
             generation += 1
             shared.setConnected(true)
             logger.info("connected to the broker", metadata: ["generation": "\(generation)"])
+            // More than one connection opened means reconnects.
+            Counter(label: "fence_bus_connections_total").increment()
+            Gauge(label: "fence_bus_connected").record(1)
             events.yield(.connected(generation: generation))
             for subscription in subscriptions.values.sorted(by: { $0.id < $1.id }) { attach(subscription) }
             drainOutbox()
@@ -358,6 +362,7 @@ final class Engine: @unchecked Sendable {
         partial = [:]
         if wasOpen {
             logger.warning("disconnected from the broker", metadata: ["reason": "\(reason)"])
+            Gauge(label: "fence_bus_connected").record(0)
             events.yield(.disconnected(reason: reason))
             lastFailure = nil
         } else if reason != lastFailure {

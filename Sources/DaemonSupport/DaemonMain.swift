@@ -1,5 +1,7 @@
 import FenceConfig
 import Logging
+import MetricsEndpoint
+import ServiceLifecycle
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -15,9 +17,13 @@ public protocol Daemon {
     static func configuration(from document: ConfigDocument) throws(ConfigError) -> Configuration
     static func debugLevel(of configuration: Configuration) -> Int
     static func warnings(of configuration: Configuration) -> [ConfigWarning]
+    /// Where this daemon serves its metrics; nil for none.
+    static func metrics(of configuration: Configuration) -> MetricsSettings.Endpoint?
     /// Returns once every part is ready (the daemon then reports readiness).
     static func start(configuration: Configuration, options: DaemonOptions, logger: Logger) async throws -> Self
-    func run() async throws
+    /// What runs until shutdown, in start order (stopped in reverse).
+    var services: [any Service] { get }
+    var pidFile: PidFile? { get }
 }
 
 extension DaemonProcess {
@@ -51,10 +57,16 @@ extension DaemonProcess {
             for warning in D.warnings(of: configuration) {
                 logger.warning("configuration", metadata: ["warning": "\(warning)"])
             }
+            // Before anything counts: every part's counters go to this registry.
+            let registry = MetricsEndpoint.bootstrap()
             let running = try await D.start(configuration: configuration, options: options, logger: logger)
+            var services = running.services
+            if let endpoint = D.metrics(of: configuration) {
+                services.append(MetricsEndpoint(host: endpoint.host, port: endpoint.port, registry: registry, logger: logger))
+            }
             readiness?.ready()
             ServiceManager.notify("READY=1")
-            try await running.run()
+            try await serve(services, pidFile: running.pidFile, logger: logger)
             exit(0)
         } catch {
             readiness?.failed("\(error)")

@@ -151,7 +151,7 @@ public enum BusMessage: Hashable, Sendable {
     case result(CommandResult)
     case hostState(HostStateChange)
 
-    var kind: String {
+    public var kind: String {
         switch self {
         case .snapshot: "snapshot"
         case .delta: "delta"

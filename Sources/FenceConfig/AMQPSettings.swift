@@ -140,6 +140,7 @@ public struct HostAgentConfiguration: Hashable, Sendable {
     public var agent: HostAgentSettings
     public var libvirt: LibvirtBackendSettings
     public var debugLevel: Int
+    public var metrics: MetricsSettings
     public var warnings: [ConfigWarning]
 
     public init(document: ConfigDocument) throws(ConfigError) {
@@ -159,6 +160,7 @@ public struct HostAgentConfiguration: Hashable, Sendable {
         libvirt = try LibvirtBackendSettings(reading: libvirtReader)
         let daemonReader = BlockReader(file: file, path: "fence_virtd", node: document.block(["fence_virtd"]), knownKeys: DaemonSettings.keys)
         debugLevel = try daemonReader.integer("debug", in: 0...99) ?? 0
-        warnings = amqpReader.unknownKeyWarnings + libvirtReader.unknownKeyWarnings
+        metrics = try MetricsSettings(document: document)
+        warnings = amqpReader.unknownKeyWarnings + libvirtReader.unknownKeyWarnings + MetricsSettings.warnings(in: document)
     }
 }

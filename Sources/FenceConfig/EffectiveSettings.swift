@@ -26,6 +26,12 @@ public enum EffectiveSettings {
             backends.append(.block("libvirt", libvirt.uris.enumerated().map { index, uri in .assignment(index == 0 ? "uri" : "uri\(index)", uri) }))
         }
         if !backends.isEmpty { items.append(.block("backends", backends)) }
+        if let metrics = router?.metrics ?? host?.metrics {
+            var endpoints: [ConfigNode] = []
+            if router != nil { endpoints.append(.assignment("router", metrics.router.map(\.description) ?? "none")) }
+            if host != nil { endpoints.append(.assignment("agent", metrics.agent.map(\.description) ?? "none")) }
+            items.append(.block("metrics", endpoints))
+        }
         if let groups = router?.groups, !groups.isEmpty {
             items.append(.block("groups", groups.map { group in
                 .block("group", (group.name.map { [ConfigNode.assignment("name", $0)] } ?? [])

@@ -106,6 +106,7 @@ public struct RouterConfiguration: Hashable, Sendable {
     public var bus: BusSettings?
     public var routing = RouterBusSettings()
     public var groups: [AccessGroupSettings] = []
+    public var metrics = MetricsSettings()
     /// Unknown keys and similar findings that do not stop the daemon.
     public var warnings: [ConfigWarning] = []
 
@@ -166,6 +167,7 @@ public struct RouterConfiguration: Hashable, Sendable {
             groups.append(AccessGroupSettings(name: reader.string("name") ?? node.value, sources: reader.strings("ip"), members: reader.strings("uuid")))
             readers.append(reader)
         }
-        warnings = readers.flatMap(\.unknownKeyWarnings)
+        metrics = try MetricsSettings(document: document)
+        warnings = readers.flatMap(\.unknownKeyWarnings) + MetricsSettings.warnings(in: document)
     }
 }

@@ -3,6 +3,7 @@ import BusClient
 import FenceBus
 import FenceCore
 import Logging
+import Metrics
 import Routing
 import ServiceLifecycle
 import Synchronization
@@ -69,6 +70,7 @@ public final class RoutedBackend: FenceBackend, Service {
         await cancelWhenGracefulShutdown {
             await withDiscardingTaskGroup { group in
                 group.addTask { await self.announceWarmUp() }
+                group.addTask { await self.sampleInventory() }
                 for await (envelope, _) in stream {
                     self.receive(envelope)
                 }
@@ -76,6 +78,26 @@ public final class RoutedBackend: FenceBackend, Service {
             }
         }
         await bus.connection.close()
+    }
+
+    /// Gauges of the inventory, every second: hosts by liveness, and the domains of live hosts.
+    private func sampleInventory() async {
+        while (try? await Task.sleep(for: .seconds(1))) != nil {
+            let now = ContinuousClock.now
+            var hosts = ["live": 0, "stale": 0, "confirmed-down": 0]
+            var domains = 0
+            for host in currentInventory.hosts.values {
+                switch host.liveness(now: now, freshness: settings.freshness) {
+                case .live:
+                    hosts["live", default: 0] += 1
+                    domains += host.domains.count
+                case .stale: hosts["stale", default: 0] += 1
+                case .confirmedDown: hosts["confirmed-down", default: 0] += 1
+                }
+            }
+            for (state, count) in hosts { Gauge(label: "fence_hosts", dimensions: [("state", state)]).record(count) }
+            Gauge(label: "fence_inventory_domains").record(domains)
+        }
     }
 
     /// Says when one warm-up has passed: from then on a domain no live host lists counts as absent.
@@ -259,14 +281,17 @@ public final class RoutedBackend: FenceBackend, Service {
                 group.addTask {
                     let command = FenceCommand(id: self.bus.nextID(), host: host, action: action, target: "\(target)", deadline: wallDeadline, issuer: self.settings.routerID)
                     let message = self.bus.amqpMessage(.command(command), timeToLive: max(deadline - .now, .milliseconds(1)))
+                    let sent = ContinuousClock.now
                     do throws(AMQPError) {
                         let reply = try await requester.request(message, to: self.bus.addresses.commands(for: host), deadline: deadline)
+                        Timer(label: "fence_command_rtt_seconds", dimensions: [("host", host)]).record(duration: .now - sent)
                         guard let envelope = self.bus.open(reply), case .result(let result) = envelope.message,
                               result.commandID == command.id, result.host == host else {
                             return Reply(host: host, result: .failure(FenceFailure(.operationFailed, "\(host) answered with something that is not this command's result")))
                         }
                         return Reply(host: host, result: .success(result))
                     } catch {
+                        Counter(label: "fence_commands_unanswered_total", dimensions: [("host", host)]).increment()
                         let code: FenceFailure.Code = error.code == .timedOut ? .timedOut : .hypervisorUnavailable
                         return Reply(host: host, result: .failure(FenceFailure(code, "\(host): \(error)")))
                     }

@@ -339,7 +339,7 @@ public final class RequestPipeline: Sendable {
         case .notAuthenticated:
             return
         }
-        statistics.answered(operation: admitted.request.operation.description, outcome: outcome)
+        statistics.answered(operation: admitted.request.operation.description, outcome: outcome, duration: ContinuousClock.now - started)
     }
 
     private func drop(_ reason: String, _ detail: String, source: String, listener: String) {

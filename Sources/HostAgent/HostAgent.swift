@@ -4,6 +4,7 @@ import FenceBus
 import FenceCore
 import Libvirt
 import Logging
+import Metrics
 import ServiceLifecycle
 import Synchronization
 
@@ -108,6 +109,7 @@ public final class HostAgent: Service {
     private func snapshot() async -> InventorySnapshot {
         do {
             let domains = try await libvirt.listDomains(deadline: .now + .seconds(10))
+            Gauge(label: "fence_agent_snapshot_domains").record(domains.count)
             return InventorySnapshot(host: settings.hostID, epoch: epoch, sequence: nextSequence(), libvirtConnected: true, domains: domains)
         } catch {
             logger.warning("cannot read the inventory", metadata: ["error": "\(error)"])
@@ -136,6 +138,7 @@ public final class HostAgent: Service {
     private func publish(_ message: BusMessage, timeToLive: Duration) async {
         do {
             try await bus.publish(message, to: bus.addresses.inventory, timeToLive: timeToLive, deadline: .now + .seconds(5))
+            Counter(label: "fence_agent_published_total", dimensions: [("kind", message.kind)]).increment()
             if publishing.withLock({ $0 }) == false {
                 publishing.withLock { $0 = true }
                 logger.info("publishing to the broker again")
@@ -211,6 +214,11 @@ public final class HostAgent: Service {
         ]
         if repeated { metadata["repeated"] = "true" }
         logger.info("command answered", metadata: metadata)
+        let outcome = "\(result.outcome)"
+        Counter(label: "fence_agent_commands_total", dimensions: [
+            ("op", command.action.rawValue), ("outcome", String(outcome.prefix { $0 != "(" })), ("repeated", repeated ? "true" : "false"),
+        ]).increment()
+        Timer(label: "fence_agent_command_duration_seconds", dimensions: [("op", command.action.rawValue)]).record(duration: .now - started)
         let remaining = max(Int64(command.deadline) - Int64(WallClock.now()), 1000)
         do {
             try await bus.reply(to: message, with: .result(result), timeToLive: .milliseconds(remaining), deadline: .now + .seconds(5))

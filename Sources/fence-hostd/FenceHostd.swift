@@ -20,4 +20,5 @@ extension HostDaemon: Daemon {
 
     static func debugLevel(of configuration: HostAgentConfiguration) -> Int { configuration.debugLevel }
     static func warnings(of configuration: HostAgentConfiguration) -> [ConfigWarning] { configuration.warnings }
+    static func metrics(of configuration: HostAgentConfiguration) -> MetricsSettings.Endpoint? { configuration.metrics.agent }
 }

@@ -3,6 +3,7 @@ import FenceConfig
 import HostAgent
 import Libvirt
 import Logging
+import ServiceLifecycle
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -47,9 +48,7 @@ struct HostDaemon {
         }
     }
 
-    func run() async throws {
-        try await DaemonProcess.serve([agent], pidFile: pidFile, logger: logger)
-    }
+    var services: [any Service] { [agent] }
 
     private static func waitForLibvirt(_ libvirt: LibvirtConnection, wait: Bool, logger: Logger) async throws {
         while true {

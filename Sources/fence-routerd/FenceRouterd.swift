@@ -19,4 +19,5 @@ extension RouterDaemon: Daemon {
 
     static func debugLevel(of configuration: RouterConfiguration) -> Int { configuration.daemon.debugLevel }
     static func warnings(of configuration: RouterConfiguration) -> [ConfigWarning] { configuration.warnings }
+    static func metrics(of configuration: RouterConfiguration) -> MetricsSettings.Endpoint? { configuration.metrics.router }
 }

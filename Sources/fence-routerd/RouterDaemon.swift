@@ -86,11 +86,6 @@ struct RouterDaemon {
         }
     }
 
-    /// Serves until SIGTERM or SIGINT, then stops listening and lets requests under way finish.
-    func run() async throws {
-        try await DaemonProcess.serve(services, pidFile: pidFile, logger: logger)
-    }
-
     /// Joins the bus, subscribes to the inventory and attaches this router's reply address.
     private static func routedBackend(_ configuration: RouterConfiguration, wait: Bool, logger: Logger) async throws -> RoutedBackend {
         guard let bus = configuration.bus else { throw StartupError(.configuration, "backends/amqp is missing") }

@@ -5,7 +5,7 @@ struct Fencectl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fencectl",
         abstract: "The operator's tool for fence-router.",
-        subcommands: [KeygenCommand.self, ConfigCommand.self, ConfigureCommand.self, InventoryCommand.self, HostCommand.self]
+        subcommands: [KeygenCommand.self, ConfigCommand.self, ConfigureCommand.self, InventoryCommand.self, HostCommand.self, FenceCommand.self]
     )
 }
 

@@ -177,6 +177,6 @@ struct SingleHostTests {
         #expect(try await router.status("vm1") == 0)
         let status = await router.daemon.stop(signal: SIGTERM, timeout: .seconds(10))
         #expect(status == 0)
-        #expect(router.daemon.log.contains("[fence_routerd] stopped"))
+        #expect(router.daemon.log.contains("[DaemonSupport] stopped"), "the service group finished its graceful shutdown")
     }
 }

@@ -192,9 +192,28 @@ struct ConfigurationTests {
         #expect(throws: ConfigError.self) { try RouterConfiguration(document: ConfigDocument(parsing: noKey, file: "f")) }
     }
 
+    @Test("metrics: loopback endpoints by default, each daemon its own; host:port, [v6]:port or none; a bad one at its line")
+    func metrics() throws {
+        let base = "fence_virtd { listener = \"multicast\"; backend = \"libvirt\"; }\nbackends { libvirt { uri = \"test:///default\"; } }\n"
+        let defaults = try RouterConfiguration(document: ConfigDocument(parsing: base, file: "f")).metrics
+        #expect(defaults.router == MetricsSettings.Endpoint(host: "127.0.0.1", port: 9231))
+        #expect(defaults.agent == MetricsSettings.Endpoint(host: "127.0.0.1", port: 9232))
+
+        let set = try RouterConfiguration(document: ConfigDocument(parsing: base + "metrics { router = \"[::1]:9300\"; agent = \"none\"; rooter = \"x\"; }\n", file: "f"))
+        #expect(set.metrics.router == MetricsSettings.Endpoint(host: "::1", port: 9300))
+        #expect(set.metrics.router?.description == "[::1]:9300")
+        #expect(set.metrics.agent == nil)
+        #expect(set.warnings.map(\.key) == ["metrics/rooter"])
+
+        #expect(throws: ConfigError(code: .invalidValue, file: "f", line: 4, key: "metrics/router",
+                                    message: "\"localhost\" is not host:port ([address]:port for IPv6) or none")) {
+            try RouterConfiguration(document: ConfigDocument(parsing: base + "metrics {\n router = \"localhost\"; }\n", file: "f"))
+        }
+    }
+
     @Test("the example configurations in Deploy/examples parse without a warning")
     func examples() throws {
-        let examples = Fixtures.root.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Deploy/examples")
+        let examples = Fixtures.repository.appendingPathComponent("Deploy/examples")
         func document(_ name: String) throws -> ConfigDocument {
             try ConfigDocument(parsing: String(contentsOf: examples.appendingPathComponent(name), encoding: .utf8), file: name)
         }

@@ -225,6 +225,47 @@ struct RoutedFencingTests {
         }
     }
 
+    @Test("fencectl fence from a host, without a guest: multicast through the router, answers as fence_xvm's; the metrics count it")
+    func fencectlFence() async throws {
+        try await MultiHostLab.with(hosts: 2) { lab in
+            try await lab.define("hv2", "beta", uuid: uuid(2))
+            try await lab.waitUntilListed("beta", on: true)
+            let offDone = "fence_requests_total{op=\"off\",outcome=\"success\",reason=\"\"}"
+            let agentOff = "fence_agent_commands_total{op=\"off\",outcome=\"success\",repeated=\"false\"}"
+            let before = try await lab.metrics("router-hv1")
+            #expect(before[offDone] == nil)
+            #expect(before["fence_hosts{state=\"live\"}"] == 2, "\(before)")
+            #expect(before["fence_bus_connected"] == 1)
+            #expect((before["fence_bus_connections_total"] ?? 0) >= 1)
+            let status = try await lab.fencectl(on: "hv1", "fence", "beta", "--action", "status")
+            #expect(status.status == 0 && status.output.contains("status beta: on"), "\(status)")
+            let off = try await lab.fencectl(on: "hv1", "fence", "beta", "--action", "off", "--json")
+            #expect(off.status == 0 && off.output.contains("\"result\":\"done\""), "\(off)")
+            #expect(try await lab.state("hv2", "beta") == "shut off")
+            #expect(try await lab.fencectl(on: "hv1", "fence", "beta", "--action", "status").status == 2)
+            #expect(try await lab.fencectl(on: "hv1", "fence", "ghost", "--action", "off").status == 1, "unknown everywhere: off fails")
+            #expect(lab.answers("router-hv1", op: "off", domain: "beta").count == 1, "the router served the off once")
+
+            let after = try await lab.metrics("router-hv1")
+            #expect(after[offDone] == 1, "\(after)")
+            #expect(after["fence_requests_total{op=\"status\",outcome=\"off\",reason=\"\"}"] == 1)
+            #expect(after["fence_requests_total{op=\"off\",outcome=\"failed\",reason=\"not-found\"}"] == 1, "\(after)")
+            #expect(after["fence_request_duration_seconds_count{op=\"off\"}"] == 2)
+            #expect(after["fence_command_rtt_seconds_count{host=\"hv2\"}"].map { $0 >= 3 } == true, "status, off, status went to hv2: \(after)")
+            let agent = try await lab.metrics("agent-hv2")
+            #expect(agent[agentOff] == 1, "\(agent)")
+            // The domain count is that of the last snapshot: one comes within an interval (5 s).
+            var domains = agent["fence_agent_snapshot_domains"]
+            let limit = ContinuousClock.now + .seconds(8)
+            while domains != 1 && ContinuousClock.now < limit {
+                try await Task.sleep(for: .milliseconds(500))
+                domains = try await lab.metrics("agent-hv2")["fence_agent_snapshot_domains"]
+            }
+            #expect(domains == 1)
+            #expect((agent["fence_agent_published_total{kind=\"heartbeat\"}"] ?? 0) > 0)
+        }
+    }
+
     @Test("libvirtd restarted under an agent: requests in between fail, then the agent reconnects and republishes")
     func libvirtdRestart() async throws {
         try await MultiHostLab.with(hosts: 2) { lab in

@@ -127,6 +127,18 @@ public final class MultiHostLab: @unchecked Sendable {
             .compactMap { line in line.split(separator: " ").first { $0.hasPrefix("outcome=") }.map { String($0.dropFirst("outcome=".count)) } }
     }
 
+    /// The samples `router-HOST` or `agent-HOST` serves on its metrics endpoint, by series
+    /// (`name{labels}` as written); histogram buckets left out.
+    public func metrics(_ part: String) async throws -> [String: Double] {
+        let page = try await Command.check([Self.script, "metrics", path, part]).output
+        var samples: [String: Double] = [:]
+        for line in page.split(separator: "\n") where !line.hasPrefix("#") && !line.contains("_bucket{") {
+            guard let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else { continue }
+            samples[String(line[..<space])] = value
+        }
+        return samples
+    }
+
     /// fencectl, in a host namespace, with that host's configuration (its exit status is the caller's to check).
     public func fencectl(on host: String, _ arguments: String...) async throws -> ProcessResult {
         try await Command.run([Self.script, "fencectl", path, host] + arguments)
