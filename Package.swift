@@ -107,6 +107,7 @@ let package = Package(
                 "FenceWire", "FenceConfig", "CMalloc", "AMQP", "BusClient", "FenceBus", "MetricsEndpoint",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
         // GET /metrics over HTTP, from what the daemons count through swift-metrics.

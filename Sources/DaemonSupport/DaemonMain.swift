@@ -9,8 +9,8 @@ import Musl
 #endif
 
 /// A daemon of ours, as its `main` needs to know it; `DaemonProcess.main` does the rest.
-public protocol Daemon {
-    associatedtype Configuration
+public protocol Daemon: Sendable {
+    associatedtype Configuration: Sendable
     static var program: String { get }
     /// The help text's first paragraph.
     static var summary: String { get }
@@ -24,6 +24,9 @@ public protocol Daemon {
     /// What runs until shutdown, in start order (stopped in reverse).
     var services: [any Service] { get }
     var pidFile: PidFile? { get }
+    /// Applies a new configuration while serving (SIGHUP), as far as it can; returns the
+    /// settings that only a restart applies. Throws, having changed nothing, when it cannot.
+    func reload(from old: Configuration, to new: Configuration) throws -> [String]
 }
 
 extension DaemonProcess {
@@ -64,6 +67,7 @@ extension DaemonProcess {
             if let endpoint = D.metrics(of: configuration) {
                 services.append(MetricsEndpoint(host: endpoint.host, port: endpoint.port, registry: registry, logger: logger))
             }
+            services.append(ReloadOnHangup(daemon: running, configuration: configuration, file: options.configFile, logger: logger))
             readiness?.ready()
             ServiceManager.notify("READY=1")
             try await serve(services, pidFile: running.pidFile, logger: logger)

@@ -9,6 +9,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
+import Synchronization
 
 /// Receives fence_xvm's signed multicast datagrams (IPv4 or IPv6) and hands each new request to the
 /// pipeline, which calls the client back. With `interface` set, only datagrams that arrived on that
@@ -17,7 +18,7 @@ public final class MulticastListener: Service {
     public let name: String
     private let channel: NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>
     private let interfaceIndex: Int?
-    private let credentials: ListenerCredentials
+    private let credentials: Mutex<ListenerCredentials>
     private let pipeline: RequestPipeline
     private let logger: Logger
 
@@ -80,7 +81,7 @@ public final class MulticastListener: Service {
         self.name = name
         self.channel = channel
         self.interfaceIndex = interfaceIndex
-        self.credentials = credentials
+        self.credentials = Mutex(credentials)
         self.pipeline = pipeline
         self.logger = logger
     }
@@ -88,6 +89,11 @@ public final class MulticastListener: Service {
     /// Releases the socket of a listener that will never run (another part failed to start).
     public func close() async {
         try? await channel.executeThenClose { _, _ in }
+    }
+
+    /// A reloaded key and digests, for requests received from now on.
+    public func update(credentials: ListenerCredentials) {
+        self.credentials.withLock { $0 = credentials }
     }
 
     /// Serves until graceful shutdown, then lets requests under way finish (each within its deadline).
@@ -120,7 +126,7 @@ public final class MulticastListener: Service {
                             ])
                             continue
                         }
-                        guard let admitted = pipeline.admit(datagram: envelope.data, source: envelope.remoteAddress, listener: name, credentials: credentials) else { continue }
+                        guard let admitted = pipeline.admit(datagram: envelope.data, source: envelope.remoteAddress, listener: name, credentials: credentials.withLock { $0 }) else { continue }
                         group.addTask { await self.pipeline.serveDatagram(admitted, on: executor.eventLoop) }
                     }
                 } catch {

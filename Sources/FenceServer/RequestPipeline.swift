@@ -67,8 +67,8 @@ struct AdmittedRequest: Sendable {
 /// backend serialises them per domain.
 public final class RequestPipeline: Sendable {
     private let backend: any FenceBackend
-    private let policy: AccessPolicy
-    private let timing: FrontEndTiming
+    /// The access list and the timing, replaced as a whole by a configuration reload.
+    private let adjustable: Mutex<(policy: AccessPolicy, timing: FrontEndTiming)>
     public let statistics: FrontEndStatistics
     private let logger: Logger
     private let history: Mutex<RequestHistory>
@@ -81,11 +81,21 @@ public final class RequestPipeline: Sendable {
         logger: Logger
     ) {
         self.backend = backend
-        self.policy = policy
-        self.timing = timing
+        self.adjustable = Mutex((policy, timing))
         self.statistics = statistics
         self.logger = logger
         self.history = Mutex(RequestHistory(window: timing.duplicateWindow))
+    }
+
+    private var policy: AccessPolicy { adjustable.withLock { $0.policy } }
+    private var timing: FrontEndTiming { adjustable.withLock { $0.timing } }
+
+    /// A reloaded access list and request deadline, for requests admitted from now on.
+    public func update(policy: AccessPolicy, requestTimeout: Duration) {
+        adjustable.withLock { settings in
+            settings.policy = policy
+            settings.timing.requestTimeout = requestTimeout
+        }
     }
 
     // MARK: - Datagrams (multicast listener)

@@ -4,13 +4,14 @@ import Logging
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
+import Synchronization
 
 /// Accepts `fence_virt -T` connections: the request and the exchange travel on the accepted stream,
 /// and the access list sees the real peer address.
 public final class TCPListener: Service {
     public let name: String
     private let channel: NIOAsyncChannel<any Channel, Never>
-    private let credentials: ListenerCredentials
+    private let credentials: Mutex<ListenerCredentials>
     private let pipeline: RequestPipeline
     private let logger: Logger
 
@@ -49,7 +50,7 @@ public final class TCPListener: Service {
     ) {
         self.name = name
         self.channel = channel
-        self.credentials = credentials
+        self.credentials = Mutex(credentials)
         self.pipeline = pipeline
         self.logger = logger
     }
@@ -57,6 +58,11 @@ public final class TCPListener: Service {
     /// Releases the socket of a listener that will never run (another part failed to start).
     public func close() async {
         try? await channel.executeThenClose { _ in }
+    }
+
+    /// A reloaded key and digests, for requests received from now on.
+    public func update(credentials: ListenerCredentials) {
+        self.credentials.withLock { $0 = credentials }
     }
 
     public func run() async throws {
@@ -68,7 +74,7 @@ public final class TCPListener: Service {
                         for try await connection in inbound {
                             // Each connection's task runs on that connection's event loop.
                             group.addTask(executorPreference: EventLoopExecutor(connection.eventLoop)) {
-                                await self.pipeline.serveStream(connection, listener: self.name, credentials: self.credentials)
+                                await self.pipeline.serveStream(connection, listener: self.name, credentials: self.credentials.withLock { $0 })
                             }
                         }
                     } catch {

@@ -12,7 +12,7 @@ import Musl
 
 /// The wiring of fence-hostd. It reports ready only when libvirt answers, the broker is connected
 /// and this host's command queue is attached.
-struct HostDaemon {
+struct HostDaemon: Sendable {
     let agent: HostAgent
     let pidFile: PidFile?
     let logger: Logger
@@ -49,6 +49,24 @@ struct HostDaemon {
     }
 
     var services: [any Service] { [agent] }
+
+    /// fence-hostd changes nothing while it runs: its connections are its settings. Says what a
+    /// restart would change.
+    func reload(from old: HostAgentConfiguration, to new: HostAgentConfiguration) -> [String] {
+        func bus(_ configuration: HostAgentConfiguration) -> BusSettings {
+            var bus = configuration.bus
+            bus.urlLocation = nil
+            bus.busKeyLocation = nil
+            return bus
+        }
+        var restart: [String] = []
+        if bus(old) != bus(new) { restart.append("bus") }
+        if old.agent != new.agent { restart.append("agent") }
+        if old.libvirt != new.libvirt { restart.append("libvirt") }
+        if old.metrics != new.metrics { restart.append("metrics") }
+        if old.debugLevel != new.debugLevel { restart.append("debug") }
+        return restart
+    }
 
     private static func waitForLibvirt(_ libvirt: LibvirtConnection, wait: Bool, logger: Logger) async throws {
         while true {

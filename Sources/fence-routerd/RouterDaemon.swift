@@ -17,10 +17,13 @@ import Musl
 
 /// The wiring of fence-routerd: backend, pipeline and listeners built from the configuration. It
 /// is started only when every part is ready: keys read, backend answering, every listener bound.
-struct RouterDaemon {
+struct RouterDaemon: Sendable {
     let services: [any Service]
     let pidFile: PidFile?
     let logger: Logger
+    let pipeline: RequestPipeline
+    let multicast: [MulticastListener]
+    let tcp: [TCPListener]
 
     static func start(configuration: RouterConfiguration, options: DaemonOptions, logger: Logger) async throws -> RouterDaemon {
         // Keys first: a missing or world-readable key is an operator error to report at once.
@@ -45,9 +48,7 @@ struct RouterDaemon {
             var timing = FrontEndTiming()
             timing.requestTimeout = configuration.daemon.requestTimeout
             timing.duplicateWindow = configuration.daemon.duplicateWindow
-            let policy = AccessPolicy(groups: configuration.groups.map {
-                AccessPolicy.Group(sources: $0.sources.map { CallbackAddress($0)?.description ?? $0 }, members: $0.members)
-            })
+            let policy = Self.policy(configuration.groups)
             let eventLoopGroup = MultiThreadedEventLoopGroup.singleton
             let pipeline = RequestPipeline(
                 backend: backend,
@@ -79,11 +80,55 @@ struct RouterDaemon {
                 "request-timeout": "\(configuration.daemon.requestTimeout)",
                 "access-groups": "\(configuration.groups.count)",
             ])
-            return RouterDaemon(services: services, pidFile: pidFile, logger: logger)
+            return RouterDaemon(services: services, pidFile: pidFile, logger: logger, pipeline: pipeline, multicast: multicast, tcp: tcp)
         } catch {
             pidFile?.remove()
             throw error
         }
+    }
+
+    private static func policy(_ groups: [AccessGroupSettings]) -> AccessPolicy {
+        AccessPolicy(groups: groups.map {
+            AccessPolicy.Group(sources: $0.sources.map { CallbackAddress($0)?.description ?? $0 }, members: $0.members)
+        })
+    }
+
+    /// Applies what can change while serving: the listeners' keys and digests (key rotation), the
+    /// access groups, the request deadline. Every key is read before anything changes, so a bad
+    /// one leaves the running settings whole. Returns what only a restart applies.
+    func reload(from old: RouterConfiguration, to new: RouterConfiguration) throws -> [String] {
+        // Listeners are matched by position; where they listen, not how they check, needs a restart.
+        func places(_ configuration: RouterConfiguration) -> [String] {
+            configuration.multicastListeners.map { "multicast \($0.group) \($0.port) \($0.interface ?? "")" }
+                + configuration.tcpListeners.map { "tcp \($0.address) \($0.port)" }
+        }
+        // Where a setting was written is no change of it.
+        func bus(_ configuration: RouterConfiguration) -> BusSettings? {
+            configuration.bus.map { var bus = $0; bus.urlLocation = nil; bus.busKeyLocation = nil; return bus }
+        }
+        var restart: [String] = []
+        if places(old) != places(new) { restart.append("listeners") }
+        if old.daemon.backend != new.daemon.backend || old.libvirt != new.libvirt || bus(old) != bus(new) || old.routing != new.routing {
+            restart.append("backend")
+        }
+        if old.daemon.duplicateWindow != new.daemon.duplicateWindow { restart.append("duplicate_window") }
+        if old.daemon.debugLevel != new.daemon.debugLevel { restart.append("debug") }
+        if old.metrics != new.metrics { restart.append("metrics") }
+
+        if restart.contains("listeners") {
+            // The keys belong to listeners that will be others after the restart.
+            restart.append("keys")
+        } else {
+            let multicastCredentials = try new.multicastListeners.map { try ListenerCredentials(key: KeyFile.load($0.security), security: $0.security) }
+            let tcpCredentials = try new.tcpListeners.map { try ListenerCredentials(key: KeyFile.load($0.security), security: $0.security) }
+            for (listener, credentials) in zip(multicast, multicastCredentials) { listener.update(credentials: credentials) }
+            for (listener, credentials) in zip(tcp, tcpCredentials) { listener.update(credentials: credentials) }
+        }
+        pipeline.update(policy: Self.policy(new.groups), requestTimeout: new.daemon.requestTimeout)
+        logger.info("reloaded access groups, request timeout\(restart.contains("keys") ? "" : " and keys")", metadata: [
+            "listeners": "\(multicast.count + tcp.count)", "access-groups": "\(new.groups.count)", "request-timeout": "\(new.daemon.requestTimeout)",
+        ])
+        return restart
     }
 
     /// Joins the bus, subscribes to the inventory and attaches this router's reply address.

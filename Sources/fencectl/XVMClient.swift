@@ -77,6 +77,9 @@ struct XVMClient {
             let challenge = SecureRandom.bytes(ChallengeResponse.length)
             try connection.write(challenge, until: deadline)
             let response = try connection.read(ChallengeResponse.length, until: deadline)
+            guard response.count == ChallengeResponse.length else {
+                throw Failure(description: "the router closed the connection: it did not accept the request (another key, or a weaker signature than it accepts?)")
+            }
             guard exchange.isValid(response: response, to: challenge) else {
                 throw Failure(description: "the router's answer to our challenge is wrong: another key or another auth digest")
             }

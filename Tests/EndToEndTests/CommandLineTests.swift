@@ -141,6 +141,51 @@ struct CommandLineTests {
         #expect(status == 0)
     }
 
+    @Test("SIGHUP: a rotated key and new access groups apply while serving; a broken file changes nothing; a moved listener waits for a restart")
+    func reloadsOnHangup() async throws {
+        let port = try freePort()
+        let conf = try configuration(port: port)
+        let daemon = try ChildProcess([try Products.path("fence-routerd"), "-F", "-f", conf], logFile: directory.url.appendingPathComponent("reload.log"))
+        try await daemon.waitForLog("ready")
+        func reloads() -> Int { daemon.log.components(separatedBy: "configuration reloaded").count - 1 }
+        func waitForReload(_ count: Int) async throws {
+            let limit = ContinuousClock.now + .seconds(10)
+            while reloads() < count && ContinuousClock.now < limit { try await Task.sleep(for: .milliseconds(20)) }
+            #expect(reloads() == count, "\(daemon.log)")
+        }
+        func status() async throws -> ProcessResult {
+            try await Command.run([try Products.path("fencectl"), "fence", "vm1", "--action", "status", "-f", conf, "--timeout", "5"])
+        }
+        #expect(try await status().status == 0)
+
+        // Rotate the key: until the reload, the router still holds the old one.
+        try FileManager.default.removeItem(atPath: key)
+        _ = try directory.write("fence_xvm.key", bytes: Array("a rotated key, 32 bytes or more..".utf8))
+        #expect(try await status().status == 1)
+        kill(daemon.pid, SIGHUP)
+        try await waitForReload(1)
+        #expect(try await status().status == 0, "\(daemon.log)")
+
+        // An access group that leaves vm1 out: permission denied (3) once reloaded.
+        let text = try String(contentsOfFile: conf, encoding: .utf8)
+        try (text + "groups { group { ip = \"127.0.0.1\"; uuid = \"vm2\"; } }\n").write(toFile: conf, atomically: true, encoding: .utf8)
+        kill(daemon.pid, SIGHUP)
+        try await waitForReload(2)
+        #expect(try await status().status == 3, "\(daemon.log)")
+
+        try (text + "broken {\n").write(toFile: conf, atomically: true, encoding: .utf8)
+        kill(daemon.pid, SIGHUP)
+        try await daemon.waitForLog("configuration not reloaded; the running one stays")
+        try (text + "groups { group { ip = \"127.0.0.1\"; uuid = \"vm2\"; } }\n").write(toFile: conf, atomically: true, encoding: .utf8)
+        #expect(try await status().status == 3, "the broken file changed nothing")
+
+        try text.replacingOccurrences(of: "port = \"\(port)\"", with: "port = \"\(try freePort())\"").write(toFile: conf, atomically: true, encoding: .utf8)
+        kill(daemon.pid, SIGHUP)
+        try await daemon.waitForLog("restart-needed=listeners,keys")
+        #expect(daemon.isRunning)
+        #expect(await daemon.stop() == 0)
+    }
+
     @Test("a detached start that fails reports the failure and exits 1")
     func detachedFailure() async throws {
         let result = try await routerd("-f", configuration(key: directory.path("absent.key")))
