@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
 # Installs, from Debian's packages, everything fence-router needs to build, test, demo and
-# benchmark. Safe to run again: only missing packages are installed.
+# benchmark; with --build-only, only what a production host needs to build it (Deploy/install.sh).
+# Safe to run again: only missing packages are installed.
 set -euo pipefail
 
 packages=(
     libvirt-dev            # the libvirt C library and headers (its test driver simulates hypervisors)
-    libvirt-daemon         # libvirtd, for simulated hosts behind a unix socket
-    libvirt-clients        # virsh, to read the true domain state in tests
     libqpid-proton11-dev   # the AMQP 1.0 C library (Qpid Proton)
-    rabbitmq-server        # the AMQP 1.0 broker of the bus (started by Deploy/broker/rabbitmq.sh, not systemd)
     libssl-dev
-    fence-virt             # the real fence_xvm / fence_virt clients
-    fence-virtd            # the reference fence_virtd, for the side-by-side benchmark
-    iproute2               # ip netns, veth, bridges for the labs
-    python3                # one test sends a hand-made datagram
 )
+if [[ ${1:-} != --build-only ]]; then
+    packages+=(
+        libvirt-daemon     # libvirtd, for simulated hosts behind a unix socket
+        libvirt-clients    # virsh, to read the true domain state in tests
+        rabbitmq-server    # the AMQP 1.0 broker of the bus (started by Deploy/broker/rabbitmq.sh, not systemd)
+        fence-virt         # the real fence_xvm / fence_virt clients
+        fence-virtd        # the reference fence_virtd, for the side-by-side benchmark and the configurator test
+        iproute2           # ip netns, veth, bridges for the labs
+        python3            # one test sends a hand-made datagram
+        systemd            # systemd-analyze verifies the units
+    )
+fi
 
 missing=()
 for package in "${packages[@]}"; do
