@@ -29,11 +29,7 @@ public enum Configurator {
         let text = dialogue.document.rendered()
         say("\nConfiguration complete.\n\n=== Begin Configuration ===\n\(text)=== End Configuration ===")
         do {
-            let result = try ConfigDocument(parsing: text, file: path)
-            _ = try RouterConfiguration(document: result)
-            if result.block(["backends", "amqp"]) != nil, result.block(["backends", "libvirt"]) != nil {
-                _ = try HostAgentConfiguration(document: result)
-            }
+            _ = try DaemonConfigurations(document: ConfigDocument(parsing: text, file: path))
         } catch {
             say("Not written, the result is not valid: \(error)")
             return 1

@@ -32,6 +32,18 @@ enum FileReader {
     }
 }
 
+enum FileWriter {
+    /// Writes every byte, however many calls it takes.
+    static func writeAll(_ bytes: [UInt8], to descriptor: Int32) throws(SystemError) {
+        var written = 0
+        while written < bytes.count {
+            let count = bytes[written...].withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+            guard count > 0 else { throw count < 0 ? .last : SystemError(code: EIO) }
+            written += count
+        }
+    }
+}
+
 public enum ConfigurationFile {
     /// Reads and parses a `fence_virt.conf`; any problem names the file (and line and key).
     public static func load(_ path: String) throws(ConfigError) -> ConfigDocument {
@@ -55,18 +67,18 @@ public enum ConfigurationFile {
         let descriptor = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard descriptor >= 0 else { throw StartupError(.configuration, "cannot write beside \(path): \(SystemError.last)") }
         let temporary = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        let bytes = Array(text.utf8)
-        var written = 0
-        while written < bytes.count {
-            let count = bytes[written...].withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
-            guard count > 0 else { break }
-            written += count
+        var failure: SystemError?
+        do {
+            try FileWriter.writeAll(Array(text.utf8), to: descriptor)
+            if fchmod(descriptor, 0o600) != 0 || fsync(descriptor) != 0 { failure = .last }
+        } catch {
+            failure = error
         }
-        let error = SystemError.last
-        let complete = written == bytes.count && fchmod(descriptor, 0o600) == 0 && fsync(descriptor) == 0
-        guard close(descriptor) == 0, complete, rename(temporary, path) == 0 else {
+        if close(descriptor) != 0 { failure = failure ?? .last }
+        if failure == nil, rename(temporary, path) != 0 { failure = .last }
+        if let failure {
             unlink(temporary)
-            throw StartupError(.configuration, "cannot write \(path): \(complete ? SystemError.last : error)")
+            throw StartupError(.configuration, "cannot write \(path): \(failure)")
         }
     }
 }
@@ -104,16 +116,12 @@ extension SecretFile {
             let error = SystemError.last
             throw StartupError(.keyFile, error.code == EEXIST ? "\(path) exists; not replacing it (remove it first if you mean to)" : "cannot create \(path): \(error)")
         }
-        var written = 0
-        while written < contents.count {
-            let count = contents[written...].withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
-            guard count > 0 else {
-                let error = SystemError.last
-                close(descriptor)
-                unlink(path)
-                throw StartupError(.keyFile, "cannot write \(path): \(error)")
-            }
-            written += count
+        do {
+            try FileWriter.writeAll(contents, to: descriptor)
+        } catch {
+            close(descriptor)
+            unlink(path)
+            throw StartupError(.keyFile, "cannot write \(path): \(error)")
         }
         let synced = fsync(descriptor) == 0
         let error = SystemError.last

@@ -69,6 +69,15 @@ public struct BusSettings: Hashable, Sendable {
 }
 
 extension BusSettings {
+    /// The same settings without where they were written, to tell whether a reloaded file
+    /// changed them.
+    public var withoutLocations: BusSettings {
+        var settings = self
+        settings.urlLocation = nil
+        settings.busKeyLocation = nil
+        return settings
+    }
+
     /// The `backends/amqp` block of a file, for tools that only talk on the bus (fencectl).
     public init(document: ConfigDocument) throws(ConfigError) {
         guard let node = document.block(["backends", "amqp"]) else {
@@ -162,5 +171,29 @@ public struct HostAgentConfiguration: Hashable, Sendable {
         debugLevel = try daemonReader.integer("debug", in: 0...99) ?? 0
         metrics = try MetricsSettings(document: document)
         warnings = amqpReader.unknownKeyWarnings + libvirtReader.unknownKeyWarnings + MetricsSettings.warnings(in: document)
+    }
+}
+
+/// What one file configures: fence-routerd (it has a `fence_virtd` block), fence-hostd (it has
+/// `backends/amqp` and `backends/libvirt`), or both, as one file serves both on a host.
+public struct DaemonConfigurations: Sendable {
+    public let router: RouterConfiguration?
+    public let host: HostAgentConfiguration?
+
+    public init(document: ConfigDocument) throws(ConfigError) {
+        router = document.block(["fence_virtd"]) != nil ? try RouterConfiguration(document: document) : nil
+        host = document.block(["backends", "amqp"]) != nil && document.block(["backends", "libvirt"]) != nil
+            ? try HostAgentConfiguration(document: document) : nil
+        guard router != nil || host != nil else {
+            throw ConfigError(code: .missingKey, file: document.file, line: 0, key: "",
+                              message: "configures no daemon: fence-routerd needs a fence_virtd block, fence-hostd backends/amqp and backends/libvirt")
+        }
+    }
+
+    /// The warnings of both readings, each once.
+    public var warnings: [ConfigWarning] {
+        var warnings: [ConfigWarning] = []
+        for warning in (router?.warnings ?? []) + (host?.warnings ?? []) where !warnings.contains(warning) { warnings.append(warning) }
+        return warnings
     }
 }

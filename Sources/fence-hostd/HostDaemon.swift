@@ -53,14 +53,8 @@ struct HostDaemon: Sendable {
     /// fence-hostd changes nothing while it runs: its connections are its settings. Says what a
     /// restart would change.
     func reload(from old: HostAgentConfiguration, to new: HostAgentConfiguration) -> [String] {
-        func bus(_ configuration: HostAgentConfiguration) -> BusSettings {
-            var bus = configuration.bus
-            bus.urlLocation = nil
-            bus.busKeyLocation = nil
-            return bus
-        }
         var restart: [String] = []
-        if bus(old) != bus(new) { restart.append("bus") }
+        if old.bus.withoutLocations != new.bus.withoutLocations { restart.append("bus") }
         if old.agent != new.agent { restart.append("agent") }
         if old.libvirt != new.libvirt { restart.append("libvirt") }
         if old.metrics != new.metrics { restart.append("metrics") }

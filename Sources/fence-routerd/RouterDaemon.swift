@@ -102,13 +102,9 @@ struct RouterDaemon: Sendable {
             configuration.multicastListeners.map { "multicast \($0.group) \($0.port) \($0.interface ?? "")" }
                 + configuration.tcpListeners.map { "tcp \($0.address) \($0.port)" }
         }
-        // Where a setting was written is no change of it.
-        func bus(_ configuration: RouterConfiguration) -> BusSettings? {
-            configuration.bus.map { var bus = $0; bus.urlLocation = nil; bus.busKeyLocation = nil; return bus }
-        }
         var restart: [String] = []
         if places(old) != places(new) { restart.append("listeners") }
-        if old.daemon.backend != new.daemon.backend || old.libvirt != new.libvirt || bus(old) != bus(new) || old.routing != new.routing {
+        if old.daemon.backend != new.daemon.backend || old.libvirt != new.libvirt || old.bus?.withoutLocations != new.bus?.withoutLocations || old.routing != new.routing {
             restart.append("backend")
         }
         if old.daemon.duplicateWindow != new.daemon.duplicateWindow { restart.append("duplicate_window") }

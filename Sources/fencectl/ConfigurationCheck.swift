@@ -14,36 +14,17 @@ struct ConfigurationCheck {
     /// Reads the file as each daemon would and, with `checkFiles`, the secrets it names.
     static func run(file: String, checkFiles: Bool, hostname: String) -> ConfigurationCheck {
         var check = ConfigurationCheck(file: file)
-        let document: ConfigDocument
+        let configurations: DaemonConfigurations
         do {
-            document = try ConfigurationFile.load(file)
+            configurations = try DaemonConfigurations(document: ConfigurationFile.load(file))
         } catch {
             check.errors.append("\(error)")
             return check
         }
-        var router: RouterConfiguration?
-        var host: HostAgentConfiguration?
-        do {
-            if document.block(["fence_virtd"]) != nil {
-                let configuration = try RouterConfiguration(document: document)
-                router = configuration
-                check.daemons.append("fence-routerd (\(configuration.daemon.backend.rawValue) backend)")
-            }
-            if document.block(["backends", "amqp"]) != nil, document.block(["backends", "libvirt"]) != nil {
-                host = try HostAgentConfiguration(document: document)
-                check.daemons.append("fence-hostd")
-            }
-        } catch {
-            check.errors.append("\(error)")
-            return check
-        }
-        guard router != nil || host != nil else {
-            check.errors.append("\(file): configures no daemon: fence-routerd needs a fence_virtd block, fence-hostd backends/amqp and backends/libvirt")
-            return check
-        }
-        var warnings: [ConfigWarning] = []
-        for warning in (router?.warnings ?? []) + (host?.warnings ?? []) where !warnings.contains(warning) { warnings.append(warning) }
-        check.warnings = warnings.map(\.description)
+        let (router, host) = (configurations.router, configurations.host)
+        if let router { check.daemons.append("fence-routerd (\(router.daemon.backend.rawValue) backend)") }
+        if host != nil { check.daemons.append("fence-hostd") }
+        check.warnings = configurations.warnings.map(\.description)
         if checkFiles {
             check.errors += secretProblems(router: router, bus: router?.bus ?? host?.bus)
         }

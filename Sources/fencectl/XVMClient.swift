@@ -30,14 +30,7 @@ struct XVMClient {
         let listener = try Socket(family: settings.family, type: SOCK_STREAM)
         try listener.bind(callback, port: 0)
         try listener.check(listen(listener.descriptor, 4), "listen")
-        var request: FenceRequest
-        do {
-            request = try FenceRequest(operation: operation, hash: hash, domain: domain, callback: callback,
-                                       port: try listener.localPort(), seqno: UInt32.random(in: 0..<1_000_000))
-        } catch {
-            throw Failure(description: "\(domain): \(error)")
-        }
-        request.sign(key: key, random: SecureRandom.bytes(6))
+        let request = try signed(operation, domain: domain, callback: callback, port: listener.localPort())
 
         let sender = try Socket(family: settings.family, type: SOCK_DGRAM)
         try sender.prepareMulticast(interfaceIndex: interfaceIndex)
@@ -56,18 +49,25 @@ struct XVMClient {
 
     /// Sends the request on a connection to the listener, as `fence_virt -T` does.
     func request(_ operation: FenceOperation, domain: String, tcp settings: TCPListenerSettings) throws(Failure) -> UInt8 {
+        let request = try signed(operation, domain: domain, callback: nil, port: 0)
+        let connection = try Socket(family: settings.address.family, type: SOCK_STREAM)
+        try connection.connect(settings.address, port: settings.port, until: deadline)
+        try connection.write(request.bytes, until: deadline)
+        return try exchange(on: connection)
+    }
+
+    /// A request as fence_xvm makes one: a random sequence number below 10^6, six random bytes
+    /// before the signature. Over tcp there is no call-back address.
+    private func signed(_ operation: FenceOperation, domain: String, callback: CallbackAddress?, port: UInt16) throws(Failure) -> FenceRequest {
         var request: FenceRequest
         do {
-            request = try FenceRequest(operation: operation, hash: hash, domain: domain, callback: nil, port: 0,
+            request = try FenceRequest(operation: operation, hash: hash, domain: domain, callback: callback, port: port,
                                        seqno: UInt32.random(in: 0..<1_000_000))
         } catch {
             throw Failure(description: "\(domain): \(error)")
         }
         request.sign(key: key, random: SecureRandom.bytes(6))
-        let connection = try Socket(family: settings.address.family, type: SOCK_STREAM)
-        try connection.connect(settings.address, port: settings.port, until: deadline)
-        try connection.write(request.bytes, until: deadline)
-        return try exchange(on: connection)
+        return request
     }
 
     /// Both proofs of the key (ours first, as the client challenges first), then the result byte.
