@@ -146,7 +146,7 @@ struct CommandLineTests {
         let port = try freePort()
         let conf = try configuration(port: port)
         let daemon = try ChildProcess([try Products.path("fence-routerd"), "-F", "-f", conf], logFile: directory.url.appendingPathComponent("reload.log"))
-        try await daemon.waitForLog("ready")
+        try await daemon.waitForLog("] ready")
         func reloads() -> Int { daemon.log.components(separatedBy: "configuration reloaded").count - 1 }
         func waitForReload(_ count: Int) async throws {
             let limit = ContinuousClock.now + .seconds(10)

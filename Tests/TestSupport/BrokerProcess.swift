@@ -113,15 +113,14 @@ private enum SharedBrokerExit {
 }
 
 public enum Ports {
-    /// A TCP port on loopback that nothing listens on right now.
+    /// A TCP port on loopback that nothing uses right now, below Linux's ephemeral range (32768
+    /// and up): outgoing connections of parallel tests never take it from under us.
     public static func freeTCP() throws -> Int {
-        let socket = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(socket) }
-        var address = sockaddr_in(sin_family: sa_family_t(AF_INET), sin_port: 0, sin_addr: in_addr(s_addr: inet_addr("127.0.0.1")), sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) } }
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socket, $0, &length) } }
-        return Int(UInt16(bigEndian: address.sin_port))
+        for _ in 0..<200 {
+            let port = Int.random(in: 10_000..<32_000)
+            if isFree(port) { return port }
+        }
+        throw TimedOut(what: "a free TCP port")
     }
 
     /// A port P for a broker such that P, P+1 (TLS), P+10000 (its epmd) and P+20000 (its
