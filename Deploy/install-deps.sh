@@ -19,6 +19,8 @@ if [[ ${1:-} != --build-only ]]; then
         iproute2           # ip netns, veth, bridges for the labs
         python3            # one test sends a hand-made datagram
         systemd            # systemd-analyze verifies the units
+        systemd-container  # systemd-nspawn boots a minimal Debian to run the units under a real systemd
+        debootstrap        # which it makes
     )
 fi
 

@@ -78,3 +78,7 @@ if [[ -n $(find "$stage" -type f) ]]; then
     exit 1
 fi
 echo "install and uninstall: ok"
+
+# The unit under a real systemd: the release binaries in a minimal Debian booted with systemd-nspawn.
+echo "fence-routerd.service under systemd (systemd-nspawn)..."
+Deploy/systemd/boot-check.sh "$run/boot-check" "$(swift build -c release --static-swift-stdlib --scratch-path .build/install --show-bin-path)"
