@@ -86,6 +86,26 @@ final class AgentLab: @unchecked Sendable {
         }
     }
 
+    /// Returns once this lab's own inventory subscription delivers again (after a reconnect): a
+    /// probe it publishes comes back through it.
+    func waitUntilSubscribed(within limit: Duration = .seconds(30)) async throws {
+        let inventory = self.inventory
+        let bus = self.bus
+        try await withTimeout(limit, "the lab's inventory subscription back") {
+            var sequence: UInt64 = 0
+            while true {
+                sequence += 1
+                let probe = BusMessage.heartbeat(Heartbeat(host: "probe", epoch: 1, sequence: sequence, libvirtConnected: true, domainCount: 0))
+                try? await bus.publish(probe, to: bus.addresses.inventory, timeToLive: .seconds(5), deadline: .now + .seconds(5))
+                let received = try await withTimeout(.seconds(1), "the probe") {
+                    for await (envelope, _) in inventory where envelope.sender == bus.sender { return true }
+                    return false
+                }
+                if received { return }
+            }
+        }
+    }
+
     /// Sends a command and waits for its result.
     func command(_ action: FenceAction, _ target: String, id: String = UUID().uuidString, deadline: UInt64? = nil) async throws -> CommandResult {
         let command = FenceCommand(id: id, host: host, action: action, target: target,

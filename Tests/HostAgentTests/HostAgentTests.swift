@@ -132,10 +132,15 @@ struct HostAgentTests {
             // Periodic snapshots far apart: a snapshot after the restart can only be the reconnect's.
             try await withLab(broker: broker, snapshotInterval: 3600) { lab in
                 _ = try await lab.nextFromHost { if case .snapshot = $0 { true } else { false } }
+                // The agent is held still until this side listens again: its reconnect snapshot is
+                // sent once, and a subscriber back later than the agent would never see it.
+                kill(lab.agent.pid, SIGSTOP)
                 try await broker.stop()
                 let restarted = WallClock.now()
                 try await broker.restart()
                 try await lab.bus.connection.waitUntilConnected(deadline: .now + .seconds(30))
+                try await lab.waitUntilSubscribed()
+                kill(lab.agent.pid, SIGCONT)
                 let snapshot = try await lab.nextFromHost(within: .seconds(30), since: restarted) { if case .snapshot = $0 { true } else { false } }
                 guard case .snapshot(let inventory) = snapshot else { return }
                 #expect(inventory.domains.contains { $0.name == "guest1" })
