@@ -102,6 +102,8 @@ CONF
         # The launcher script is beam's parent; the broker itself is beam.smp.
         pgrep -P "$(cat "$dir/launcher.pid")" beam.smp > "$dir/rabbitmq.pid" || true
         if [[ -s $dir/rabbitmq.pid ]] && speaks_amqp10 "$address" "$port"; then
+            # The AMQP listener opens before the node has finished booting; policies need it booted.
+            rabbitmqctl -q await_startup --timeout 60 >/dev/null
             # Subscriptions to /topic and /exchange addresses leave amq.gen-* queues behind on
             # RabbitMQ 3.x; expire them once unused.
             rabbitmqctl -q set_policy --apply-to queues gen-expire '^amq\.gen-' '{"expires":5000}' >/dev/null
