@@ -60,11 +60,12 @@ extension DaemonProcess {
             for warning in D.warnings(of: configuration) {
                 logger.warning("configuration", metadata: ["warning": "\(warning)"])
             }
-            // Before anything counts: every part's counters go to this registry.
-            let registry = MetricsEndpoint.bootstrap()
+            // Before anything counts, and only when something reads the counts.
+            let endpoint = D.metrics(of: configuration)
+            let registry = endpoint.map { _ in MetricsEndpoint.bootstrap() }
             let running = try await D.start(configuration: configuration, options: options, logger: logger)
             var services = running.services
-            if let endpoint = D.metrics(of: configuration) {
+            if let endpoint, let registry {
                 services.append(MetricsEndpoint(host: endpoint.host, port: endpoint.port, registry: registry, logger: logger))
             }
             services.append(ReloadOnHangup(daemon: running, configuration: configuration, file: options.configFile, logger: logger))

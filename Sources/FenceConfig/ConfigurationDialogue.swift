@@ -84,9 +84,9 @@ public struct ConfigurationDialogue {
 
         let listeners = answer("Listener module", document.value(daemon, "listener") ?? "multicast",
                                "Listeners receive the guests' requests: multicast (fence_xvm), tcp (fence_virt -T), or both as \"multicast,tcp\".",
-                               check: { Self.kinds($0, ListenerKind.self) == nil ? "\"\($0)\" is not multicast, tcp or a list of them" : nil })
+                               check: { Self.listenerKinds($0) == nil ? "\"\($0)\" is not multicast, tcp or a list of them" : nil })
         document.set(daemon, "listener", listeners)
-        for kind in Self.kinds(listeners, ListenerKind.self) ?? [.multicast] {
+        for kind in Self.listenerKinds(listeners) ?? [.multicast] {
             let path = ["listeners", kind.rawValue]
             switch kind {
             case .multicast:
@@ -129,9 +129,10 @@ public struct ConfigurationDialogue {
         self.document = document
     }
 
-    private static func kinds<Kind: RawRepresentable<String>>(_ text: String, _: Kind.Type) -> [Kind]? {
+    /// `multicast`, `tcp` or a list of them, as `listener` takes them; nil for anything else.
+    private static func listenerKinds(_ text: String) -> [ListenerKind]? {
         let names = text.split(whereSeparator: { $0 == "," || $0 == " " })
-        let kinds = names.compactMap { Kind(rawValue: $0.lowercased()) }
+        let kinds = names.compactMap { ListenerKind(rawValue: $0.lowercased()) }
         return kinds.count == names.count && !kinds.isEmpty ? kinds : nil
     }
 

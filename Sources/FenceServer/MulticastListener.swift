@@ -37,7 +37,7 @@ public final class MulticastListener: Service {
     /// Binds the socket and joins the group, so that a daemon reports ready only once it can receive.
     public static func bind(
         settings: MulticastListenerSettings,
-        key: FenceKey,
+        credentials: ListenerCredentials,
         pipeline: RequestPipeline,
         eventLoopGroup: any EventLoopGroup,
         logger: Logger
@@ -67,7 +67,7 @@ public final class MulticastListener: Service {
             try? await channel.channel.close()
             throw ListenerError(code: .joinFailed, message: "\(name): cannot join the group: \(error) (is there a route for the group, or an interface set?)")
         }
-        return MulticastListener(name: name, channel: channel, interfaceIndex: interfaceIndex, credentials: ListenerCredentials(key: key, security: settings.security), pipeline: pipeline, logger: logger)
+        return MulticastListener(name: name, channel: channel, interfaceIndex: interfaceIndex, credentials: credentials, pipeline: pipeline, logger: logger)
     }
 
     private init(

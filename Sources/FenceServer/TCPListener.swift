@@ -17,7 +17,7 @@ public final class TCPListener: Service {
 
     public static func bind(
         settings: TCPListenerSettings,
-        key: FenceKey,
+        credentials: ListenerCredentials,
         pipeline: RequestPipeline,
         eventLoopGroup: any EventLoopGroup,
         logger: Logger
@@ -38,7 +38,7 @@ public final class TCPListener: Service {
         } catch {
             throw ListenerError(code: .bindFailed, message: "\(name): cannot listen: \(error)")
         }
-        return TCPListener(name: name, channel: channel, credentials: ListenerCredentials(key: key, security: settings.security), pipeline: pipeline, logger: logger)
+        return TCPListener(name: name, channel: channel, credentials: credentials, pipeline: pipeline, logger: logger)
     }
 
     private init(

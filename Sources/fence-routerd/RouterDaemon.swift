@@ -27,10 +27,7 @@ struct RouterDaemon: Sendable {
 
     static func start(configuration: RouterConfiguration, options: DaemonOptions, logger: Logger) async throws -> RouterDaemon {
         // Keys first: a missing or world-readable key is an operator error to report at once.
-        var multicastKeys: [FenceKey] = []
-        for listener in configuration.multicastListeners { multicastKeys.append(try KeyFile.load(listener.security)) }
-        var tcpKeys: [FenceKey] = []
-        for listener in configuration.tcpListeners { tcpKeys.append(try KeyFile.load(listener.security)) }
+        let credentials = try Self.credentials(configuration)
 
         let pidFile = try options.pidFile.map { path throws(StartupError) in try PidFile(path: path, program: "fence-routerd") }
         let wait = options.waitForBackend || configuration.daemon.waitForBackend
@@ -61,11 +58,11 @@ struct RouterDaemon: Sendable {
             var multicast: [MulticastListener] = []
             var tcp: [TCPListener] = []
             do {
-                for (settings, key) in zip(configuration.multicastListeners, multicastKeys) {
-                    multicast.append(try await MulticastListener.bind(settings: settings, key: key, pipeline: pipeline, eventLoopGroup: eventLoopGroup, logger: logger))
+                for (settings, credentials) in zip(configuration.multicastListeners, credentials.multicast) {
+                    multicast.append(try await MulticastListener.bind(settings: settings, credentials: credentials, pipeline: pipeline, eventLoopGroup: eventLoopGroup, logger: logger))
                 }
-                for (settings, key) in zip(configuration.tcpListeners, tcpKeys) {
-                    tcp.append(try await TCPListener.bind(settings: settings, key: key, pipeline: pipeline, eventLoopGroup: eventLoopGroup, logger: logger))
+                for (settings, credentials) in zip(configuration.tcpListeners, credentials.tcp) {
+                    tcp.append(try await TCPListener.bind(settings: settings, credentials: credentials, pipeline: pipeline, eventLoopGroup: eventLoopGroup, logger: logger))
                 }
             } catch {
                 for listener in multicast { await listener.close() }
@@ -85,6 +82,18 @@ struct RouterDaemon: Sendable {
             pidFile?.remove()
             throw error
         }
+    }
+
+    /// Every listener's key, read from its file, with its digests.
+    private static func credentials(_ configuration: RouterConfiguration) throws(StartupError) -> (multicast: [ListenerCredentials], tcp: [ListenerCredentials]) {
+        func read(_ security: ListenerSecurity) throws(StartupError) -> ListenerCredentials {
+            ListenerCredentials(key: try KeyFile.load(security), security: security)
+        }
+        var multicast: [ListenerCredentials] = []
+        for listener in configuration.multicastListeners { multicast.append(try read(listener.security)) }
+        var tcp: [ListenerCredentials] = []
+        for listener in configuration.tcpListeners { tcp.append(try read(listener.security)) }
+        return (multicast, tcp)
     }
 
     private static func policy(_ groups: [AccessGroupSettings]) -> AccessPolicy {
@@ -115,10 +124,9 @@ struct RouterDaemon: Sendable {
             // The keys belong to listeners that will be others after the restart.
             restart.append("keys")
         } else {
-            let multicastCredentials = try new.multicastListeners.map { try ListenerCredentials(key: KeyFile.load($0.security), security: $0.security) }
-            let tcpCredentials = try new.tcpListeners.map { try ListenerCredentials(key: KeyFile.load($0.security), security: $0.security) }
-            for (listener, credentials) in zip(multicast, multicastCredentials) { listener.update(credentials: credentials) }
-            for (listener, credentials) in zip(tcp, tcpCredentials) { listener.update(credentials: credentials) }
+            let credentials = try Self.credentials(new)
+            for (listener, credentials) in zip(multicast, credentials.multicast) { listener.update(credentials: credentials) }
+            for (listener, credentials) in zip(tcp, credentials.tcp) { listener.update(credentials: credentials) }
         }
         pipeline.update(policy: Self.policy(new.groups), requestTimeout: new.daemon.requestTimeout)
         logger.info("reloaded access groups, request timeout\(restart.contains("keys") ? "" : " and keys")", metadata: [

@@ -7,7 +7,7 @@ import Logging
 
 /// fencectl on the bus, as `fencectl`, with the settings of the configuration file.
 enum BusSession {
-    static func open(_ options: BusOptions) async throws -> BusEndpoint {
+    static func open(_ options: ConfigFileOption) async throws -> BusEndpoint {
         let document = try ConfigurationFile.load(options.configFile)
         let settings = try BusSettings(document: document)
         var logger = Logger(label: "fencectl")

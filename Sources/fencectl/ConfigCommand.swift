@@ -11,11 +11,10 @@ struct ConfigureCommand: ParsableCommand {
         discussion: "The questions of fence_virtd -c, in its order, then those of the amqp backend. Enter keeps the answer in brackets; answers may be piped, one per line. The result is checked and shown, and written only after a yes."
     )
 
-    @Option(name: .customShort("f"), help: ArgumentHelp("The configuration file to edit or create.", valueName: "file"))
-    var configFile = "/etc/fence_virt.conf"
+    @OptionGroup var file: ConfigFileOption
 
     func run() throws {
-        let status = Configurator.run(path: configFile)
+        let status = Configurator.run(path: file.configFile)
         if status != 0 { throw ExitCode(status) }
     }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import DaemonSupport
 import FenceBus
 import FenceConfig
+import FenceCore
 import FenceWire
 
 struct FenceCommand: ParsableCommand {
@@ -16,34 +17,16 @@ struct FenceCommand: ParsableCommand {
             """
     )
 
-    enum Action: String, ExpressibleByArgument, CaseIterable {
-        case off, on, reboot, status
-
-        var operation: FenceOperation {
-            switch self {
-            case .off: .off
-            case .on: .on
-            case .reboot: .reboot
-            case .status: .status
-            }
-        }
-    }
-
-    enum Listener: String, ExpressibleByArgument, CaseIterable {
-        case multicast, tcp
-    }
-
     @Argument(help: ArgumentHelp("The domain's name or UUID.", valueName: "domain"))
     var domain: String
 
-    @Option(help: "off, on, reboot or status.")
-    var action: Action
+    @Option(help: "What to do to the domain.")
+    var action: FenceAction
 
-    @Option(name: .customShort("f"), help: ArgumentHelp("The configuration file with the listener and its key.", valueName: "file"))
-    var configFile = "/etc/fence_virt.conf"
+    @OptionGroup var file: ConfigFileOption
 
     @Option(help: "Which listener of the file to use (default: the first one it lists).")
-    var via: Listener?
+    var via: ListenerKind?
 
     @Option(help: ArgumentHelp("Give up after this many seconds, as fence_xvm's -t.", valueName: "seconds"))
     var timeout = 30
@@ -52,18 +35,18 @@ struct FenceCommand: ParsableCommand {
     var json = false
 
     func run() throws {
-        let configuration = try RouterConfiguration(document: ConfigurationFile.load(configFile))
-        let kind = via.map { ListenerKind(rawValue: $0.rawValue)! } ?? configuration.daemon.listeners[0]
+        let configuration = try RouterConfiguration(document: ConfigurationFile.load(file.configFile))
+        let kind = via ?? configuration.daemon.listeners[0]
         let deadline = ContinuousClock.now + .seconds(timeout)
         let code: UInt8
         do {
             switch kind {
             case .multicast:
-                guard let listener = configuration.multicastListeners.first else { throw ValidationError("\(configFile) has no multicast listener") }
-                code = try client(listener.security, deadline).request(action.operation, domain: domain, multicast: listener)
+                guard let listener = configuration.multicastListeners.first else { throw ValidationError("\(file.configFile) has no multicast listener") }
+                code = try client(listener.security, deadline).request(operation, domain: domain, multicast: listener)
             case .tcp:
-                guard let listener = configuration.tcpListeners.first else { throw ValidationError("\(configFile) has no tcp listener") }
-                code = try client(listener.security, deadline).request(action.operation, domain: domain, tcp: listener)
+                guard let listener = configuration.tcpListeners.first else { throw ValidationError("\(file.configFile) has no tcp listener") }
+                code = try client(listener.security, deadline).request(operation, domain: domain, tcp: listener)
             }
         } catch let failure as XVMClient.Failure {
             report(result: "failed: \(failure)", code: nil)
@@ -78,6 +61,16 @@ struct FenceCommand: ParsableCommand {
         }
         report(result: result, code: code)
         if code != 0 { throw ExitCode(Int32(code)) }
+    }
+
+    /// The request's op code for the action (the wire's numbers, FenceCore's names).
+    private var operation: FenceOperation {
+        switch action {
+        case .off: .off
+        case .on: .on
+        case .reboot: .reboot
+        case .status: .status
+        }
     }
 
     private func client(_ security: ListenerSecurity, _ deadline: ContinuousClock.Instant) throws -> XVMClient {
@@ -96,3 +89,6 @@ struct FenceCommand: ParsableCommand {
         }
     }
 }
+
+extension FenceAction: ExpressibleByArgument {}
+extension ListenerKind: ExpressibleByArgument {}

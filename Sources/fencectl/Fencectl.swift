@@ -9,8 +9,8 @@ struct Fencectl: AsyncParsableCommand {
     )
 }
 
-/// Options every command that talks to the bus shares.
-struct BusOptions: ParsableArguments {
-    @Option(name: .customShort("f"), help: ArgumentHelp("The configuration file with the backends/amqp block.", valueName: "file"))
+/// `-f FILE`, as the daemons take it: every command that reads or writes the configuration.
+struct ConfigFileOption: ParsableArguments {
+    @Option(name: .customShort("f"), help: ArgumentHelp("The configuration file (the one the daemons read).", valueName: "file"))
     var configFile = "/etc/fence_virt.conf"
 }

@@ -20,7 +20,7 @@ struct HostCommand: AsyncParsableCommand {
                 """
         )
 
-        @OptionGroup var bus: BusOptions
+        @OptionGroup var bus: ConfigFileOption
         @Argument(help: "The host, as its agent names itself on the bus.") var host: String
         @Flag(help: "Yes, the host is down: its domains may be reported off.") var yes = false
 
@@ -42,7 +42,7 @@ struct HostCommand: AsyncParsableCommand {
                 """
         )
 
-        @OptionGroup var bus: BusOptions
+        @OptionGroup var bus: ConfigFileOption
         @Argument(help: "The host, as its agent names itself on the bus.") var host: String
         @Flag(help: "Yes, the host is gone for good: domains only it held may be reported off.") var yes = false
 
@@ -54,7 +54,7 @@ struct HostCommand: AsyncParsableCommand {
     }
 
     /// Publishes an operator's statement about `host` to every router, once the operator said --yes.
-    static func tell(_ change: HostStateChange.Change, _ host: String, confirmed: Bool, _ options: BusOptions, unconfirmed refusal: String) async throws {
+    static func tell(_ change: HostStateChange.Change, _ host: String, confirmed: Bool, _ options: ConfigFileOption, unconfirmed refusal: String) async throws {
         guard confirmed else { throw ValidationError(refusal) }
         let statement = HostStateChange(host: host, change: change, operatorName: BusSession.operatorName)
         let endpoint = try await BusSession.open(options)

@@ -12,7 +12,7 @@ struct InventoryCommand: AsyncParsableCommand {
         discussion: "Listens to the hosts' inventory on the bus for a snapshot interval, then prints each domain with its UUID, state and host, and each host with its liveness."
     )
 
-    @OptionGroup var bus: BusOptions
+    @OptionGroup var bus: ConfigFileOption
 
     @Flag(help: "Print JSON.")
     var json = false

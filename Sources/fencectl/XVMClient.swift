@@ -35,16 +35,13 @@ struct XVMClient {
         let sender = try Socket(family: settings.family, type: SOCK_DGRAM)
         try sender.prepareMulticast(interfaceIndex: interfaceIndex)
         // Sent again every two seconds until a router calls back, as fence_xvm retransmits.
-        var connection: Socket?
-        while connection == nil {
+        while ContinuousClock.now < deadline {
             try sender.send(request.bytes, to: settings.group, port: settings.port)
-            guard try listener.waitReadable(until: min(deadline, .now + .seconds(2))) else {
-                if ContinuousClock.now >= deadline { throw Failure(description: "no router called back before the deadline") }
-                continue
+            if try listener.waitUntilReady(until: min(deadline, .now + .seconds(2))) {
+                return try exchange(on: listener.accept())
             }
-            connection = try listener.accept()
         }
-        return try exchange(on: connection!)
+        throw Failure(description: "no router called back before the deadline")
     }
 
     /// Sends the request on a connection to the listener, as `fence_virt -T` does.
@@ -191,7 +188,7 @@ private final class Socket {
     }
 
     /// Waits until the descriptor is readable (or writable); false when the deadline passes first.
-    func waitReadable(until deadline: ContinuousClock.Instant, writable: Bool = false) throws(XVMClient.Failure) -> Bool {
+    func waitUntilReady(until deadline: ContinuousClock.Instant, writable: Bool = false) throws(XVMClient.Failure) -> Bool {
         while true {
             let remaining = deadline - .now
             guard remaining > .zero else { return false }
@@ -213,7 +210,7 @@ private final class Socket {
         _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) | O_NONBLOCK)
         let started = withAddress(address, port: port) { Glibc.connect(descriptor, $0, $1) }
         if started < 0 && errno != EINPROGRESS { try check(started, "connect to \(address) port \(port)") }
-        guard try waitReadable(until: deadline, writable: true) else { throw XVMClient.Failure(description: "connect to \(address) port \(port): timed out") }
+        guard try waitUntilReady(until: deadline, writable: true) else { throw XVMClient.Failure(description: "connect to \(address) port \(port): timed out") }
         var error: Int32 = 0
         var length = socklen_t(4)
         getsockopt(descriptor, SOL_SOCKET, SO_ERROR, &error, &length)
@@ -223,7 +220,7 @@ private final class Socket {
     func write(_ bytes: [UInt8], until deadline: ContinuousClock.Instant) throws(XVMClient.Failure) {
         var offset = 0
         while offset < bytes.count {
-            guard try waitReadable(until: deadline, writable: true) else { throw XVMClient.Failure(description: "the router stopped reading") }
+            guard try waitUntilReady(until: deadline, writable: true) else { throw XVMClient.Failure(description: "the router stopped reading") }
             let count = bytes[offset...].withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
             if count < 0 && (errno == EAGAIN || errno == EINTR) { continue }
             try check(Int32(clamping: count), "write")
@@ -236,7 +233,7 @@ private final class Socket {
         var bytes: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: count)
         while bytes.count < count {
-            guard try waitReadable(until: deadline) else { throw XVMClient.Failure(description: "no answer from the router before the deadline") }
+            guard try waitUntilReady(until: deadline) else { throw XVMClient.Failure(description: "no answer from the router before the deadline") }
             let received = Glibc.recv(descriptor, &buffer, count - bytes.count, 0)
             if received < 0 && (errno == EAGAIN || errno == EINTR) { continue }
             try check(Int32(clamping: received), "read")
