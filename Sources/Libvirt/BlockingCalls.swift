@@ -5,7 +5,9 @@ import NIOPosix
 /// waiting for them at a deadline.
 ///
 /// A call that misses its deadline keeps its thread until libvirt returns; the caller has already
-/// been answered with `.timedOut` and the late result is discarded.
+/// been answered with `.timedOut` and the late result is discarded. A call still queued for a
+/// thread when its deadline passes never starts: a destroy or start whose request was already
+/// answered as failed must not happen afterwards.
 struct BlockingCalls: Sendable {
     static let shared = BlockingCalls(threads: 8)
 
@@ -30,6 +32,10 @@ struct BlockingCalls: Sendable {
             pool.submit { state in
                 guard case .active = state else {
                     once.resume(.failure(LibvirtError(code: .callFailed, operation: operation, message: "thread pool shut down")))
+                    return
+                }
+                guard !once.isDone, ContinuousClock.now < deadline else {
+                    once.resume(.failure(LibvirtError(code: .timedOut, operation: operation, message: "waited for a thread past the deadline; not started")))
                     return
                 }
                 once.resume(Result(catching: body))

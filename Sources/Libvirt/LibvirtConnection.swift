@@ -56,16 +56,21 @@ public final class LibvirtConnection: Sendable {
     /// - Parameters:
     ///   - lifecycleEvents: register for domain lifecycle events on every (re)connect.
     ///   - backoff: the first and the longest wait between failed opening attempts.
-    public init(
+    public convenience init(
         uri: String,
         lifecycleEvents: Bool = false,
         backoff: ClosedRange<Duration> = .milliseconds(250)...(.seconds(30)),
         logger: Logger
     ) {
+        self.init(uri: uri, lifecycleEvents: lifecycleEvents, backoff: backoff, calls: .shared, logger: logger)
+    }
+
+    /// With its own threads for the blocking calls (tests that fill them up).
+    init(uri: String, lifecycleEvents: Bool, backoff: ClosedRange<Duration>, calls: BlockingCalls, logger: Logger) {
         self.uri = uri
         self.subscribeToLifecycle = lifecycleEvents
         self.backoff = backoff
-        self.calls = BlockingCalls.shared
+        self.calls = calls
         self.logger = logger
         (events, eventSink) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(65_536))
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 import Testing
 import TestSupport
 import FenceCore
@@ -93,6 +94,30 @@ struct LibvirtConnectionTests {
         #expect(await fencer.perform(.status, on: DomainTarget("nope"), deadline: deadline) == .off)
         #expect(await fencer.perform(.on, on: DomainTarget("vm1"), deadline: deadline) == .success)
         #expect(await fencer.checkHealth(deadline: deadline) == .success)
+    }
+
+    @Test("a call still waiting for a thread when its deadline passes never starts")
+    func queuedPastDeadline() async throws {
+        let calls = BlockingCalls(threads: 1)
+        let connection = LibvirtConnection(
+            uri: "test://" + Fixtures.url("fence-xvm/testnode.xml").path, lifecycleEvents: false,
+            backoff: .milliseconds(250)...(.seconds(1)), calls: calls, logger: logger
+        )
+        try await connection.open(deadline: deadline)
+        let uuid = "6695eb01-f6a4-8304-79aa-97f2502e193f"
+        // The only thread is busy for a while: the destroy waits in the queue past its deadline.
+        final class Flag: Sendable { let raised = Atomic(false) }
+        let holding = Flag()
+        async let busy: Void = calls.run("hold the thread", deadline: deadline) {
+            holding.raised.store(true, ordering: .sequentiallyConsistent)
+            usleep(600_000)
+        }
+        while !holding.raised.load(ordering: .sequentiallyConsistent) { try await Task.sleep(for: .milliseconds(1)) }
+        await #expect(throws: LibvirtError.self) {
+            try await connection.destroy(uuid: uuid, deadline: .now + .milliseconds(100))
+        }
+        try await busy
+        #expect(try await connection.lookup(.uuid(uuid), deadline: deadline)?.state == .running, "the late destroy never ran")
     }
 
     @Test("an unreachable URI fails to connect, then waits out the backoff without retrying")
