@@ -12,14 +12,20 @@ import Synchronization
 /// | off | failure (1) | success, nothing done | destroy, confirm off |
 /// | on | failure (1) | start, confirm running | success, nothing done |
 /// | reboot | failure (1) | success, stays off | destroy, confirm off, start again (a failed restart is still success: the domain was fenced) |
+///
+/// With several connections (`uri`, `uri1`, …) the domain is looked up on every one of them,
+/// not only on the first that knows it as the reference does: it is on while it runs on any,
+/// off only when every connection that has it says so; `off` destroys it wherever it runs and
+/// succeeds only when all of those confirm; `on` starts it on the first that has it, unless it
+/// runs somewhere already; `reboot` restarts it only where it ran, if that was one place.
 public final class HypervisorFencer: FenceBackend {
     public let hypervisors: [any Hypervisor]
     /// The longest a reboot waits for the domain to be off, as the reference's 15 polls.
     public let offWaitLimit: Duration
     private let serializer = KeyedSerializer<String>()
-    /// Where each target was last found: the hypervisor and the domain's UUID. Lets a request lock
-    /// its domain at once and read it only once, under the lock.
-    private let located = Mutex<[DomainTarget: (hypervisor: Int, uuid: String)]>([:])
+    /// The UUIDs each target was last found with. Lets a request lock its domain at once and
+    /// read it only once, under the lock.
+    private let located = Mutex<[DomainTarget: [String]]>([:])
     private let logger: Logger
 
     public init(hypervisors: [any Hypervisor], offWaitLimit: Duration = .seconds(15), logger: Logger) {
@@ -32,39 +38,51 @@ public final class HypervisorFencer: FenceBackend {
         await performObserving(action, on: target, deadline: deadline).outcome
     }
 
+    /// A domain as one connection reported it.
+    private struct Found: Sendable {
+        let hypervisor: Int
+        let domain: DomainInfo
+    }
+
+    private enum Attempt: Sendable {
+        case done(FenceOutcome, DomainInfo?, [String])
+        /// The domain is held under other UUIDs than those locked: lock those and read again.
+        case moved([String])
+    }
+
     /// Also returns the domain as last read under its lock, after acting (nil: not found, or gone),
     /// so that a host agent can report what it saw without reading it again.
     public func performObserving(_ action: FenceAction, on target: DomainTarget, deadline: ContinuousClock.Instant) async -> (outcome: FenceOutcome, observed: DomainInfo?) {
         do throws(FenceFailure) {
-            // Where the target was found before: lock that UUID, read the target once under the
-            // lock, and act only if it is still that domain.
-            if let known = located.withLock({ $0[target] }) {
-                let hypervisor = hypervisors[known.hypervisor]
-                let result = try await serializer.withExclusiveAccess(to: known.uuid, until: deadline) { () async throws(FenceFailure) -> (FenceOutcome, DomainInfo?)? in
+            // Lock the UUIDs the target was found with (before, or now), read it under the locks,
+            // and act only if it is still those domains.
+            var uuids = located.withLock { $0[target] }
+            for _ in 0..<3 {
+                let locking: [String]
+                if let uuids {
+                    locking = uuids
+                } else {
+                    locking = Self.uuids(of: try await locate(target, deadline: deadline))
+                }
+                let attempt = try await withLocks(locking[...], until: deadline) { () async throws(FenceFailure) -> Attempt in
                     try checkDeadline(deadline)
-                    guard let domain = try await hypervisor.lookup(target, deadline: deadline), domain.uuid == known.uuid else { return nil }
-                    return try await act(action, on: domain, in: hypervisor, deadline: deadline)
+                    let found = try await locate(target, deadline: deadline)
+                    let now = Self.uuids(of: found)
+                    guard Set(now).isSubset(of: locking) else { return .moved(now) }
+                    let (outcome, observed) = try await act(action, on: found, deadline: deadline)
+                    return .done(outcome, observed, now)
                 }
-                switch result {
-                case .some(.some(let result)): return result
-                case .none: return (.failed(waitedTooLong(target)), nil)
-                case .some(.none): _ = located.withLock { $0.removeValue(forKey: target) }
+                switch attempt {
+                case nil:
+                    return (.failed(waitedTooLong(target)), nil)
+                case .done(let outcome, let observed, let found)?:
+                    remember(target, uuids: found)
+                    return (outcome, observed)
+                case .moved(let now)?:
+                    uuids = now
                 }
             }
-            // The long way: find it, lock its UUID, read it again under the lock.
-            guard let (index, domain) = try await locate(target, deadline: deadline) else {
-                return (action == .status ? .off : .failed(FenceFailure(.notFound, "no domain \(target) on \(hypervisorNames)")), nil)
-            }
-            remember(target, hypervisor: index, uuid: domain.uuid)
-            let hypervisor = hypervisors[index]
-            let result = try await serializer.withExclusiveAccess(to: domain.uuid, until: deadline) { () async throws(FenceFailure) -> (FenceOutcome, DomainInfo?) in
-                try checkDeadline(deadline)
-                guard let current = try await hypervisor.lookup(.uuid(domain.uuid), deadline: deadline) else {
-                    return (action == .status ? .off : .failed(FenceFailure(.notFound, "domain \(target) vanished before it could be acted on")), nil)
-                }
-                return try await act(action, on: current, in: hypervisor, deadline: deadline)
-            }
-            return result ?? (.failed(waitedTooLong(target)), nil)
+            return (.failed(FenceFailure(.operationFailed, "\(target) kept changing while it was being locked")), nil)
         } catch {
             return (.failed(error), nil)
         }
@@ -91,21 +109,43 @@ public final class HypervisorFencer: FenceBackend {
 
     private var hypervisorNames: String { hypervisors.map(\.name).joined(separator: ", ") }
 
-    /// The first connection that knows the domain, as the reference does with several URIs.
-    private func locate(_ target: DomainTarget, deadline: ContinuousClock.Instant) async throws(FenceFailure) -> (Int, DomainInfo)? {
+    /// The domain on every connection that has it; a connection that cannot answer fails the
+    /// lookup (doubt is never "not there").
+    private func locate(_ target: DomainTarget, deadline: ContinuousClock.Instant) async throws(FenceFailure) -> [Found] {
+        var found: [Found] = []
         for (index, hypervisor) in hypervisors.enumerated() {
             if let domain = try await hypervisor.lookup(target, deadline: deadline) {
-                return (index, domain)
+                found.append(Found(hypervisor: index, domain: domain))
             }
         }
-        return nil
+        return found
     }
 
-    private func remember(_ target: DomainTarget, hypervisor: Int, uuid: String) {
+    private static func uuids(of found: [Found]) -> [String] {
+        Array(Set(found.map(\.domain.uuid))).sorted()
+    }
+
+    /// Runs `body` holding the lock of every key, taken in order (so two requests never wait for
+    /// each other); nil if the deadline came first.
+    private func withLocks<T: Sendable>(
+        _ keys: ArraySlice<String>, until deadline: ContinuousClock.Instant, _ body: () async throws(FenceFailure) -> T
+    ) async throws(FenceFailure) -> T? {
+        guard let first = keys.first else { return try await body() }
+        let result = try await serializer.withExclusiveAccess(to: first, until: deadline) { () async throws(FenceFailure) -> T? in
+            try await withLocks(keys.dropFirst(), until: deadline, body)
+        }
+        return result ?? nil
+    }
+
+    private func remember(_ target: DomainTarget, uuids: [String]) {
         located.withLock { located in
+            guard !uuids.isEmpty else {
+                located[target] = nil
+                return
+            }
             // A bound, not a policy: a host with more targets than this just takes the long way more often.
             if located.count >= 16_384 { located.removeAll() }
-            located[target] = (hypervisor, uuid)
+            located[target] = uuids
         }
     }
 
@@ -113,39 +153,55 @@ public final class HypervisorFencer: FenceBackend {
         FenceFailure(.deadlineExceeded, "waited past the deadline behind another request for \(target)")
     }
 
-    /// Runs under the domain's lock, from `domain` as read under that lock; returns the outcome and
+    /// Runs under the domain's locks, from `found` as read under them; returns the outcome and
     /// the last reading of the domain.
-    private func act(_ action: FenceAction, on domain: DomainInfo, in hypervisor: any Hypervisor, deadline: ContinuousClock.Instant) async throws(FenceFailure) -> (FenceOutcome, DomainInfo?) {
-        let uuid = domain.uuid
+    private func act(_ action: FenceAction, on found: [Found], deadline: ContinuousClock.Instant) async throws(FenceFailure) -> (FenceOutcome, DomainInfo?) {
+        guard let first = found.first else {
+            return (action == .status ? .off : .failed(FenceFailure(.notFound, "no such domain on \(hypervisorNames)")), nil)
+        }
+        let running = found.filter { !$0.domain.state.isOff }
         switch action {
         case .status:
-            return (domain.state.isOff ? .off : .success, domain)
+            return running.first.map { (.success, $0.domain) } ?? (.off, first.domain)
         case .off:
-            guard !domain.state.isOff else { return (.success, domain) }
-            return (.success, try await forceOff(domain, on: hypervisor, deadline: deadline))
+            var last: DomainInfo? = first.domain
+            for place in running {
+                last = try await forceOff(place.domain, on: hypervisors[place.hypervisor], deadline: deadline)
+            }
+            return (.success, last)
         case .on:
-            guard domain.state.isOff else { return (.success, domain) }
-            try await hypervisor.start(uuid: uuid, deadline: deadline)
-            guard let after = try await hypervisor.lookup(.uuid(uuid), deadline: deadline), !after.state.isOff else {
-                throw FenceFailure(.operationFailed, "\(domain.name) is still off after starting it")
+            if let place = running.first { return (.success, place.domain) }
+            let hypervisor = hypervisors[first.hypervisor]
+            try await hypervisor.start(uuid: first.domain.uuid, deadline: deadline)
+            guard let after = try await hypervisor.lookup(.uuid(first.domain.uuid), deadline: deadline), !after.state.isOff else {
+                throw FenceFailure(.operationFailed, "\(first.domain.name) is still off after starting it")
             }
             return (.success, after)
         case .reboot:
-            guard !domain.state.isOff else { return (.success, domain) }
-            let definition = domain.persistent ? nil : try await hypervisor.definition(uuid: uuid, deadline: deadline)
-            _ = try await forceOff(domain, on: hypervisor, deadline: deadline)
+            guard let place = running.first else { return (.success, first.domain) }
+            let hypervisor = hypervisors[place.hypervisor]
+            let definition = place.domain.persistent ? nil : try await hypervisor.definition(uuid: place.domain.uuid, deadline: deadline)
+            for other in running {
+                _ = try await forceOff(other.domain, on: hypervisors[other.hypervisor], deadline: deadline)
+            }
+            guard running.count == 1 else {
+                logger.warning("reboot: the domain ran on several connections; it was fenced on all and is started on none", metadata: [
+                    "domain": "\(place.domain.name)", "connections": "\(running.map { hypervisors[$0.hypervisor].name })",
+                ])
+                return (.success, nil)
+            }
             do throws(FenceFailure) {
                 if let definition {
                     try await hypervisor.startTransient(xml: definition, deadline: deadline)
                 } else {
-                    try await hypervisor.start(uuid: uuid, deadline: deadline)
+                    try await hypervisor.start(uuid: place.domain.uuid, deadline: deadline)
                 }
             } catch {
                 logger.warning("reboot: the domain was fenced but did not start again", metadata: [
-                    "domain": "\(domain.name)", "error": "\(error)",
+                    "domain": "\(place.domain.name)", "error": "\(error)",
                 ])
             }
-            return (.success, try? await hypervisor.lookup(.uuid(uuid), deadline: deadline))
+            return (.success, try? await hypervisor.lookup(.uuid(place.domain.uuid), deadline: deadline))
         }
     }
 

@@ -262,4 +262,78 @@ struct DurationTextTests {
         #expect(Duration.seconds(20).millisecondsText == "20000.0")
         #expect(Duration.seconds(3600).millisecondsText == "3600000.0")
     }
+
+}
+
+extension HypervisorFencerTests {
+    // MARK: - Several connections (uri, uri1, …)
+
+    static let shared = "8c1d5b2e-0000-4000-8000-000000000001"
+
+    func several(_ first: DomainState?, _ second: DomainState?, _ behaviours: (FakeHypervisor.Behaviour, FakeHypervisor.Behaviour) = (.init(), .init())) -> (FakeHypervisor, FakeHypervisor, HypervisorFencer) {
+        func domains(_ state: DomainState?) -> [DomainInfo] {
+            state.map { [DomainInfo(name: "shared", uuid: Self.shared, state: $0, persistent: true)] } ?? []
+        }
+        let a = FakeHypervisor(name: "uri", domains: domains(first), behaviour: behaviours.0)
+        let b = FakeHypervisor(name: "uri1", domains: domains(second), behaviour: behaviours.1)
+        return (a, b, HypervisorFencer(hypervisors: [a, b], offWaitLimit: .milliseconds(300), logger: logger))
+    }
+
+    @Test("several connections: status is on while the domain runs on any of them, off only when off on all")
+    func severalStatus() async {
+        #expect(await several(.shutOff, .running).2.perform(.status, on: DomainTarget("shared"), deadline: deadline) == .success)
+        #expect(await several(.running, .shutOff).2.perform(.status, on: DomainTarget("shared"), deadline: deadline) == .success)
+        #expect(await several(.shutOff, .shutOff).2.perform(.status, on: DomainTarget("shared"), deadline: deadline) == .off)
+        #expect(await several(nil, .running).2.perform(.status, on: DomainTarget(Self.shared), deadline: deadline) == .success)
+        #expect(await several(nil, nil).2.perform(.status, on: DomainTarget("shared"), deadline: deadline) == .off)
+    }
+
+    @Test("several connections: one that cannot answer makes status a failure, never off")
+    func severalUnreachable() async {
+        let (_, _, fencer) = several(.shutOff, .running, (.init(), .init(unreachable: true)))
+        guard case .failed = await fencer.perform(.status, on: DomainTarget("shared"), deadline: deadline) else {
+            Issue.record("a silent connection was taken for off")
+            return
+        }
+        guard case .failed = await fencer.perform(.off, on: DomainTarget("shared"), deadline: deadline) else {
+            Issue.record("off succeeded without hearing every connection")
+            return
+        }
+    }
+
+    @Test("several connections: off destroys the domain wherever it runs and confirms every one")
+    func severalOff() async {
+        let (a, b, fencer) = several(.shutOff, .running)
+        #expect(await fencer.perform(.off, on: DomainTarget("shared"), deadline: deadline) == .success)
+        #expect(a.state(of: "shared") == .shutOff)
+        #expect(b.state(of: "shared") == .shutOff)
+        #expect(!a.calls.contains { $0.hasPrefix("destroy") }, "not destroyed where it was off already")
+        let (_, stubborn, stubbornFencer) = several(.running, .running, (.init(), .init(destroyIsIgnored: true)))
+        #expect(await stubbornFencer.perform(.off, on: DomainTarget("shared"), deadline: deadline) != .success, "one still runs: failure")
+        #expect(stubborn.state(of: "shared") == .running)
+    }
+
+    @Test("several connections: on starts the domain only where none runs it, on the first that has it")
+    func severalOn() async {
+        let (a, _, fencer) = several(.shutOff, .running)
+        #expect(await fencer.perform(.on, on: DomainTarget("shared"), deadline: deadline) == .success)
+        #expect(a.state(of: "shared") == .shutOff, "it runs on uri1 already: not started twice")
+        let (c, d, offFencer) = several(.shutOff, .shutOff)
+        #expect(await offFencer.perform(.on, on: DomainTarget("shared"), deadline: deadline) == .success)
+        #expect(c.state(of: "shared") == .running)
+        #expect(d.state(of: "shared") == .shutOff)
+    }
+
+    @Test("several connections: reboot restarts the domain where it ran; running in two places, it is fenced on both and started on none")
+    func severalReboot() async {
+        let (a, b, fencer) = several(.shutOff, .running)
+        #expect(await fencer.perform(.reboot, on: DomainTarget("shared"), deadline: deadline) == .success)
+        #expect(a.state(of: "shared") == .shutOff)
+        #expect(b.state(of: "shared") == .running)
+        #expect(b.calls.contains { $0.hasPrefix("destroy") })
+        let (c, d, twice) = several(.running, .running)
+        #expect(await twice.perform(.reboot, on: DomainTarget("shared"), deadline: deadline) == .success)
+        #expect(c.state(of: "shared") == .shutOff)
+        #expect(d.state(of: "shared") == .shutOff)
+    }
 }
