@@ -62,9 +62,11 @@ def host_xml(path, count):
 
 
 def config(path, work, xml, port):
+    # fence_virtd reads only the keys it knows; state_directory keeps ours out of /var/lib.
+    os.makedirs(f"{work}/state-{port}", exist_ok=True)
     with open(path, "w") as out:
         out.write(
-            'fence_virtd {\n\tlistener = "multicast";\n\tbackend = "libvirt";\n}\n\n'
+            f'fence_virtd {{\n\tlistener = "multicast";\n\tbackend = "libvirt";\n\tstate_directory = "{work}/state-{port}";\n}}\n\n'
             f'listeners {{\n\tmulticast {{\n\t\tkey_file = "{work}/fence_xvm.key";\n\t\tinterface = "br0";\n\t\tport = "{port}";\n\t}}\n}}\n\n'
             f'backends {{\n\tlibvirt {{\n\t\turi = "test://{xml}";\n\t}}\n}}\n'
         )

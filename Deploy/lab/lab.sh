@@ -186,6 +186,7 @@ fence_virtd {
 	listener = "multicast";
 	backend = "amqp";
 	request_timeout = "15";
+	state_directory = "$dir/$host/state";
 }
 
 listeners {
@@ -202,7 +203,6 @@ backends {
 		bus_key_file = "$dir/bus.key";
 		host_id = "$host";
 		router_id = "router-$host";
-		state_directory = "$dir/$host/state";
 	}
 	libvirt {
 		uri = "$(uri $host)";

@@ -85,6 +85,10 @@ expect 2 /usr/sbin/fencectl fence test --action status
 metrics=$(in_container bash -c 'exec 3<>/dev/tcp/127.0.0.1/9231 && printf "GET /metrics HTTP/1.0\r\n\r\n" >&3 && cat <&3')
 [[ $metrics == *'fence_requests_total{op="off",outcome="success",reason=""} 1'* ]] || fail "the metrics endpoint did not count the off"
 echo "boot-check: started as Type=notify in its sandbox, served status/off/status, counted them"
+pid=$(in_container systemctl show fence-routerd -p MainPID --value)
+[[ $(in_container awk '/^Max open files/ {print $4}' "/proc/$pid/limits") == 4096 ]] || fail "LimitNOFILE=4096 is not in force"
+in_container test -s /var/lib/fence-router/seen-packets || fail "the journal of seen packets is not in the state directory"
+echo "boot-check: LimitNOFILE in force; the seen packets kept in StateDirectory"
 
 in_container systemctl reload fence-routerd
 sleep 1

@@ -178,3 +178,30 @@ extension StringProtocol {
         String(drop { $0.isWhitespace }.reversed().drop { $0.isWhitespace }.reversed())
     }
 }
+
+/// The daemon's state directory, made if missing (0700) and held for the daemon's life with an
+/// exclusive lock: two daemons writing one journal would lose each other's records.
+public final class StateDirectory: Sendable {
+    public let path: String
+    private let lock: Int32
+
+    public init(_ path: String, program: String) throws(StartupError) {
+        self.path = path
+        guard mkdir(path, 0o700) == 0 || errno == EEXIST else {
+            throw StartupError(.configuration, "state_directory \(path): \(SystemError.last)")
+        }
+        let descriptor = open(path + "/lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw StartupError(.configuration, "state_directory \(path): \(SystemError.last)") }
+        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+            let busy = errno == EWOULDBLOCK
+            let detail = SystemError.last
+            close(descriptor)
+            throw StartupError(.configuration, busy
+                ? "state_directory \(path) is in use by another \(program); give each daemon its own"
+                : "state_directory \(path): \(detail)")
+        }
+        lock = descriptor
+    }
+
+    deinit { close(lock) }
+}

@@ -117,15 +117,13 @@ public struct RouterBusSettings: Hashable, Sendable {
     /// This router's name on the bus (its reply address); nil means `router-<hostname>`.
     public var routerID: String?
     /// Hosts that must be live before a domain found nowhere counts as off. Others are learned
-    /// from the bus and kept (in `stateDirectory`) until `fencectl host forget`.
+    /// from the bus and kept (in `fence_virtd/state_directory`) until `fencectl host forget`.
     public var expectedHosts: [String] = []
     /// A host is live for this long after its last message.
     public var freshness: Duration = .seconds(3)
     /// After start, "found nowhere" is a failure for this long: every live host must have had time
     /// to be heard. A host counts only with a snapshot, so one freshness window is enough (the default).
     public var warmUp: Duration = .seconds(3)
-    /// Where learned hosts and operator confirmations are kept across restarts.
-    public var stateDirectory = "/var/lib/fence-router"
 
     public init() {}
 
@@ -136,7 +134,9 @@ public struct RouterBusSettings: Hashable, Sendable {
         expectedHosts = (reader.string("expected_hosts") ?? "").split(whereSeparator: { $0 == "," || $0 == " " }).map(String.init)
         freshness = try reader.seconds("host_freshness", in: 1...60) ?? .seconds(3)
         warmUp = try reader.seconds("warm_up", in: 0...600) ?? freshness
-        stateDirectory = reader.string("state_directory") ?? "/var/lib/fence-router"
+        if reader.string("state_directory") != nil {
+            throw reader.invalid("state_directory", "moved: set state_directory in the fence_virtd block (it now also keeps the seen packets)")
+        }
     }
 }
 

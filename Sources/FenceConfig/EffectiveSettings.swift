@@ -50,6 +50,8 @@ public enum EffectiveSettings {
             .assignment("wait_for_init", flag(daemon.waitForBackend)),
             .assignment("request_timeout", seconds(daemon.requestTimeout)),
             .assignment("duplicate_window", seconds(daemon.duplicateWindow)),
+            .assignment("state_directory", daemon.stateDirectory),
+            .assignment("replay_memory", seconds(daemon.replayMemory)),
         ]
     }
 
@@ -102,7 +104,6 @@ public enum EffectiveSettings {
             + optional("expected_hosts", routing.expectedHosts.isEmpty ? nil : routing.expectedHosts.joined(separator: ", ")) + [
                 .assignment("host_freshness", seconds(routing.freshness)),
                 .assignment("warm_up", seconds(routing.warmUp)),
-                .assignment("state_directory", routing.stateDirectory),
             ]
     }
 

@@ -27,12 +27,18 @@ public struct DaemonSettings: Hashable, Sendable {
     public var requestTimeout: Duration = .seconds(20)
     /// `duplicate_window`: how long a finished request's copies and retransmissions are dropped.
     public var duplicateWindow: Duration = .seconds(60)
+    /// `state_directory`: what the daemon keeps across restarts (the signed packets it has seen;
+    /// with the amqp backend, learned hosts and operator confirmations).
+    public var stateDirectory = "/var/lib/fence-router"
+    /// `replay_memory`: how long an accepted signed packet is remembered, so that a copy of it sent
+    /// again (a replay) is dropped. At most `SeenPackets` capacity packets are kept.
+    public var replayMemory: Duration = .seconds(86_400)
 
     public init() {}
 
     static let keys = [
         "listener", "backend", "debug", "foreground", "wait_for_init", "wait_for_backend", "module_path",
-        "name_mode", "request_timeout", "duplicate_window",
+        "name_mode", "request_timeout", "duplicate_window", "state_directory", "replay_memory",
     ]
 
     init(reading reader: BlockReader) throws(ConfigError) {
@@ -57,6 +63,9 @@ public struct DaemonSettings: Hashable, Sendable {
         waitForBackend = try reader.boolean("wait_for_init") ?? legacyWait ?? false
         requestTimeout = try reader.seconds("request_timeout", in: 1...300) ?? .seconds(20)
         duplicateWindow = try reader.seconds("duplicate_window", in: 60...3600) ?? .seconds(60)
+        stateDirectory = reader.string("state_directory") ?? "/var/lib/fence-router"
+        guard stateDirectory.hasPrefix("/") else { throw reader.invalid("state_directory", "\"\(stateDirectory)\" is not an absolute path") }
+        replayMemory = try reader.seconds("replay_memory", in: 3600...2_592_000) ?? .seconds(86_400)
     }
 }
 

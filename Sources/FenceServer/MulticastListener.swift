@@ -18,7 +18,7 @@ public final class MulticastListener: Service {
     public let name: String
     private let channel: NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>
     private let interfaceIndex: Int?
-    private let credentials: Mutex<ListenerCredentials>
+    private let credentials: CurrentCredentials
     private let pipeline: RequestPipeline
     private let logger: Logger
 
@@ -81,7 +81,7 @@ public final class MulticastListener: Service {
         self.name = name
         self.channel = channel
         self.interfaceIndex = interfaceIndex
-        self.credentials = Mutex(credentials)
+        self.credentials = CurrentCredentials(credentials)
         self.pipeline = pipeline
         self.logger = logger
     }
@@ -93,7 +93,7 @@ public final class MulticastListener: Service {
 
     /// A reloaded key and digests, for requests received from now on.
     public func update(credentials: ListenerCredentials) {
-        self.credentials.withLock { $0 = credentials }
+        self.credentials.value = credentials
     }
 
     /// Serves until graceful shutdown, then lets requests under way finish (each within its deadline).
@@ -119,14 +119,10 @@ public final class MulticastListener: Service {
                 do {
                     for try await envelope in inbound {
                         if let interfaceIndex, let arrived = envelope.metadata?.packetInfo?.interfaceIndex, arrived != interfaceIndex {
-                            let count = pipeline.statistics.dropped("wrong-interface")
-                            logger.warning("dropped packet", metadata: [
-                                "reason": "wrong-interface", "source": "\(envelope.remoteAddress)", "ifindex": "\(arrived)",
-                                "listener": "\(name)", "dropped-total": "\(count)",
-                            ])
+                            pipeline.drop(.wrongInterface, "arrived on interface index \(arrived)", source: envelope.remoteAddress.ipAddress ?? "?", listener: name)
                             continue
                         }
-                        guard let admitted = pipeline.admit(datagram: envelope.data, source: envelope.remoteAddress, listener: name, credentials: credentials.withLock { $0 }) else { continue }
+                        guard let admitted = pipeline.admit(datagram: envelope.data, source: envelope.remoteAddress, listener: name, credentials: credentials.value) else { continue }
                         group.addTask { await self.pipeline.serveDatagram(admitted, on: executor.eventLoop) }
                     }
                 } catch {

@@ -15,8 +15,9 @@ public struct FrontEndTiming: Sendable {
     public var duplicateWindow: Duration = .seconds(60)
     /// The reference's call-back connect timeout.
     public var callbackConnectTimeout: Duration = .seconds(5)
-    /// The reference's limit on each read and write of the challenge-response.
-    public var exchangeStepTimeout: Duration = .seconds(10)
+    /// The whole challenge-response must be done this soon after the connection (the reference
+    /// allows 10 s for each of its steps), and the answer written within as long again.
+    public var exchangeTimeout: Duration = .seconds(10)
     /// How long a `fence_virt -T` client has to send its 176 bytes (the reference's 1 s).
     public var streamRequestTimeout: Duration = .seconds(1)
     /// How long an IPv4 copy whose address differs from its UDP source waits for a copy that matches.
@@ -30,10 +31,31 @@ public struct FrontEndTiming: Sendable {
 public struct ListenerCredentials: Sendable {
     public let verifier: RequestVerifier
     public let exchange: ChallengeResponse
+    public let tag: ChallengeTag
 
     public init(key: FenceKey, security: ListenerSecurity) {
         verifier = RequestVerifier(key: key, minimumHash: security.minimumHash)
         exchange = ChallengeResponse(key: key, algorithm: security.auth)
+        tag = ChallengeTag(key: key)
+    }
+
+    /// A fresh conversation with our own random challenge.
+    func conversation(_ kind: Conversation.Kind) -> Conversation {
+        Conversation(kind: kind, exchange: exchange, tag: tag, random: SecureRandom.bytes(ChallengeTag.randomLength))
+    }
+}
+
+/// A listener's credentials as they are now: replaced whole by a reload, read by every request.
+final class CurrentCredentials: Sendable {
+    private let current: Mutex<ListenerCredentials>
+
+    init(_ credentials: ListenerCredentials) {
+        current = Mutex(credentials)
+    }
+
+    var value: ListenerCredentials {
+        get { current.withLock { $0 } }
+        set { current.withLock { $0 = newValue } }
     }
 }
 
@@ -62,14 +84,20 @@ struct AdmittedRequest: Sendable {
     }
 }
 
-/// Turns datagrams and streams into answered requests: decode, verify, de-duplicate, call back,
-/// authenticate, check the access list, run the backend, answer. Requests run concurrently; the
-/// backend serialises them per domain.
+/// Turns datagrams and streams into answered requests: decode, verify, drop replays and copies,
+/// call back, authenticate, check the access list, run the backend, answer. Requests run
+/// concurrently; the backend serialises them per domain.
+///
+/// A request is called back and executed at most once: an exact repeat of a signed packet is a
+/// replay (`ReplayGuard`, across restarts); copies merge in the `RequestHistory`, which also keeps
+/// each client endpoint to one request at a time and shares its room fairly between sources.
 public final class RequestPipeline: Sendable {
     private let backend: any FenceBackend
     /// The access list and the timing, replaced as a whole by a configuration reload.
     private let adjustable: Mutex<(policy: AccessPolicy, timing: FrontEndTiming)>
     public let statistics: FrontEndStatistics
+    public let drops: DropLog
+    private let replays: ReplayGuard
     private let logger: Logger
     private let history: Mutex<RequestHistory>
 
@@ -77,14 +105,22 @@ public final class RequestPipeline: Sendable {
         backend: any FenceBackend,
         policy: AccessPolicy,
         timing: FrontEndTiming,
+        limits: HistoryLimits = HistoryLimits(),
+        replays: ReplayGuard,
         statistics: FrontEndStatistics,
+        drops: DropLog,
         logger: Logger
     ) {
         self.backend = backend
         self.adjustable = Mutex((policy, timing))
         self.statistics = statistics
+        self.drops = drops
+        self.replays = replays
         self.logger = logger
-        self.history = Mutex(RequestHistory(window: timing.duplicateWindow))
+        var limits = limits
+        limits.requestTimeout = timing.requestTimeout
+        limits.window = timing.duplicateWindow
+        self.history = Mutex(RequestHistory(limits: limits))
     }
 
     private var policy: AccessPolicy { adjustable.withLock { $0.policy } }
@@ -96,38 +132,52 @@ public final class RequestPipeline: Sendable {
             settings.policy = policy
             settings.timing.requestTimeout = requestTimeout
         }
+        history.withLock { history in
+            var limits = history.limits
+            limits.requestTimeout = requestTimeout
+            history.update(limits: limits)
+        }
     }
 
     // MARK: - Datagrams (multicast listener)
 
     /// The cheap, synchronous part for one datagram. Returns the request only for its first copy
-    /// (or a retry after a failed call-back); everything else is dropped, logged and counted here.
+    /// (or a retry after a failed call-back); everything else is dropped and counted here.
     func admit(datagram: ByteBuffer, source: SocketAddress?, listener: String, credentials: ListenerCredentials) -> AdmittedRequest? {
         let sourceText = source?.ipAddress ?? "?"
-        let request: FenceRequest
-        do {
-            request = try FenceRequest(decoding: datagram.readableBytesView)
-            try credentials.verifier.verify(request)
-        } catch let error as MalformedRequest {
-            drop(error.code.rawValue, error.description, source: sourceText, listener: listener)
-            return nil
-        } catch let error as VerificationFailure {
-            drop(error.code.rawValue, error.description, source: sourceText, listener: listener)
-            return nil
-        } catch {
-            drop("invalid", "\(error)", source: sourceText, listener: listener)
-            return nil
-        }
+        guard let request = decode(datagram.readableBytesView, credentials: credentials, source: sourceText, listener: listener) else { return nil }
         guard let address = request.callbackAddress else {
-            drop("bad-family", "address family \(request.family) is neither IPv4 (2) nor IPv6 (10)", source: sourceText, listener: listener)
+            drop(.badFamily, "address family \(request.family) is neither IPv4 (2) nor IPv6 (10)", source: sourceText, listener: listener)
             return nil
         }
-        guard address.isUsableForCallback else {
-            drop("unusable-address", "call-back address \(address) cannot be reached", source: sourceText, listener: listener)
+        guard address.isUsableForCallback, !address.isLoopback || CallbackAddress(sourceText)?.isLoopback == true else {
+            drop(.unusableAddress, "call-back address \(address) cannot be reached from \(sourceText)", source: sourceText, listener: listener)
             return nil
         }
         let candidate = CallbackCandidate(address: address, port: request.port, matchesSource: address.description == sourceText)
         return admit(request, candidate: candidate, source: sourceText, listener: listener, credentials: credentials)
+    }
+
+    /// Decodes and verifies one request, and refuses an exact repeat of one accepted before.
+    private func decode(_ bytes: some Collection<UInt8>, credentials: ListenerCredentials, source: String, listener: String) -> FenceRequest? {
+        let request: FenceRequest
+        do throws(MalformedRequest) {
+            request = try FenceRequest(decoding: bytes)
+        } catch {
+            drop(DropReason(error.code), error.description, source: source, listener: listener)
+            return nil
+        }
+        do throws(VerificationFailure) {
+            try credentials.verifier.verify(request)
+        } catch {
+            drop(DropReason(error.code), error.description, source: source, listener: listener)
+            return nil
+        }
+        guard replays.firstSighting(of: request) else {
+            drop(.replay, "a signed packet accepted before, sent again (op \(request.operation), seqno \(request.seqno))", source: source, listener: listener)
+            return nil
+        }
+        return request
     }
 
     /// Calls back an admitted datagram request and serves it on the first candidate that proves
@@ -135,103 +185,110 @@ public final class RequestPipeline: Sendable {
     /// task runs on), so its I/O needs no thread hops.
     func serveDatagram(_ admitted: AdmittedRequest, on eventLoop: any EventLoop) async {
         let started = ContinuousClock.now
+        let timing = self.timing
         if !admitted.matchesSource, admitted.request.callbackAddress?.family == .ipv4,
            !history.withLock({ $0.hasSourceMatch(admitted.key) }) {
             try? await Task.sleep(for: timing.sourceMatchWait)
         }
-        let candidates = history.withLock { $0.beginCallback(admitted.key) }
+        let candidates: [CallbackCandidate]
+        switch history.withLock({ $0.beginCallback(admitted.key, now: .now) }) {
+        case .candidates(let list):
+            candidates = list
+        case .busy:
+            drop(.callbacksBusy, "too many call-backs under way; a later copy may try again", source: admitted.source, listener: admitted.listener)
+            return
+        case .refused:
+            return
+        }
         for candidate in candidates {
             let remaining = admitted.deadline - .now
             guard remaining > .zero else { break }
-            let target = "\(candidate.address):\(candidate.port)"
-            var session: StreamSession
+            let session: StreamSession
             do {
-                let channel = try await connect(to: candidate, on: eventLoop, timeout: min(timing.callbackConnectTimeout, remaining))
-                session = try await StreamSession.open(channel, deadline: admitted.deadline)
+                let channel = try await connect(to: candidate, on: eventLoop, timeout: min(timing.callbackConnectTimeout, remaining), credentials: admitted.credentials)
+                session = try await StreamSession.open(channel)
             } catch {
-                admitted.logger.debug("call-back failed", metadata: ["callback": "\(target)", "error": "\(error)"])
+                admitted.logger.debug("call-back failed", metadata: ["callback": "\(candidate.endpoint)", "error": "\(error)"])
                 continue
             }
-            let result = await converse(admitted, requester: candidate.address.description, session: &session)
+            let ending = await converse(admitted, requester: candidate.address.description, session: session, since: .now)
             session.close()
-            if case .notAuthenticated(let error) = result {
-                admitted.logger.warning("call-back did not authenticate; trying the next address", metadata: ["callback": "\(target)", "error": "\(error)"])
-                statistics.dropped("authentication-failed")
+            if case .notAuthenticated(let error) = ending {
+                drop(error.refusal.map(DropReason.init) ?? .authenticationFailed, "call-back \(candidate.endpoint): \(error); trying the next address", source: admitted.source, listener: admitted.listener)
                 continue
             }
             history.withLock { $0.finished(admitted.key, now: .now) }
-            report(result, admitted: admitted, requester: candidate.address.description, started: started)
+            report(ending, admitted: admitted, requester: candidate.address.description, started: started)
             return
         }
         history.withLock { $0.callbackFailed(admitted.key, now: .now) }
-        let count = statistics.dropped("callback-failed")
-        admitted.logger.warning("no call-back reached an authenticated client", metadata: [
-            "candidates": "\(candidates.map { "\($0.address):\($0.port)" })", "dropped-total": "\(count)",
-        ])
+        drop(.callbackFailed, "no call-back to \(candidates.map(\.endpoint.description)) reached an authenticated client", source: admitted.source, listener: admitted.listener)
     }
 
     // MARK: - Streams (tcp listener)
 
     /// Serves one `fence_virt -T` connection: the request arrives on the stream, the exchange and
-    /// the answer follow on it. The channel carries a `ConversationHandler`.
+    /// the answer follow on it. The channel carries a `ConversationHandler` for a stream.
     func serveStream(_ channel: any Channel, listener: String, credentials: ListenerCredentials) async {
         let peer = channel.remoteAddress?.ipAddress ?? "?"
         let started = ContinuousClock.now
-        guard var session = try? await StreamSession.open(channel, deadline: .now + timing.requestTimeout) else {
+        let timing = self.timing
+        guard let session = try? await StreamSession.open(channel) else {
             channel.close(promise: nil)
             return
         }
         defer { session.close() }
         let bytes: [UInt8]
         do {
-            bytes = try await session.read(FenceRequest.length, step: timing.streamRequestTimeout)
+            guard case .request(let received) = try await session.next(until: started + timing.streamRequestTimeout) else { return }
+            bytes = received
         } catch {
-            drop("incomplete-request", "\(error)", source: peer, listener: listener)
+            drop(error.refusal.map(DropReason.init) ?? .incompleteRequest, "\(error)", source: peer, listener: listener)
             return
         }
-        let request: FenceRequest
-        do {
-            request = try FenceRequest(decoding: bytes)
-            try credentials.verifier.verify(request)
-        } catch {
-            drop((error as? VerificationFailure)?.code.rawValue ?? (error as? MalformedRequest)?.code.rawValue ?? "invalid", "\(error)", source: peer, listener: listener)
+        guard let request = decode(bytes, credentials: credentials, source: peer, listener: listener),
+              let admitted = admit(request, candidate: nil, source: peer, listener: listener, credentials: credentials) else { return }
+        guard case .candidates = history.withLock({ $0.beginCallback(admitted.key, now: .now) }) else {
+            drop(.callbacksBusy, "too many requests under way", source: peer, listener: listener)
             return
         }
-        guard let admitted = admit(request, candidate: nil, source: peer, listener: listener, credentials: credentials) else { return }
-        _ = history.withLock { $0.beginCallback(admitted.key) }
-        session.deadline = admitted.deadline
-        let result = await converse(admitted, requester: peer, session: &session)
-        if case .notAuthenticated(let error) = result {
+        session.requestAccepted()
+        let ending = await converse(admitted, requester: peer, session: session, since: started)
+        if case .notAuthenticated(let error) = ending {
             history.withLock { $0.callbackFailed(admitted.key, now: .now) }
-            let count = statistics.dropped("authentication-failed")
-            admitted.logger.warning("client did not authenticate", metadata: ["error": "\(error)", "dropped-total": "\(count)"])
+            drop(error.refusal.map(DropReason.init) ?? .authenticationFailed, "client did not authenticate: \(error)", source: peer, listener: listener)
             return
         }
         history.withLock { $0.finished(admitted.key, now: .now) }
-        report(result, admitted: admitted, requester: peer, started: started)
+        report(ending, admitted: admitted, requester: peer, started: started)
     }
 
     // MARK: - Shared steps
 
     private func admit(_ request: FenceRequest, candidate: CallbackCandidate?, source: String, listener: String, credentials: ListenerCredentials) -> AdmittedRequest? {
         let key = RequestKey(request)
-        let now = ContinuousClock.now
-        let admission = history.withLock { $0.admit(key, candidate: candidate, now: now) }
-        let firstSeen: ContinuousClock.Instant
+        let admission = history.withLock { $0.admit(key, candidate: candidate, source: source, now: .now) }
+        let deadline: ContinuousClock.Instant
         switch admission {
-        case .new(let first), .retry(let first):
-            firstSeen = first
+        case .new(let until), .retry(let until):
+            deadline = until
         case .merged, .duplicate:
-            let count = statistics.dropped("duplicate")
-            logger.debug("dropped packet", metadata: ["reason": "duplicate", "request-key": "\(key)", "source": "\(source)", "dropped-total": "\(count)"])
+            drop(.duplicate, "request \(key)", source: source, listener: listener)
+            return nil
+        case .retryLimited:
+            drop(.retryLimited, "request \(key) was called back too recently or too often", source: source, listener: listener)
+            return nil
+        case .expired:
+            drop(.expired, "request \(key) is past its deadline", source: source, listener: listener)
+            return nil
+        case .conflict:
+            drop(.conflict, "request \(key) names call-back \(candidate.map(\.endpoint.description) ?? "?"), which another request named too: both refused", source: source, listener: listener)
+            return nil
+        case .overQuota:
+            drop(.sourceQuota, "\(source) holds its share of the request history", source: source, listener: listener)
             return nil
         case .full:
-            drop("history-full", "too many requests remembered at once", source: source, listener: listener)
-            return nil
-        }
-        let deadline = firstSeen + timing.requestTimeout
-        guard now < deadline else {
-            drop("expired", "request \(key) is past its deadline", source: source, listener: listener)
+            drop(.historyFull, "every request remembered is under way", source: source, listener: listener)
             return nil
         }
         let id = String(UInt32.random(in: 0...UInt32.max), radix: 16)
@@ -242,46 +299,47 @@ public final class RequestPipeline: Sendable {
         )
     }
 
-    enum Conversation {
+    enum Ending {
         case notAuthenticated(SessionError)
-        /// The deadline passed before the backend could run: nothing was done, nothing answered.
-        case expired
-        case answered(outcome: String)
-        case undelivered(outcome: String, SessionError)
+        /// Refused before it ran: the deadline passed, or another request named its endpoint.
+        case notRun(RequestOutcome)
+        case answered(RequestOutcome)
+        case undelivered(RequestOutcome, SessionError)
     }
 
     /// Authenticates the client, then (once only) executes and answers.
-    private func converse(_ admitted: AdmittedRequest, requester: String, session: inout StreamSession) async -> Conversation {
-        let exchange = admitted.credentials.exchange
-        if exchange.algorithm != .none {
-            do {
-                let challenge = try await session.read(ChallengeResponse.length, step: timing.exchangeStepTimeout)
-                let ours = SecureRandom.bytes(ChallengeResponse.length)
-                // Our response, then our challenge: the client reads them in this order, so one write.
-                try await session.write(exchange.response(to: challenge) + ours, step: timing.exchangeStepTimeout)
-                let response = try await session.read(ChallengeResponse.length, step: timing.exchangeStepTimeout)
-                guard exchange.isValid(response: response, to: ours) else {
-                    return .notAuthenticated(SessionError(code: .closed, detail: "the client's response to our challenge is wrong"))
-                }
-            } catch {
-                return .notAuthenticated(error)
+    private func converse(_ admitted: AdmittedRequest, requester: String, session: StreamSession, since: ContinuousClock.Instant) async -> Ending {
+        let timing = self.timing
+        do {
+            guard case .authenticated = try await session.next(until: min(admitted.deadline, since + timing.exchangeTimeout)) else {
+                return .notAuthenticated(SessionError(code: .refused, detail: "a second request on one stream"))
             }
+        } catch {
+            return .notAuthenticated(error)
         }
-        guard ContinuousClock.now < admitted.deadline else { return .expired }
+        // The last moment to refuse: another request for this client's endpoint came meanwhile
+        // (the client cannot tell whose answer it gets), or the request ran out of time.
+        guard history.withLock({ $0.mayExecute(admitted.key) }) else { return .notRun(.conflicted) }
+        guard ContinuousClock.now < admitted.deadline else { return .notRun(.expired) }
         let (bytes, outcome) = await execute(admitted, requester: requester)
+        if let interruption = await session.interruption {
+            if let refusal = interruption.refusal {
+                drop(DropReason(refusal), "the client sent data while waiting for its answer; it gets none", source: admitted.source, listener: admitted.listener)
+            }
+            return .undelivered(outcome, interruption)
+        }
         // The deadline bounds the work; its answer (a failure, when the work ran out of time) is
         // still owed to the client, which waits longer than our deadline.
-        session.deadline = .now + timing.exchangeStepTimeout
         do {
-            try await session.write(bytes, step: timing.exchangeStepTimeout)
-            return .answered(outcome: outcome)
+            try await session.write(bytes, until: .now + timing.exchangeTimeout)
+            return .answered(outcome)
         } catch {
-            return .undelivered(outcome: outcome, error)
+            return .undelivered(outcome, error)
         }
     }
 
-    /// Runs the request against the backend; returns the bytes to send and a word for the logs.
-    private func execute(_ admitted: AdmittedRequest, requester: String) async -> ([UInt8], String) {
+    /// Runs the request against the backend; returns the bytes to send and what they mean.
+    private func execute(_ admitted: AdmittedRequest, requester: String) async -> ([UInt8], RequestOutcome) {
         let (request, deadline) = (admitted.request, admitted.deadline)
         let action: FenceAction
         switch request.operation {
@@ -292,10 +350,10 @@ public final class RequestPipeline: Sendable {
                 for record in records where !record.nameFitsOnWire {
                     admitted.logger.warning("domain name longer than 63 bytes is cut in the host list", metadata: ["name": "\(record.name)"])
                 }
-                return (HostListStream.encode(records), "listed-\(records.count)")
+                return (HostListStream.encode(records), .listed(records.count))
             } catch {
                 admitted.logger.error("cannot list domains", metadata: ["error": "\(error)"])
-                return ([ResponseCode.failure.rawValue], FenceOutcome.failed(error).description)
+                return ([ResponseCode.failure.rawValue], .done(.failed(error)))
             }
         case .deviceStatus:
             return answer(await backend.checkHealth(deadline: deadline), for: admitted)
@@ -313,7 +371,7 @@ public final class RequestPipeline: Sendable {
         return answer(await backend.perform(action, on: DomainTarget(request.domain), deadline: deadline), for: admitted)
     }
 
-    private func answer(_ outcome: FenceOutcome, for admitted: AdmittedRequest) -> ([UInt8], String) {
+    private func answer(_ outcome: FenceOutcome, for admitted: AdmittedRequest) -> ([UInt8], RequestOutcome) {
         let code: ResponseCode = switch outcome {
         case .success: .success
         case .off: .off
@@ -323,16 +381,16 @@ public final class RequestPipeline: Sendable {
         if case .failed(let failure) = outcome {
             admitted.logger.warning("request failed", metadata: ["error": "\(failure)"])
         }
-        return ([code.rawValue], outcome.description)
+        return ([code.rawValue], .done(outcome))
     }
 
-    private func report(_ result: Conversation, admitted: AdmittedRequest, requester: String, started: ContinuousClock.Instant) {
+    private func report(_ ending: Ending, admitted: AdmittedRequest, requester: String, started: ContinuousClock.Instant) {
         var metadata: Logger.Metadata = [
             "requester": "\(requester)",
             "duration-ms": "\((ContinuousClock.now - started).millisecondsText)",
         ]
-        let outcome: String
-        switch result {
+        let outcome: RequestOutcome
+        switch ending {
         case .answered(let answered):
             outcome = answered
             metadata["outcome"] = "\(answered)"
@@ -342,31 +400,30 @@ public final class RequestPipeline: Sendable {
             metadata["outcome"] = "\(answered)"
             metadata["error"] = "\(error)"
             admitted.logger.warning("request carried out but the answer was not delivered", metadata: metadata)
-        case .expired:
-            outcome = "expired"
-            metadata["outcome"] = "expired"
-            admitted.logger.warning("request past its deadline after authentication; not executed", metadata: metadata)
+        case .notRun(let refused):
+            outcome = refused
+            metadata["outcome"] = "\(refused)"
+            let why = refused == .expired ? "past its deadline after authentication" : "another request named this client's endpoint"
+            admitted.logger.warning("request not executed: \(why)", metadata: metadata)
         case .notAuthenticated:
             return
         }
-        statistics.answered(operation: admitted.request.operation.description, outcome: outcome, duration: ContinuousClock.now - started)
+        statistics.answered(operation: admitted.request.operation, outcome: outcome, duration: ContinuousClock.now - started)
     }
 
-    private func drop(_ reason: String, _ detail: String, source: String, listener: String) {
-        let count = statistics.dropped(reason)
-        logger.warning("dropped packet", metadata: [
-            "reason": "\(reason)", "detail": "\(detail)", "source": "\(source)", "listener": "\(listener)", "dropped-total": "\(count)",
-        ])
+    func drop(_ reason: DropReason, _ detail: String, source: String, listener: String) {
+        let total = statistics.dropped(reason)
+        drops.note(reason, detail: detail, source: source, listener: listener, total: total)
     }
 
-    private func connect(to candidate: CallbackCandidate, on eventLoop: any EventLoop, timeout: Duration) async throws -> any Channel {
+    private func connect(to candidate: CallbackCandidate, on eventLoop: any EventLoop, timeout: Duration, credentials: ListenerCredentials) async throws -> any Channel {
         let address = try SocketAddress(ipAddress: candidate.address.description, port: Int(candidate.port))
         return try await ClientBootstrap(group: eventLoop)
             .connectTimeout(TimeAmount(timeout))
             .channelOption(.socketOption(.so_keepalive), value: 1)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try StreamSession.prepare(channel) }
+                channel.eventLoop.makeCompletedFuture { try StreamSession.prepare(channel, conversation: credentials.conversation(.callback)) }
             }
             .connect(to: address)
             .get()

@@ -1,3 +1,4 @@
+import FenceWire
 import NIOConcurrencyHelpers
 import NIOCore
 
@@ -7,34 +8,57 @@ struct SessionError: Error, CustomStringConvertible {
         case timedOut = "timed-out"
         case closed = "closed-by-peer"
         case ioFailed = "io-failed"
+        /// The conversation refused the client (see `Conversation.Refusal`).
+        case refused
     }
 
     let code: Code
     let detail: String
+    var refusal: Conversation.Refusal?
 
     var description: String { "\(code.rawValue): \(detail)" }
 }
 
-/// Collects a connection's bytes and hands them out in the exact amounts the conversation asks
-/// for. One per connection, added when the channel is made; used only on its event loop.
+/// Drives one `Conversation` on its channel: feeds it what the client sends, writes what it says
+/// to write at once (on the event loop, no task hop), and hands its milestones (a stream's
+/// request, an authenticated client, a refusal) to whoever waits for them. One per connection,
+/// added when the channel is made; used only on its event loop.
 final class ConversationHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
 
-    private var received = ByteBuffer()
-    private var waiting: (count: Int, promise: EventLoopPromise<[UInt8]>)?
+    /// A milestone of the conversation.
+    enum Milestone {
+        case request([UInt8])
+        case authenticated
+    }
+
+    private var conversation: Conversation
+    private var context: ChannelHandlerContext?
+    private var reached: [Result<Milestone, SessionError>] = []
+    private var waiting: EventLoopPromise<Milestone>?
     private var ended = false
 
-    init() {}
+    init(_ conversation: Conversation) {
+        self.conversation = conversation
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        handle(conversation.start())
+        context.fireChannelActive()
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var bytes = unwrapInboundIn(data)
-        received.writeBuffer(&bytes)
-        deliver()
+        let bytes = unwrapInboundIn(data)
+        handle(conversation.receive(bytes.readableBytesView))
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         ended = true
-        deliver()
+        deliver(.failure(SessionError(code: .closed, detail: "the client closed the connection")))
         context.fireChannelInactive()
     }
 
@@ -42,72 +66,120 @@ final class ConversationHandler: ChannelInboundHandler, RemovableChannelHandler 
         context.close(promise: nil)
     }
 
-    /// Completes `promise` with the next `count` bytes, or fails it if the connection ends first.
-    func read(_ count: Int, promise: EventLoopPromise<[UInt8]>) {
-        precondition(waiting == nil, "one read at a time")
-        waiting = (count, promise)
-        deliver()
+    /// Why the conversation cannot take an answer any more: the client broke the protocol after
+    /// it authenticated (it sent anything at all), or the connection is gone. Nil while intact.
+    var interruption: SessionError? {
+        if conversation.isRefused { return SessionError(code: .refused, detail: "excess-data: the client sent data while waiting for its answer", refusal: .excessData) }
+        if ended { return SessionError(code: .closed, detail: "the client closed the connection before its answer") }
+        return nil
     }
 
-    private func deliver() {
-        guard let (count, promise) = waiting else { return }
-        if received.readableBytes >= count {
-            waiting = nil
-            promise.succeed(received.readBytes(length: count)!)
+    /// Completes `promise` with the next milestone, or fails it when the conversation ends first.
+    func next(_ promise: EventLoopPromise<Milestone>) {
+        precondition(waiting == nil, "one wait at a time")
+        if !reached.isEmpty {
+            promise.completeWith(reached.removeFirst().mapError { $0 as any Error })
         } else if ended {
-            waiting = nil
-            promise.fail(SessionError(code: .closed, detail: "connection closed after \(received.readableBytes) of \(count) bytes"))
+            promise.fail(SessionError(code: .closed, detail: "the conversation is over"))
+        } else {
+            waiting = promise
+        }
+    }
+
+    /// The stream's request was checked: go on with the exchange.
+    func requestAccepted() {
+        handle(conversation.requestAccepted())
+    }
+
+    private func handle(_ events: [Conversation.Event]) {
+        for event in events {
+            switch event {
+            case .send(let bytes):
+                context?.writeAndFlush(NIOAny(ByteBuffer(bytes: bytes)), promise: nil)
+            case .request(let bytes):
+                deliver(.success(.request(bytes)))
+            case .authenticated:
+                deliver(.success(.authenticated))
+            case .refused(let refusal):
+                deliver(.failure(SessionError(code: .refused, detail: refusal.rawValue, refusal: refusal)))
+                context?.close(promise: nil)
+            }
+        }
+    }
+
+    private func deliver(_ result: Result<Milestone, SessionError>) {
+        if let waiting {
+            self.waiting = nil
+            waiting.completeWith(result.mapError { $0 as any Error })
+        } else {
+            reached.append(result)
         }
     }
 }
 
-/// The byte stream to one fence_xvm client, whether we called it back or it connected to us.
-/// Every read and write has its own step limit inside the request's deadline; when either passes,
-/// the channel is closed and the step fails with `.timedOut`.
+/// The byte stream to one fence_xvm client, whether we called it back or it connected to us:
+/// waits for the conversation's milestones within a limit, and writes the answer.
 struct StreamSession {
     let channel: any Channel
     private let handler: NIOLoopBound<ConversationHandler>
-    /// No step may run past this; a stream request moves it once the request's own deadline is known.
-    var deadline: ContinuousClock.Instant
 
-    private init(channel: any Channel, handler: NIOLoopBound<ConversationHandler>, deadline: ContinuousClock.Instant) {
+    private init(channel: any Channel, handler: NIOLoopBound<ConversationHandler>) {
         self.channel = channel
         self.handler = handler
-        self.deadline = deadline
     }
 
     /// A session on `channel`, which must carry a `ConversationHandler` (see `prepare`).
-    static func open(_ channel: any Channel, deadline: ContinuousClock.Instant) async throws -> StreamSession {
+    static func open(_ channel: any Channel) async throws -> StreamSession {
         let eventLoop = channel.eventLoop
         let find: @Sendable () throws -> NIOLoopBound<ConversationHandler> = {
             NIOLoopBound(try channel.pipeline.syncOperations.handler(type: ConversationHandler.self), eventLoop: eventLoop)
         }
         let handler = eventLoop.inEventLoop ? try find() : try await eventLoop.submit(find).get()
-        return StreamSession(channel: channel, handler: handler, deadline: deadline)
+        return StreamSession(channel: channel, handler: handler)
     }
 
     /// Adds the handler a session needs; for channel initialisers (on the channel's event loop).
-    static func prepare(_ channel: any Channel) throws {
-        try channel.pipeline.syncOperations.addHandler(ConversationHandler())
+    static func prepare(_ channel: any Channel, conversation: Conversation) throws {
+        try channel.pipeline.syncOperations.addHandler(ConversationHandler(conversation))
     }
 
-    /// Reads exactly `count` bytes.
-    func read(_ count: Int, step: Duration) async throws(SessionError) -> [UInt8] {
-        let guardian = StepGuard(channel: channel, limit: min(deadline, .now + step))
+    /// The next milestone, by `limit` at the latest (then the channel is closed).
+    func next(until limit: ContinuousClock.Instant) async throws(SessionError) -> ConversationHandler.Milestone {
+        let guardian = StepGuard(channel: channel, limit: limit)
         defer { guardian.cancel() }
-        let promise = channel.eventLoop.makePromise(of: [UInt8].self)
+        let promise = channel.eventLoop.makePromise(of: ConversationHandler.Milestone.self)
         let handler = self.handler
-        channel.eventLoop.execute { handler.value.read(count, promise: promise) }
+        channel.eventLoop.execute { handler.value.next(promise) }
         do {
             return try await promise.futureResult.get()
+        } catch let error as SessionError where error.code == .refused {
+            throw error
         } catch {
-            throw guardian.failure("read: \((error as? SessionError)?.detail ?? "\(error)")")
+            throw guardian.failure("\((error as? SessionError)?.detail ?? "\(error)")")
         }
     }
 
-    /// Writes and waits until the bytes are handed to the kernel.
-    func write(_ bytes: [UInt8], step: Duration) async throws(SessionError) {
-        let guardian = StepGuard(channel: channel, limit: min(deadline, .now + step))
+    /// The stream's request passed the checks: the exchange goes on.
+    func requestAccepted() {
+        let handler = self.handler
+        channel.eventLoop.execute { handler.value.requestAccepted() }
+    }
+
+    /// Nil while the client kept quiet since it authenticated and the connection is open.
+    var interruption: SessionError? {
+        get async {
+            let handler = self.handler
+            do {
+                return try await channel.eventLoop.submit { handler.value.interruption }.get()
+            } catch {
+                return SessionError(code: .ioFailed, detail: "\(error)")
+            }
+        }
+    }
+
+    /// Writes and waits until the bytes are handed to the kernel, by `limit` at the latest.
+    func write(_ bytes: [UInt8], until limit: ContinuousClock.Instant) async throws(SessionError) {
+        let guardian = StepGuard(channel: channel, limit: limit)
         defer { guardian.cancel() }
         do {
             try await channel.writeAndFlush(ByteBuffer(bytes: bytes)).get()
@@ -144,6 +216,6 @@ private final class StepGuard: Sendable {
     func cancel() { task?.cancel() }
 
     func failure(_ detail: String) -> SessionError {
-        fired.withLockedValue { $0 } ? SessionError(code: .timedOut, detail: detail) : SessionError(code: .closed, detail: detail)
+        fired.withLockedValue { $0 } ? SessionError(code: .timedOut, detail: "out of time") : SessionError(code: .closed, detail: detail)
     }
 }

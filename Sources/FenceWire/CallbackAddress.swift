@@ -42,16 +42,25 @@ public struct CallbackAddress: Hashable, Sendable, CustomStringConvertible {
         family == .ipv4 ? (224..<240).contains(bytes[0]) : bytes[0] == 0xFF
     }
 
-    /// Whether a TCP connection to this address can make sense: not unspecified, not multicast
-    /// or broadcast, and not IPv6 link-local (the packet has no scope id to reach it).
+    /// 127.0.0.0/8 or ::1: the daemon's own host.
+    public var isLoopback: Bool {
+        family == .ipv4 ? bytes[0] == 127 : bytes == [UInt8](repeating: 0, count: 15) + [1]
+    }
+
+    /// Whether a TCP connection to this address can make sense: not in 0.0.0.0/8 ("this network",
+    /// unspecified included) or ::/8 other than ::1, not multicast or broadcast (240.0.0.0/4), and
+    /// not IPv6 link-local (the packet has no scope id to reach it).
+    ///
+    /// The first rule also keeps out every packet whose bytes from offset 64 on hold SHA-2 padding
+    /// (a first address byte of 0): such a packet could be signed by length extension of a
+    /// challenge answer (see Docs/security.md).
     public var isUsableForCallback: Bool {
         switch family {
         case .ipv4:
-            return bytes != [0, 0, 0, 0] && bytes[0] < 224
+            return bytes[0] != 0 && bytes[0] < 224
         case .ipv6:
-            let unspecified = bytes.allSatisfy { $0 == 0 }
             let linkLocal = bytes[0] == 0xFE && (bytes[1] & 0xC0) == 0x80
-            return !unspecified && !isMulticast && !linkLocal
+            return (bytes[0] != 0 || isLoopback) && !isMulticast && !linkLocal
         }
     }
 

@@ -15,95 +15,232 @@ public struct RequestKey: Hashable, Sendable, CustomStringConvertible {
     public var description: String { "\(operation)/\(seqno)/\(domain)" }
 }
 
-/// A place the daemon may call back for a multicast request.
-public struct CallbackCandidate: Hashable, Sendable {
+/// An address and port a client listens on for its call-back.
+public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
     public let address: CallbackAddress
     public let port: UInt16
+
+    public init(address: CallbackAddress, port: UInt16) {
+        self.address = address
+        self.port = port
+    }
+
+    public var description: String { "\(address):\(port)" }
+}
+
+/// A place the daemon may call back for a multicast request.
+public struct CallbackCandidate: Hashable, Sendable {
+    public let endpoint: Endpoint
     /// The packet's address equals the UDP source: the copy that came straight from the client.
     public let matchesSource: Bool
 
     public init(address: CallbackAddress, port: UInt16, matchesSource: Bool) {
-        self.address = address
-        self.port = port
+        self.endpoint = Endpoint(address: address, port: port)
         self.matchesSource = matchesSource
     }
+
+    public var address: CallbackAddress { endpoint.address }
+    public var port: UInt16 { endpoint.port }
 }
 
-/// The duplicate filter: merges the copies and retransmissions of one request, so that it is called
-/// back and executed once, and remembers finished requests for a window (≥ 60 s, the reference 10 s).
+/// The limits of the request history: how long requests live and are remembered, and the shares
+/// that keep one requester from crowding out the others.
+public struct HistoryLimits: Sendable, Equatable {
+    /// A request lives this long from its first copy; past it, it is never called back.
+    public var requestTimeout: Duration = .seconds(20)
+    /// A request is remembered this long after it settled (and after its deadline), so that its
+    /// late copies are dropped rather than called back as new.
+    public var window: Duration = .seconds(60)
+    /// Requests remembered at once, from everyone.
+    public var capacity = 65_536
+    /// Requests remembered at once from one source address.
+    public var perSource = 256
+    /// Call-backs under way at once, from everyone and from one source.
+    public var callbacks = 256
+    public var callbacksPerSource = 8
+    /// After a failed call-back, a new copy may try again after this long, this many times in all.
+    public var retryInterval: Duration = .milliseconds(500)
+    public var attempts = 16
+    /// Two different requests naming one endpoint this close together are both refused.
+    public var conflictWindow: Duration = .seconds(1)
+
+    public init() {}
+}
+
+/// The history of requests: merges the copies and retransmissions of one request so that it is
+/// called back and executed once; remembers settled requests; keeps one endpoint to one request
+/// at a time; and shares its room fairly between source addresses.
 ///
 /// Time is passed in, never read here.
 public struct RequestHistory: Sendable {
     public enum Admission: Equatable, Sendable {
-        /// The first copy: the caller owns the request from here on. `firstSeen` dates the deadline.
-        case new(firstSeen: ContinuousClock.Instant)
-        /// A retransmission after every call-back failed: the caller owns the request again,
-        /// with the deadline of its first copy.
-        case retry(firstSeen: ContinuousClock.Instant)
+        /// The first copy: the caller owns the request from here on, until `deadline`.
+        case new(deadline: ContinuousClock.Instant)
+        /// A copy after every call-back failed: the caller owns the request again.
+        case retry(deadline: ContinuousClock.Instant)
         /// Another copy of a request still gathering its candidates; its address was added.
         case merged
-        /// A copy of a request under way or finished: drop it.
+        /// A copy of a request under way, answered or refused: drop it.
         case duplicate
-        /// Too many requests remembered at once: drop it.
+        /// A copy after a failed call-back, too soon or once too often: drop it.
+        case retryLimited
+        /// A copy of a request past its deadline: drop it.
+        case expired
+        /// Another request names the same endpoint: this one and that one are refused.
+        case conflict
+        /// This source holds its whole share of the history.
+        case overQuota
+        /// The history is full of requests under way.
         case full
     }
 
-    private enum Phase: Sendable {
+    /// What `beginCallback` hands the caller.
+    public enum Callback: Equatable, Sendable {
+        /// Call these back, in this order.
+        case candidates([CallbackCandidate])
+        /// Too many call-backs under way (in all, or from this source): try with a later copy.
+        case busy
+        /// The request was refused meanwhile (a conflict): do not call back.
+        case refused
+    }
+
+    private enum Phase: Sendable, Equatable {
         case gathering([CallbackCandidate])
         case inProgress
-        case callbackFailed(at: ContinuousClock.Instant)
-        case finished(at: ContinuousClock.Instant)
+        /// Every call-back failed; a new copy may retry.
+        case waiting
+        case finished
+        /// Refused for a conflict: never called back or executed.
+        case refused
     }
 
     private struct Entry: Sendable {
-        var firstSeen: ContinuousClock.Instant
+        let deadline: ContinuousClock.Instant
+        let source: String
         var phase: Phase
+        /// When the entry entered its phase.
+        var since: ContinuousClock.Instant
+        var lastCopy: ContinuousClock.Instant
+        var lastAttempt: ContinuousClock.Instant
+        var attempts = 1
+        var endpoints: [Endpoint] = []
     }
 
-    public let window: Duration
-    public let capacity: Int
+    public private(set) var limits: HistoryLimits
     private var entries: [RequestKey: Entry] = [:]
+    /// The requests that named each endpoint, while they are remembered.
+    private var byEndpoint: [Endpoint: [RequestKey]] = [:]
+    /// The keys each source holds, oldest first.
+    private var bySource: [String: [RequestKey]] = [:]
+    /// The sources by how many keys they hold, so that a full history gives up room from the
+    /// largest holder at once.
+    private var sourcesByCount: [Int: Set<String>] = [:]
+    private var largestCount = 0
+    private var callbacksUnderWay: [String: Int] = [:]
+    private var totalCallbacks = 0
     private var lastPurge: ContinuousClock.Instant?
 
-    public init(window: Duration = .seconds(60), capacity: Int = 65_536) {
-        self.window = window
-        self.capacity = capacity
+    public init(limits: HistoryLimits = HistoryLimits()) {
+        self.limits = limits
     }
 
     public var count: Int { entries.count }
 
-    /// Admits one copy of a request; `candidate` is nil for requests that arrive on a stream.
-    public mutating func admit(_ key: RequestKey, candidate: CallbackCandidate?, now: ContinuousClock.Instant) -> Admission {
+    /// New limits (a reloaded `request_timeout`), for requests admitted from now on.
+    public mutating func update(limits: HistoryLimits) {
+        self.limits = limits
+    }
+
+    /// Admits one copy of a request from `source`; `candidate` is nil for requests that arrive on a stream.
+    public mutating func admit(_ key: RequestKey, candidate: CallbackCandidate?, source: String, now: ContinuousClock.Instant) -> Admission {
         purgeIfDue(now: now)
-        guard var entry = entries[key] else {
-            guard entries.count < capacity else { return .full }
-            entries[key] = Entry(firstSeen: now, phase: .gathering(candidate.map { [$0] } ?? []))
-            return .new(firstSeen: now)
+        guard entries[key] != nil else {
+            return admitNew(key, candidate: candidate, source: source, now: now)
         }
+        if let candidate { note(candidate.endpoint, for: key) }
+        entries[key]!.lastCopy = now
+        let entry = entries[key]!
+        switch entry.phase {
+        case .finished, .refused: return .duplicate
+        case .waiting where now >= entry.deadline: return .expired
+        default: break
+        }
+        if let candidate, conflicts(key, at: candidate.endpoint, now: now) { return .conflict }
         switch entry.phase {
         case .gathering(var candidates):
             if let candidate, !candidates.contains(candidate) {
                 candidates.append(candidate)
-                entry.phase = .gathering(candidates)
-                entries[key] = entry
+                entries[key]!.phase = .gathering(candidates)
             }
             return .merged
-        case .callbackFailed:
-            entry.phase = .gathering(candidate.map { [$0] } ?? [])
-            entries[key] = entry
-            return .retry(firstSeen: entry.firstSeen)
-        case .inProgress, .finished:
+        case .waiting:
+            guard entry.attempts < limits.attempts, now - entry.lastAttempt >= limits.retryInterval else { return .retryLimited }
+            entries[key]!.attempts += 1
+            entries[key]!.lastAttempt = now
+            entries[key]!.phase = .gathering(candidate.map { [$0] } ?? [])
+            entries[key]!.since = now
+            return .retry(deadline: entry.deadline)
+        case .inProgress, .finished, .refused:
             return .duplicate
         }
     }
 
-    /// Ends the gathering: returns the candidates, those matching their UDP source first, the rest
-    /// in arrival order. Later copies count as duplicates.
-    public mutating func beginCallback(_ key: RequestKey) -> [CallbackCandidate] {
-        guard var entry = entries[key], case .gathering(let candidates) = entry.phase else { return [] }
-        entry.phase = .inProgress
+    private mutating func note(_ endpoint: Endpoint, for key: RequestKey) {
+        guard !entries[key]!.endpoints.contains(endpoint) else { return }
+        entries[key]!.endpoints.append(endpoint)
+        byEndpoint[endpoint, default: []].append(key)
+    }
+
+    private mutating func admitNew(_ key: RequestKey, candidate: CallbackCandidate?, source: String, now: ContinuousClock.Instant) -> Admission {
+        if bySource[source, default: []].count >= limits.perSource { return .overQuota }
+        if entries.count >= limits.capacity, !evictFromLargestSource() { return .full }
+        let entry = Entry(deadline: now + limits.requestTimeout, source: source, phase: .gathering(candidate.map { [$0] } ?? []), since: now, lastCopy: now, lastAttempt: now)
         entries[key] = entry
-        return candidates.filter(\.matchesSource) + candidates.filter { !$0.matchesSource }
+        if let candidate { note(candidate.endpoint, for: key) }
+        bySource[source, default: []].append(key)
+        sourceCountChanged(source, from: bySource[source]!.count - 1)
+        if let candidate, conflicts(key, at: candidate.endpoint, now: now) { return .conflict }
+        return .new(deadline: entry.deadline)
+    }
+
+    /// Whether another request is using `endpoint` right now, or named it within the conflict
+    /// window; if so, both are refused, since the client there cannot tell their answers apart.
+    private mutating func conflicts(_ key: RequestKey, at endpoint: Endpoint, now: ContinuousClock.Instant) -> Bool {
+        let rivals = (byEndpoint[endpoint] ?? []).filter { other in
+            guard other != key, let entry = entries[other] else { return false }
+            switch entry.phase {
+            case .gathering, .inProgress: return true
+            case .waiting: return now - entry.lastCopy < limits.conflictWindow && now < entry.deadline
+            case .finished, .refused: return false
+            }
+        }
+        guard !rivals.isEmpty else { return false }
+        for other in rivals + [key] { refuse(other, now: now) }
+        return true
+    }
+
+    private mutating func refuse(_ key: RequestKey, now: ContinuousClock.Instant) {
+        guard let entry = entries[key] else { return }
+        if entry.phase == .inProgress { callbackEnded(entry.source) }
+        entries[key]?.phase = .refused
+        entries[key]?.since = now
+    }
+
+    /// Ends the gathering: returns the candidates, those matching their UDP source first, the rest
+    /// in arrival order, unless too many call-backs are under way. Later copies count as duplicates.
+    public mutating func beginCallback(_ key: RequestKey, now: ContinuousClock.Instant) -> Callback {
+        guard let entry = entries[key] else { return .refused }
+        guard case .gathering(let candidates) = entry.phase else { return .refused }
+        guard totalCallbacks < limits.callbacks, callbacksUnderWay[entry.source, default: 0] < limits.callbacksPerSource else {
+            entries[key]?.phase = .waiting
+            entries[key]?.since = now
+            return .busy
+        }
+        totalCallbacks += 1
+        callbacksUnderWay[entry.source, default: 0] += 1
+        entries[key]?.phase = .inProgress
+        entries[key]?.since = now
+        return .candidates(candidates.filter(\.matchesSource) + candidates.filter { !$0.matchesSource })
     }
 
     /// Whether a gathering request already holds a candidate that matches its source.
@@ -112,25 +249,91 @@ public struct RequestHistory: Sendable {
         return candidates.contains(where: \.matchesSource)
     }
 
-    /// Records that no call-back reached the client: a retransmission may try again.
+    /// Whether the request may still run: under way, not refused for a conflict since.
+    public func mayExecute(_ key: RequestKey) -> Bool {
+        entries[key]?.phase == .inProgress
+    }
+
+    /// Records that no call-back reached the client: a later copy may try again.
     public mutating func callbackFailed(_ key: RequestKey, now: ContinuousClock.Instant) {
-        entries[key]?.phase = .callbackFailed(at: now)
+        settle(key, as: .waiting, now: now)
     }
 
-    /// Records that the request was answered (whatever the answer): copies are dropped for `window`.
+    /// Records that the request was answered (whatever the answer): its copies are dropped.
     public mutating func finished(_ key: RequestKey, now: ContinuousClock.Instant) {
-        entries[key]?.phase = .finished(at: now)
+        settle(key, as: .finished, now: now)
     }
 
+    private mutating func settle(_ key: RequestKey, as phase: Phase, now: ContinuousClock.Instant) {
+        guard let entry = entries[key], entry.phase == .inProgress else { return }
+        callbackEnded(entry.source)
+        entries[key]?.phase = phase
+        entries[key]?.since = now
+    }
+
+    private mutating func callbackEnded(_ source: String) {
+        totalCallbacks -= 1
+        callbacksUnderWay[source, default: 1] -= 1
+        if callbacksUnderWay[source] == 0 { callbacksUnderWay[source] = nil }
+    }
+
+    // MARK: - Room
+
+    /// Gives up the oldest settled request of the source that holds the most.
+    private mutating func evictFromLargestSource() -> Bool {
+        var count = largestCount
+        while count > 0 {
+            for source in sourcesByCount[count] ?? [] {
+                if let key = bySource[source]?.first(where: { entries[$0].map(Self.isSettled) ?? true }) {
+                    remove(key)
+                    return true
+                }
+            }
+            count -= 1
+        }
+        return false
+    }
+
+    private static func isSettled(_ entry: Entry) -> Bool {
+        switch entry.phase {
+        case .waiting, .finished, .refused: true
+        case .gathering, .inProgress: false
+        }
+    }
+
+    private mutating func remove(_ key: RequestKey) {
+        guard let entry = entries.removeValue(forKey: key) else { return }
+        if entry.phase == .inProgress { callbackEnded(entry.source) }
+        for endpoint in entry.endpoints {
+            byEndpoint[endpoint]?.removeAll { $0 == key }
+            if byEndpoint[endpoint]?.isEmpty == true { byEndpoint[endpoint] = nil }
+        }
+        bySource[entry.source]?.removeAll { $0 == key }
+        let held = bySource[entry.source]?.count ?? 0
+        if held == 0 { bySource[entry.source] = nil }
+        sourceCountChanged(entry.source, from: held + 1)
+    }
+
+    private mutating func sourceCountChanged(_ source: String, from old: Int) {
+        let new = bySource[source]?.count ?? 0
+        if old > 0 {
+            sourcesByCount[old]?.remove(source)
+            if sourcesByCount[old]?.isEmpty == true { sourcesByCount[old] = nil }
+        }
+        if new > 0 { sourcesByCount[new, default: []].insert(source) }
+        if new > largestCount { largestCount = new }
+        while largestCount > 0, sourcesByCount[largestCount] == nil { largestCount -= 1 }
+    }
+
+    /// A request leaves the history `window` after it settled and after its deadline; one still
+    /// gathering or under way leaves only once that much has passed since it began (a request
+    /// whose owner vanished cannot hold its room for ever).
     private mutating func purgeIfDue(now: ContinuousClock.Instant) {
         if let lastPurge, now - lastPurge < .seconds(1) { return }
         lastPurge = now
-        let horizon = now - window
-        entries = entries.filter { _, entry in
-            switch entry.phase {
-            case .gathering, .inProgress: true
-            case .callbackFailed(let at), .finished(let at): at > horizon
-            }
+        let gone = entries.compactMap { key, entry in
+            now > max(entry.deadline, entry.since) + limits.window ? key : nil
         }
+        for key in gone { remove(key) }
     }
 }

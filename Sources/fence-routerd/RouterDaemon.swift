@@ -20,6 +20,8 @@ import Musl
 struct RouterDaemon: Sendable {
     let services: [any Service]
     let pidFile: PidFile?
+    /// Held (locked) for the daemon's life.
+    let state: StateDirectory
     let logger: Logger
     let pipeline: RequestPipeline
     let multicast: [MulticastListener]
@@ -33,6 +35,13 @@ struct RouterDaemon: Sendable {
         let wait = options.waitForBackend || configuration.daemon.waitForBackend
         var backendServices: [any Service] = []
         do {
+            let state = try StateDirectory(configuration.daemon.stateDirectory, program: "fence-routerd")
+            let replays: ReplayGuard
+            do {
+                replays = try ReplayGuard(directory: configuration.daemon.stateDirectory, lifetime: UInt64(configuration.daemon.replayMemory.components.seconds), logger: logger)
+            } catch {
+                throw StartupError(.configuration, "state_directory: the journal of seen packets: \(error)")
+            }
             let backend: any FenceBackend
             switch configuration.daemon.backend {
             case .libvirt:
@@ -47,11 +56,14 @@ struct RouterDaemon: Sendable {
             timing.duplicateWindow = configuration.daemon.duplicateWindow
             let policy = Self.policy(configuration.groups)
             let eventLoopGroup = MultiThreadedEventLoopGroup.singleton
+            let drops = DropLog(logger: logger)
             let pipeline = RequestPipeline(
                 backend: backend,
                 policy: policy,
                 timing: timing,
+                replays: replays,
                 statistics: FrontEndStatistics(),
+                drops: drops,
                 logger: logger
             )
             for settings in configuration.multicastListeners { _ = try MulticastListener.interfaceIndex(of: settings) }
@@ -69,15 +81,15 @@ struct RouterDaemon: Sendable {
                 for listener in tcp { await listener.close() }
                 throw error
             }
-            // Stopped in reverse order: the listeners first, then the backend.
-            let services: [any Service] = backendServices + multicast + tcp
+            // Stopped in reverse order: the listeners first, then the drop log, then the backend.
+            let services: [any Service] = backendServices + [drops] + multicast + tcp
             logger.info("ready", metadata: [
                 "backend": "\(configuration.daemon.backend.rawValue)",
-                "listeners": "\(services.count)",
+                "listeners": "\(multicast.count + tcp.count)",
                 "request-timeout": "\(configuration.daemon.requestTimeout)",
                 "access-groups": "\(configuration.groups.count)",
             ])
-            return RouterDaemon(services: services, pidFile: pidFile, logger: logger, pipeline: pipeline, multicast: multicast, tcp: tcp)
+            return RouterDaemon(services: services, pidFile: pidFile, state: state, logger: logger, pipeline: pipeline, multicast: multicast, tcp: tcp)
         } catch {
             pidFile?.remove()
             throw error
@@ -117,6 +129,8 @@ struct RouterDaemon: Sendable {
             restart.append("backend")
         }
         if old.daemon.duplicateWindow != new.daemon.duplicateWindow { restart.append("duplicate_window") }
+        if old.daemon.stateDirectory != new.daemon.stateDirectory { restart.append("state_directory") }
+        if old.daemon.replayMemory != new.daemon.replayMemory { restart.append("replay_memory") }
         if old.daemon.debugLevel != new.daemon.debugLevel { restart.append("debug") }
         if old.metrics != new.metrics { restart.append("metrics") }
 
@@ -143,10 +157,9 @@ struct RouterDaemon: Sendable {
         let endpoint = try BusSetup.endpoint(settings: bus, sender: routerID, containerID: "fence-routerd-\(routerID)-\(getpid())", logger: logger)
         do {
             try await BusSetup.waitForBroker(endpoint, wait: wait, logger: logger)
-            try ensureDirectory(routing.stateDirectory)
             let backend = RoutedBackend(
                 settings: .init(routerID: routerID, configuredHosts: routing.expectedHosts, freshness: routing.freshness,
-                                warmUp: routing.warmUp, stateDirectory: routing.stateDirectory),
+                                warmUp: routing.warmUp, stateDirectory: configuration.daemon.stateDirectory),
                 bus: endpoint, logger: logger
             )
             try await backend.prepare(deadline: .now + .seconds(10))
@@ -154,12 +167,6 @@ struct RouterDaemon: Sendable {
         } catch {
             await endpoint.connection.close()
             throw error
-        }
-    }
-
-    private static func ensureDirectory(_ path: String) throws(StartupError) {
-        guard mkdir(path, 0o700) == 0 || errno == EEXIST else {
-            throw StartupError(.configuration, "state_directory \(path): \(String(cString: strerror(errno)))")
         }
     }
 

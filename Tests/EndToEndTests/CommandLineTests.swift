@@ -18,7 +18,7 @@ struct CommandLineTests {
         let port = try port ?? freePort()
         let host = try directory.write("host.xml", HostXML.make(HostXML.generated(host: 1, prefix: "vm", count: 2)), mode: 0o644)
         return try directory.write("fence_virt.conf", """
-            fence_virtd { listener = "tcp"; backend = "libvirt"; }
+            fence_virtd { listener = "tcp"; backend = "libvirt"; state_directory = "\(directory.path("state"))"; }
             listeners { tcp { key_file = "\(key ?? self.key)"; address = "127.0.0.1"; port = "\(port)"; } }
             backends { libvirt { uri = "\(uri ?? "test://\(host)")"; } }
             """)
@@ -70,6 +70,19 @@ struct CommandLineTests {
         #expect(result.status == 1)
         #expect(result.error.contains("cannot reach test:///nowhere/host.xml"), "\(result)")
         #expect(result.error.contains("-w"), "\(result)")
+    }
+
+    @Test("two daemons never share a state directory: the second stops, naming it")
+    func stateDirectoryInUse() async throws {
+        let first = try ChildProcess(
+            [try Products.path("fence-routerd"), "-F", "-f", configuration()],
+            logFile: directory.url.appendingPathComponent("first.log")
+        )
+        try await first.waitForLog("[FenceServer] listening")
+        let second = try await routerd("-F", "-f", configuration())
+        #expect(second.status == 1)
+        #expect(second.error.contains("state_directory \(directory.path("state")) is in use by another fence-routerd"), "\(second)")
+        await first.stop()
     }
 
     @Test("with -w it waits for the backend instead of exiting")

@@ -98,6 +98,9 @@ struct ConfigurationTests {
         Broken(name: "address of the other family", text: minimal + "listeners {\n multicast {\n  family = \"ipv4\";\n  address = \"ff05::3:1\";\n }\n}\n", code: .invalidValue, line: 9, key: "listeners/multicast/address"),
         Broken(name: "bad boolean", text: minimal.replacingOccurrences(of: "backend = \"libvirt\";", with: "backend = \"libvirt\"; foreground = \"maybe\";"), code: .invalidValue, line: 3, key: "fence_virtd/foreground"),
         Broken(name: "request timeout too long", text: minimal.replacingOccurrences(of: "backend = \"libvirt\";", with: "backend = \"libvirt\"; request_timeout = \"900\";"), code: .invalidValue, line: 3, key: "fence_virtd/request_timeout"),
+        Broken(name: "relative state directory", text: minimal.replacingOccurrences(of: "backend = \"libvirt\";", with: "backend = \"libvirt\"; state_directory = \"state\";"), code: .invalidValue, line: 3, key: "fence_virtd/state_directory"),
+        Broken(name: "replay memory shorter than an hour", text: minimal.replacingOccurrences(of: "backend = \"libvirt\";", with: "backend = \"libvirt\"; replay_memory = \"60\";"), code: .invalidValue, line: 3, key: "fence_virtd/replay_memory"),
+        Broken(name: "state directory in its old place", text: "fence_virtd {\n listener = \"multicast\";\n backend = \"amqp\";\n}\nbackends {\n amqp {\n  url = \"amqp://127.0.0.1\"; bus_key_file = \"/k\";\n  state_directory = \"/var/lib/x\";\n }\n}\n", code: .invalidValue, line: 8, key: "backends/amqp/state_directory"),
     ]
 
     @Test("a broken file is refused with its file, line and key", arguments: broken)
@@ -180,6 +183,8 @@ struct ConfigurationTests {
         #expect(router.routing.expectedHosts == ["hv1", "hv2", "hv3"])
         #expect(router.routing.freshness == .seconds(4))
         #expect(router.routing.warmUp == .seconds(10))
+        #expect(router.daemon.stateDirectory == "/var/lib/fence-router")
+        #expect(router.daemon.replayMemory == .seconds(86_400))
         #expect(router.warnings.isEmpty, "\(router.warnings)")
         let agent = try HostAgentConfiguration(document: document)
         #expect(agent.agent.hostID == "hv1")

@@ -3,6 +3,7 @@ import FenceWire
 import NIOCore
 import NIOPosix
 import Synchronization
+import TestSupport
 @testable import FenceServer
 
 /// A stand-in for the call-back side of fence_xvm, for unit tests of the pipeline: it listens on
@@ -15,11 +16,15 @@ final class FakeFenceClient: Sendable {
         case wrongResponse
         /// Waits this long before sending its challenge.
         case slowChallenge(Duration)
+        /// Sends this as its challenge instead of random bytes.
+        case challenge([UInt8])
+        /// Sends this many bytes of junk after its answer, while waiting for the result.
+        case chatter(Int)
     }
 
     let port: Int
     let address: String
-    private let server: NIOAsyncChannel<any Channel, Never>
+    private let server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
     private let record = Record()
     private let task: Task<Void, Never>
 
@@ -32,10 +37,7 @@ final class FakeFenceClient: Sendable {
         self.address = address
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .bind(host: address, port: 0) { child in
-                child.eventLoop.makeCompletedFuture {
-                    try StreamSession.prepare(child)
-                    return child
-                }
+                child.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: child) }
             }
         self.server = server
         port = server.channel.localAddress!.port!
@@ -52,23 +54,26 @@ final class FakeFenceClient: Sendable {
         }
     }
 
-    private static func converse(_ connection: any Channel, exchange: ChallengeResponse, behaviour: Behaviour) async throws -> [UInt8] {
-        let session = try await StreamSession.open(connection, deadline: .now + .seconds(30))
-        defer { session.close() }
-        if exchange.algorithm != .none {
-            if case .slowChallenge(let delay) = behaviour { try await Task.sleep(for: delay) }
-            let ours = (0..<64).map { _ in UInt8.random(in: .min ... .max) }
-            try await session.write(ours, step: .seconds(10))
-            let response = try await session.read(64, step: .seconds(10))
-            guard exchange.isValid(response: response, to: ours) else { return [] }
-            let challenge = try await session.read(64, step: .seconds(10))
-            var answer = exchange.response(to: challenge)
-            if case .wrongResponse = behaviour { answer[0] ^= 0xFF }
-            try await session.write(answer, step: .seconds(10))
+    private static func converse(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>, exchange: ChallengeResponse, behaviour: Behaviour) async throws -> [UInt8] {
+        try await withTimeout(.seconds(30), "the fake client's conversation") {
+            try await connection.executeThenClose { inbound, outbound in
+                var reader = ByteReader(inbound.makeAsyncIterator())
+                if exchange.algorithm != .none {
+                    if case .slowChallenge(let delay) = behaviour { try await Task.sleep(for: delay) }
+                    var ours = (0..<64).map { _ in UInt8.random(in: .min ... .max) }
+                    if case .challenge(let given) = behaviour { ours = given }
+                    try await outbound.write(ByteBuffer(bytes: ours))
+                    let response = try await reader.read(64)
+                    guard exchange.isValid(response: response, to: ours) else { return [] }
+                    let challenge = try await reader.read(64)
+                    var answer = exchange.response(to: challenge)
+                    if case .wrongResponse = behaviour { answer[0] ^= 0xFF }
+                    try await outbound.write(ByteBuffer(bytes: answer))
+                }
+                if case .chatter(let count) = behaviour { try await outbound.write(ByteBuffer(bytes: [UInt8](repeating: 7, count: count))) }
+                return try await reader.rest()
+            }
         }
-        var received: [UInt8] = []
-        while let byte = try? await session.read(1, step: .seconds(10)) { received += byte }
-        return received
     }
 
     /// How many call-backs were accepted so far.
@@ -80,6 +85,34 @@ final class FakeFenceClient: Sendable {
     func close() async {
         try? await server.channel.close()
         await task.value
+    }
+}
+
+/// Reads exact amounts from an inbound byte stream.
+struct ByteReader {
+    private var iterator: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator
+    private var buffer = ByteBuffer()
+
+    init(_ iterator: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator) {
+        self.iterator = iterator
+    }
+
+    struct Closed: Error {}
+
+    mutating func read(_ count: Int) async throws -> [UInt8] {
+        while buffer.readableBytes < count {
+            guard var more = try await iterator.next() else { throw Closed() }
+            buffer.writeBuffer(&more)
+        }
+        return buffer.readBytes(length: count)!
+    }
+
+    /// Everything until the peer closes (nothing if it resets).
+    mutating func rest() async throws -> [UInt8] {
+        while var more = try? await iterator.next() {
+            buffer.writeBuffer(&more)
+        }
+        return buffer.readBytes(length: buffer.readableBytes) ?? []
     }
 }
 

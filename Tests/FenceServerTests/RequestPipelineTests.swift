@@ -17,9 +17,11 @@ struct RequestPipelineTests {
     func pipeline(_ backend: RecordingBackend, timeout: Duration = .seconds(5)) -> RequestPipeline {
         var timing = FrontEndTiming()
         timing.requestTimeout = timeout
+        let logger = Logger(label: "pipeline-test")
         return RequestPipeline(
-            backend: backend, policy: AccessPolicy(groups: []), timing: timing, statistics: FrontEndStatistics(),
-            logger: Logger(label: "pipeline-test")
+            backend: backend, policy: AccessPolicy(groups: []), timing: timing,
+            replays: ReplayGuard(inMemoryCapacity: 1024, logger: logger), statistics: FrontEndStatistics(),
+            drops: DropLog(logger: logger), logger: logger
         )
     }
 
@@ -46,7 +48,7 @@ struct RequestPipelineTests {
         #expect(client.callbacks == 1)
         #expect(client.received == [[ResponseCode.success.rawValue]])
         #expect(backend.calls == ["off vm-a"])
-        #expect(pipeline.statistics.snapshot.dropped["duplicate"] == 4)
+        #expect(pipeline.statistics.snapshot.dropped[.duplicate] == 4)
         #expect(pipeline.statistics.snapshot.answered["off/success"] == 1)
     }
 
@@ -82,7 +84,7 @@ struct RequestPipelineTests {
         #expect(impostor.received == [[]], "the impostor got no answer")
         #expect(client.received == [[0]])
         #expect(backend.calls == ["off vm-a"], "executed once, for the authenticated client")
-        #expect(pipeline.statistics.snapshot.dropped["authentication-failed"] == 1)
+        #expect(pipeline.statistics.snapshot.dropped[.authenticationFailed] == 1)
     }
 
     @Test("a request whose deadline passes before it could run is never executed, nor answered")
@@ -125,8 +127,8 @@ struct RequestPipelineTests {
         await late.close()
         #expect(late.callbacks == 0)
         #expect(backend.calls.isEmpty)
-        #expect(pipeline.statistics.snapshot.dropped["expired"] == 1)
-        #expect(pipeline.statistics.snapshot.dropped["callback-failed"] == 1)
+        #expect(pipeline.statistics.snapshot.dropped[.expired] == 1)
+        #expect(pipeline.statistics.snapshot.dropped[.callbackFailed] == 1)
     }
 
     @Test("requests for different domains are served concurrently")
@@ -173,21 +175,21 @@ struct RequestPipelineTests {
             bytes[10] ^= 1
         }
         #expect(pipeline.admit(datagram: ByteBuffer(bytes: bytes), source: try source("127.0.0.1"), listener: "t", credentials: credentials) == nil)
-        #expect(pipeline.statistics.snapshot.dropped[reason] == 1)
+        #expect(pipeline.statistics.snapshot.dropped[DropReason(rawValue: reason)!] == 1)
     }
 
     @Test("a stream client that sends too little is dropped after its one second")
     func incompleteStream() async throws {
         let pipeline = pipeline(RecordingBackend())
+        let credentials = self.credentials
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .bind(host: "127.0.0.1", port: 0) { child in
                 child.eventLoop.makeCompletedFuture {
-                    try StreamSession.prepare(child)
+                    try StreamSession.prepare(child, conversation: credentials.conversation(.stream))
                     return child
                 }
             }
         let port = server.channel.localAddress!.port!
-        let credentials = self.credentials
         let served = Task {
             try await server.executeThenClose { inbound in
                 for try await connection in inbound {
@@ -202,6 +204,69 @@ struct RequestPipelineTests {
         try await client.channel.writeAndFlush(ByteBuffer(bytes: [UInt8](repeating: 1, count: 100)))
         try await withTimeout(.seconds(5), "the stream is dropped") { try await served.value }
         try? await client.channel.close()
-        #expect(pipeline.statistics.snapshot.dropped["incomplete-request"] == 1)
+        #expect(pipeline.statistics.snapshot.dropped[.incompleteRequest] == 1)
+    }
+
+    @Test("an exact repeat of an accepted packet is a replay: no call-back, during the request or after it")
+    func replay() async throws {
+        let client = try await FakeFenceClient(key: Self.key)
+        let backend = RecordingBackend()
+        let pipeline = pipeline(backend)
+        let packet = try datagram(to: "127.0.0.1", port: client.port)
+        let first = try #require(pipeline.admit(datagram: packet, source: source("127.0.0.1"), listener: "t", credentials: credentials))
+        #expect(pipeline.admit(datagram: packet, source: try source("127.0.0.1"), listener: "t", credentials: credentials) == nil)
+        await pipeline.serveDatagram(first, on: MultiThreadedEventLoopGroup.singleton.next())
+        #expect(pipeline.admit(datagram: packet, source: try source("127.0.0.7"), listener: "t", credentials: credentials) == nil)
+        await client.close()
+        #expect(client.callbacks == 1)
+        #expect(backend.calls == ["off vm-a"])
+        #expect(pipeline.statistics.snapshot.dropped[.replay] == 2)
+    }
+
+    @Test("a client challenge that a daemon issued is refused: no answer to it, nothing executed")
+    func reflectedChallenge() async throws {
+        let issued = ChallengeTag(key: Self.key).challenge(random: [UInt8](repeating: 9, count: ChallengeTag.randomLength))
+        let reflector = try await FakeFenceClient(key: Self.key, behaviour: .challenge(issued))
+        let backend = RecordingBackend()
+        let pipeline = pipeline(backend)
+        let admitted = try #require(pipeline.admit(datagram: datagram(to: "127.0.0.1", port: reflector.port), source: source("127.0.0.1"), listener: "t", credentials: credentials))
+        await pipeline.serveDatagram(admitted, on: MultiThreadedEventLoopGroup.singleton.next())
+        await reflector.close()
+        #expect(reflector.callbacks == 1)
+        #expect(reflector.received == [[]], "no response to the reflected challenge, no result")
+        #expect(backend.calls.isEmpty)
+        #expect(pipeline.statistics.snapshot.dropped[.reflectedChallenge] == 1)
+    }
+
+    @Test("two requests naming one client endpoint: neither is called back")
+    func conflictBeforeCallback() async throws {
+        let client = try await FakeFenceClient(key: Self.key)
+        let backend = RecordingBackend()
+        let pipeline = pipeline(backend)
+        let off = try #require(pipeline.admit(datagram: datagram(.off, to: "127.0.0.1", port: client.port, seqno: 1), source: source("127.0.0.1"), listener: "t", credentials: credentials))
+        #expect(pipeline.admit(datagram: try datagram(.deviceStatus, domain: "", to: "127.0.0.1", port: client.port, seqno: 2), source: try source("127.0.0.1"), listener: "t", credentials: credentials) == nil)
+        await pipeline.serveDatagram(off, on: MultiThreadedEventLoopGroup.singleton.next())
+        await client.close()
+        #expect(client.callbacks == 0)
+        #expect(backend.calls.isEmpty)
+        #expect(pipeline.statistics.snapshot.dropped[.conflict] == 1)
+    }
+
+    @Test("a second request for an endpoint during a call-back: the first is not executed, the client gets no answer")
+    func conflictDuringCallback() async throws {
+        let client = try await FakeFenceClient(key: Self.key, behaviour: .slowChallenge(.milliseconds(300)))
+        let backend = RecordingBackend()
+        let pipeline = pipeline(backend)
+        let off = try #require(pipeline.admit(datagram: datagram(.off, to: "127.0.0.1", port: client.port, seqno: 1), source: source("127.0.0.1"), listener: "t", credentials: credentials))
+        let served = Task { await pipeline.serveDatagram(off, on: MultiThreadedEventLoopGroup.singleton.next()) }
+        try await withTimeout(.seconds(5), "the call-back") {
+            while client.callbacks == 0 { try await Task.sleep(for: .milliseconds(2)) }
+        }
+        #expect(pipeline.admit(datagram: try datagram(.status, to: "127.0.0.1", port: client.port, seqno: 2), source: try source("127.0.0.1"), listener: "t", credentials: credentials) == nil)
+        await served.value
+        await client.close()
+        #expect(backend.calls.isEmpty, "not executed")
+        #expect(client.received == [[]], "and not answered")
+        #expect(pipeline.statistics.snapshot.answered["off/conflict"] == 1)
     }
 }

@@ -1,7 +1,7 @@
 import Testing
 @testable import FenceWire
 
-@Suite("Duplicate history")
+@Suite("Request history")
 struct RequestHistoryTests {
     let start = ContinuousClock.now
 
@@ -9,66 +9,198 @@ struct RequestHistoryTests {
         RequestKey(try FenceRequest(operation: operation, hash: .sha256, domain: domain, callback: nil, port: 1229, seqno: seqno))
     }
 
-    func candidate(_ text: String, matches: Bool) -> CallbackCandidate {
-        CallbackCandidate(address: CallbackAddress(text)!, port: 1229, matchesSource: matches)
+    func candidate(_ text: String, matches: Bool = true, port: UInt16 = 1229) -> CallbackCandidate {
+        CallbackCandidate(address: CallbackAddress(text)!, port: port, matchesSource: matches)
+    }
+
+    func limits(_ change: (inout HistoryLimits) -> Void = { _ in }) -> HistoryLimits {
+        var limits = HistoryLimits()
+        change(&limits)
+        return limits
     }
 
     @Test("copies merge; the copy matching its source is called back first")
     func mergeAndOrder() throws {
         var history = RequestHistory()
         let k = try key()
-        #expect(history.admit(k, candidate: candidate("127.0.0.1", matches: false), now: start) == .new(firstSeen: start))
+        #expect(history.admit(k, candidate: candidate("127.0.0.1", matches: false), source: "10.0.0.2", now: start) == .new(deadline: start + .seconds(20)))
         #expect(!history.hasSourceMatch(k))
-        #expect(history.admit(k, candidate: candidate("10.0.0.5", matches: false), now: start) == .merged)
-        #expect(history.admit(k, candidate: candidate("10.0.0.2", matches: true), now: start) == .merged)
-        #expect(history.admit(k, candidate: candidate("10.0.0.2", matches: true), now: start) == .merged)
+        #expect(history.admit(k, candidate: candidate("10.0.0.5", matches: false), source: "10.0.0.2", now: start) == .merged)
+        #expect(history.admit(k, candidate: candidate("10.0.0.2"), source: "10.0.0.2", now: start) == .merged)
+        #expect(history.admit(k, candidate: candidate("10.0.0.2"), source: "10.0.0.2", now: start) == .merged)
         #expect(history.hasSourceMatch(k))
-        let order = history.beginCallback(k).map(\.address.description)
-        #expect(order == ["10.0.0.2", "127.0.0.1", "10.0.0.5"])
-        #expect(history.admit(k, candidate: candidate("10.0.0.2", matches: true), now: start) == .duplicate)
+        guard case .candidates(let order) = history.beginCallback(k, now: start) else {
+            Issue.record("no candidates")
+            return
+        }
+        #expect(order.map(\.address.description) == ["10.0.0.2", "127.0.0.1", "10.0.0.5"])
+        #expect(history.mayExecute(k))
+        #expect(history.admit(k, candidate: candidate("10.0.0.2"), source: "10.0.0.2", now: start) == .duplicate)
     }
 
     @Test("the key ignores domain case, as the reference does, and separates op and seqno")
     func keyIdentity() throws {
         var history = RequestHistory()
-        #expect(history.admit(try key("VM1"), candidate: nil, now: start) == .new(firstSeen: start))
-        #expect(history.admit(try key("vm1"), candidate: nil, now: start) == .merged)
-        #expect(history.admit(try key("vm1", seqno: 8), candidate: nil, now: start) == .new(firstSeen: start))
-        #expect(history.admit(try key("vm1", operation: .status), candidate: nil, now: start) == .new(firstSeen: start))
+        let deadline = RequestHistory.Admission.new(deadline: start + .seconds(20))
+        #expect(history.admit(try key("VM1"), candidate: nil, source: "s", now: start) == deadline)
+        #expect(history.admit(try key("vm1"), candidate: nil, source: "s", now: start) == .merged)
+        #expect(history.admit(try key("vm1", seqno: 8), candidate: nil, source: "s", now: start) == deadline)
+        #expect(history.admit(try key("vm1", operation: .status), candidate: nil, source: "s", now: start) == deadline)
     }
 
-    @Test("a finished request is remembered for the whole window, then forgotten")
+    @Test("an answered request is remembered for the window after it settled and after its deadline, then forgotten")
     func window() throws {
-        var history = RequestHistory(window: .seconds(60))
+        var history = RequestHistory(limits: limits { $0.window = .seconds(60) })
         let k = try key()
-        _ = history.admit(k, candidate: nil, now: start)
-        _ = history.beginCallback(k)
+        _ = history.admit(k, candidate: nil, source: "s", now: start)
+        _ = history.beginCallback(k, now: start)
         history.finished(k, now: start)
-        #expect(history.admit(k, candidate: nil, now: start + .seconds(59)) == .duplicate)
-        let later = start + .seconds(61)
-        #expect(history.admit(k, candidate: nil, now: later) == .new(firstSeen: later))
+        #expect(history.admit(k, candidate: nil, source: "s", now: start + .seconds(79)) == .duplicate)
+        let later = start + .seconds(81)
+        #expect(history.admit(k, candidate: nil, source: "s", now: later) == .new(deadline: later + .seconds(20)))
     }
 
-    @Test("after a failed call-back a retransmission retries with the first deadline")
-    func retryAfterCallbackFailure() throws {
-        var history = RequestHistory()
+    @Test("after a failed call-back a later copy retries with the first deadline, rate-limited and a bounded number of times")
+    func retries() throws {
+        var history = RequestHistory(limits: limits { $0.attempts = 3 })
         let k = try key()
-        _ = history.admit(k, candidate: candidate("10.0.0.2", matches: true), now: start)
-        _ = history.beginCallback(k)
+        let c = candidate("10.0.0.2")
+        _ = history.admit(k, candidate: c, source: "10.0.0.2", now: start)
+        _ = history.beginCallback(k, now: start)
+        history.callbackFailed(k, now: start + .milliseconds(100))
+        #expect(history.admit(k, candidate: c, source: "10.0.0.2", now: start + .milliseconds(200)) == .retryLimited, "too soon")
+        #expect(history.admit(k, candidate: c, source: "10.0.0.2", now: start + .seconds(1)) == .retry(deadline: start + .seconds(20)))
+        #expect(history.beginCallback(k, now: start + .seconds(1)) == .candidates([c]))
         history.callbackFailed(k, now: start + .seconds(1))
-        #expect(history.admit(k, candidate: candidate("10.0.0.2", matches: true), now: start + .seconds(2)) == .retry(firstSeen: start))
-        #expect(history.beginCallback(k).count == 1)
+        #expect(history.admit(k, candidate: c, source: "10.0.0.2", now: start + .seconds(2)) == .retry(deadline: start + .seconds(20)))
+        _ = history.beginCallback(k, now: start + .seconds(2))
+        history.callbackFailed(k, now: start + .seconds(2))
+        #expect(history.admit(k, candidate: c, source: "10.0.0.2", now: start + .seconds(5)) == .retryLimited, "three attempts in all")
     }
 
-    @Test("requests under way are never purged, and capacity is bounded")
-    func capacityAndInProgress() throws {
-        var history = RequestHistory(window: .seconds(1), capacity: 2)
-        let a = try key(seqno: 1)
-        _ = history.admit(a, candidate: nil, now: start)
-        _ = history.beginCallback(a)
-        _ = history.admit(try key(seqno: 2), candidate: nil, now: start)
-        #expect(history.admit(try key(seqno: 3), candidate: nil, now: start) == .full)
-        #expect(history.admit(a, candidate: nil, now: start + .seconds(100)) == .duplicate)
+    @Test("a copy after the deadline is expired, and the request leaves the history once its window passed")
+    func expiredLeaves() throws {
+        var history = RequestHistory(limits: limits { $0.requestTimeout = .seconds(2); $0.window = .seconds(60) })
+        let k = try key()
+        _ = history.admit(k, candidate: nil, source: "s", now: start)
+        _ = history.beginCallback(k, now: start)
+        history.callbackFailed(k, now: start + .seconds(1))
+        #expect(history.admit(k, candidate: nil, source: "s", now: start + .seconds(3)) == .expired)
+        #expect(history.admit(k, candidate: nil, source: "s", now: start + .seconds(30)) == .expired)
+        _ = history.admit(try key(seqno: 99), candidate: nil, source: "t", now: start + .seconds(63))
+        #expect(history.count == 1, "only the newcomer is left")
+    }
+
+    @Test("requests whose owner never settled them leave after their deadline and the window")
+    func abandonedLeave() throws {
+        var history = RequestHistory(limits: limits { $0.requestTimeout = .seconds(2); $0.window = .seconds(60) })
+        let gathering = try key(seqno: 1)
+        let underWay = try key(seqno: 2)
+        _ = history.admit(gathering, candidate: nil, source: "s", now: start)
+        _ = history.admit(underWay, candidate: nil, source: "s", now: start)
+        _ = history.beginCallback(underWay, now: start)
+        _ = history.admit(try key(seqno: 3), candidate: nil, source: "s", now: start + .seconds(30))
+        #expect(history.count == 3, "a request under way is kept past its deadline for the window")
+        _ = history.admit(try key(seqno: 4), candidate: nil, source: "s", now: start + .seconds(63))
         #expect(history.count == 2)
+    }
+
+    @Test("one source cannot take more than its share; others are still admitted")
+    func perSourceQuota() throws {
+        var history = RequestHistory(limits: limits { $0.perSource = 3 })
+        for seqno in 0..<3 {
+            #expect(history.admit(try key(seqno: UInt32(seqno)), candidate: nil, source: "flooder", now: start) == .new(deadline: start + .seconds(20)))
+        }
+        #expect(history.admit(try key(seqno: 3), candidate: nil, source: "flooder", now: start) == .overQuota)
+        #expect(history.admit(try key(seqno: 4), candidate: nil, source: "guest", now: start) == .new(deadline: start + .seconds(20)))
+    }
+
+    @Test("a full history gives up the oldest settled request of its largest holder, never one under way")
+    func fullHistory() throws {
+        var history = RequestHistory(limits: limits { $0.capacity = 4 })
+        for seqno in 0..<3 {
+            let k = try key(seqno: UInt32(seqno))
+            _ = history.admit(k, candidate: nil, source: "flooder", now: start)
+            _ = history.beginCallback(k, now: start)
+            history.finished(k, now: start)
+        }
+        let guest = try key(seqno: 10)
+        _ = history.admit(guest, candidate: nil, source: "guest", now: start)
+        #expect(history.admit(try key(seqno: 11), candidate: nil, source: "newcomer", now: start) == .new(deadline: start + .seconds(20)))
+        #expect(history.count == 4)
+        #expect(history.admit(try key(seqno: 0), candidate: nil, source: "flooder", now: start) == .new(deadline: start + .seconds(20)),
+                "the flooder's oldest request was the one forgotten")
+        #expect(history.admit(guest, candidate: nil, source: "guest", now: start) == .merged, "the guest's request is still there")
+    }
+
+    @Test("with everything under way, a full history refuses")
+    func fullOfWork() throws {
+        var history = RequestHistory(limits: limits { $0.capacity = 2 })
+        for seqno in 0..<2 {
+            let k = try key(seqno: UInt32(seqno))
+            _ = history.admit(k, candidate: nil, source: "s\(seqno)", now: start)
+            _ = history.beginCallback(k, now: start)
+        }
+        #expect(history.admit(try key(seqno: 5), candidate: nil, source: "t", now: start) == .full)
+    }
+
+    @Test("two different requests naming one endpoint are both refused, even one already under way")
+    func endpointConflict() throws {
+        var history = RequestHistory()
+        let genuine = try key(seqno: 1, operation: .off)
+        let replayed = try key(seqno: 2, operation: .deviceStatus)
+        let endpoint = candidate("10.0.0.2")
+        _ = history.admit(genuine, candidate: endpoint, source: "10.0.0.2", now: start)
+        _ = history.beginCallback(genuine, now: start)
+        #expect(history.mayExecute(genuine))
+        #expect(history.admit(replayed, candidate: endpoint, source: "10.0.0.9", now: start + .milliseconds(1)) == .conflict)
+        #expect(!history.mayExecute(genuine), "the request under way must not run now")
+        #expect(history.beginCallback(replayed, now: start) == .refused)
+        #expect(history.admit(replayed, candidate: endpoint, source: "10.0.0.9", now: start + .milliseconds(2)) == .duplicate)
+        #expect(history.admit(try key(seqno: 3), candidate: candidate("10.0.0.3"), source: "10.0.0.3", now: start) == .new(deadline: start + .seconds(20)),
+                "other endpoints are not affected")
+    }
+
+    @Test("the same port on another address, or an answered request, is no conflict")
+    func noConflict() throws {
+        var history = RequestHistory()
+        let first = try key(seqno: 1)
+        _ = history.admit(first, candidate: candidate("10.0.0.2"), source: "10.0.0.2", now: start)
+        _ = history.beginCallback(first, now: start)
+        history.finished(first, now: start)
+        let second = try key(seqno: 2)
+        #expect(history.admit(second, candidate: candidate("10.0.0.2"), source: "10.0.0.2", now: start + .milliseconds(5)) == .new(deadline: start + .milliseconds(5) + .seconds(20)),
+                "a client's next run after an answered one")
+        #expect(history.admit(try key(seqno: 3), candidate: candidate("10.0.0.2", port: 1230), source: "10.0.0.2", now: start) != .conflict)
+    }
+
+    @Test("a request whose call-back failed conflicts only while its copies keep coming")
+    func dormantRequest() throws {
+        var history = RequestHistory()
+        let old = try key(seqno: 1)
+        let endpoint = candidate("10.0.0.2")
+        _ = history.admit(old, candidate: endpoint, source: "10.0.0.2", now: start)
+        _ = history.beginCallback(old, now: start)
+        history.callbackFailed(old, now: start)
+        let next = try key(seqno: 2)
+        #expect(history.admit(next, candidate: endpoint, source: "10.0.0.2", now: start + .seconds(2)) == .new(deadline: start + .seconds(22)),
+                "the earlier run stopped sending")
+        #expect(history.admit(old, candidate: endpoint, source: "10.0.0.2", now: start + .seconds(3)) == .conflict,
+                "but a copy of it now makes both ambiguous")
+        #expect(!history.mayExecute(next))
+    }
+
+    @Test("too many call-backs under way from one source: the next waits for a later copy")
+    func callbacksBusy() throws {
+        var history = RequestHistory(limits: limits { $0.callbacksPerSource = 1 })
+        let a = try key(seqno: 1)
+        let b = try key(seqno: 2)
+        _ = history.admit(a, candidate: candidate("10.0.0.2"), source: "10.0.0.2", now: start)
+        _ = history.admit(b, candidate: candidate("10.0.0.3"), source: "10.0.0.2", now: start)
+        #expect(history.beginCallback(a, now: start) == .candidates([candidate("10.0.0.2")]))
+        #expect(history.beginCallback(b, now: start) == .busy)
+        history.finished(a, now: start)
+        #expect(history.admit(b, candidate: candidate("10.0.0.3"), source: "10.0.0.2", now: start + .seconds(1)) == .retry(deadline: start + .seconds(20)))
+        #expect(history.beginCallback(b, now: start + .seconds(1)) == .candidates([candidate("10.0.0.3")]))
     }
 }

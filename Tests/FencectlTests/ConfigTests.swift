@@ -41,7 +41,7 @@ struct ConfigTests {
         #expect(result.output.contains("\(path): valid for fence-routerd (amqp backend) and fence-hostd"), "\(result)")
         #expect(result.output.contains("warning: \(path):5: listeners/multicast/interfce: unknown key, ignored"), "\(result)")
         for line in ["request_timeout = \"20\";", "hash = \"sha256\";", "address = \"225.0.0.12\";", "host_id = \"hv7\";",
-                     "heartbeat_interval = \"1\";", "host_freshness = \"3\";", "state_directory = \"/var/lib/fence-router\";"] {
+                     "heartbeat_interval = \"1\";", "host_freshness = \"3\";", "state_directory = \"/var/lib/fence-router\";", "replay_memory = \"86400\";"] {
             #expect(result.output.contains(line), "\(line) missing from: \(result.output)")
         }
 
@@ -51,6 +51,7 @@ struct ConfigTests {
         let settings = try #require(json["settings"] as? [String: Any])
         let daemon = try #require(settings["fence_virtd"] as? [String: String])
         #expect(daemon["duplicate_window"] == "60")
+        #expect(daemon["state_directory"] == "/var/lib/fence-router", "one state directory for the daemon, whatever its backend")
         let amqp = try #require((settings["backends"] as? [String: Any])?["amqp"] as? [String: String])
         #expect(amqp["sasl_mechanism"] == "PLAIN")
         #expect(amqp["router_id"]?.hasPrefix("router-") == true)

@@ -96,14 +96,30 @@ public final class ChildProcess: @unchecked Sendable {
 
     /// Waits until the log contains `text`, or throws after `timeout` with the log attached.
     public func waitForLog(_ text: String, timeout: Duration = .seconds(20)) async throws {
+        try await waitForLog(anyOf: [text], timeout: timeout)
+    }
+
+    /// Waits until the log contains one of `texts`; returns the first one found.
+    @discardableResult
+    public func waitForLog(anyOf texts: [String], timeout: Duration = .seconds(20)) async throws -> String {
         let limit = ContinuousClock.now + timeout
-        while ContinuousClock.now < limit {
-            if log.contains(text) { return }
-            guard isRunning else { break }
+        while true {
+            let log = self.log
+            if let found = texts.first(where: log.contains) { return found }
+            guard isRunning, ContinuousClock.now < limit else { break }
             try await Task.sleep(for: .milliseconds(20))
         }
-        if log.contains(text) { return }
-        throw WaitFailed(what: "'\(text)' in the log of \(arguments.joined(separator: " "))", log: log)
+        throw WaitFailed(what: texts.map { "'\($0)'" }.joined(separator: " or ") + " in the log of \(arguments.joined(separator: " "))", log: log)
+    }
+
+    /// Waits until the process exits on its own; returns its status.
+    public func waitForExit(timeout: Duration = .seconds(60)) async throws -> Int32 {
+        let limit = ContinuousClock.now + timeout
+        while isRunning {
+            guard ContinuousClock.now < limit else { throw WaitFailed(what: "the exit of \(arguments.joined(separator: " "))", log: log) }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return exitStatus ?? -1
     }
 
     deinit { killNow() }

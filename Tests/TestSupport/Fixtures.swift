@@ -11,6 +11,9 @@ public enum Fixtures {
     /// The checkout itself, for the project's scripts under `Deploy/`.
     public static let repository: URL = root.deletingLastPathComponent().deletingLastPathComponent()
 
+    /// The scripted attackers of the end-to-end tests.
+    public static let attacker: URL = repository.appendingPathComponent("Tests/Attackers/xvm_attacker.py")
+
     public static func url(_ relativePath: String) -> URL {
         root.appendingPathComponent(relativePath)
     }

@@ -56,6 +56,11 @@ public final class NamespaceLab: @unchecked Sendable {
         try await Self.ip("-n", guest, "route", "add", "224.0.0.0/4", "dev", "eth0")
     }
 
+    /// A second IPv4 address for guest `index` on its eth0 (fence_xvm then sends one copy per address).
+    public func addAddress(guest index: Int, _ address: String) async throws {
+        try await Self.ip("-n", guests[index - 1], "addr", "add", "\(address)/24", "dev", "eth0")
+    }
+
     /// A namespace wired to the host by its own veth (`ext0` on the host), outside the bridge:
     /// requests from it arrive on another interface than br0.
     public func addOutsider() async throws -> String {

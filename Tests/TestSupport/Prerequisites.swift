@@ -22,6 +22,7 @@ public enum Prerequisite: Sendable, CustomStringConvertible {
     }
 
     static func find(_ command: String) -> String? {
+        if command.hasPrefix("/") { return FileManager.default.isExecutableFile(atPath: command) ? command : nil }
         let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
         let directories = path.split(separator: ":").map(String.init) + ["/usr/sbin", "/sbin", "/usr/bin"]
         return directories.map { "\($0)/\(command)" }.first { FileManager.default.isExecutableFile(atPath: $0) }

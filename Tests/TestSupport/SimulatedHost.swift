@@ -48,6 +48,10 @@ public final class LibvirtdProcess: @unchecked Sendable {
     public let directory: URL
     public let socket: String
     public private(set) var process: ChildProcess?
+    /// With `keepState`, a connection held open for the daemon's life: libvirtd keeps
+    /// test:///default only while some connection is open, and a real host keeps its domains
+    /// whatever its clients do.
+    private var keeper: ChildProcess?
 
     /// The shared test-driver URI through this daemon.
     public var uri: String { "test+unix:///default?socket=\(socket)" }
@@ -67,8 +71,9 @@ public final class LibvirtdProcess: @unchecked Sendable {
         try config.write(to: directory.appendingPathComponent("etc/libvirtd.conf"), atomically: true, encoding: .utf8)
     }
 
-    /// Starts the daemon and waits until virsh can talk to it.
-    public func start() async throws {
+    /// Starts the daemon and waits until virsh can talk to it; with `keepState`, holds a
+    /// connection open so that domains defined by separate virsh runs stay.
+    public func start(keepState: Bool = false) async throws {
         try? FileManager.default.removeItem(atPath: socket)
         process = try ChildProcess(
             ["libvirtd", "--config", directory.appendingPathComponent("etc/libvirtd.conf").path,
@@ -79,15 +84,51 @@ public final class LibvirtdProcess: @unchecked Sendable {
         )
         let limit = ContinuousClock.now + .seconds(20)
         while ContinuousClock.now < limit {
-            if FileManager.default.fileExists(atPath: socket), (try? await Command.run(["virsh", "-c", uri, "uri"]))?.status == 0 { return }
+            if FileManager.default.fileExists(atPath: socket), (try? await Command.run(["virsh", "-c", uri, "uri"]))?.status == 0 {
+                if keepState { try await startKeeper(until: limit) }
+                return
+            }
             try await Task.sleep(for: .milliseconds(50))
         }
         throw WaitFailed(what: "libvirtd on \(socket)", log: process?.log ?? "")
     }
 
+    /// Holds a connection open, and waits until a domain defined by one virsh run is still there
+    /// for the next.
+    private func startKeeper(until limit: ContinuousClock.Instant) async throws {
+        keeper = try ChildProcess(["virsh", "-c", uri, "event", "--all", "--loop"], logFile: directory.appendingPathComponent("keeper.log"))
+        let marker = SimulatedDomain(name: "keeper-check", uuid: "00000000-0000-4000-8000-00000000cafe", state: .shutOff)
+        let file = directory.appendingPathComponent("keeper-check.xml").path
+        try marker.xml.write(toFile: file, atomically: true, encoding: .utf8)
+        while ContinuousClock.now < limit {
+            _ = try await Command.run(["virsh", "-c", uri, "define", file])
+            if (try await Command.run(["virsh", "-c", uri, "domstate", marker.name])).status == 0 {
+                try await Command.check(["virsh", "-c", uri, "undefine", marker.name])
+                return
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw WaitFailed(what: "a connection that keeps libvirtd's state on \(socket)", log: keeper?.log ?? "")
+    }
+
     public func stop() async {
+        await keeper?.stop()
+        keeper = nil
         await process?.stop()
         process = nil
+    }
+
+    /// Defines a domain (and starts it unless it is shut off), its XML kept in `directory`.
+    public func add(_ domain: SimulatedDomain, directory: TemporaryDirectory) async throws {
+        let file = try directory.write("\(domain.name)-\(UUID().uuidString.prefix(6)).xml", domain.xml, mode: 0o644)
+        try await Command.check(["virsh", "-c", uri, "define", file])
+        switch domain.state {
+        case .running: try await Command.check(["virsh", "-c", uri, "start", domain.name])
+        case .paused:
+            try await Command.check(["virsh", "-c", uri, "start", domain.name])
+            try await Command.check(["virsh", "-c", uri, "suspend", domain.name])
+        case .shutOff: break
+        }
     }
 
     /// Runs virsh against this daemon.

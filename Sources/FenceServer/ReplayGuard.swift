@@ -1,0 +1,186 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import FenceWire
+import Logging
+import Synchronization
+
+/// The wall clock in whole seconds since the epoch: what a remembered packet is dated with, so
+/// that its age means the same after a restart.
+public struct WallSeconds: Sendable {
+    private let read: @Sendable () -> UInt64
+
+    public init(_ read: @escaping @Sendable () -> UInt64) {
+        self.read = read
+    }
+
+    public static let system = WallSeconds { UInt64(max(0, time(nil))) }
+
+    public var now: UInt64 { read() }
+}
+
+/// Why the packet journal cannot be used.
+public struct ReplayJournalError: Error, CustomStringConvertible {
+    public let path: String
+    public let detail: String
+    public var description: String { "\(path): \(detail)" }
+}
+
+/// Remembers every accepted signed packet (`SeenPackets`) and keeps a journal of them in the state
+/// directory, so that a restart forgets nothing: one 24-byte record per packet (seconds since
+/// the epoch and the fingerprint, little-endian), appended as it is accepted and rewritten whole
+/// when it has grown to twice what is remembered.
+public final class ReplayGuard: Sendable {
+    private struct State: ~Copyable, Sendable {
+        var seen: SeenPackets
+        var descriptor: Int32
+        var appended: Int
+    }
+
+    public static let recordLength = 24
+
+    /// Nil for a guard that keeps no journal.
+    public let path: String?
+    private let state: Mutex<State>
+    private let clock: WallSeconds
+    private let logger: Logger
+    private let failures = Atomic<Int>(0)
+
+    /// Reads the journal `directory/seen-packets` (made if missing) and keeps appending to it.
+    public init(directory: String, capacity: Int = 262_144, lifetime: UInt64 = 86_400, clock: WallSeconds = .system, logger: Logger) throws(ReplayJournalError) {
+        let path = directory + "/seen-packets"
+        var seen = SeenPackets(capacity: capacity, lifetime: lifetime)
+        seen.restore(try Self.load(path), now: clock.now)
+        let descriptor = try Self.rewrite(path, seen.records)
+        self.path = path
+        self.state = Mutex(State(seen: seen, descriptor: descriptor, appended: 0))
+        self.clock = clock
+        self.logger = logger
+        if seen.count > 0 {
+            logger.info("remembering signed packets from before the restart", metadata: ["packets": "\(seen.count)", "journal": "\(path)"])
+        }
+    }
+
+    /// In memory only: for tests and tools that never restart into the same state.
+    public init(inMemoryCapacity capacity: Int = 262_144, lifetime: UInt64 = 86_400, clock: WallSeconds = .system, logger: Logger) {
+        path = nil
+        state = Mutex(State(seen: SeenPackets(capacity: capacity, lifetime: lifetime), descriptor: -1, appended: 0))
+        self.clock = clock
+        self.logger = logger
+    }
+
+    deinit {
+        state.withLock { state in
+            if state.descriptor >= 0 { close(state.descriptor) }
+        }
+    }
+
+    /// True the first time a signed packet is accepted, false for every repeat of it.
+    /// Unsigned packets are always new (nothing tells their copies apart).
+    public func firstSighting(of request: FenceRequest) -> Bool {
+        guard let fingerprint = SeenPackets.Fingerprint(request) else { return true }
+        let now = clock.now
+        let (fresh, error): (Bool, String?) = state.withLock { state in
+            guard state.seen.insert(fingerprint, now: now) else { return (false, nil) }
+            guard let path, state.descriptor >= 0 else { return (true, nil) }
+            state.appended += 1
+            if state.appended > state.seen.capacity {
+                do throws(ReplayJournalError) {
+                    let descriptor = try Self.rewrite(path, state.seen.records)
+                    close(state.descriptor)
+                    state.descriptor = descriptor
+                    state.appended = 0
+                } catch {
+                    return (true, error.description)
+                }
+                return (true, nil)
+            }
+            var record = Self.encode(SeenPackets.Record(time: now, fingerprint: fingerprint))
+            let written = record.withUnsafeMutableBytes { write(state.descriptor, $0.baseAddress, $0.count) }
+            return (true, written == Self.recordLength ? nil : "write: \(String(cString: strerror(errno)))")
+        }
+        if let error {
+            // The packet is still remembered until the next restart; say so, but not for every packet.
+            let count = failures.add(1, ordering: .relaxed).newValue
+            if count == 1 || count.isMultiple(of: 1000) {
+                logger.error("cannot write the journal of seen packets; a restart would forget them", metadata: [
+                    "journal": "\(path ?? "")", "error": "\(error)", "failures": "\(count)",
+                ])
+            }
+        }
+        return fresh
+    }
+
+    public var count: Int { state.withLock { $0.seen.count } }
+
+    // MARK: - The file
+
+    static func encode(_ record: SeenPackets.Record) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: recordLength)
+        for (offset, value) in [record.time, record.fingerprint.high, record.fingerprint.low].enumerated() {
+            for shift in 0..<8 { bytes[offset * 8 + shift] = UInt8(truncatingIfNeeded: value >> (8 * shift)) }
+        }
+        return bytes
+    }
+
+    static func decode(_ bytes: ArraySlice<UInt8>) -> SeenPackets.Record {
+        func word(_ index: Int) -> UInt64 {
+            (0..<8).reduce(0) { $0 | UInt64(bytes[bytes.startIndex + index * 8 + $1]) << (8 * $1) }
+        }
+        return SeenPackets.Record(time: word(0), fingerprint: .init(high: word(1), low: word(2)))
+    }
+
+    /// Every whole record of the journal; none when there is no journal yet. A torn last record
+    /// (a crash during a write) is ignored.
+    private static func load(_ path: String) throws(ReplayJournalError) -> [SeenPackets.Record] {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else {
+            guard errno == ENOENT else { throw ReplayJournalError(path: path, detail: "cannot read: \(String(cString: strerror(errno)))") }
+            return []
+        }
+        defer { close(descriptor) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw ReplayJournalError(path: path, detail: "cannot read: \(String(cString: strerror(errno)))")
+            }
+            if count == 0 { break }
+            bytes += chunk[..<count]
+        }
+        return stride(from: 0, to: bytes.count - bytes.count % recordLength, by: recordLength).map { decode(bytes[$0..<($0 + recordLength)]) }
+    }
+
+    /// Writes `records` to a new file beside `path`, renames it over `path`, and returns a
+    /// descriptor that appends to it.
+    private static func rewrite(_ path: String, _ records: ArraySlice<SeenPackets.Record>) throws(ReplayJournalError) -> Int32 {
+        let temporary = path + ".new"
+        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw ReplayJournalError(path: temporary, detail: "cannot write: \(String(cString: strerror(errno)))") }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(records.count * recordLength)
+        for record in records { bytes += encode(record) }
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes[offset...].withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+            guard written > 0 else {
+                let detail = String(cString: strerror(errno))
+                close(descriptor)
+                unlink(temporary)
+                throw ReplayJournalError(path: temporary, detail: "cannot write: \(detail)")
+            }
+            offset += written
+        }
+        guard fsync(descriptor) == 0, rename(temporary, path) == 0 else {
+            let detail = String(cString: strerror(errno))
+            close(descriptor)
+            unlink(temporary)
+            throw ReplayJournalError(path: path, detail: "cannot replace: \(detail)")
+        }
+        return descriptor
+    }
+}
