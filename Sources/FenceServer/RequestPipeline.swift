@@ -89,7 +89,7 @@ struct AdmittedRequest: Sendable {
 /// concurrently; the backend serialises them per domain.
 ///
 /// A request is called back and executed at most once: an exact repeat of a signed packet is a
-/// replay (`ReplayGuard`, across restarts); copies merge in the `RequestHistory`, which also keeps
+/// replay (`ReplayJournal`, across restarts); copies merge in the `RequestHistory`, which also keeps
 /// each client endpoint to one request at a time and shares its room fairly between sources.
 public final class RequestPipeline: Sendable {
     private let backend: any FenceBackend
@@ -97,7 +97,7 @@ public final class RequestPipeline: Sendable {
     private let adjustable: Mutex<(policy: AccessPolicy, timing: FrontEndTiming)>
     public let statistics: FrontEndStatistics
     public let drops: DropLog
-    private let replays: ReplayGuard
+    private let replays: ReplayJournal
     private let logger: Logger
     private let history: Mutex<RequestHistory>
 
@@ -106,7 +106,7 @@ public final class RequestPipeline: Sendable {
         policy: AccessPolicy,
         timing: FrontEndTiming,
         limits: HistoryLimits = HistoryLimits(),
-        replays: ReplayGuard,
+        replays: ReplayJournal,
         statistics: FrontEndStatistics,
         drops: DropLog,
         logger: Logger

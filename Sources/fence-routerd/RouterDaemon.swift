@@ -36,9 +36,9 @@ struct RouterDaemon: Sendable {
         var backendServices: [any Service] = []
         do {
             let state = try StateDirectory(configuration.daemon.stateDirectory, program: "fence-routerd")
-            let replays: ReplayGuard
+            let replays: ReplayJournal
             do {
-                replays = try ReplayGuard(directory: configuration.daemon.stateDirectory, lifetime: UInt64(configuration.daemon.replayMemory.components.seconds), logger: logger)
+                replays = try ReplayJournal(directory: configuration.daemon.stateDirectory, lifetime: UInt64(configuration.daemon.replayMemory.components.seconds), logger: logger)
             } catch {
                 throw StartupError(.configuration, "state_directory: the journal of seen packets: \(error)")
             }

@@ -20,7 +20,7 @@ struct RequestPipelineTests {
         let logger = Logger(label: "pipeline-test")
         return RequestPipeline(
             backend: backend, policy: AccessPolicy(groups: []), timing: timing,
-            replays: ReplayGuard(inMemoryCapacity: 1024, logger: logger), statistics: FrontEndStatistics(),
+            replays: ReplayJournal(inMemoryCapacity: 1024, logger: logger), statistics: FrontEndStatistics(),
             drops: DropLog(logger: logger), logger: logger
         )
     }

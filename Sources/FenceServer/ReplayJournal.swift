@@ -32,7 +32,7 @@ public struct ReplayJournalError: Error, CustomStringConvertible {
 /// directory, so that a restart forgets nothing: one 24-byte record per packet (seconds since
 /// the epoch and the fingerprint, little-endian), appended as it is accepted and rewritten whole
 /// when it has grown to twice what is remembered.
-public final class ReplayGuard: Sendable {
+public final class ReplayJournal: Sendable {
     private struct State: ~Copyable, Sendable {
         var seen: SeenPackets
         var descriptor: Int32

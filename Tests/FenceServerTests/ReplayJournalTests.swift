@@ -6,8 +6,8 @@ import Testing
 import TestSupport
 @testable import FenceServer
 
-@Suite("Replay guard and its journal")
-struct ReplayGuardTests {
+@Suite("The journal of seen packets")
+struct ReplayJournalTests {
     static let key = FenceKey(fileContents: Array("replay-guard-key".utf8))
     let logger = Logger(label: "replay-test")
 
@@ -27,11 +27,11 @@ struct ReplayGuardTests {
         let directory = try TemporaryDirectory(prefix: "fr-replay")
         let packets = try (0..<50).map(packet)
         do {
-            let guardian = try ReplayGuard(directory: directory.url.path, logger: logger)
+            let guardian = try ReplayJournal(directory: directory.url.path, logger: logger)
             #expect(packets.allSatisfy(guardian.firstSighting))
             #expect(!guardian.firstSighting(of: packets[7]))
         }
-        let restarted = try ReplayGuard(directory: directory.url.path, logger: logger)
+        let restarted = try ReplayJournal(directory: directory.url.path, logger: logger)
         #expect(restarted.count == 50)
         #expect(packets.allSatisfy { !restarted.firstSighting(of: $0) })
         #expect(restarted.firstSighting(of: try packet(99)))
@@ -41,12 +41,12 @@ struct ReplayGuardTests {
     func compaction() throws {
         let directory = try TemporaryDirectory(prefix: "fr-replay")
         let wall = FakeWallClock()
-        let guardian = try ReplayGuard(directory: directory.url.path, capacity: 10, lifetime: 3600, clock: wall.clock, logger: logger)
+        let guardian = try ReplayJournal(directory: directory.url.path, capacity: 10, lifetime: 3600, clock: wall.clock, logger: logger)
         for seqno in 0..<25 { _ = guardian.firstSighting(of: try packet(UInt32(seqno))) }
         let size = try #require(try FileManager.default.attributesOfItem(atPath: directory.path("seen-packets"))[.size] as? Int)
-        #expect(size <= 20 * ReplayGuard.recordLength, "\(size) bytes")
+        #expect(size <= 20 * ReplayJournal.recordLength, "\(size) bytes")
         wall.seconds.store(1_000_000 + 7200, ordering: .relaxed)
-        let later = try ReplayGuard(directory: directory.url.path, capacity: 10, lifetime: 3600, clock: wall.clock, logger: logger)
+        let later = try ReplayJournal(directory: directory.url.path, capacity: 10, lifetime: 3600, clock: wall.clock, logger: logger)
         #expect(later.count == 0, "two hours later, an hour's memory is empty")
     }
 
@@ -55,14 +55,14 @@ struct ReplayGuardTests {
         let directory = try TemporaryDirectory(prefix: "fr-replay")
         let first = try packet(1)
         do {
-            let guardian = try ReplayGuard(directory: directory.url.path, logger: logger)
+            let guardian = try ReplayJournal(directory: directory.url.path, logger: logger)
             _ = guardian.firstSighting(of: first)
         }
         let handle = try FileHandle(forWritingTo: directory.url.appendingPathComponent("seen-packets"))
         try handle.seekToEnd()
         try handle.write(contentsOf: Data([1, 2, 3]))
         try handle.close()
-        let restarted = try ReplayGuard(directory: directory.url.path, logger: logger)
+        let restarted = try ReplayJournal(directory: directory.url.path, logger: logger)
         #expect(restarted.count == 1)
         #expect(!restarted.firstSighting(of: first))
     }
@@ -70,7 +70,7 @@ struct ReplayGuardTests {
     @Test("a state directory that cannot be written stops the start, naming the file")
     func unwritable() throws {
         #expect(throws: ReplayJournalError.self) {
-            _ = try ReplayGuard(directory: "/proc/no-such-place", logger: logger)
+            _ = try ReplayJournal(directory: "/proc/no-such-place", logger: logger)
         }
     }
 }
