@@ -160,6 +160,15 @@ let package = Package(
             path: "Benchmarks/SimulatedHosts"
         ),
 
+        // libFuzzer targets for the packet decoder, the conversation, fence_virt.conf and the bus
+        // (Fuzz/run.sh builds them with -sanitize=fuzzer); a plain build replays inputs through them.
+        .target(name: "CLibFuzzer", path: "Fuzz/CLibFuzzer"),
+        .executableTarget(
+            name: "fence-fuzz",
+            dependencies: ["FenceWire", "FenceConfig", "FenceBus", "Cryptography", "CLibFuzzer"],
+            path: "Fuzz/Sources"
+        ),
+
         // Helpers shared by the test targets: fixtures, processes, network-namespace labs.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "FenceWireTests", dependencies: ["FenceWire", "Cryptography", "TestSupport"]),
