@@ -53,14 +53,26 @@ public final class FrontEndStatistics: Sendable {
         public var totalDropped: Int { dropped.values.reduce(0, +) }
     }
 
-    private let counters = Mutex(Snapshot())
+    private struct Instruments {
+        var requests: [String: Counter] = [:]
+        var durations: [FenceOperation: Timer] = [:]
+    }
 
-    public init() {}
+    private let counters = Mutex(Snapshot())
+    /// Made once per label set: a swift-metrics handle is cheap to use, not to make.
+    private let dropCounters: [DropReason: Counter]
+    private let instruments = Mutex(Instruments())
+
+    public init() {
+        dropCounters = Dictionary(uniqueKeysWithValues: DropReason.allCases.map {
+            ($0, Counter(label: "fence_dropped_packets_total", dimensions: [("reason", $0.rawValue)]))
+        })
+    }
 
     /// Counts one dropped packet; returns how many were dropped for this reason so far.
     @discardableResult
     public func dropped(_ reason: DropReason) -> Int {
-        Counter(label: "fence_dropped_packets_total", dimensions: [("reason", reason.rawValue)]).increment()
+        dropCounters[reason]?.increment()
         return counters.withLock { counters in
             counters.dropped[reason, default: 0] += 1
             return counters.dropped[reason]!
@@ -69,9 +81,23 @@ public final class FrontEndStatistics: Sendable {
 
     /// Counts one request by operation and outcome, with how long it took from its first packet.
     public func answered(operation: FenceOperation, outcome: RequestOutcome, duration: Duration) {
-        Counter(label: "fence_requests_total", dimensions: [("op", operation.description), ("outcome", outcome.label), ("reason", outcome.reason)]).increment()
-        Timer(label: "fence_request_duration_seconds", dimensions: [("op", operation.description)]).record(duration: duration)
-        counters.withLock { $0.answered["\(operation)/\(outcome.label)", default: 0] += 1 }
+        let name = "\(operation)/\(outcome.label)"
+        let (counter, timer) = instruments.withLock { instruments in
+            let counter = instruments.requests[name + "/" + outcome.reason] ?? {
+                let made = Counter(label: "fence_requests_total", dimensions: [("op", operation.description), ("outcome", outcome.label), ("reason", outcome.reason)])
+                instruments.requests[name + "/" + outcome.reason] = made
+                return made
+            }()
+            let timer = instruments.durations[operation] ?? {
+                let made = Timer(label: "fence_request_duration_seconds", dimensions: [("op", operation.description)])
+                instruments.durations[operation] = made
+                return made
+            }()
+            return (counter, timer)
+        }
+        counter.increment()
+        timer.record(duration: duration)
+        counters.withLock { $0.answered[name, default: 0] += 1 }
     }
 
     public var snapshot: Snapshot { counters.withLock { $0 } }

@@ -169,6 +169,8 @@ struct StreamSession {
     var interruption: SessionError? {
         get async {
             let handler = self.handler
+            // A request's task runs on its channel's loop: read it there without a hop.
+            if channel.eventLoop.inEventLoop { return handler.value.interruption }
             do {
                 return try await channel.eventLoop.submit { handler.value.interruption }.get()
             } catch {

@@ -5,13 +5,15 @@ import Cryptography
 /// peer with two call-backs gets the answer to one conversation's challenge from the other
 /// (reflection), also across several routers that share the key.
 ///
-/// A challenge is 48 random bytes and the first 16 bytes of HMAC-SHA256(tag key, those 48 bytes);
-/// a client's 64 random bytes pass as a tag with probability 2⁻¹²⁸.
+/// A challenge is 48 random bytes and the first 16 bytes of SHA-256(tag key ‖ those 48 bytes), the
+/// tag key derived from the guests' key (a fixed-length input under a secret prefix: no length
+/// extension applies); a client's 64 random bytes pass as a tag with probability 2⁻¹²⁸.
 public struct ChallengeTag: Sendable {
-    private let tagKey: [UInt8]
+    /// The tag key absorbed once, as the packet signatures do.
+    private let digest: KeyedDigest
 
     public init(key: FenceKey) {
-        tagKey = Digest.hash(.sha256, Array("fence-router challenge tag".utf8), key.bytes)
+        digest = KeyedDigest(.sha256, key: Digest.hash(.sha256, Array("fence-router challenge tag".utf8), key.bytes))
     }
 
     public static let randomLength = ChallengeResponse.length - 16
@@ -29,7 +31,7 @@ public struct ChallengeTag: Sendable {
     }
 
     private func tag(_ random: [UInt8]) -> [UInt8] {
-        Array(Digest.hmac(.sha256, key: tagKey, message: random).prefix(16))
+        Array(digest.hash(random).prefix(16))
     }
 }
 

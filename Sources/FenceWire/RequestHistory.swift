@@ -53,7 +53,9 @@ public struct HistoryLimits: Sendable, Equatable {
     public var window: Duration = .seconds(60)
     /// Requests remembered at once, from everyone.
     public var capacity = 65_536
-    /// Requests remembered at once from one source address.
+    /// Requests not yet answered (gathering, under way, waiting for a retry, refused) from one
+    /// source address at once. Answered ones do not count: a busy guest is not a flood; they are
+    /// bounded by `capacity`, which gives up the largest holder's first.
     public var perSource = 256
     /// Call-backs under way at once, from everyone and from one source.
     public var callbacks = 256
@@ -128,10 +130,13 @@ public struct RequestHistory: Sendable {
 
     public private(set) var limits: HistoryLimits
     private var entries: [RequestKey: Entry] = [:]
-    /// The requests that named each endpoint, while they are remembered.
+    /// The open requests (neither answered nor refused) that named each endpoint: the only ones
+    /// that can be rivals.
     private var byEndpoint: [Endpoint: [RequestKey]] = [:]
     /// The keys each source holds, oldest first.
     private var bySource: [String: [RequestKey]] = [:]
+    /// How many of them are not answered: what the per-source share counts.
+    private var openBySource: [String: Int] = [:]
     /// The sources by how many keys they hold, so that a full history gives up room from the
     /// largest holder at once.
     private var sourcesByCount: [Int: Set<String>] = [:]
@@ -157,14 +162,14 @@ public struct RequestHistory: Sendable {
         guard entries[key] != nil else {
             return admitNew(key, candidate: candidate, source: source, now: now)
         }
-        if let candidate { note(candidate.endpoint, for: key) }
-        entries[key]!.lastCopy = now
         let entry = entries[key]!
         switch entry.phase {
         case .finished, .refused: return .duplicate
         case .waiting where now >= entry.deadline: return .expired
         default: break
         }
+        if let candidate { note(candidate.endpoint, for: key) }
+        entries[key]!.lastCopy = now
         if let candidate, conflicts(key, at: candidate.endpoint, now: now) { return .conflict }
         switch entry.phase {
         case .gathering(var candidates):
@@ -192,12 +197,13 @@ public struct RequestHistory: Sendable {
     }
 
     private mutating func admitNew(_ key: RequestKey, candidate: CallbackCandidate?, source: String, now: ContinuousClock.Instant) -> Admission {
-        if bySource[source, default: []].count >= limits.perSource { return .overQuota }
+        if openBySource[source, default: 0] >= limits.perSource { return .overQuota }
         if entries.count >= limits.capacity, !evictFromLargestSource() { return .full }
         let entry = Entry(deadline: now + limits.requestTimeout, source: source, phase: .gathering(candidate.map { [$0] } ?? []), since: now, lastCopy: now, lastAttempt: now)
         entries[key] = entry
         if let candidate { note(candidate.endpoint, for: key) }
         bySource[source, default: []].append(key)
+        openBySource[source, default: 0] += 1
         sourceCountChanged(source, from: bySource[source]!.count - 1)
         if let candidate, conflicts(key, at: candidate.endpoint, now: now) { return .conflict }
         return .new(deadline: entry.deadline)
@@ -206,7 +212,8 @@ public struct RequestHistory: Sendable {
     /// Whether another request is using `endpoint` right now, or named it within the conflict
     /// window; if so, both are refused, since the client there cannot tell their answers apart.
     private mutating func conflicts(_ key: RequestKey, at endpoint: Endpoint, now: ContinuousClock.Instant) -> Bool {
-        let rivals = (byEndpoint[endpoint] ?? []).filter { other in
+        guard let named = byEndpoint[endpoint], named.count > 1 else { return false }
+        let rivals = named.filter { other in
             guard other != key, let entry = entries[other] else { return false }
             switch entry.phase {
             case .gathering, .inProgress: return true
@@ -224,6 +231,7 @@ public struct RequestHistory: Sendable {
         if entry.phase == .inProgress { callbackEnded(entry.source) }
         entries[key]?.phase = .refused
         entries[key]?.since = now
+        unindex(key, entry.endpoints)
     }
 
     /// Ends the gathering: returns the candidates, those matching their UDP source first, the rest
@@ -267,8 +275,24 @@ public struct RequestHistory: Sendable {
     private mutating func settle(_ key: RequestKey, as phase: Phase, now: ContinuousClock.Instant) {
         guard let entry = entries[key], entry.phase == .inProgress else { return }
         callbackEnded(entry.source)
+        if phase == .finished {
+            closed(entry.source)
+            unindex(key, entry.endpoints)
+        }
         entries[key]?.phase = phase
         entries[key]?.since = now
+    }
+
+    private mutating func unindex(_ key: RequestKey, _ endpoints: [Endpoint]) {
+        for endpoint in endpoints {
+            byEndpoint[endpoint]?.removeAll { $0 == key }
+            if byEndpoint[endpoint]?.isEmpty == true { byEndpoint[endpoint] = nil }
+        }
+    }
+
+    private mutating func closed(_ source: String) {
+        openBySource[source, default: 1] -= 1
+        if openBySource[source] == 0 { openBySource[source] = nil }
     }
 
     private mutating func callbackEnded(_ source: String) {
@@ -304,10 +328,8 @@ public struct RequestHistory: Sendable {
     private mutating func remove(_ key: RequestKey) {
         guard let entry = entries.removeValue(forKey: key) else { return }
         if entry.phase == .inProgress { callbackEnded(entry.source) }
-        for endpoint in entry.endpoints {
-            byEndpoint[endpoint]?.removeAll { $0 == key }
-            if byEndpoint[endpoint]?.isEmpty == true { byEndpoint[endpoint] = nil }
-        }
+        if entry.phase != .finished { closed(entry.source) }
+        unindex(key, entry.endpoints)
         bySource[entry.source]?.removeAll { $0 == key }
         let held = bySource[entry.source]?.count ?? 0
         if held == 0 { bySource[entry.source] = nil }

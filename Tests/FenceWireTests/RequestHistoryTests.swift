@@ -115,6 +115,19 @@ struct RequestHistoryTests {
         #expect(history.admit(try key(seqno: 4), candidate: nil, source: "guest", now: start) == .new(deadline: start + .seconds(20)))
     }
 
+    @Test("a busy guest whose requests are answered never runs out of its share: answered requests do not count")
+    func answeredDoNotCount() throws {
+        var history = RequestHistory(limits: limits { $0.perSource = 3; $0.capacity = 100 })
+        for seqno in 0..<50 {
+            let k = try key(seqno: UInt32(seqno))
+            let now = start + .milliseconds(200 * seqno)
+            #expect(history.admit(k, candidate: nil, source: "guest", now: now) == .new(deadline: now + .seconds(20)), "request \(seqno)")
+            _ = history.beginCallback(k, now: now)
+            history.finished(k, now: now)
+        }
+        #expect(history.count == 50, "all remembered, for their late copies")
+    }
+
     @Test("a full history gives up the oldest settled request of its largest holder, never one under way")
     func fullHistory() throws {
         var history = RequestHistory(limits: limits { $0.capacity = 4 })
