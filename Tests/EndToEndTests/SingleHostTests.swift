@@ -170,6 +170,15 @@ struct SingleHostTests {
         #expect(rows.allSatisfy { $0.last == "off" })
     }
 
+    @Test("300 requests in a row from one guest: every one is answered (a busy guest is not a flood)")
+    func busyGuest() async throws {
+        let router = try await RouterLab()
+        let loop = "for i in $(seq 300); do fence_xvm -k \(router.keyPath) -o status -H vm1 -t 5 >/dev/null || echo \"run $i: $?\"; done"
+        let result = try await router.lab.run(in: router.lab.guests[0], ["bash", "-c", loop])
+        #expect(result.output.isEmpty, "runs that failed: \(result.output)")
+        #expect(!router.daemon.log.contains("source-quota"))
+    }
+
     @Test("SIGTERM stops the daemon gracefully")
     func gracefulStop() async throws {
         let router = try await RouterLab()
