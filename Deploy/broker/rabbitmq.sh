@@ -90,10 +90,21 @@ CONF
     trap '"$0" stop "$dir"' ERR
     # shellcheck disable=SC2086
     rabbitmq-plugins enable --offline $plugins >/dev/null
-    epmd -address 127.0.0.1 -port "$ERL_EPMD_PORT" -daemon
-    for _ in $(seq 50); do   # epmd -daemon returns before the daemon is there
-        pgrep -f "epmd -address 127.0.0.1 -port $ERL_EPMD_PORT\$" > "$dir/epmd.pid" || pgrep -f "epmd -address 127.0.0.1 -port $ERL_EPMD_PORT " > "$dir/epmd.pid" || true
-        [[ -s $dir/epmd.pid ]] && break
+    # epmd -daemon returns before the daemon listens, and a daemon started right after the last
+    # one stopped (a restart) can exit without listening: the broker then dies at start-up with
+    # `nodistribution`. Wait until epmd answers, starting it again while none runs.
+    rm -f "$dir/epmd.pid"
+    for attempt in $(seq 100); do
+        if [[ ! -s $dir/epmd.pid ]] || ! running "$(cat "$dir/epmd.pid")"; then
+            pgrep -f "^epmd -address 127.0.0.1 -port $ERL_EPMD_PORT( |\$)" > "$dir/epmd.pid" \
+                || { (( attempt % 10 == 1 )) && epmd -address 127.0.0.1 -port "$ERL_EPMD_PORT" -daemon; } || true
+        fi
+        [[ -s $dir/epmd.pid ]] && epmd -port "$ERL_EPMD_PORT" -names >/dev/null 2>&1 && break
+        if (( attempt == 100 )); then
+            echo "epmd did not answer on 127.0.0.1:$ERL_EPMD_PORT within 10 s" >&2
+            "$0" stop "$dir"
+            exit 1
+        fi
         sleep 0.1
     done
     rabbitmq-server > "$dir/log/stdout.log" 2>&1 &
