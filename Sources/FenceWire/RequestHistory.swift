@@ -88,7 +88,8 @@ public struct RequestHistory: Sendable {
         case retryLimited
         /// A copy of a request past its deadline: drop it.
         case expired
-        /// Another request names the same endpoint: this one and that one are refused.
+        /// Another request names the same endpoint: this one is refused (and so is the other,
+        /// unless exactly one of them came from the address it names).
         case conflict
         /// This source holds its whole share of the history.
         case overQuota
@@ -126,6 +127,31 @@ public struct RequestHistory: Sendable {
         var lastAttempt: ContinuousClock.Instant
         var attempts = 1
         var endpoints: [Endpoint] = []
+        /// The endpoints a copy named from that very address (an IPv4 client's own copies do).
+        var fromItself: [Endpoint] = []
+        /// A task holds one of the call-back slots for this request, until it settles it; a
+        /// refusal meanwhile does not give the slot back, since the task is still at work.
+        var holdsSlot = false
+
+        var isOpen: Bool { phase != .finished }
+        /// Nothing is at work on it: it may give up its room.
+        var isSettled: Bool {
+            guard !holdsSlot else { return false }
+            switch phase {
+            case .waiting, .finished, .refused: return true
+            case .gathering, .inProgress: return false
+            }
+        }
+    }
+
+    /// The keys one source holds, oldest first, with removals made lazily: a removed key stays
+    /// in `keys` until the list is compacted, so that removing is O(1) amortised.
+    private struct SourceKeys: Sendable {
+        var keys: [RequestKey] = []
+        var head = 0
+        var live = 0
+        /// Not answered: what the per-source share counts.
+        var open = 0
     }
 
     public private(set) var limits: HistoryLimits
@@ -133,16 +159,18 @@ public struct RequestHistory: Sendable {
     /// The open requests (neither answered nor refused) that named each endpoint: the only ones
     /// that can be rivals.
     private var byEndpoint: [Endpoint: [RequestKey]] = [:]
-    /// The keys each source holds, oldest first.
-    private var bySource: [String: [RequestKey]] = [:]
-    /// How many of them are not answered: what the per-source share counts.
-    private var openBySource: [String: Int] = [:]
+    private var bySource: [String: SourceKeys] = [:]
     /// The sources by how many keys they hold, so that a full history gives up room from the
     /// largest holder at once.
     private var sourcesByCount: [Int: Set<String>] = [:]
     private var largestCount = 0
     private var callbacksUnderWay: [String: Int] = [:]
     private var totalCallbacks = 0
+    /// Requests given up to make room, remembered by their hash (as many as the history holds)
+    /// so that a late copy of one is not taken for a new request.
+    private var evicted: Set<Int> = []
+    private var evictionOrder: [Int] = []
+    private var evictionHead = 0
     private var lastPurge: ContinuousClock.Instant?
 
     public init(limits: HistoryLimits = HistoryLimits()) {
@@ -159,16 +187,15 @@ public struct RequestHistory: Sendable {
     /// Admits one copy of a request from `source`; `candidate` is nil for requests that arrive on a stream.
     public mutating func admit(_ key: RequestKey, candidate: CallbackCandidate?, source: String, now: ContinuousClock.Instant) -> Admission {
         purgeIfDue(now: now)
-        guard entries[key] != nil else {
+        guard let entry = entries[key] else {
             return admitNew(key, candidate: candidate, source: source, now: now)
         }
-        let entry = entries[key]!
         switch entry.phase {
         case .finished, .refused: return .duplicate
         case .waiting where now >= entry.deadline: return .expired
         default: break
         }
-        if let candidate { note(candidate.endpoint, for: key) }
+        if let candidate { note(candidate, for: key) }
         entries[key]!.lastCopy = now
         if let candidate, conflicts(key, at: candidate.endpoint, now: now) { return .conflict }
         switch entry.phase {
@@ -190,27 +217,34 @@ public struct RequestHistory: Sendable {
         }
     }
 
-    private mutating func note(_ endpoint: Endpoint, for key: RequestKey) {
+    private mutating func admitNew(_ key: RequestKey, candidate: CallbackCandidate?, source: String, now: ContinuousClock.Instant) -> Admission {
+        guard !evicted.contains(key.hashValue) else { return .duplicate }
+        if bySource[source, default: SourceKeys()].open >= limits.perSource { return .overQuota }
+        if entries.count >= limits.capacity, !evictFromLargestSource() { return .full }
+        entries[key] = Entry(deadline: now + limits.requestTimeout, source: source, phase: .gathering(candidate.map { [$0] } ?? []), since: now, lastCopy: now, lastAttempt: now)
+        if let candidate { note(candidate, for: key) }
+        var keys = bySource[source, default: SourceKeys()]
+        keys.keys.append(key)
+        keys.live += 1
+        keys.open += 1
+        bySource[source] = keys
+        sourceCountChanged(source, from: keys.live - 1, to: keys.live)
+        if let candidate, conflicts(key, at: candidate.endpoint, now: now) { return .conflict }
+        return .new(deadline: now + limits.requestTimeout)
+    }
+
+    private mutating func note(_ candidate: CallbackCandidate, for key: RequestKey) {
+        let endpoint = candidate.endpoint
+        if candidate.matchesSource, !entries[key]!.fromItself.contains(endpoint) { entries[key]!.fromItself.append(endpoint) }
         guard !entries[key]!.endpoints.contains(endpoint) else { return }
         entries[key]!.endpoints.append(endpoint)
         byEndpoint[endpoint, default: []].append(key)
     }
 
-    private mutating func admitNew(_ key: RequestKey, candidate: CallbackCandidate?, source: String, now: ContinuousClock.Instant) -> Admission {
-        if openBySource[source, default: 0] >= limits.perSource { return .overQuota }
-        if entries.count >= limits.capacity, !evictFromLargestSource() { return .full }
-        let entry = Entry(deadline: now + limits.requestTimeout, source: source, phase: .gathering(candidate.map { [$0] } ?? []), since: now, lastCopy: now, lastAttempt: now)
-        entries[key] = entry
-        if let candidate { note(candidate.endpoint, for: key) }
-        bySource[source, default: []].append(key)
-        openBySource[source, default: 0] += 1
-        sourceCountChanged(source, from: bySource[source]!.count - 1)
-        if let candidate, conflicts(key, at: candidate.endpoint, now: now) { return .conflict }
-        return .new(deadline: entry.deadline)
-    }
-
     /// Whether another request is using `endpoint` right now, or named it within the conflict
-    /// window; if so, both are refused, since the client there cannot tell their answers apart.
+    /// window. The client there cannot tell their answers apart, so all of them are refused,
+    /// except when exactly one came from the address it names: a client's own copies do (IPv4),
+    /// a replay from elsewhere does not. Returns whether `key` was refused.
     private mutating func conflicts(_ key: RequestKey, at endpoint: Endpoint, now: ContinuousClock.Instant) -> Bool {
         guard let named = byEndpoint[endpoint], named.count > 1 else { return false }
         let rivals = named.filter { other in
@@ -222,32 +256,35 @@ public struct RequestHistory: Sendable {
             }
         }
         guard !rivals.isEmpty else { return false }
-        for other in rivals + [key] { refuse(other, now: now) }
-        return true
+        let claimants = rivals + [key]
+        let fromItself = claimants.filter { entries[$0]?.fromItself.contains(endpoint) == true }
+        let keeper = fromItself.count == 1 ? fromItself[0] : nil
+        for claimant in claimants where claimant != keeper { refuse(claimant, now: now) }
+        return key != keeper
     }
 
     private mutating func refuse(_ key: RequestKey, now: ContinuousClock.Instant) {
         guard let entry = entries[key] else { return }
-        if entry.phase == .inProgress { callbackEnded(entry.source) }
-        entries[key]?.phase = .refused
-        entries[key]?.since = now
+        entries[key]!.phase = .refused
+        entries[key]!.since = now
         unindex(key, entry.endpoints)
     }
 
     /// Ends the gathering: returns the candidates, those matching their UDP source first, the rest
     /// in arrival order, unless too many call-backs are under way. Later copies count as duplicates.
+    /// The caller holds a call-back slot until it settles the request (`finished`, `callbackFailed`).
     public mutating func beginCallback(_ key: RequestKey, now: ContinuousClock.Instant) -> Callback {
-        guard let entry = entries[key] else { return .refused }
-        guard case .gathering(let candidates) = entry.phase else { return .refused }
+        guard let entry = entries[key], case .gathering(let candidates) = entry.phase else { return .refused }
         guard totalCallbacks < limits.callbacks, callbacksUnderWay[entry.source, default: 0] < limits.callbacksPerSource else {
-            entries[key]?.phase = .waiting
-            entries[key]?.since = now
+            entries[key]!.phase = .waiting
+            entries[key]!.since = now
             return .busy
         }
         totalCallbacks += 1
         callbacksUnderWay[entry.source, default: 0] += 1
-        entries[key]?.phase = .inProgress
-        entries[key]?.since = now
+        entries[key]!.holdsSlot = true
+        entries[key]!.phase = .inProgress
+        entries[key]!.since = now
         return .candidates(candidates.filter(\.matchesSource) + candidates.filter { !$0.matchesSource })
     }
 
@@ -257,7 +294,7 @@ public struct RequestHistory: Sendable {
         return candidates.contains(where: \.matchesSource)
     }
 
-    /// Whether the request may still run: under way, not refused for a conflict since.
+    /// Whether the request may still call back and run: under way, not refused for a conflict since.
     public func mayExecute(_ key: RequestKey) -> Bool {
         entries[key]?.phase == .inProgress
     }
@@ -272,15 +309,19 @@ public struct RequestHistory: Sendable {
         settle(key, as: .finished, now: now)
     }
 
+    /// The task is done with the request: its slot goes back; a request still under way takes
+    /// `phase` (a refused one stays refused).
     private mutating func settle(_ key: RequestKey, as phase: Phase, now: ContinuousClock.Instant) {
-        guard let entry = entries[key], entry.phase == .inProgress else { return }
+        guard let entry = entries[key], entry.holdsSlot else { return }
+        entries[key]!.holdsSlot = false
         callbackEnded(entry.source)
+        guard entry.phase == .inProgress else { return }
+        entries[key]!.phase = phase
+        entries[key]!.since = now
         if phase == .finished {
-            closed(entry.source)
+            bySource[entry.source]?.open -= 1
             unindex(key, entry.endpoints)
         }
-        entries[key]?.phase = phase
-        entries[key]?.since = now
     }
 
     private mutating func unindex(_ key: RequestKey, _ endpoints: [Endpoint]) {
@@ -288,11 +329,6 @@ public struct RequestHistory: Sendable {
             byEndpoint[endpoint]?.removeAll { $0 == key }
             if byEndpoint[endpoint]?.isEmpty == true { byEndpoint[endpoint] = nil }
         }
-    }
-
-    private mutating func closed(_ source: String) {
-        openBySource[source, default: 1] -= 1
-        if openBySource[source] == 0 { openBySource[source] = nil }
     }
 
     private mutating func callbackEnded(_ source: String) {
@@ -303,13 +339,23 @@ public struct RequestHistory: Sendable {
 
     // MARK: - Room
 
-    /// Gives up the oldest settled request of the source that holds the most.
+    /// Gives up the oldest settled request of the source that holds the most, and remembers
+    /// that it did.
     private mutating func evictFromLargestSource() -> Bool {
         var count = largestCount
         while count > 0 {
             for source in sourcesByCount[count] ?? [] {
-                if let key = bySource[source]?.first(where: { entries[$0].map(Self.isSettled) ?? true }) {
+                guard var keys = bySource[source] else { continue }
+                // Skip what was removed already; the first live settled key goes.
+                while keys.head < keys.keys.count, entries[keys.keys[keys.head]]?.source != source { keys.head += 1 }
+                bySource[source] = keys
+                let settled = keys.keys[keys.head...].first { key in
+                    guard let entry = entries[key] else { return false }
+                    return entry.source == source && entry.isSettled
+                }
+                if let key = settled {
                     remove(key)
+                    remember(evicted: key)
                     return true
                 }
             }
@@ -318,26 +364,41 @@ public struct RequestHistory: Sendable {
         return false
     }
 
-    private static func isSettled(_ entry: Entry) -> Bool {
-        switch entry.phase {
-        case .waiting, .finished, .refused: true
-        case .gathering, .inProgress: false
+    private mutating func remember(evicted key: RequestKey) {
+        let hash = key.hashValue
+        guard evicted.insert(hash).inserted else { return }
+        evictionOrder.append(hash)
+        if evictionOrder.count - evictionHead > limits.capacity {
+            evicted.remove(evictionOrder[evictionHead])
+            evictionHead += 1
+        }
+        if evictionHead > 1024, evictionHead * 2 > evictionOrder.count {
+            evictionOrder.removeFirst(evictionHead)
+            evictionHead = 0
         }
     }
 
     private mutating func remove(_ key: RequestKey) {
         guard let entry = entries.removeValue(forKey: key) else { return }
-        if entry.phase == .inProgress { callbackEnded(entry.source) }
-        if entry.phase != .finished { closed(entry.source) }
+        if entry.holdsSlot { callbackEnded(entry.source) }
         unindex(key, entry.endpoints)
-        bySource[entry.source]?.removeAll { $0 == key }
-        let held = bySource[entry.source]?.count ?? 0
-        if held == 0 { bySource[entry.source] = nil }
-        sourceCountChanged(entry.source, from: held + 1)
+        guard var keys = bySource[entry.source] else { return }
+        keys.live -= 1
+        if entry.isOpen { keys.open -= 1 }
+        if keys.live == 0 {
+            bySource[entry.source] = nil
+        } else {
+            if keys.keys.count - keys.head > 2 * keys.live + 16 {
+                var seen: Set<RequestKey> = []
+                keys.keys = keys.keys[keys.head...].filter { entries[$0]?.source == entry.source && seen.insert($0).inserted }
+                keys.head = 0
+            }
+            bySource[entry.source] = keys
+        }
+        sourceCountChanged(entry.source, from: keys.live + 1, to: keys.live)
     }
 
-    private mutating func sourceCountChanged(_ source: String, from old: Int) {
-        let new = bySource[source]?.count ?? 0
+    private mutating func sourceCountChanged(_ source: String, from old: Int, to new: Int) {
         if old > 0 {
             sourcesByCount[old]?.remove(source)
             if sourcesByCount[old]?.isEmpty == true { sourcesByCount[old] = nil }
@@ -357,5 +418,31 @@ public struct RequestHistory: Sendable {
             now > max(entry.deadline, entry.since) + limits.window ? key : nil
         }
         for key in gone { remove(key) }
+    }
+
+    /// Whether every count agrees with the requests it counts: for tests and fuzzing.
+    public var inconsistency: String? {
+        var slots: [String: Int] = [:]
+        for entry in entries.values where entry.holdsSlot { slots[entry.source, default: 0] += 1 }
+        guard slots == callbacksUnderWay, totalCallbacks == slots.values.reduce(0, +) else {
+            return "call-back slots \(callbacksUnderWay) (\(totalCallbacks)) but held \(slots)"
+        }
+        for (source, keys) in bySource {
+            let held = entries.values.filter { $0.source == source }
+            guard keys.live == held.count, keys.open == held.filter(\.isOpen).count else {
+                return "\(source): \(keys.live) live, \(keys.open) open, but \(held.count) held, \(held.filter(\.isOpen).count) open"
+            }
+            guard sourcesByCount[keys.live]?.contains(source) == true else { return "\(source) not under its count \(keys.live)" }
+        }
+        guard Set(entries.values.map(\.source)) == Set(bySource.keys) else { return "sources without keys, or keys without sources" }
+        guard largestCount == (bySource.values.map(\.live).max() ?? 0) else { return "largest count \(largestCount)" }
+        for (endpoint, keys) in byEndpoint {
+            for key in keys {
+                guard let entry = entries[key], entry.endpoints.contains(endpoint), entry.phase != .finished, entry.phase != .refused else {
+                    return "\(endpoint) indexes \(key), which is not open there"
+                }
+            }
+        }
+        return nil
     }
 }

@@ -141,9 +141,16 @@ struct RequestHistoryTests {
         _ = history.admit(guest, candidate: nil, source: "guest", now: start)
         #expect(history.admit(try key(seqno: 11), candidate: nil, source: "newcomer", now: start) == .new(deadline: start + .seconds(20)))
         #expect(history.count == 4)
-        #expect(history.admit(try key(seqno: 0), candidate: nil, source: "flooder", now: start) == .new(deadline: start + .seconds(20)),
-                "the flooder's oldest request was the one forgotten")
         #expect(history.admit(guest, candidate: nil, source: "guest", now: start) == .merged, "the guest's request is still there")
+        #expect(history.admit(try key(seqno: 1), candidate: nil, source: "flooder", now: start) == .duplicate)
+        #expect(history.admit(try key(seqno: 2), candidate: nil, source: "flooder", now: start) == .duplicate)
+        // The one given up answers as a duplicate too (its tombstone), and room made for a new
+        // request now comes from the flooder's next oldest, not from the guest.
+        #expect(history.admit(try key(seqno: 0), candidate: nil, source: "flooder", now: start) == .duplicate,
+                "the flooder's oldest request was the one forgotten, and a late copy of it never runs")
+        #expect(history.admit(try key(seqno: 12), candidate: nil, source: "newcomer", now: start) == .new(deadline: start + .seconds(20)))
+        #expect(history.admit(guest, candidate: nil, source: "guest", now: start) == .merged, "the guest's request is still there")
+        #expect(history.inconsistency == nil, "\(history.inconsistency ?? "")")
     }
 
     @Test("with everything under way, a full history refuses")
@@ -215,5 +222,68 @@ struct RequestHistoryTests {
         history.finished(a, now: start)
         #expect(history.admit(b, candidate: candidate("10.0.0.3"), source: "10.0.0.2", now: start + .seconds(1)) == .retry(deadline: start + .seconds(20)))
         #expect(history.beginCallback(b, now: start + .seconds(1)) == .candidates([candidate("10.0.0.3")]))
+    }
+
+    @Test("a refused request keeps its call-back slot until its task settles it")
+    func refusedKeepsSlot() throws {
+        var history = RequestHistory(limits: limits { $0.callbacksPerSource = 1 })
+        let first = try key(seqno: 1)
+        _ = history.admit(first, candidate: candidate("10.0.0.2"), source: "10.0.0.2", now: start)
+        _ = history.beginCallback(first, now: start)
+        #expect(history.admit(try key(seqno: 2), candidate: candidate("10.0.0.2"), source: "10.0.0.7", now: start) == .conflict)
+        #expect(!history.mayExecute(first), "it stops dialling")
+        let next = try key(seqno: 3)
+        _ = history.admit(next, candidate: candidate("10.0.0.3"), source: "10.0.0.2", now: start)
+        #expect(history.beginCallback(next, now: start) == .busy, "the refused request's task is still at work")
+        history.callbackFailed(first, now: start)
+        #expect(history.admit(next, candidate: candidate("10.0.0.3"), source: "10.0.0.2", now: start + .seconds(1)) == .retry(deadline: start + .seconds(20)))
+        #expect(history.beginCallback(next, now: start + .seconds(1)) == .candidates([candidate("10.0.0.3")]))
+        #expect(history.inconsistency == nil, "\(history.inconsistency ?? "")")
+    }
+
+    @Test("in a conflict, the one request whose copy came from the address it names is kept")
+    func ownCopyKept() throws {
+        var history = RequestHistory()
+        let genuine = try key(seqno: 1)
+        let replayed = try key(seqno: 2, operation: .deviceStatus)
+        _ = history.admit(genuine, candidate: candidate("10.0.0.2", matches: true), source: "10.0.0.2", now: start)
+        _ = history.beginCallback(genuine, now: start)
+        #expect(history.admit(replayed, candidate: candidate("10.0.0.2", matches: false), source: "10.0.0.66", now: start) == .conflict)
+        #expect(history.mayExecute(genuine), "the client's own request goes on")
+        #expect(history.beginCallback(replayed, now: start) == .refused)
+        // Both from the address they name (a spoofed source): neither can be trusted.
+        var spoofed = RequestHistory()
+        _ = spoofed.admit(genuine, candidate: candidate("10.0.0.2", matches: true), source: "10.0.0.2", now: start)
+        #expect(spoofed.admit(replayed, candidate: candidate("10.0.0.2", matches: true), source: "10.0.0.2", now: start) == .conflict)
+        #expect(spoofed.beginCallback(genuine, now: start) == .refused)
+    }
+
+    @Test("a request given up to make room is not taken for new when a late copy comes")
+    func evictedStayGone() throws {
+        var history = RequestHistory(limits: limits { $0.capacity = 2 })
+        let old = try key(seqno: 1)
+        _ = history.admit(old, candidate: nil, source: "a", now: start)
+        _ = history.beginCallback(old, now: start)
+        history.finished(old, now: start)
+        _ = history.admit(try key(seqno: 2), candidate: nil, source: "b", now: start)
+        _ = history.admit(try key(seqno: 3), candidate: nil, source: "c", now: start)
+        #expect(history.count == 2)
+        #expect(history.admit(old, candidate: nil, source: "a", now: start) == .duplicate, "answered once, never run again")
+        #expect(history.inconsistency == nil, "\(history.inconsistency ?? "")")
+    }
+
+    @Test("thousands of answered requests from one source leave the history in one purge, and the counts agree")
+    func manyFromOneSource() throws {
+        var history = RequestHistory(limits: limits { $0.capacity = 20_000 })
+        for seqno in 0..<20_000 {
+            let k = try key(seqno: UInt32(seqno))
+            _ = history.admit(k, candidate: candidate("10.0.0.2"), source: "10.0.0.2", now: start)
+            _ = history.beginCallback(k, now: start)
+            history.finished(k, now: start)
+        }
+        #expect(history.inconsistency == nil, "\(history.inconsistency ?? "")")
+        _ = history.admit(try key(seqno: 99_999), candidate: nil, source: "other", now: start + .seconds(120))
+        #expect(history.count == 1)
+        #expect(history.inconsistency == nil, "\(history.inconsistency ?? "")")
     }
 }
