@@ -87,19 +87,21 @@ public final class ReplayJournal: Sendable {
             guard let path, state.descriptor >= 0 else { return (true, nil) }
             state.appended += 1
             if state.appended > state.seen.capacity {
+                // Whether or not the rewrite works, the next one is due after as many records
+                // again: a failing disk is not retried on every packet.
+                state.appended = 0
                 do throws(ReplayJournalError) {
                     let descriptor = try Self.rewrite(path, state.seen.records)
                     close(state.descriptor)
                     state.descriptor = descriptor
-                    state.appended = 0
+                    return (true, nil)
                 } catch {
+                    // Keep appending to the journal as it is.
+                    _ = Self.append(fingerprint, at: now, to: state.descriptor)
                     return (true, error.description)
                 }
-                return (true, nil)
             }
-            var record = Self.encode(SeenPackets.Record(time: now, fingerprint: fingerprint))
-            let written = record.withUnsafeMutableBytes { write(state.descriptor, $0.baseAddress, $0.count) }
-            return (true, written == Self.recordLength ? nil : "write: \(String(cString: strerror(errno)))")
+            return (true, Self.append(fingerprint, at: now, to: state.descriptor))
         }
         if let error {
             // The packet is still remembered until the next restart; say so, but not for every packet.
@@ -116,6 +118,20 @@ public final class ReplayJournal: Sendable {
     public var count: Int { state.withLock { $0.seen.count } }
 
     // MARK: - The file
+
+    /// Appends one record; on a short write (a full disk) cuts the file back to whole records, so
+    /// that what follows is read back aligned. Returns what went wrong, if anything.
+    private static func append(_ fingerprint: SeenPackets.Fingerprint, at time: UInt64, to descriptor: Int32) -> String? {
+        var record = encode(SeenPackets.Record(time: time, fingerprint: fingerprint))
+        let written = record.withUnsafeMutableBytes { write(descriptor, $0.baseAddress, $0.count) }
+        guard written != recordLength else { return nil }
+        let detail = written < 0 ? String(cString: strerror(errno)) : "\(written) of \(recordLength) bytes written"
+        var status = stat()
+        if fstat(descriptor, &status) == 0, status.st_size % off_t(recordLength) != 0 {
+            _ = ftruncate(descriptor, status.st_size - status.st_size % off_t(recordLength))
+        }
+        return "write: \(detail)"
+    }
 
     static func encode(_ record: SeenPackets.Record) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: recordLength)

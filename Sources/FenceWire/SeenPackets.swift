@@ -72,10 +72,13 @@ public struct SeenPackets: Sendable {
         return true
     }
 
-    /// Takes back what a previous run wrote, skipping what is too old and repeats.
+    /// Takes back what a previous run wrote, skipping what is too old and repeats. A record dated
+    /// later than now (the clock was ahead then, or is behind now: a bad RTC at boot) counts as
+    /// seen now; forgetting it would make its packet replayable.
     public mutating func restore(_ records: some Sequence<Record>, now: UInt64) {
-        for record in records where record.time + lifetime > now && record.time <= now + 60 {
-            guard known.insert(record.fingerprint).inserted else { continue }
+        for written in records {
+            let record = Record(time: min(written.time, now), fingerprint: written.fingerprint)
+            guard now - record.time < lifetime, known.insert(record.fingerprint).inserted else { continue }
             order.append(record)
             if known.count > capacity {
                 known.remove(order[head].fingerprint)
@@ -86,7 +89,7 @@ public struct SeenPackets: Sendable {
     }
 
     private mutating func forget(before now: UInt64) {
-        while head < order.count, order[head].time + lifetime <= now {
+        while head < order.count, order[head].time <= now, now - order[head].time >= lifetime {
             known.remove(order[head].fingerprint)
             head += 1
         }

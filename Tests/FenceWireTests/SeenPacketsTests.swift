@@ -42,7 +42,7 @@ struct SeenPacketsTests {
         #expect(seen.insert(c, now: 63) == false)
     }
 
-    @Test("what a previous run remembered is restored, without what has grown too old or lies in the future")
+    @Test("what a previous run remembered is restored, without what has grown too old; what lies in the future counts as now")
     func restore() {
         var seen = SeenPackets(capacity: 10, lifetime: 100)
         let records = [
@@ -52,9 +52,20 @@ struct SeenPacketsTests {
             SeenPackets.Record(time: 10_000, fingerprint: .init(high: 3, low: 0)),
         ]
         seen.restore(records, now: 200)
-        #expect(seen.count == 1)
+        #expect(seen.count == 2)
         #expect(seen.insert(.init(high: 2, low: 0), now: 200) == false)
+        #expect(seen.insert(.init(high: 3, low: 0), now: 200) == false, "a clock behind at boot forgets nothing")
         #expect(seen.insert(.init(high: 1, low: 0), now: 200) == true)
-        #expect(Array(seen.records.map(\.fingerprint.high)) == [2, 1])
+        #expect(Array(seen.records.map(\.fingerprint.high)) == [2, 3, 1])
+        #expect(Array(seen.records.map(\.time)) == [150, 200, 200])
+    }
+
+    @Test("a corrupt journal with times near the end of the epoch neither traps nor is kept for ever")
+    func corruptTimes() {
+        var seen = SeenPackets(capacity: 10, lifetime: 100)
+        seen.restore([SeenPackets.Record(time: .max, fingerprint: .init(high: 9, low: 9))], now: 1000)
+        #expect(seen.count == 1)
+        #expect(seen.insert(.init(high: 8, low: 8), now: 1100) == true)
+        #expect(seen.insert(.init(high: 9, low: 9), now: 1100) == true, "forgotten a lifetime later")
     }
 }
