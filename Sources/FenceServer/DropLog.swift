@@ -8,7 +8,11 @@ public enum DropReason: String, Sendable, Hashable, CaseIterable, CustomStringCo
     case wrongLength = "wrong-length"
     case unknownHashType = "unknown-hash-type"
     case domainNotTerminated = "domain-not-terminated"
+    case domainNotZeroPadded = "domain-not-zero-padded"
     case domainNotUTF8 = "domain-not-utf8"
+    case domainControlCharacter = "domain-control-character"
+    /// A stream request naming a call-back address, port or family (a multicast packet replayed onto a stream).
+    case notAStreamRequest = "not-a-stream-request"
     case hashTooWeak = "hash-too-weak"
     case noKey = "no-key"
     case digestMismatch = "digest-mismatch"
@@ -33,6 +37,8 @@ public enum DropReason: String, Sendable, Hashable, CaseIterable, CustomStringCo
     /// The peer sent more than the exchange allows.
     case excessData = "excess-data"
     case incompleteRequest = "incomplete-request"
+    /// The client authenticated, then closed before its request could run: nothing was done.
+    case clientGone = "client-gone"
     case tooManyConnections = "too-many-connections"
 
     public var description: String { rawValue }
@@ -42,7 +48,9 @@ public enum DropReason: String, Sendable, Hashable, CaseIterable, CustomStringCo
         case .wrongLength: .wrongLength
         case .unknownHashType: .unknownHashType
         case .domainNotTerminated: .domainNotTerminated
+        case .domainNotZeroPadded: .domainNotZeroPadded
         case .domainNotUTF8: .domainNotUTF8
+        case .domainControlCharacter: .domainControlCharacter
         }
     }
 

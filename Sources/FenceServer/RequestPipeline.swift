@@ -145,26 +145,37 @@ public final class RequestPipeline: Sendable {
     /// (or a retry after a failed call-back); everything else is dropped and counted here.
     func admit(datagram: ByteBuffer, source: SocketAddress?, listener: String, credentials: ListenerCredentials) -> AdmittedRequest? {
         let sourceText = source?.ipAddress ?? "?"
-        guard let request = decode(datagram.readableBytesView, credentials: credentials, source: sourceText, listener: listener) else { return nil }
-        guard let address = request.callbackAddress else {
-            drop(.badFamily, "address family \(request.family) is neither IPv4 (2) nor IPv6 (10)", source: sourceText, listener: listener)
+        let checked = decode(datagram.readableBytesView, credentials: credentials, source: sourceText, listener: listener) { request in
+            guard let address = request.callbackAddress else {
+                return (.badFamily, "address family \(request.family) is neither IPv4 (2) nor IPv6 (10)")
+            }
+            guard address.isUsableForCallback, !address.isLoopback || CallbackAddress(sourceText)?.isLoopback == true else {
+                return (.unusableAddress, "call-back address \(address) cannot be reached from \(sourceText)")
+            }
             return nil
         }
-        guard address.isUsableForCallback, !address.isLoopback || CallbackAddress(sourceText)?.isLoopback == true else {
-            drop(.unusableAddress, "call-back address \(address) cannot be reached from \(sourceText)", source: sourceText, listener: listener)
-            return nil
-        }
+        guard let request = checked, let address = request.callbackAddress else { return nil }
         let candidate = CallbackCandidate(address: address, port: request.port, matchesSource: address.description == sourceText)
         return admit(request, candidate: candidate, source: sourceText, listener: listener, credentials: credentials)
     }
 
-    /// Decodes and verifies one request, and refuses an exact repeat of one accepted before.
-    private func decode(_ bytes: some Collection<UInt8>, credentials: ListenerCredentials, source: String, listener: String) -> FenceRequest? {
+    /// Decodes one request, checks its form for this listener (`form` says what is wrong, nil
+    /// when nothing), verifies its signature, and refuses an exact repeat of one accepted before.
+    /// Only a packet whose every field passed is remembered: forgeries cannot push genuine
+    /// packets out of the memory.
+    private func decode(
+        _ bytes: some Collection<UInt8>, credentials: ListenerCredentials, source: String, listener: String,
+        form: (FenceRequest) -> (DropReason, String)?
+    ) -> FenceRequest? {
         let request: FenceRequest
         do throws(MalformedRequest) {
             request = try FenceRequest(decoding: bytes)
         } catch {
             drop(DropReason(error.code), error.description, source: source, listener: listener)
+            return nil
+        }
+        if let (reason, detail) = form(request) {
+            drop(reason, detail, source: source, listener: listener)
             return nil
         }
         do throws(VerificationFailure) {
@@ -202,11 +213,17 @@ public final class RequestPipeline: Sendable {
         }
         for candidate in candidates {
             let remaining = admitted.deadline - .now
-            guard remaining > .zero else { break }
+            // Refused meanwhile (another request named this client's endpoint): stop dialling.
+            guard remaining > .zero, history.withLock({ $0.mayExecute(admitted.key) }) else { break }
             let session: StreamSession
             do {
                 let channel = try await connect(to: candidate, on: eventLoop, timeout: min(timing.callbackConnectTimeout, remaining), credentials: admitted.credentials)
-                session = try await StreamSession.open(channel)
+                do {
+                    session = try await StreamSession.open(channel)
+                } catch {
+                    channel.close(promise: nil)
+                    throw error
+                }
             } catch {
                 admitted.logger.debug("call-back failed", metadata: ["callback": "\(candidate.endpoint)", "error": "\(error)"])
                 continue
@@ -228,8 +245,9 @@ public final class RequestPipeline: Sendable {
     // MARK: - Streams (tcp listener)
 
     /// Serves one `fence_virt -T` connection: the request arrives on the stream, the exchange and
-    /// the answer follow on it. The channel carries a `ConversationHandler` for a stream.
-    func serveStream(_ channel: any Channel, listener: String, credentials: ListenerCredentials) async {
+    /// the answer follow on it. The channel carries a `ConversationHandler` for a stream, made
+    /// with the listener's credentials of that moment; they check the request too.
+    func serveStream(_ channel: any Channel, listener: String) async {
         let peer = channel.remoteAddress?.ipAddress ?? "?"
         let started = ContinuousClock.now
         let timing = self.timing
@@ -238,6 +256,7 @@ public final class RequestPipeline: Sendable {
             return
         }
         defer { session.close() }
+        let credentials = session.credentials
         let bytes: [UInt8]
         do {
             guard case .request(let received) = try await session.next(until: started + timing.streamRequestTimeout) else { return }
@@ -246,7 +265,10 @@ public final class RequestPipeline: Sendable {
             drop(error.refusal.map(DropReason.init) ?? .incompleteRequest, "\(error)", source: peer, listener: listener)
             return
         }
-        guard let request = decode(bytes, credentials: credentials, source: peer, listener: listener),
+        let checked = decode(bytes, credentials: credentials, source: peer, listener: listener) { request in
+            request.isStreamRequest ? nil : (.notAStreamRequest, "a stream request names no call-back; this one names \(request.callbackAddress?.description ?? "family \(request.family)") port \(request.port)")
+        }
+        guard let request = checked,
               let admitted = admit(request, candidate: nil, source: peer, listener: listener, credentials: credentials) else { return }
         guard case .candidates = history.withLock({ $0.beginCallback(admitted.key, now: .now) }) else {
             drop(.callbacksBusy, "too many requests under way", source: peer, listener: listener)
@@ -301,6 +323,8 @@ public final class RequestPipeline: Sendable {
 
     enum Ending {
         case notAuthenticated(SessionError)
+        /// Authenticated, then gone or broke the protocol before the request ran: nothing done.
+        case clientGone(SessionError)
         /// Refused before it ran: the deadline passed, or another request named its endpoint.
         case notRun(RequestOutcome)
         case answered(RequestOutcome)
@@ -321,6 +345,8 @@ public final class RequestPipeline: Sendable {
         // (the client cannot tell whose answer it gets), or the request ran out of time.
         guard history.withLock({ $0.mayExecute(admitted.key) }) else { return .notRun(.conflicted) }
         guard ContinuousClock.now < admitted.deadline else { return .notRun(.expired) }
+        // A client that is gone, or broke the protocol, would never hear of what was done.
+        if let interruption = await session.interruption { return .clientGone(interruption) }
         let (bytes, outcome) = await execute(admitted, requester: requester)
         if let interruption = await session.interruption {
             if let refusal = interruption.refusal {
@@ -405,6 +431,9 @@ public final class RequestPipeline: Sendable {
             metadata["outcome"] = "\(refused)"
             let why = refused == .expired ? "past its deadline after authentication" : "another request named this client's endpoint"
             admitted.logger.warning("request not executed: \(why)", metadata: metadata)
+        case .clientGone(let error):
+            drop(error.refusal.map(DropReason.init) ?? .clientGone, "the client \(error.refusal == nil ? "went away" : "sent data while waiting") before its request ran; nothing done", source: admitted.source, listener: admitted.listener)
+            return
         case .notAuthenticated:
             return
         }
@@ -423,7 +452,7 @@ public final class RequestPipeline: Sendable {
             .channelOption(.socketOption(.so_keepalive), value: 1)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try StreamSession.prepare(channel, conversation: credentials.conversation(.callback)) }
+                channel.eventLoop.makeCompletedFuture { try StreamSession.prepare(channel, .callback, credentials: credentials) }
             }
             .connect(to: address)
             .get()

@@ -32,14 +32,17 @@ final class ConversationHandler: ChannelInboundHandler, RemovableChannelHandler 
         case authenticated
     }
 
+    /// The credentials the conversation was made with, for whatever else checks the request.
+    let credentials: ListenerCredentials
     private var conversation: Conversation
     private var context: ChannelHandlerContext?
     private var reached: [Result<Milestone, SessionError>] = []
     private var waiting: EventLoopPromise<Milestone>?
     private var ended = false
 
-    init(_ conversation: Conversation) {
-        self.conversation = conversation
+    init(_ kind: Conversation.Kind, credentials: ListenerCredentials) {
+        self.credentials = credentials
+        self.conversation = credentials.conversation(kind)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -121,26 +124,29 @@ final class ConversationHandler: ChannelInboundHandler, RemovableChannelHandler 
 /// waits for the conversation's milestones within a limit, and writes the answer.
 struct StreamSession {
     let channel: any Channel
+    /// The credentials read once, when the connection was made: a reload meanwhile cannot mix keys.
+    let credentials: ListenerCredentials
     private let handler: NIOLoopBound<ConversationHandler>
 
-    private init(channel: any Channel, handler: NIOLoopBound<ConversationHandler>) {
+    private init(channel: any Channel, handler: NIOLoopBound<ConversationHandler>, credentials: ListenerCredentials) {
         self.channel = channel
         self.handler = handler
+        self.credentials = credentials
     }
 
     /// A session on `channel`, which must carry a `ConversationHandler` (see `prepare`).
     static func open(_ channel: any Channel) async throws -> StreamSession {
         let eventLoop = channel.eventLoop
-        let find: @Sendable () throws -> NIOLoopBound<ConversationHandler> = {
-            NIOLoopBound(try channel.pipeline.syncOperations.handler(type: ConversationHandler.self), eventLoop: eventLoop)
+        let find: @Sendable () throws -> StreamSession = {
+            let handler = try channel.pipeline.syncOperations.handler(type: ConversationHandler.self)
+            return StreamSession(channel: channel, handler: NIOLoopBound(handler, eventLoop: eventLoop), credentials: handler.credentials)
         }
-        let handler = eventLoop.inEventLoop ? try find() : try await eventLoop.submit(find).get()
-        return StreamSession(channel: channel, handler: handler)
+        return eventLoop.inEventLoop ? try find() : try await eventLoop.submit(find).get()
     }
 
     /// Adds the handler a session needs; for channel initialisers (on the channel's event loop).
-    static func prepare(_ channel: any Channel, conversation: Conversation) throws {
-        try channel.pipeline.syncOperations.addHandler(ConversationHandler(conversation))
+    static func prepare(_ channel: any Channel, _ kind: Conversation.Kind, credentials: ListenerCredentials) throws {
+        try channel.pipeline.syncOperations.addHandler(ConversationHandler(kind, credentials: credentials))
     }
 
     /// The next milestone, by `limit` at the latest (then the channel is closed).

@@ -45,7 +45,7 @@ public final class TCPListener: Service {
                 .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .bind(to: try SocketAddress(ipAddress: settings.address.description, port: Int(settings.port))) { child in
                     child.eventLoop.makeCompletedFuture {
-                        try StreamSession.prepare(child, conversation: current.value.conversation(.stream))
+                        try StreamSession.prepare(child, .stream, credentials: current.value)
                         return child
                     }
                 }
@@ -113,7 +113,7 @@ public final class TCPListener: Service {
                             }
                             // Each connection's task runs on that connection's event loop.
                             group.addTask(executorPreference: EventLoopExecutor(connection.eventLoop)) {
-                                await self.pipeline.serveStream(connection, listener: self.name, credentials: self.credentials.value)
+                                await self.pipeline.serveStream(connection, listener: self.name)
                                 self.release(peer)
                             }
                         }

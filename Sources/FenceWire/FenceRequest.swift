@@ -4,7 +4,14 @@ public struct MalformedRequest: Error, Hashable, Sendable, CustomStringConvertib
         case wrongLength = "wrong-length"
         case unknownHashType = "unknown-hash-type"
         case domainNotTerminated = "domain-not-terminated"
+        /// fence_xvm zeroes the whole packet before it copies the domain in; anything after the
+        /// NUL is not from it (it is where a signature forged by length extension puts SHA-2's
+        /// padding, see `LengthExtensionTests`).
+        case domainNotZeroPadded = "domain-not-zero-padded"
         case domainNotUTF8 = "domain-not-utf8"
+        /// No VM name fence_xvm is given holds one; a domain field that ends in SHA-2's padding
+        /// byte 0x80 after a chosen lead byte decodes to U+0080 (see `LengthExtensionTests`).
+        case domainControlCharacter = "domain-control-character"
     }
 
     public let code: Code
@@ -38,15 +45,22 @@ public struct FenceRequest: Hashable, Sendable {
         guard let end = field.firstIndex(of: 0) else {
             throw MalformedRequest(code: .domainNotTerminated, detail: "no NUL within the 64-byte domain field")
         }
+        guard field[end...].allSatisfy({ $0 == 0 }) else {
+            throw MalformedRequest(code: .domainNotZeroPadded, detail: "bytes after the domain's NUL are not zero")
+        }
         guard let domain = String(validating: field[..<end], as: UTF8.self) else {
             throw MalformedRequest(code: .domainNotUTF8, detail: "domain is not valid UTF-8")
+        }
+        guard !domain.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+            throw MalformedRequest(code: .domainControlCharacter, detail: "domain holds a control character")
         }
         self.bytes = bytes
         self.domain = domain
     }
 
     /// Builds an unsigned request, as fence_xvm does before signing: zeroed, then filled in.
-    /// The domain must fit in 63 bytes, as the client itself insists.
+    /// The domain must fit in 63 bytes, as the client itself insists, and hold no control character
+    /// (decoding refuses those).
     public init(
         operation: FenceOperation,
         hash: HashAlgorithm,
@@ -57,8 +71,11 @@ public struct FenceRequest: Hashable, Sendable {
         flags: UInt8 = 0
     ) throws(MalformedRequest) {
         let name = Array(domain.utf8)
-        guard name.count <= WireLayout.maximumDomainLength, !name.contains(0) else {
+        guard name.count <= WireLayout.maximumDomainLength else {
             throw MalformedRequest(code: .domainNotTerminated, detail: "domain longer than 63 bytes")
+        }
+        guard !domain.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+            throw MalformedRequest(code: .domainControlCharacter, detail: "domain holds a control character")
         }
         var bytes = [UInt8](repeating: 0, count: Self.length)
         bytes[WireLayout.operation] = operation.rawValue
@@ -102,6 +119,12 @@ public struct FenceRequest: Hashable, Sendable {
         default:
             return nil
         }
+    }
+
+    /// A request as `fence_virt -T` sends it on a stream: no call-back, so address, port, family
+    /// and address length are all zero. A multicast packet replayed onto a stream is not one.
+    public var isStreamRequest: Bool {
+        addressLength == 0 && port == 0 && family == 0 && bytes[WireLayout.address].allSatisfy { $0 == 0 }
     }
 
     /// The bytes the signature covers: the packet with its hash field zeroed.

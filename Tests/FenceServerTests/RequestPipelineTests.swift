@@ -172,39 +172,71 @@ struct RequestPipelineTests {
             bytes = request.bytes
         default:
             bytes = Array(try datagram(to: "127.0.0.1", port: 1229).readableBytesView)
-            bytes[10] ^= 1
+            bytes[4] ^= 1   // a letter of the domain
         }
         #expect(pipeline.admit(datagram: ByteBuffer(bytes: bytes), source: try source("127.0.0.1"), listener: "t", credentials: credentials) == nil)
         #expect(pipeline.statistics.snapshot.dropped[DropReason(rawValue: reason)!] == 1)
     }
 
-    @Test("a stream client that sends too little is dropped after its one second")
-    func incompleteStream() async throws {
-        let pipeline = pipeline(RecordingBackend())
+    /// A tcp listener for one connection, served by `pipeline`; the task ends when it is served.
+    private func serveOneStream(_ pipeline: RequestPipeline) async throws -> (port: Int, served: Task<Void, any Error>) {
         let credentials = self.credentials
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .bind(host: "127.0.0.1", port: 0) { child in
                 child.eventLoop.makeCompletedFuture {
-                    try StreamSession.prepare(child, conversation: credentials.conversation(.stream))
+                    try StreamSession.prepare(child, .stream, credentials: credentials)
                     return child
                 }
             }
-        let port = server.channel.localAddress!.port!
+        let port = try #require(server.channel.localAddress?.port)
         let served = Task {
             try await server.executeThenClose { inbound in
                 for try await connection in inbound {
-                    await pipeline.serveStream(connection, listener: "tcp", credentials: credentials)
+                    await pipeline.serveStream(connection, listener: "tcp")
                     return
                 }
             }
         }
-        let client = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: port) { channel in
+        return (port, served)
+    }
+
+    private func connect(_ port: Int) async throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
+        try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: port) { channel in
             channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
         }
+    }
+
+    @Test("a stream client that sends too little is dropped after its one second")
+    func incompleteStream() async throws {
+        let pipeline = pipeline(RecordingBackend())
+        let (port, served) = try await serveOneStream(pipeline)
+        let client = try await connect(port)
         try await client.channel.writeAndFlush(ByteBuffer(bytes: [UInt8](repeating: 1, count: 100)))
         try await withTimeout(.seconds(5), "the stream is dropped") { try await served.value }
         try? await client.channel.close()
         #expect(pipeline.statistics.snapshot.dropped[.incompleteRequest] == 1)
+    }
+
+    @Test("a captured multicast packet sent on a stream gets no answer to any challenge; its multicast copy is still served")
+    func multicastPacketOnStream() async throws {
+        let backend = RecordingBackend()
+        let pipeline = pipeline(backend)
+        let (port, served) = try await serveOneStream(pipeline)
+        let packet = try datagram(to: "127.0.0.1", port: 1229)
+        let client = try await connect(port)
+        let received = try await client.executeThenClose { inbound, outbound in
+            try await outbound.write(packet)
+            try await outbound.write(ByteBuffer(bytes: [UInt8](repeating: 7, count: 64)))   // a challenge
+            var received: [UInt8] = []
+            for try await chunk in inbound { received += chunk.readableBytesView }
+            return received
+        }
+        try await withTimeout(.seconds(5), "the stream is dropped") { try await served.value }
+        #expect(received.isEmpty, "no answer to the challenge, no result")
+        #expect(pipeline.statistics.snapshot.dropped[.notAStreamRequest] == 1)
+        #expect(backend.calls.isEmpty)
+        // Not journalled there: a copy raced onto the stream does not make the guest's own a replay.
+        #expect(pipeline.admit(datagram: packet, source: try source("127.0.0.1"), listener: "t", credentials: credentials) != nil)
     }
 
     @Test("an exact repeat of an accepted packet is a replay: no call-back, during the request or after it")
