@@ -225,13 +225,7 @@ public final class LibvirtConnection: Sendable {
         }
         guard let pointer = virConnectOpen(uri) else {
             let error = LibvirtError.last("virConnectOpen")
-            let delay = state.withLock { state -> Duration in
-                state.consecutiveFailures += 1
-                let exponent = min(state.consecutiveFailures - 1, 16)
-                let delay = min(backoff.lowerBound * (1 << exponent), backoff.upperBound)
-                state.nextAttempt = .now + delay
-                return delay
-            }
+            let delay = backOff()
             logger.warning("cannot connect to libvirt", metadata: ["uri": "\(uri)", "error": "\(error.message)", "retry-in": "\(delay)"])
             throw LibvirtError(code: .connectionFailed, operation: "virConnectOpen", libvirtCode: error.libvirtCode, message: "\(uri): \(error.message)")
         }
@@ -244,6 +238,14 @@ public final class LibvirtConnection: Sendable {
             return state.generation
         }
         let handle = ConnectionHandle(pointer: pointer, generation: generation, owner: self, callbacks: eventLoop, lifecycle: subscribeToLifecycle)
+        if subscribeToLifecycle, !handle.lifecycleRegistered {
+            // A connection without events would make every snapshot from it look complete while
+            // changes go unreported: not a connection for an inventory. The handle closes here.
+            let error = LibvirtError.last("virConnectDomainEventRegisterAny")
+            let delay = backOff()
+            logger.error("cannot register for libvirt's lifecycle events", metadata: ["uri": "\(uri)", "error": "\(error.message)", "retry-in": "\(delay)"])
+            throw LibvirtError(code: .connectionFailed, operation: "virConnectDomainEventRegisterAny", libvirtCode: error.libvirtCode, message: "\(uri): \(error.message)")
+        }
         state.withLock { state in
             state.handle = handle
             state.closedByLibvirt = false
@@ -253,6 +255,17 @@ public final class LibvirtConnection: Sendable {
         logger.info("connected to libvirt", metadata: ["uri": "\(uri)", "generation": "\(generation)"])
         eventSink.yield(.connected(generation: generation))
         return handle
+    }
+
+    /// Counts a failed opening and returns how long until the next attempt.
+    private func backOff() -> Duration {
+        state.withLock { state -> Duration in
+            state.consecutiveFailures += 1
+            let exponent = min(state.consecutiveFailures - 1, 16)
+            let delay = min(backoff.lowerBound * (1 << exponent), backoff.upperBound)
+            state.nextAttempt = .now + delay
+            return delay
+        }
     }
 
     /// Forgets a dead handle; the next call reopens at once.
@@ -345,6 +358,7 @@ final class ConnectionHandle: @unchecked Sendable {
     let generation: UInt64
     private let lifecycleCallbackID: Int32
     private let closeCallbackRegistered: Bool
+    var lifecycleRegistered: Bool { lifecycleCallbackID >= 0 }
 
     /// - Parameters:
     ///   - callbacks: the event loop runs, so close callbacks can be delivered.
