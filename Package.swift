@@ -202,7 +202,8 @@ let package = Package(
             ]
         ),
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "FenceBus", "FenceCore"]),
-        .testTarget(name: "FenceBusTests", dependencies: ["FenceBus", "FenceCore", "Cryptography"]),
+        .testTarget(name: "FenceRouterTests", dependencies: ["FenceRouter", "TestSupport"]),
+        .testTarget(name: "FenceBusTests", dependencies: ["FenceBus", "BusClient", "FenceCore", "Cryptography"]),
         .testTarget(
             name: "AMQPTests",
             dependencies: ["AMQP", "TestSupport", .product(name: "Logging", package: "swift-log")]

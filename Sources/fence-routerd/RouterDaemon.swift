@@ -157,11 +157,16 @@ struct RouterDaemon: Sendable {
         let endpoint = try BusSetup.endpoint(settings: bus, sender: routerID, containerID: "fence-routerd-\(routerID)-\(getpid())", logger: logger)
         do {
             try await BusSetup.waitForBroker(endpoint, wait: wait, logger: logger)
-            let backend = RoutedBackend(
-                settings: .init(routerID: routerID, configuredHosts: routing.expectedHosts, freshness: routing.freshness,
-                                warmUp: routing.warmUp, stateDirectory: configuration.daemon.stateDirectory),
-                bus: endpoint, logger: logger
-            )
+            let backend: RoutedBackend
+            do {
+                backend = try RoutedBackend(
+                    settings: .init(routerID: routerID, configuredHosts: routing.expectedHosts, freshness: routing.freshness,
+                                    warmUp: routing.warmUp, stateDirectory: configuration.daemon.stateDirectory),
+                    bus: endpoint, logger: logger
+                )
+            } catch {
+                throw StartupError(.backend, "cannot read the hosts this router keeps: \(error)")
+            }
             try await backend.prepare(deadline: .now + .seconds(10))
             return backend
         } catch {
