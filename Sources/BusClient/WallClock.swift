@@ -22,6 +22,12 @@ public enum WallClock {
 
     /// The monotonic instant that corresponds to a wall-clock deadline, as seen from here.
     public static func instant(for deadline: UInt64, now: UInt64 = now()) -> ContinuousClock.Instant {
-        ContinuousClock.now + .milliseconds(Int64(deadline) - Int64(now))
+        ContinuousClock.now + .milliseconds(difference(from: now, to: deadline))
+    }
+
+    /// `later - earlier` in ms, saturated: bus timestamps come from other machines, and a forged
+    /// or broken one must not trap the receiver.
+    public static func difference(from earlier: UInt64, to later: UInt64) -> Int64 {
+        later >= earlier ? Int64(clamping: later - earlier) : -Int64(clamping: earlier - later)
     }
 }

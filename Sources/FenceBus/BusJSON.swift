@@ -18,6 +18,7 @@ extension BusMessage {
             switch delta.change {
             case .updated(let domain): members.append(("domain", Self.domain(domain)))
             case .removed(let uuid, let name): members.append(("removed", .object([("uuid", .string(uuid)), ("name", .string(name))])))
+            case .unreadable(let uuid, let name): members.append(("unreadable", .object([("uuid", .string(uuid)), ("name", .string(name))])))
             }
             return .object(members)
         case .heartbeat(let heartbeat):
@@ -28,7 +29,8 @@ extension BusMessage {
         case .command(let command):
             return .object([
                 ("id", .string(command.id)), ("host", .string(command.host)), ("action", .string(command.action.rawValue)),
-                ("target", .string(command.target)), ("deadline", .integer(command.deadline)), ("issuer", .string(command.issuer)),
+                ("target", .string(command.target)), ("uuid", command.uuid.map(JSON.string) ?? .null),
+                ("deadline", .integer(command.deadline)), ("issuer", .string(command.issuer)),
             ])
         case .result(let result):
             var outcome: [(String, JSON)]
@@ -39,9 +41,11 @@ extension BusMessage {
             case .failed(let code, let message): outcome = [("outcome", .string("failed")), ("code", .string(code)), ("message", .string(message))]
             }
             return .object([("command", .string(result.commandID)), ("host", .string(result.host))] + outcome
-                + [("observed", result.observed.map(Self.domain) ?? .null)])
+                + [("before", result.before.map(Self.domain) ?? .null), ("observed", result.observed.map(Self.domain) ?? .null)])
         case .hostState(let change):
             return .object([("host", .string(change.host)), ("change", .string(change.change.rawValue)), ("operator", .string(change.operatorName))])
+        case .snapshotRequest(let request):
+            return .object([("router", .string(request.router))])
         }
     }
 
@@ -78,8 +82,10 @@ extension BusMessage {
                 change = .updated(try Self.domain(domain))
             } else if let removed = json["removed"], let uuid = removed["uuid"]?.stringValue, let name = removed["name"]?.stringValue {
                 change = .removed(uuid: uuid, name: name)
+            } else if let unreadable = json["unreadable"], let uuid = unreadable["uuid"]?.stringValue, let name = unreadable["name"]?.stringValue {
+                change = .unreadable(uuid: uuid, name: name)
             } else {
-                throw BusError(.malformed, "delta: neither \"domain\" nor \"removed\"")
+                throw BusError(.malformed, "delta: none of \"domain\", \"removed\" and \"unreadable\"")
             }
             self = .delta(InventoryDelta(host: try string("host"), epoch: try unsigned("epoch"), sequence: try unsigned("seq"), change: change, event: try string("event"), eventTime: try unsigned("eventAt")))
         case "heartbeat":
@@ -90,9 +96,11 @@ extension BusMessage {
         case "command":
             let actionName = try string("action")
             guard let action = FenceAction(rawValue: actionName) else { throw BusError(.malformed, "command: unknown action \"\(actionName)\"") }
+            let uuid = try field("uuid")
+            guard uuid == .null || uuid.stringValue != nil else { throw BusError(.malformed, "command: \"uuid\" is neither null nor a string") }
             self = .command(FenceCommand(
                 id: try string("id"), host: try string("host"), action: action, target: try string("target"),
-                deadline: try unsigned("deadline"), issuer: try string("issuer")
+                uuid: uuid.stringValue, deadline: try unsigned("deadline"), issuer: try string("issuer")
             ))
         case "result":
             let outcome: CommandResult.Outcome
@@ -103,11 +111,15 @@ extension BusMessage {
             case "failed": outcome = .failed(code: try string("code"), message: try string("message"))
             case let other: throw BusError(.malformed, "result: unknown outcome \"\(other)\"")
             }
+            let before = try field("before")
             let observed = try field("observed")
             self = .result(CommandResult(
                 commandID: try string("command"), host: try string("host"), outcome: outcome,
+                before: before == .null ? nil : try Self.domain(before),
                 observed: observed == .null ? nil : try Self.domain(observed)
             ))
+        case "snapshot-request":
+            self = .snapshotRequest(SnapshotRequest(router: try string("router")))
         case "host-state":
             let name = try string("change")
             guard let change = HostStateChange.Change(rawValue: name) else { throw BusError(.malformed, "host-state: unknown change \"\(name)\"") }

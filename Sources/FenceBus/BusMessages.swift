@@ -24,8 +24,11 @@ public struct InventorySnapshot: Hashable, Sendable {
 public struct InventoryDelta: Hashable, Sendable {
     public enum Change: Hashable, Sendable {
         case updated(DomainInfo)
-        /// Undefined, or a transient domain that stopped.
+        /// Undefined, or a transient domain that stopped: libvirt said it is gone.
         case removed(uuid: String, name: String)
+        /// An event came, but the domain could not be read after it (a timeout, a libvirt
+        /// error): its state is unknown, and so is the host's list until the next snapshot.
+        case unreadable(uuid: String, name: String)
     }
 
     public var host: String
@@ -73,18 +76,39 @@ public struct FenceCommand: Hashable, Sendable {
     public var action: FenceAction
     /// The domain by name or UUID, as the requester named it.
     public var target: String
+    /// The UUID the requester believes `target` has here (a router knows it from the inventory):
+    /// the agent acts on that domain only, and refuses when `target` names another one.
+    public var uuid: String?
     /// Wall-clock ms since the Unix epoch; an agent refuses the command after it.
     public var deadline: UInt64
     /// Who asked (a router id, or fencectl).
     public var issuer: String
 
-    public init(id: String, host: String, action: FenceAction, target: String, deadline: UInt64, issuer: String) {
+    public init(id: String, host: String, action: FenceAction, target: String, uuid: String? = nil, deadline: UInt64, issuer: String) {
         self.id = id
         self.host = host
         self.action = action
         self.target = target
+        self.uuid = uuid
         self.deadline = deadline
         self.issuer = issuer
+    }
+}
+
+extension FenceCommand {
+    /// The furthest ahead a deadline may lie (ms): a router's requests live at most 300 s. A command
+    /// that claims longer is not from one, and would hold the domain's lock for as long.
+    public static let longestLifetime: UInt64 = 600_000
+
+    /// Why an agent must not execute this command at `now` (its wall clock, ms), if it must not.
+    public func refusal(now: UInt64) -> CommandResult.Outcome? {
+        if now >= deadline {
+            return .failed(code: "expired", message: "the command arrived \(now - deadline) ms after its deadline; not executed")
+        }
+        if deadline - now > Self.longestLifetime {
+            return .failed(code: "bad-deadline", message: "its deadline is \(deadline - now) ms away, more than \(Self.longestLifetime) ms; not executed")
+        }
+        return nil
     }
 }
 
@@ -109,13 +133,16 @@ public struct CommandResult: Hashable, Sendable {
     public var commandID: String
     public var host: String
     public var outcome: Outcome
+    /// The domain as the agent read it under its lock before acting; nil when it was not found.
+    public var before: DomainInfo?
     /// The domain as the agent read it after acting; nil when it is gone or could not be read.
     public var observed: DomainInfo?
 
-    public init(commandID: String, host: String, outcome: Outcome, observed: DomainInfo?) {
+    public init(commandID: String, host: String, outcome: Outcome, before: DomainInfo? = nil, observed: DomainInfo?) {
         self.commandID = commandID
         self.host = host
         self.outcome = outcome
+        self.before = before
         self.observed = observed
     }
 }
@@ -142,6 +169,16 @@ public struct HostStateChange: Hashable, Sendable {
     }
 }
 
+/// A router that has just started asks each host it expects for a snapshot, so that it is whole
+/// within about a second instead of a snapshot interval.
+public struct SnapshotRequest: Hashable, Sendable {
+    public var router: String
+
+    public init(router: String) {
+        self.router = router
+    }
+}
+
 /// Everything that travels on the bus.
 public enum BusMessage: Hashable, Sendable {
     case snapshot(InventorySnapshot)
@@ -150,6 +187,7 @@ public enum BusMessage: Hashable, Sendable {
     case command(FenceCommand)
     case result(CommandResult)
     case hostState(HostStateChange)
+    case snapshotRequest(SnapshotRequest)
 
     public var kind: String {
         switch self {
@@ -159,6 +197,7 @@ public enum BusMessage: Hashable, Sendable {
         case .command: "command"
         case .result: "result"
         case .hostState: "host-state"
+        case .snapshotRequest: "snapshot-request"
         }
     }
 }

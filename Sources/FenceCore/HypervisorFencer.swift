@@ -45,14 +45,15 @@ public final class HypervisorFencer: FenceBackend {
     }
 
     private enum Attempt: Sendable {
-        case done(FenceOutcome, DomainInfo?, [String])
+        case done(FenceOutcome, DomainInfo?, DomainInfo?, [String])
         /// The domain is held under other UUIDs than those locked: lock those and read again.
         case moved([String])
     }
 
-    /// Also returns the domain as last read under its lock, after acting (nil: not found, or gone),
-    /// so that a host agent can report what it saw without reading it again.
-    public func performObserving(_ action: FenceAction, on target: DomainTarget, deadline: ContinuousClock.Instant) async -> (outcome: FenceOutcome, observed: DomainInfo?) {
+    /// Also returns the domain as read under its lock before acting (running wherever it ran;
+    /// nil: not found) and as last read after acting (nil: not found, or gone), so that a host
+    /// agent can report what it found and what it left without reading it again.
+    public func performObserving(_ action: FenceAction, on target: DomainTarget, deadline: ContinuousClock.Instant) async -> (outcome: FenceOutcome, before: DomainInfo?, observed: DomainInfo?) {
         do throws(FenceFailure) {
             // Lock the UUIDs the target was found with (before, or now), read it under the locks,
             // and act only if it is still those domains.
@@ -69,22 +70,23 @@ public final class HypervisorFencer: FenceBackend {
                     let found = try await locate(target, deadline: deadline)
                     let now = Self.uuids(of: found)
                     guard Set(now).isSubset(of: locking) else { return .moved(now) }
+                    let before = (found.first { !$0.domain.state.isOff } ?? found.first)?.domain
                     let (outcome, observed) = try await act(action, on: found, deadline: deadline)
-                    return .done(outcome, observed, now)
+                    return .done(outcome, before, observed, now)
                 }
                 switch attempt {
                 case nil:
-                    return (.failed(waitedTooLong(target)), nil)
-                case .done(let outcome, let observed, let found)?:
+                    return (.failed(waitedTooLong(target)), nil, nil)
+                case .done(let outcome, let before, let observed, let found)?:
                     remember(target, uuids: found)
-                    return (outcome, observed)
+                    return (outcome, before, observed)
                 case .moved(let now)?:
                     uuids = now
                 }
             }
-            return (.failed(FenceFailure(.operationFailed, "\(target) kept changing while it was being locked")), nil)
+            return (.failed(FenceFailure(.operationFailed, "\(target) kept changing while it was being locked")), nil, nil)
         } catch {
-            return (.failed(error), nil)
+            return (.failed(error), nil, nil)
         }
     }
 

@@ -34,12 +34,14 @@ public final class RoutedBackend: FenceBackend, Service {
     private let inventory: Mutex<Inventory>
     private let started = ContinuousClock.now
     private let completeAnnounced = Mutex(false)
+    private let skewedHosts = Mutex<Set<String>>([])
     private let store: HostStateStore?
     private let serializer = KeyedSerializer<String>()
     private let subscription: Mutex<(AsyncStream<(BusEnvelope, AMQPMessage)>, AMQPRequester)?> = Mutex(nil)
     private let logger: Logger
 
-    public init(settings: Settings, bus: BusEndpoint, logger: Logger) {
+    /// Throws when the saved host state exists but cannot be read.
+    public init(settings: Settings, bus: BusEndpoint, logger: Logger) throws {
         self.settings = settings
         self.bus = bus
         var logger = logger
@@ -47,7 +49,7 @@ public final class RoutedBackend: FenceBackend, Service {
         self.logger = logger
         var inventory = Inventory(freshness: settings.freshness, configuredHosts: settings.configuredHosts)
         store = settings.stateDirectory.map(HostStateStore.init(directory:))
-        if let saved = store?.load() {
+        if let saved = try store?.load() {
             // Learned hosts stay expected across a restart: until they speak, their domains are unknown.
             for host in saved.learned where inventory.hosts[host] == nil { inventory.expect(host) }
             for host in saved.confirmedDown { inventory.confirmDown(host) }
@@ -70,6 +72,7 @@ public final class RoutedBackend: FenceBackend, Service {
         await cancelWhenGracefulShutdown {
             await withDiscardingTaskGroup { group in
                 group.addTask { await self.announceWarmUp() }
+                group.addTask { await self.askForSnapshots() }
                 group.addTask { await self.sampleInventory() }
                 for await (envelope, _) in stream {
                     self.receive(envelope)
@@ -78,6 +81,19 @@ public final class RoutedBackend: FenceBackend, Service {
             }
         }
         await bus.connection.close()
+    }
+
+    /// Asks every expected host for a snapshot at once: otherwise a restarted router waits a
+    /// snapshot interval before it can vouch for anything.
+    private func askForSnapshots() async {
+        for host in currentInventory.expectedHosts {
+            do {
+                try await bus.publish(.snapshotRequest(SnapshotRequest(router: settings.routerID)), to: bus.addresses.commands(for: host),
+                                      timeToLive: .seconds(5), deadline: .now + .seconds(5))
+            } catch {
+                logger.warning("cannot ask a host for a snapshot", metadata: ["host": "\(host)", "error": "\(error)"])
+            }
+        }
     }
 
     /// Gauges of the inventory, every second: hosts by liveness, and the domains of live hosts.
@@ -127,24 +143,62 @@ public final class RoutedBackend: FenceBackend, Service {
     }
 
     private func receive(_ envelope: BusEnvelope) {
+        let about: String
         switch envelope.message {
         case .hostState(let change):
             apply(change, from: envelope.sender)
-        case .command, .result:
-            break
-        default:
-            let (learned, ignored) = inventory.withLock { inventory in
-                let known = inventory.hosts[envelope.sender] != nil
-                return (!known, inventory.apply(envelope.message, now: .now))
-            }
-            if case .delta(let delta) = envelope.message {
-                logDelta(delta, ignored: ignored)
-            }
-            if learned {
-                logger.notice("learned a host", metadata: ["host": "\(envelope.sender)"])
-                persist()
-            }
-            announceCompleteOnce()
+            return
+        case .command, .result, .snapshotRequest:
+            return
+        case .snapshot(let snapshot): about = snapshot.host
+        case .delta(let delta): about = delta.host
+        case .heartbeat(let heartbeat): about = heartbeat.host
+        }
+        guard about == envelope.sender else {
+            logger.warning("dropped bus message: inventory of one host sent by another", metadata: ["host": "\(about)", "from": "\(envelope.sender)", "kind": "\(envelope.message.kind)"])
+            return
+        }
+        let receivedAt = WallClock.now()
+        let (learned, wasDown, isDown, ignored) = inventory.withLock { inventory in
+            let before = inventory.hosts[about]
+            let ignored = inventory.apply(envelope.message, sentAt: envelope.sentAt, receivedAt: receivedAt, now: .now)
+            return (before == nil && inventory.hosts[about] != nil, before?.confirmedDown == true, inventory.hosts[about]?.confirmedDown == true, ignored)
+        }
+        noteClock(of: envelope, receivedAt: receivedAt)
+        if case .delta(let delta) = envelope.message {
+            logDelta(delta, ignored: ignored)
+        } else if let ignored, ignored != .outOfOrder {
+            logger.warning("inventory message ignored", metadata: ["host": "\(about)", "kind": "\(envelope.message.kind)", "outcome": "\(ignored)"])
+        }
+        if learned {
+            logger.notice("learned a host", metadata: ["host": "\(about)"])
+        }
+        if wasDown, !isDown {
+            logger.notice("a host confirmed down spoke again: the confirmation no longer holds", metadata: ["audit": "true", "host": "\(about)"])
+        }
+        if learned || wasDown != isDown { persist() }
+        announceCompleteOnce()
+    }
+
+    /// How far a host's clock and the bus's delay put its messages from ours: a message counts
+    /// as heard when it was sent, so an offset beyond the freshness window makes the host stale.
+    /// Logged when a host crosses that bound, either way, and gauged per host.
+    private func noteClock(of envelope: BusEnvelope, receivedAt: UInt64) {
+        let offset = WallClock.difference(from: envelope.sentAt, to: receivedAt)
+        Gauge(label: "fence_host_message_age_milliseconds", dimensions: [("host", envelope.sender)]).record(offset)
+        let (bound, _) = settings.freshness.components
+        let beyond = offset > bound * 1000 || offset < -bound * 1000
+        let changed = skewedHosts.withLock { skewed in
+            beyond ? skewed.insert(envelope.sender).inserted : skewed.remove(envelope.sender) != nil
+        }
+        guard changed else { return }
+        if beyond {
+            Counter(label: "fence_host_clock_skew_total", dimensions: [("host", envelope.sender)]).increment()
+            logger.warning("a host's messages are further from this clock than the freshness window (its clock is off, or the bus delays them); while they arrive older, it counts as stale", metadata: [
+                "host": "\(envelope.sender)", "offset-ms": "\(offset)", "freshness-ms": "\(settings.freshness.millisecondsText)",
+            ])
+        } else {
+            logger.notice("a host's clock and delay are within the freshness window again", metadata: ["host": "\(envelope.sender)", "offset-ms": "\(offset)"])
         }
     }
 
@@ -156,10 +210,11 @@ public final class RoutedBackend: FenceBackend, Service {
         switch delta.change {
         case .updated(let info): (domain, state) = (info.name, "\(info.state)")
         case .removed(_, let name): (domain, state) = (name, "removed")
+        case .unreadable(_, let name): (domain, state) = (name, "unreadable")
         }
         logger.info("inventory change", metadata: [
             "host": "\(delta.host)", "domain": "\(domain)", "state": "\(state)", "event": "\(delta.event)", "seqno": "\(delta.sequence)",
-            "since-event-ms": "\(Int64(WallClock.now()) - Int64(delta.eventTime))",
+            "since-event-ms": "\(WallClock.difference(from: delta.eventTime, to: WallClock.now()))",
             "outcome": "\(ignored.map { "ignored-\($0)" } ?? "applied")",
         ])
     }
@@ -213,7 +268,7 @@ public final class RoutedBackend: FenceBackend, Service {
             let placement = place(target)
             let decision = RoutingRules.decide(action, target, placement: placement, trusted: ContinuousClock.now - started >= settings.warmUp)
             logger.debug("routing", metadata: ["domain": "\(target)", "op": "\(action.rawValue)", "decision": "\(decision)"])
-            return await execute(decision, target: target, deadline: deadline)
+            return await execute(decision, target: target, placement: placement, deadline: deadline)
         }
         return outcome ?? .failed(FenceFailure(.deadlineExceeded, "waited past the deadline behind another request for \(target)"))
     }
@@ -247,93 +302,72 @@ public final class RoutedBackend: FenceBackend, Service {
 
     // MARK: - Carrying out a decision
 
-    private func execute(_ decision: RoutingDecision, target: DomainTarget, deadline: ContinuousClock.Instant) async -> FenceOutcome {
+    private func execute(_ decision: RoutingDecision, target: DomainTarget, placement: Placement, deadline: ContinuousClock.Instant) async -> FenceOutcome {
+        let belief = Belief(uuid: placement.uuids.first, believedRunning: Set(placement.running),
+                                      onDownHosts: !placement.onDownHosts.isEmpty, lastRanOn: placement.lastRanOn)
+        func ask(_ action: FenceAction, _ hosts: [String]) async -> [CommandReply] {
+            await send(action, target: target, uuid: belief.uuid, to: hosts, deadline: deadline)
+        }
+        func confirmed(_ action: FenceAction, _ outcome: FenceOutcome, _ hosts: [String]) -> FenceOutcome {
+            if case .failed(let failure) = outcome {
+                logger.warning("no confirmation", metadata: ["domain": "\(target)", "op": "\(action.rawValue)", "hosts": "\(hosts)", "error": "\(failure)"])
+            }
+            return outcome
+        }
+        /// Starts it on `host` and checks that it runs there.
+        func start(on host: String) async -> FenceOutcome {
+            let on = Confirmation.outcome(of: .on, given: Belief(uuid: belief.uuid), replies: await ask(.on, [host]))
+            return confirmed(.on, on, [host])
+        }
         switch decision {
         case .answer(let outcome):
             return outcome
         case .command(let action, let hosts):
-            return combine(action, await send(action, target: target, to: hosts, deadline: deadline))
-        case .reboot(let holders, let restartOn):
-            let off = combine(.off, await send(.off, target: target, to: holders, deadline: deadline))
-            guard off == .success, let restartOn else { return off }
-            let on = combine(.on, await send(.on, target: target, to: [restartOn], deadline: deadline))
+            return confirmed(action, Confirmation.outcome(of: action, given: belief, replies: await ask(action, hosts)), hosts)
+        case .reboot(let hosts):
+            let (off, restartOn) = Confirmation.reboot(given: belief, replies: await ask(.off, hosts))
+            guard confirmed(.off, off, hosts) == .success, let restartOn else { return off }
+            let on = await start(on: restartOn)
             if on != .success {
                 // As on one host: the domain was fenced; a failed restart does not undo that.
                 logger.warning("reboot: the domain was fenced but did not start again", metadata: ["domain": "\(target)", "host": "\(restartOn)", "outcome": "\(on)"])
             }
             return .success
+        case .start(let hosts):
+            let (found, startOn) = Confirmation.start(given: belief, replies: await ask(.status, hosts))
+            guard confirmed(.on, found, hosts) == .success, let startOn else { return found }
+            return await start(on: startOn)
         }
-    }
-
-    private struct Reply: Sendable {
-        let host: String
-        let result: Result<CommandResult, FenceFailure>
     }
 
     /// Sends one command per host, all at once, and waits for every answer (or the deadline).
-    private func send(_ action: FenceAction, target: DomainTarget, to hosts: [String], deadline: ContinuousClock.Instant) async -> [Reply] {
+    private func send(_ action: FenceAction, target: DomainTarget, uuid: String?, to hosts: [String], deadline: ContinuousClock.Instant) async -> [CommandReply] {
         guard let (_, requester) = subscription.withLock({ $0 }) else {
-            return hosts.map { Reply(host: $0, result: .failure(FenceFailure(.hypervisorUnavailable, "not subscribed to the bus"))) }
+            return hosts.map { CommandReply(host: $0, result: .failure(FenceFailure(.hypervisorUnavailable, "not subscribed to the bus"))) }
         }
         let wallDeadline = WallClock.deadline(for: deadline)
-        return await withTaskGroup(of: Reply.self) { group in
+        return await withTaskGroup(of: CommandReply.self) { group in
             for host in hosts {
                 group.addTask {
-                    let command = FenceCommand(id: self.bus.nextID(), host: host, action: action, target: "\(target)", deadline: wallDeadline, issuer: self.settings.routerID)
+                    let command = FenceCommand(id: self.bus.nextID(), host: host, action: action, target: "\(target)", uuid: uuid, deadline: wallDeadline, issuer: self.settings.routerID)
                     let message = self.bus.amqpMessage(.command(command), timeToLive: max(deadline - .now, .milliseconds(1)))
                     let sent = ContinuousClock.now
                     do throws(AMQPError) {
                         let reply = try await requester.request(message, to: self.bus.addresses.commands(for: host), deadline: deadline)
                         Timer(label: "fence_command_rtt_seconds", dimensions: [("host", host)]).record(duration: .now - sent)
-                        guard let envelope = self.bus.open(reply), case .result(let result) = envelope.message,
+                        guard let envelope = self.bus.open(reply), envelope.sender == host, case .result(let result) = envelope.message,
                               result.commandID == command.id, result.host == host else {
-                            return Reply(host: host, result: .failure(FenceFailure(.operationFailed, "\(host) answered with something that is not this command's result")))
+                            return CommandReply(host: host, result: .failure(FenceFailure(.operationFailed, "\(host) answered with something that is not this command's result")))
                         }
-                        return Reply(host: host, result: .success(result))
+                        return CommandReply(host: host, result: .success(result))
                     } catch {
                         Counter(label: "fence_commands_unanswered_total", dimensions: [("host", host)]).increment()
                         let code: FenceFailure.Code = error.code == .timedOut ? .timedOut : .hypervisorUnavailable
-                        return Reply(host: host, result: .failure(FenceFailure(code, "\(host): \(error)")))
+                        return CommandReply(host: host, result: .failure(FenceFailure(code, "\(host): \(error)")))
                     }
                 }
             }
             return await group.reduce(into: []) { $0.append($1) }
         }
-    }
-
-    /// What the agents' answers add up to. Every host must confirm; a result that contradicts
-    /// itself (done, yet not in the state the action leads to) is a failure.
-    private func combine(_ action: FenceAction, _ replies: [Reply]) -> FenceOutcome {
-        var on = false
-        for reply in replies.sorted(by: { $0.host < $1.host }) {
-            let result: CommandResult
-            switch reply.result {
-            case .failure(let failure):
-                logger.warning("no confirmation", metadata: ["host": "\(reply.host)", "op": "\(action.rawValue)", "error": "\(failure)"])
-                return .failed(failure)
-            case .success(let value):
-                result = value
-            }
-            switch (action, result.outcome, result.observed?.state) {
-            case (.off, .success, nil), (.off, .success, .shutOff?):
-                continue
-            case (.on, .success, let state?) where !state.isOff:
-                continue
-            case (.status, .success, let state?) where !state.isOff:
-                on = true
-            case (.status, .off, .shutOff?):
-                continue
-            case (_, .failed(let code, let message), _):
-                return .failed(FenceFailure(FenceFailure.Code(rawValue: code) ?? .operationFailed, "\(reply.host): \(message)"))
-            case (_, .denied, _):
-                return .denied
-            default:
-                // For example "off" answered for a domain the agent no longer has: the inventory
-                // changed under the request; it is safer to fail and be asked again.
-                return .failed(FenceFailure(.operationFailed, "\(reply.host) answered \(result.outcome) with the domain \(result.observed.map { "\($0.state)" } ?? "gone"); not a confirmation of \(action.rawValue)"))
-            }
-        }
-        if action == .status { return on ? .success : .off }
-        return .success
     }
 }

@@ -40,6 +40,7 @@ public final class HostAgent: Service {
     private let bus: BusEndpoint
     private let ledger = CommandLedger()
     private let sequence = Mutex<UInt64>(0)
+    private let lastAskedSnapshot = Mutex<ContinuousClock.Instant?>(nil)
     private let publishing = Mutex(true)
     private let work: AsyncStream<Publication>
     private let workSink: AsyncStream<Publication>.Continuation
@@ -126,11 +127,10 @@ public final class HostAgent: Service {
                 change = .removed(uuid: uuid, name: name)
             }
         } catch {
-            // Could not read it: say nothing certain; the next snapshot tells.
+            // Could not read it: not a removal. The routers doubt this host until the snapshot asked for here.
             logger.warning("cannot read a domain after its event", metadata: ["domain": "\(name)", "error": "\(error)"])
             workSink.yield(.snapshot(reason: "unreadable event"))
-            change = .removed(uuid: uuid, name: name)
-            return InventoryDelta(host: settings.hostID, epoch: epoch, sequence: nextSequence(), change: change, event: "unknown", eventTime: time)
+            change = .unreadable(uuid: uuid, name: name)
         }
         return InventoryDelta(host: settings.hostID, epoch: epoch, sequence: nextSequence(), change: change, event: "\(event)", eventTime: time)
     }
@@ -191,6 +191,19 @@ public final class HostAgent: Service {
         }
     }
 
+    /// A router that just started wants the inventory now. At most one such snapshot a second:
+    /// anyone on the broker could ask, and each one reads every domain.
+    private func snapshotAsked(by router: String) {
+        let now = ContinuousClock.now
+        let due = lastAskedSnapshot.withLock { last in
+            guard last.map({ now - $0 >= .seconds(1) }) ?? true else { return false }
+            last = now
+            return true
+        }
+        guard due else { return }
+        workSink.yield(.snapshot(reason: "asked by \(router)"))
+    }
+
     // MARK: - Commands
 
     private func serve(_ commands: AsyncStream<(BusEnvelope, AMQPMessage)>) async {
@@ -202,6 +215,10 @@ public final class HostAgent: Service {
     }
 
     private func handle(_ envelope: BusEnvelope, _ message: AMQPMessage) async {
+        if case .snapshotRequest(let request) = envelope.message {
+            snapshotAsked(by: request.router)
+            return
+        }
         guard case .command(let command) = envelope.message, command.host == settings.hostID else {
             logger.warning("dropped bus message: not a command for this host", metadata: ["from": "\(envelope.sender)", "id": "\(envelope.id)"])
             return
@@ -219,7 +236,7 @@ public final class HostAgent: Service {
             ("op", command.action.rawValue), ("outcome", String(outcome.prefix { $0 != "(" })), ("repeated", repeated ? "true" : "false"),
         ]).increment()
         Timer(label: "fence_agent_command_duration_seconds", dimensions: [("op", command.action.rawValue)]).record(duration: .now - started)
-        let remaining = max(Int64(command.deadline) - Int64(WallClock.now()), 1000)
+        let remaining = min(max(WallClock.difference(from: WallClock.now(), to: command.deadline), 1000), Int64(FenceCommand.longestLifetime))
         do {
             try await bus.reply(to: message, with: .result(result), timeToLive: .milliseconds(remaining), deadline: .now + .seconds(5))
         } catch {
@@ -230,12 +247,14 @@ public final class HostAgent: Service {
     /// Runs a command with the single-host rules; reports the domain as read after acting, under its lock.
     private func execute(_ command: FenceCommand) async -> CommandResult {
         let now = WallClock.now()
-        guard now < command.deadline else {
-            return CommandResult(commandID: command.id, host: settings.hostID, outcome: .failed(code: "expired", message: "the command arrived \(now - command.deadline) ms after its deadline; not executed"), observed: nil)
+        if let refusal = command.refusal(now: now) {
+            return CommandResult(commandID: command.id, host: settings.hostID, outcome: refusal, observed: nil)
         }
         let deadline = WallClock.instant(for: command.deadline, now: now)
-        let target = DomainTarget(command.target)
-        let (outcome, observed) = await fencer.performObserving(command.action, on: target, deadline: deadline)
-        return CommandResult(commandID: command.id, host: settings.hostID, outcome: CommandResult.Outcome(outcome), observed: observed)
+        // The domain the router means: by its UUID when it names one, so that a name now used by
+        // another domain here is never acted on in its place.
+        let target = DomainTarget(command.uuid ?? command.target)
+        let (outcome, before, observed) = await fencer.performObserving(command.action, on: target, deadline: deadline)
+        return CommandResult(commandID: command.id, host: settings.hostID, outcome: CommandResult.Outcome(outcome), before: before, observed: observed)
     }
 }

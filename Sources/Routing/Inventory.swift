@@ -62,23 +62,34 @@ public struct Inventory: Sendable {
         }
     }
 
-    /// Why a message was not applied (it is older than what we have).
+    /// Why a message was not applied (it is older than what we have, or cannot be true).
     public enum Ignored: Hashable, Sendable {
         case olderRun
         case outOfOrder
         case notInventory
+        /// Its run began after the message was sent: an epoch in the future would make every real
+        /// message of that host "an older run".
+        case epochAfterSending
     }
 
     /// Applies one inventory message; nil when applied, otherwise why it was ignored.
+    ///
+    /// - Parameters:
+    ///   - sentAt: the sender's wall clock when it sealed the message (ms).
+    ///   - receivedAt: this router's wall clock now (ms).
+    ///   - now: this router's monotonic clock now. The host counts as heard when the message was
+    ///     sent, if that is earlier than its arrival: a bus that delays messages does not present an
+    ///     old view as live.
     @discardableResult
-    public mutating func apply(_ message: BusMessage, now: ContinuousClock.Instant) -> Ignored? {
+    public mutating func apply(_ message: BusMessage, sentAt: UInt64, receivedAt: UInt64, now: ContinuousClock.Instant) -> Ignored? {
         let (id, epoch, sequence): (String, UInt64, UInt64)
         switch message {
         case .snapshot(let snapshot): (id, epoch, sequence) = (snapshot.host, snapshot.epoch, snapshot.sequence)
         case .delta(let delta): (id, epoch, sequence) = (delta.host, delta.epoch, delta.sequence)
         case .heartbeat(let heartbeat): (id, epoch, sequence) = (heartbeat.host, heartbeat.epoch, heartbeat.sequence)
-        case .command, .result, .hostState: return .notInventory
+        case .command, .result, .hostState, .snapshotRequest: return .notInventory
         }
+        if epoch > sentAt { return .epochAfterSending }
         var host = hosts[id] ?? HostView(id: id)
         if epoch < host.epoch { return .olderRun }
         if epoch > host.epoch {
@@ -97,7 +108,8 @@ public struct Inventory: Sendable {
             host.awaitingSnapshot = "messages \(host.sequence + 1)…\(sequence - 1) missed; waiting for a snapshot"
         }
         host.sequence = sequence
-        host.lastHeard = now
+        let age = receivedAt > sentAt ? Duration.milliseconds(Int64(clamping: receivedAt - sentAt)) : .zero
+        host.lastHeard = max(host.lastHeard ?? now - age, now - age)
         // Whatever the operator said, a host that speaks is not down.
         host.confirmedDown = false
         switch message {
@@ -113,6 +125,9 @@ public struct Inventory: Sendable {
                 if !domain.state.isOff { host.lastRunning[domain.uuid] = now }
             case .removed(let uuid, _):
                 host.domains[uuid] = nil
+            case .unreadable(_, let name):
+                host.hasSnapshot = false
+                host.awaitingSnapshot = "\(name) could not be read after its event; waiting for a snapshot"
             }
         case .heartbeat(let heartbeat):
             host.libvirtConnected = heartbeat.libvirtConnected
@@ -120,7 +135,7 @@ public struct Inventory: Sendable {
                 host.hasSnapshot = false
                 host.awaitingSnapshot = "its libvirt connection was lost; waiting for a snapshot"
             }
-        case .command, .result, .hostState:
+        case .command, .result, .hostState, .snapshotRequest:
             break
         }
         hosts[id] = host

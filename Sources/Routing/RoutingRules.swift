@@ -12,6 +12,8 @@ public struct Placement: Hashable, Sendable {
     public var onDownHosts: [String] = []
     /// Expected hosts that are neither live nor confirmed down, whether or not they list it.
     public var staleHosts: [String] = []
+    /// Every live host, whether or not it lists it: those asked before anything is called off.
+    public var liveHosts: [String] = []
     /// Every UUID the target matched (more than one: a name used by different domains).
     public var uuids: Set<String> = []
     /// Where it last ran, among the live hosts that hold it.
@@ -22,14 +24,20 @@ public struct Placement: Hashable, Sendable {
     public var liveHolders: [String] { (running + definedOff).sorted() }
 }
 
-/// What to do with a request.
+/// What to do with a request. Absence is never taken from the inventory: whatever claims a
+/// domain off (`off`, `reboot`, a `status` of off, and the check before `on`) asks every live
+/// host, and each agent reads libvirt under the domain's lock; `Confirmation` adds the replies up.
 public enum RoutingDecision: Hashable, Sendable {
     /// Answer at once, without asking any agent.
     case answer(FenceOutcome)
-    /// Send `action` to each of these hosts; the request succeeds only if every one confirms.
+    /// Send `action` to each of these hosts; `Confirmation.outcome` decides from every reply.
     case command(FenceAction, hosts: [String])
-    /// Off everywhere it is (as `command(.off, …)`), then on at `restartOn` (nil: it was off, so it stays off).
-    case reboot(offOn: [String], restartOn: String?)
+    /// Off on each of these hosts, then on again where the off found it running (of two, where it
+    /// last ran); a domain that ran nowhere stays off.
+    case reboot(hosts: [String])
+    /// Status on each of these hosts; unless it runs on one, start it on one that holds it shut
+    /// off (where it last ran, if that is one of them).
+    case start(hosts: [String])
 }
 
 /// The routing rules (Docs/routing.md has them as a table, each row with its test). Pure.
@@ -40,7 +48,11 @@ public enum RoutingRules {
         var lastRun: (host: String, at: ContinuousClock.Instant)?
         for host in inventory.hosts.values.sorted(by: { $0.id < $1.id }) {
             let liveness = host.liveness(now: now, freshness: inventory.freshness)
-            if case .stale = liveness { placement.staleHosts.append(host.id) }
+            switch liveness {
+            case .stale: placement.staleHosts.append(host.id)
+            case .live: placement.liveHosts.append(host.id)
+            case .confirmedDown: break
+            }
             guard let domain = host.domains.values.first(where: target.matches) else { continue }
             placement.uuids.insert(domain.uuid)
             switch liveness {
@@ -67,46 +79,38 @@ public enum RoutingRules {
         if placement.uuids.count > 1 {
             return fail(.operationFailed, "\(target) names \(placement.uuids.count) different domains; use its UUID")
         }
-        let holders = placement.liveHolders
-        let stale = placement.onStaleHosts
-        let unknownEverywhere = holders.isEmpty && stale.isEmpty && placement.onDownHosts.isEmpty
-        if unknownEverywhere {
-            // Absence counts only when every expected host is live and the router has been listening long enough.
-            guard trusted, placement.expectedHosts > 0, placement.staleHosts.isEmpty else {
-                let why = !placement.staleHosts.isEmpty ? "host(s) \(placement.staleHosts.joined(separator: ", ")) are not live"
-                    : placement.expectedHosts == 0 ? "the router knows no host" : "the router cannot vouch for its absence yet"
-                return fail(.hypervisorUnavailable, "\(target) is on no live host and \(why)")
-            }
-            return action == .status ? .answer(.off) : fail(.notFound, "no host has \(target)")
+        // Running on a live host is known, and status can be confirmed there.
+        if action == .status, !placement.running.isEmpty {
+            // Running on two hosts (a live migration): on, no need to ask.
+            return placement.running.count > 1 ? .answer(.success) : .command(.status, hosts: placement.running)
         }
-        let onStale = "\(target) was last seen on \(stale.joined(separator: ", ")), whose state is unknown now"
+        // Anything else rests on every expected host: one that is not live (never heard since this
+        // router started, silent, without a snapshot of its current run) could hold the domain,
+        // since with shared storage every host defines it.
+        guard placement.staleHosts.isEmpty else {
+            if !placement.onStaleHosts.isEmpty {
+                return fail(.hypervisorUnavailable, "\(target) was last seen on \(placement.onStaleHosts.joined(separator: ", ")), whose state is unknown now")
+            }
+            return fail(.hypervisorUnavailable, "host(s) \(placement.staleHosts.joined(separator: ", ")) are not live and could hold \(target)")
+        }
+        guard placement.expectedHosts > 0 else { return fail(.hypervisorUnavailable, "\(target): the router knows no host") }
+        let known = !placement.liveHolders.isEmpty || !placement.onDownHosts.isEmpty
+        guard known || trusted else {
+            return fail(.hypervisorUnavailable, "\(target) is on no live host and the router cannot vouch for its absence yet")
+        }
+        let everywhere = placement.liveHosts
+        guard !everywhere.isEmpty else {
+            // Every expected host is confirmed down: what they held counts as off.
+            switch action {
+            case .status: return .answer(.off)
+            case .off, .reboot: return known ? .answer(.success) : fail(.notFound, "no host has \(target)")
+            case .on: return fail(.notFound, "\(target): no live host to start it on")
+            }
+        }
         switch action {
-        case .status:
-            if !placement.running.isEmpty {
-                // Running on two hosts (a live migration): on, no need to ask.
-                return placement.running.count > 1 ? .answer(.success) : .command(.status, hosts: placement.running)
-            }
-            if !stale.isEmpty { return fail(.hypervisorUnavailable, onStale) }
-            // Off where it is defined: let those agents confirm it; on confirmed-down hosts it counts as off.
-            return holders.isEmpty ? .answer(.off) : .command(.status, hosts: holders)
-        case .off:
-            if !stale.isEmpty { return fail(.hypervisorUnavailable, onStale) }
-            return holders.isEmpty ? .answer(.success) : .command(.off, hosts: holders)
-        case .reboot:
-            if !stale.isEmpty { return fail(.hypervisorUnavailable, onStale) }
-            if holders.isEmpty { return .answer(.success) }
-            // Back on at the host it ran on (of two, the one it last ran on); a domain that was off stays off.
-            let restartOn = placement.running.isEmpty ? nil : (placement.running.count == 1 ? placement.running[0] : placement.lastRanOn ?? placement.running[0])
-            return .reboot(offOn: holders, restartOn: restartOn)
-        case .on:
-            if !placement.running.isEmpty { return .command(.on, hosts: [placement.running[0]]) }
-            // Starting it while a silent host may run it could make two copies run.
-            if !stale.isEmpty { return fail(.hypervisorUnavailable, onStale) }
-            guard !placement.definedOff.isEmpty else {
-                return fail(.notFound, "\(target) is defined on no live host")
-            }
-            let host = placement.lastRanOn.flatMap { placement.definedOff.contains($0) ? $0 : nil } ?? placement.definedOff[0]
-            return .command(.on, hosts: [host])
+        case .status, .off: return .command(action, hosts: everywhere)
+        case .reboot: return .reboot(hosts: everywhere)
+        case .on: return .start(hosts: everywhere)
         }
     }
 }

@@ -26,7 +26,7 @@ struct InventoryCommand: AsyncParsableCommand {
         let limit = ContinuousClock.now + .seconds(listen)
         let collector = Task {
             var inventory = Inventory()
-            for await (envelope, _) in stream { inventory.apply(envelope.message, now: .now) }
+            for await (envelope, _) in stream { inventory.apply(envelope.message, sentAt: envelope.sentAt, receivedAt: WallClock.now(), now: .now) }
             return inventory
         }
         try await Task.sleep(until: limit)

@@ -1,3 +1,4 @@
+import BusClient
 import Cryptography
 import FenceCore
 import Testing
@@ -41,12 +42,16 @@ struct BusMessageTests {
         .snapshot(InventorySnapshot(host: "h1", epoch: 1, sequence: 2, libvirtConnected: false, domains: [])),
         .delta(InventoryDelta(host: "h1", epoch: 1, sequence: 3, change: .updated(vm1), event: "started", eventTime: 1_790_000_000_000)),
         .delta(InventoryDelta(host: "h1", epoch: 1, sequence: 4, change: .removed(uuid: vm2.uuid, name: vm2.name), event: "undefined", eventTime: 1_790_000_000_001)),
+        .delta(InventoryDelta(host: "h1", epoch: 1, sequence: 5, change: .unreadable(uuid: vm2.uuid, name: vm2.name), event: "stopped", eventTime: 1_790_000_000_002)),
         .heartbeat(Heartbeat(host: "h1", epoch: 1, sequence: 5, libvirtConnected: true, domainCount: 2)),
         .command(FenceCommand(id: "c-1", host: "h1", action: .reboot, target: "vm1", deadline: 1_795_000_020_000, issuer: "router-a")),
+        .command(FenceCommand(id: "c-6", host: "h1", action: .off, target: "vm1", uuid: vm1.uuid, deadline: 1_795_000_020_000, issuer: "router-a")),
         .result(CommandResult(commandID: "c-1", host: "h1", outcome: .success, observed: vm1)),
         .result(CommandResult(commandID: "c-2", host: "h1", outcome: .failed(code: "hypervisor-unavailable", message: "libvirt: connection refused"), observed: nil)),
         .result(CommandResult(commandID: "c-3", host: "h1", outcome: .off, observed: nil)),
         .result(CommandResult(commandID: "c-4", host: "h1", outcome: .denied, observed: nil)),
+        .result(CommandResult(commandID: "c-5", host: "h1", outcome: .success, before: vm1, observed: nil)),
+        .snapshotRequest(SnapshotRequest(router: "router-a")),
         .hostState(HostStateChange(host: "h3", change: .confirmDown, operatorName: "alice")),
         .hostState(HostStateChange(host: "h4", change: .forget, operatorName: "bob")),
     ]
@@ -124,3 +129,35 @@ struct BusMessageTests {
     }
 }
 
+
+@Suite("Bus input that cannot trap")
+struct BusBoundsTests {
+    @Test("time differences of any two timestamps saturate instead of trapping")
+    func differences() {
+        #expect(WallClock.difference(from: 1000, to: 1500) == 500)
+        #expect(WallClock.difference(from: 1500, to: 1000) == -500)
+        #expect(WallClock.difference(from: 0, to: UInt64.max) == Int64.max)
+        #expect(WallClock.difference(from: UInt64.max, to: 0) == -Int64.max)
+        #expect(WallClock.difference(from: 1 << 63, to: 5) < 0)
+        _ = WallClock.instant(for: UInt64.max, now: 0)
+        _ = WallClock.instant(for: 0, now: UInt64.max)
+    }
+
+    @Test("an agent refuses commands past their deadline and with deadlines no router sets")
+    func commandDeadlines() {
+        func command(deadline: UInt64) -> FenceCommand {
+            FenceCommand(id: "c", host: "h1", action: .off, target: "vm1", deadline: deadline, issuer: "r1")
+        }
+        let now: UInt64 = 1_800_000_000_000
+        #expect(command(deadline: now + 20_000).refusal(now: now) == nil)
+        #expect(command(deadline: now + FenceCommand.longestLifetime).refusal(now: now) == nil)
+        guard case .failed(let late, _)? = command(deadline: now).refusal(now: now),
+              case .failed(let far, _)? = command(deadline: now + FenceCommand.longestLifetime + 1).refusal(now: now),
+              case .failed(let huge, _)? = command(deadline: UInt64.max).refusal(now: now) else {
+            Issue.record("a command was not refused")
+            return
+        }
+        #expect(late == "expired")
+        #expect(far == "bad-deadline" && huge == "bad-deadline")
+    }
+}

@@ -113,6 +113,35 @@ struct RoutedFencingTests {
         }
     }
 
+    @Test("shared storage: a router restarted while the agent of the host that runs the domain is down answers failure, never off")
+    func restartWhileAgentDown() async throws {
+        try await MultiHostLab.with(hosts: 3) { lab in
+            // Defined on every host, running on hv2.
+            try await lab.define("hv1", "shared", uuid: uuid(7), running: false)
+            try await lab.define("hv3", "shared", uuid: uuid(7), running: false)
+            try await lab.define("hv2", "shared", uuid: uuid(7))
+            try await lab.waitUntilListed("shared", on: true)
+            try await lab.stop("agent-hv2")
+            try await lab.stop("router-hv1")
+            try await lab.start("router-hv1")
+            try await lab.waitForLog("router-hv1", "inventory trusted")
+            try await lab.waitUntilListed("shared", on: false)   // hv1 and hv3 are live again
+            #expect(try await lab.fence("off", "shared") == 1)
+            #expect(try await lab.status("shared") == 1)
+            #expect(try await lab.fence("reboot", "shared") == 1)
+            #expect(try await lab.fence("on", "shared") == 1, "starting it could make two copies run")
+            #expect(try await lab.state("hv2", "shared") == "running")
+            #expect(try await lab.state("hv1", "shared") == "shut off")
+            #expect(try await lab.state("hv3", "shared") == "shut off")
+            // hv2's agent back: the usual answers, confirmed where it runs.
+            try await lab.start("agent-hv2")
+            try await lab.waitUntilListed("shared", on: true)
+            #expect(try await lab.status("shared") == 0)
+            #expect(try await lab.fence("off", "shared") == 0)
+            #expect(try await lab.state("hv2", "shared") == "shut off")
+        }
+    }
+
     @Test("list spans every live host; fencectl inventory shows each domain's host; learned hosts are kept across a router restart until forgotten")
     func listAndExpectedHosts() async throws {
         try await MultiHostLab.with(hosts: 3) { lab in
@@ -282,6 +311,33 @@ struct RoutedFencingTests {
             #expect(lab.log("agent-hv2").contains("reason=libvirt connection 2"))
             #expect(try await lab.fence("off", "beta") == 0)
             #expect(try await lab.state("hv2", "beta") == "shut off")
+        }
+    }
+
+    @Test("shared storage, libvirtd restarted and the domain started again at once: a reboot right after restarts it where it really runs")
+    func startedBeforeItsEventArrives() async throws {
+        try await MultiHostLab.with(hosts: 3) { lab in
+            try await lab.define("hv2", "tl", uuid: uuid(8), running: false)
+            try await lab.define("hv3", "tl", uuid: uuid(8), running: false)
+            try await lab.define("hv1", "tl", uuid: uuid(8))
+            try await lab.waitUntilListed("tl", on: true)
+            // A host reboot: its libvirtd comes back empty, then the domain is defined and started.
+            try await lab.stop("libvirtd-hv1")
+            try await lab.start("libvirtd-hv1")
+            try await lab.define("hv1", "anchor", uuid: uuid(9))
+            try await lab.waitUntilListed("anchor", on: true)   // hv1 is live again, without tl
+            try await lab.waitUntilListed("tl", on: false)
+            try await lab.define("hv1", "tl", uuid: uuid(8))
+            let before = try await lab.domainID("hv1", "tl")
+            // At once: the answer must not depend on whether tl's start event has reached the router.
+            #expect(try await lab.fence("reboot", "tl") == 0)
+            #expect(try await lab.state("hv1", "tl") == "running")
+            #expect(try await lab.domainID("hv1", "tl") != before, "really restarted, where it ran")
+            #expect(try await lab.state("hv2", "tl") == "shut off")
+            #expect(try await lab.state("hv3", "tl") == "shut off")
+            #expect(try await lab.fence("off", "tl") == 0)
+            #expect(try await lab.state("hv1", "tl") == "shut off")
+            #expect(try await lab.status("tl") == 2)
         }
     }
 
