@@ -314,7 +314,7 @@ struct RoutedFencingTests {
         }
     }
 
-    @Test("shared storage, libvirtd restarted and the domain started again at once: a reboot right after restarts it where it really runs")
+    @Test("shared storage, libvirtd restarted and the domain started again before its event reaches the router: a reboot restarts it where it really runs")
     func startedBeforeItsEventArrives() async throws {
         try await MultiHostLab.with(hosts: 3) { lab in
             try await lab.define("hv2", "tl", uuid: uuid(8), running: false)
@@ -327,10 +327,19 @@ struct RoutedFencingTests {
             try await lab.define("hv1", "anchor", uuid: uuid(9))
             try await lab.waitUntilListed("anchor", on: true)   // hv1 is live again, without tl
             try await lab.waitUntilListed("tl", on: false)
+            // The start's event is held back (hv1's agent frozen for well under the freshness
+            // window) until the router has decided: the answer must not rest on the inventory.
+            let agent = try await lab.pid("agent-hv1")
+            kill(agent, SIGSTOP)
+            var thawed = false
+            defer { if !thawed { kill(agent, SIGCONT) } }
             try await lab.define("hv1", "tl", uuid: uuid(8))
             let before = try await lab.domainID("hv1", "tl")
-            // At once: the answer must not depend on whether tl's start event has reached the router.
-            #expect(try await lab.fence("reboot", "tl") == 0)
+            async let reboot = lab.fence("reboot", "tl")
+            try await lab.waitForLog("router-hv1", "op=reboot")
+            kill(agent, SIGCONT)
+            thawed = true
+            #expect(try await reboot == 0)
             #expect(try await lab.state("hv1", "tl") == "running")
             #expect(try await lab.domainID("hv1", "tl") != before, "really restarted, where it ran")
             #expect(try await lab.state("hv2", "tl") == "shut off")
