@@ -21,3 +21,18 @@ public func withTimeout<T: Sendable>(
         return try await group.next()!
     }
 }
+
+/// Polls `condition` until it holds, failing with `TimedOut` after `limit`: a test waits for a
+/// state, never for a fixed time.
+public func waitUntil(
+    _ what: String,
+    within limit: Duration = .seconds(20),
+    every pause: Duration = .milliseconds(100),
+    _ condition: () async throws -> Bool
+) async throws {
+    let end = ContinuousClock.now + limit
+    while try await !condition() {
+        guard ContinuousClock.now < end else { throw TimedOut(what: what) }
+        try await Task.sleep(for: pause)
+    }
+}
