@@ -246,7 +246,7 @@ struct RoutedFencingTests {
         }
     }
 
-    @Test("a router restarted answers correctly again within a snapshot interval")
+    @Test("a router restarted asks its hosts for snapshots and answers correctly again")
     func routerRestart() async throws {
         try await MultiHostLab.with(hosts: 2) { lab in
             try await lab.define("hv2", "beta", uuid: uuid(2))
@@ -255,8 +255,10 @@ struct RoutedFencingTests {
             try await lab.start("router-hv1")
             // Just restarted: it cannot vouch that anything is absent yet.
             #expect(try await lab.status("ghost") == 1)
-            // One snapshot interval (the agents' default 5 s) and the time to deliver it.
-            try await Task.sleep(for: .seconds(5.5))
+            // It asked every host it expects for a snapshot, instead of waiting for the periodic ones.
+            try await lab.waitForLog("agent-hv1", "reason=asked by router-hv1")
+            try await lab.waitForLog("agent-hv2", "reason=asked by router-hv1")
+            try await lab.waitForLog("router-hv1", "inventory complete")
             #expect(try await lab.status("beta") == 0)
             #expect(try await lab.status("ghost") == 2)
             #expect(try await lab.fence("off", "beta") == 0)
