@@ -76,8 +76,8 @@ public struct FenceCommand: Hashable, Sendable {
     public var action: FenceAction
     /// The domain by name or UUID, as the requester named it.
     public var target: String
-    /// The UUID the requester believes `target` has here (a router knows it from the inventory):
-    /// the agent acts on that domain only, and refuses when `target` names another one.
+    /// The UUID the requester means (a router knows it from the inventory): the agent acts on the
+    /// domain with that UUID, whatever it is named there; nil: on `target`.
     public var uuid: String?
     /// Wall-clock ms since the Unix epoch; an agent refuses the command after it.
     public var deadline: UInt64

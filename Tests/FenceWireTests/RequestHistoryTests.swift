@@ -52,9 +52,7 @@ struct RequestHistoryTests {
     func window() throws {
         var history = RequestHistory(limits: limits { $0.window = .seconds(60) })
         let k = try key()
-        _ = history.admit(k, candidate: nil, source: "s", now: start)
-        _ = history.beginCallback(k, now: start)
-        history.finished(k, now: start)
+        history.serve(k, source: "s", now: start)
         #expect(history.admit(k, candidate: nil, source: "s", now: start + .seconds(79)) == .duplicate)
         let later = start + .seconds(81)
         #expect(history.admit(k, candidate: nil, source: "s", now: later) == .new(deadline: later + .seconds(20)))
@@ -133,9 +131,7 @@ struct RequestHistoryTests {
         var history = RequestHistory(limits: limits { $0.capacity = 4 })
         for seqno in 0..<3 {
             let k = try key(seqno: UInt32(seqno))
-            _ = history.admit(k, candidate: nil, source: "flooder", now: start)
-            _ = history.beginCallback(k, now: start)
-            history.finished(k, now: start)
+            history.serve(k, source: "flooder", now: start)
         }
         let guest = try key(seqno: 10)
         _ = history.admit(guest, candidate: nil, source: "guest", now: start)
@@ -185,9 +181,7 @@ struct RequestHistoryTests {
     func noConflict() throws {
         var history = RequestHistory()
         let first = try key(seqno: 1)
-        _ = history.admit(first, candidate: candidate("10.0.0.2"), source: "10.0.0.2", now: start)
-        _ = history.beginCallback(first, now: start)
-        history.finished(first, now: start)
+        history.serve(first, candidate: candidate("10.0.0.2"), source: "10.0.0.2", now: start)
         let second = try key(seqno: 2)
         #expect(history.admit(second, candidate: candidate("10.0.0.2"), source: "10.0.0.2", now: start + .milliseconds(5)) == .new(deadline: start + .milliseconds(5) + .seconds(20)),
                 "a client's next run after an answered one")
@@ -262,9 +256,7 @@ struct RequestHistoryTests {
     func evictedStayGone() throws {
         var history = RequestHistory(limits: limits { $0.capacity = 2 })
         let old = try key(seqno: 1)
-        _ = history.admit(old, candidate: nil, source: "a", now: start)
-        _ = history.beginCallback(old, now: start)
-        history.finished(old, now: start)
+        history.serve(old, source: "a", now: start)
         _ = history.admit(try key(seqno: 2), candidate: nil, source: "b", now: start)
         _ = history.admit(try key(seqno: 3), candidate: nil, source: "c", now: start)
         #expect(history.count == 2)
@@ -277,13 +269,20 @@ struct RequestHistoryTests {
         var history = RequestHistory(limits: limits { $0.capacity = 20_000 })
         for seqno in 0..<20_000 {
             let k = try key(seqno: UInt32(seqno))
-            _ = history.admit(k, candidate: candidate("10.0.0.2"), source: "10.0.0.2", now: start)
-            _ = history.beginCallback(k, now: start)
-            history.finished(k, now: start)
+            history.serve(k, candidate: candidate("10.0.0.2"), source: "10.0.0.2", now: start)
         }
         #expect(history.inconsistency == nil, "\(history.inconsistency ?? "")")
         _ = history.admit(try key(seqno: 99_999), candidate: nil, source: "other", now: start + .seconds(120))
         #expect(history.count == 1)
         #expect(history.inconsistency == nil, "\(history.inconsistency ?? "")")
+    }
+}
+
+extension RequestHistory {
+    /// A request admitted, called back and answered: the way a served request passes through.
+    mutating func serve(_ key: RequestKey, candidate: CallbackCandidate? = nil, source: String, now: ContinuousClock.Instant) {
+        _ = admit(key, candidate: candidate, source: source, now: now)
+        _ = beginCallback(key, now: now)
+        finished(key, now: now)
     }
 }

@@ -99,15 +99,13 @@ public final class MultiHostLab: @unchecked Sendable {
 
     /// Waits until the routers' `list` shows `name` as on or off (or, with nil, not at all).
     public func waitUntilListed(_ name: String, on: Bool?, within limit: Duration = .seconds(20)) async throws {
-        let end = ContinuousClock.now + limit
-        while ContinuousClock.now < end {
+        try await waitUntil("\(name) listed as \(on.map { $0 ? "on" : "off" } ?? "absent")", within: limit, every: .milliseconds(200)) {
             switch (on, try await listed()[name]) {
-            case (nil, nil): return
-            case (let wanted?, let state?) where (state == "on") == wanted: return
-            default: try await Task.sleep(for: .milliseconds(200))
+            case (nil, nil): true
+            case (let wanted?, let state?): (state == "on") == wanted
+            default: false
             }
         }
-        throw TimedOut(what: "\(name) listed as \(on.map { $0 ? "on" : "off" } ?? "absent")")
     }
 
     public func stop(_ part: String) async throws { try await run("stop", part) }
