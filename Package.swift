@@ -63,7 +63,7 @@ let package = Package(
         // The bus over AMQP: sealing, publishing, checking, replying, for routers and agents alike.
         .target(
             name: "BusClient",
-            dependencies: ["FenceBus", "AMQP", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["FenceBus", "AMQP", "Cryptography", .product(name: "Logging", package: "swift-log")]
         ),
         // fence-routerd's amqp backend: the inventory from the bus, routing, confirmed results.
         .target(
@@ -104,7 +104,7 @@ let package = Package(
         .target(
             name: "DaemonSupport",
             dependencies: [
-                "FenceWire", "FenceConfig", "CMalloc", "AMQP", "BusClient", "FenceBus", "MetricsEndpoint",
+                "FenceWire", "FenceConfig", "CMalloc", "AMQP", "BusClient", "FenceBus", "Cryptography", "MetricsEndpoint",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -150,13 +150,13 @@ let package = Package(
         // Measures fence-hostd through the broker (Benchmarks/bus.sh).
         .executableTarget(
             name: "fence-bus-bench",
-            dependencies: ["AMQP", "BusClient", "FenceBus", "FenceCore", "Libvirt", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["AMQP", "BusClient", "Cryptography", "FenceBus", "FenceCore", "Libvirt", .product(name: "Logging", package: "swift-log")],
             path: "Benchmarks/BusBench"
         ),
         // SIMULATION ONLY: many fake host agents for the router's scale benchmark (Benchmarks/routed.sh).
         .executableTarget(
             name: "fence-sim-hosts",
-            dependencies: ["AMQP", "BusClient", "FenceBus", "FenceCore", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["AMQP", "BusClient", "Cryptography", "FenceBus", "FenceCore", .product(name: "Logging", package: "swift-log")],
             path: "Benchmarks/SimulatedHosts"
         ),
 
@@ -197,13 +197,13 @@ let package = Package(
         .testTarget(
             name: "HostAgentTests",
             dependencies: [
-                "AMQP", "BusClient", "FenceBus", "FenceCore", "TestSupport",
+                "AMQP", "BusClient", "Cryptography", "FenceBus", "FenceCore", "TestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "FenceBus", "FenceCore"]),
         .testTarget(name: "FenceRouterTests", dependencies: ["FenceRouter", "TestSupport"]),
-        .testTarget(name: "FenceBusTests", dependencies: ["FenceBus", "BusClient", "FenceCore", "Cryptography"]),
+        .testTarget(name: "FenceBusTests", dependencies: ["FenceBus", "BusClient", "FenceCore", "Cryptography", .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "AMQPTests",
             dependencies: ["AMQP", "TestSupport", .product(name: "Logging", package: "swift-log")]

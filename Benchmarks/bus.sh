@@ -8,6 +8,7 @@ Deploy/install-deps.sh
 build=(swift build -c release --static-swift-stdlib --scratch-path .build-static)
 echo "building fence-hostd and fence-bus-bench (release)..." >&2
 "${build[@]}" --product fence-hostd >/dev/null
+"${build[@]}" --product fencectl >/dev/null
 "${build[@]}" --product fence-bus-bench >/dev/null
 bin=$("${build[@]}" --show-bin-path)
 
@@ -41,11 +42,15 @@ uri="test+unix:///default?socket=$work/libvirtd/run/libvirt-sock"
 for _ in $(seq 100); do virsh -c "$uri" uri >/dev/null 2>&1 && break; sleep 0.1; done
 
 (umask 077 && head -c 64 /dev/urandom > "$work/bus.key")
+"$bin/fencectl" keygen --host bench-host "$work/host.key" --trust-directory "$work/trust" >/dev/null
+"$bin/fencectl" keygen --router bench "$work/router.key" --trust-directory "$work/trust" >/dev/null
 cat > "$work/fence_virt.conf" <<CONF
 backends {
 	amqp {
 		url = "$url";
 		bus_key_file = "$work/bus.key";
+		identity_key_file = "$work/host.key";
+		trust_directory = "$work/trust";
 		host_id = "bench-host";
 	}
 	libvirt {
@@ -61,7 +66,7 @@ grep -q "ready" "$work/fence-hostd.log" || { cat "$work/fence-hostd.log" >&2; ex
 echo
 echo "| measure (fence-hostd through RabbitMQ on loopback) | value | target |"
 echo "|---|---:|---|"
-"$bin/fence-bus-bench" url="$url" bus-key="$work/bus.key" libvirt="$uri" host=bench-host agent-pid="$agent_pid" "runs=${RUNS:-200}"
+"$bin/fence-bus-bench" url="$url" bus-key="$work/bus.key" identity="$work/router.key" trust="$work/trust" libvirt="$uri" host=bench-host agent-pid="$agent_pid" "runs=${RUNS:-200}"
 
 # For scale: a bare libvirt client on the same libvirtd (virsh waiting for events) carries the same
 # shared libraries (gnutls, glib, libxml2, ICU, …) as any program that links libvirt.

@@ -162,7 +162,7 @@ def simulation(bin_dir, work, hosts, domains):
         with open(f"{lab.dir}/broker/password") as password, open(f"{lab.dir}/broker-port") as port:
             url = f"amqp://fence:{password.read().strip()}@198.18.0.100:{port.read().strip()}"
         simulator = subprocess.Popen(["ip", "netns", "exec", lab.ns("hv1"), f"{bin_dir}/fence-sim-hosts", f"url={url}",
-                                      f"bus-key={lab.dir}/bus.key", f"hosts={hosts}", f"domains={domains}", "steady=30", "heartbeats=40"],
+                                      f"bus-key={lab.dir}/bus.key", f"trust={lab.dir}/trust", f"hosts={hosts}", f"domains={domains}", "steady=30", "heartbeats=40"],
                                      stdout=subprocess.PIPE, text=True)
         result = {}
         marks = {}

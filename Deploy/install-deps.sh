@@ -18,6 +18,7 @@ if [[ ${1:-} != --build-only ]]; then
         fence-virtd        # the reference fence_virtd, for the side-by-side benchmark and the configurator test
         iproute2           # ip netns, veth, bridges for the labs
         python3            # one test sends a hand-made datagram
+        openssl            # identity keys made as an operator may make them (openssl genpkey)
         systemd            # systemd-analyze verifies the units
         systemd-container  # systemd-nspawn boots a minimal Debian to run the units under a real systemd
         debootstrap        # which it makes

@@ -1,5 +1,6 @@
 import AMQP
 import BusClient
+import Cryptography
 import FenceBus
 import FenceCore
 import Libvirt
@@ -18,8 +19,9 @@ enum BusBench {
             return parts.count == 2 ? (parts[0], parts[1]) : nil
         })
         guard let url = arguments["url"], let keyFile = arguments["bus-key"], let uri = arguments["libvirt"],
-              let host = arguments["host"], let agentPID = arguments["agent-pid"].flatMap(Int32.init) else {
-            print("usage: fence-bus-bench url=… bus-key=… libvirt=… host=… agent-pid=… [runs=200]")
+              let host = arguments["host"], let agentPID = arguments["agent-pid"].flatMap(Int32.init),
+              let identityFile = arguments["identity"], let trust = arguments["trust"] else {
+            print("usage: fence-bus-bench url=… bus-key=… identity=ROUTER-KEY trust=DIR libvirt=… host=… agent-pid=… [runs=200]")
             exit(2)
         }
         let runs = arguments["runs"].flatMap(Int.init) ?? 200
@@ -29,7 +31,9 @@ enum BusBench {
         let key = try BusKey(fileContents: readFile(keyFile))
         let connection = try AMQPConnection(configuration: try AMQPConfiguration(url: url, containerID: "bus-bench"), logger: logger)
         try await connection.waitUntilConnected(deadline: .now + .seconds(10))
-        let bus = BusEndpoint(sender: "bench", connection: connection, addresses: BusAddresses(profile: .rabbitMQ3), key: key, clockTolerance: .seconds(30), logger: logger)
+        let identity = BusIdentity(name: "bench", key: try SigningKey(pem: readFile(identityFile)))
+        let bus = BusEndpoint(identity: identity, connection: connection, addresses: BusAddresses(profile: .rabbitMQ3), key: key,
+                              trust: TrustDirectory(path: trust, logger: logger), clockTolerance: .seconds(30), logger: logger)
         let inventory = try await bus.subscribe(bus.addresses.inventory, deadline: .now + .seconds(10))
         var iterator = inventory.makeAsyncIterator()
         let requester = try await AMQPRequester(connection: connection, replyAddress: bus.addresses.replies(for: "bench"), deadline: .now + .seconds(10))

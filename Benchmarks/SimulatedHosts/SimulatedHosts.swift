@@ -1,5 +1,6 @@
 import AMQP
 import BusClient
+import Cryptography
 import FenceBus
 import FenceCore
 import Foundation
@@ -22,8 +23,9 @@ enum SimulatedHosts {
             let parts = argument.split(separator: "=", maxSplits: 1).map(String.init)
             return parts.count == 2 ? (parts[0], parts[1]) : nil
         }, uniquingKeysWith: { $1 })
-        guard let url = arguments["url"], let keyFile = arguments["bus-key"], let keyBytes = FileManager.default.contents(atPath: keyFile) else {
-            print("usage: fence-sim-hosts url=… bus-key=FILE [hosts=1000] [domains=100] [snapshot-interval=5] [steady=20] [heartbeats=20]")
+        guard let url = arguments["url"], let keyFile = arguments["bus-key"], let keyBytes = FileManager.default.contents(atPath: keyFile),
+              let trust = arguments["trust"] else {
+            print("usage: fence-sim-hosts url=… bus-key=FILE trust=DIR [hosts=1000] [domains=100] [snapshot-interval=5] [steady=20] [heartbeats=20]")
             exit(2)
         }
         func number(_ name: String, _ fallback: Int) -> Int { arguments[name].flatMap(Int.init) ?? fallback }
@@ -44,10 +46,15 @@ enum SimulatedHosts {
             print("fence-sim-hosts: \(error)")
             exit(1)
         }
+        // Each fake agent signs as itself: its public key goes into the router's trust directory.
+        try? FileManager.default.createDirectory(atPath: "\(trust)/hosts", withIntermediateDirectories: true)
         let hosts = (1...hostCount).map { index in
-            FakeAgent(
+            let identity = BusIdentity(name: "sim\(index)", key: SigningKey())
+            _ = FileManager.default.createFile(atPath: "\(trust)/hosts/sim\(index).pub", contents: Data(identity.key.verifyingKey.pem))
+            return FakeAgent(
                 hypervisor: FakeHypervisor(host: index, domains: domainCount),
-                bus: BusEndpoint(sender: "sim\(index)", connection: connection, addresses: BusAddresses(profile: .rabbitMQ3), key: key, clockTolerance: .seconds(30), logger: logger)
+                bus: BusEndpoint(identity: identity, connection: connection, addresses: BusAddresses(profile: .rabbitMQ3), key: key,
+                                 trust: FixedTrust([:]), clockTolerance: .seconds(30), logger: logger)
             )
         }
         let failures = Counter()

@@ -163,6 +163,10 @@ up)
     attach brk eth0 mgmt pbrk 198.18.0.100/24
 
     (umask 077 && head -c 4096 /dev/urandom > "$dir/fence_xvm.key" && head -c 64 /dev/urandom > "$dir/bus.key")
+    # One identity per host (a host that also routes files its key under both names), and the
+    # operator "lab" for fencectl host; one trust directory serves every namespace of the lab.
+    fencectl=$(cat "$dir/bin")/fencectl
+    "$fencectl" keygen --operator lab "$dir/operator.key" --trust-directory "$dir/trust" >/dev/null
     start_part broker
     password=$(cat "$dir/broker/password")
     port=$(cat "$dir/broker-port")
@@ -175,6 +179,11 @@ up)
         attach $host eth0 net "n$i" "198.51.100.$i/24"
         in_ns $host ip route add 224.0.0.0/4 dev eth0
         mkdir -p "$dir/$host/run" "$dir/$host/nodrv" "$dir/$host/state"
+        "$fencectl" keygen --host $host "$dir/$host/identity.key" --trust-directory "$dir/trust" >/dev/null
+        if ((i <= routers)); then
+            mkdir -p "$dir/trust/routers"
+            cp "$dir/$host/identity.pub" "$dir/trust/routers/router-$host.pub"
+        fi
         cat > "$dir/$host/libvirtd.conf" <<CONF
 unix_sock_dir = "$dir/$host/run"
 unix_sock_rw_perms = "0700"
@@ -201,6 +210,8 @@ backends {
 		url = "amqp://fence:$password@198.18.0.100:$port";
 		allow_insecure_plain = "1";
 		bus_key_file = "$dir/bus.key";
+		identity_key_file = "$dir/$host/identity.key";
+		trust_directory = "$dir/trust";
 		host_id = "$host";
 		router_id = "router-$host";
 	}
@@ -261,7 +272,12 @@ metrics)
     part=$1 port=9231
     [[ $part == agent-* ]] && port=9232
     in_ns "${part#*-}" bash -c "exec 3<>/dev/tcp/127.0.0.1/$port && printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3 && cat <&3" ;;
-fencectl) host=$1; shift; in_ns "$host" "$(cat "$dir/bin")/fencectl" "$@" -f "$dir/$host/fence_virt.conf" ;;
+fencectl)
+    host=$1; shift
+    operator=()
+    # fencectl host signs as the lab's operator unless told otherwise.
+    [[ ${1:-} == host && " $* " != *" --operator-key "* ]] && operator=(--operator lab --operator-key "$dir/operator.key")
+    in_ns "$host" "$(cat "$dir/bin")/fencectl" "$@" "${operator[@]}" -f "$dir/$host/fence_virt.conf" ;;
 stop) stop_part "$1" ;;
 start) start_part "$1" ;;
 pid) cat "$dir/pids/$1" ;;

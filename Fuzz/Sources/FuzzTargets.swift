@@ -13,12 +13,20 @@ enum FuzzTarget: String, CaseIterable, Sendable {
     case conversation
     /// fence_virt.conf: the grammar, the settings of both daemons, rendering back.
     case config
-    /// A bus message: the MAC check, then (with a valid MAC) the JSON and the schema.
+    /// A bus message: the MAC check, then (with a valid MAC) the JSON, the schema and the signature.
     case bus
 
     static let key = FenceKey(fileContents: Array("fence-router fuzzing key".utf8))
     static let busKeyBytes = [UInt8](repeating: 0x42, count: 64)
     static let busKey = try! BusKey(fileContents: busKeyBytes)
+    /// One signing key that the fuzz trust accepts for every name: the harness signs what it
+    /// means to get past the signature check, as it computes the MAC.
+    static let signer = SigningKey()
+
+    struct EveryName: BusTrust {
+        let key: VerifyingKey
+        func verifyingKey(role: BusRole, name: String) -> VerifyingKey? { key }
+    }
 
     func run(_ data: [UInt8]) {
         switch self {
@@ -101,14 +109,18 @@ enum FuzzTarget: String, CaseIterable, Sendable {
     private static func bus(_ data: [UInt8]) {
         guard let first = data.first else { return }
         let body = Array(data.dropFirst())
-        let codec = BusCodec(key: busKey)
+        let codec = BusCodec(key: busKey, trust: EveryName(key: signer.verifyingKey))
         let mac = first & 1 == 0
             ? hex(Digest.hmac(.sha256, key: busKeyBytes, message: body))
-            : String(decoding: body.prefix(Int(first >> 1)), as: UTF8.self)
-        if let envelope = try? codec.open(body: body, mac: mac) {
+            : String(decoding: body.prefix(Int(first >> 2)), as: UTF8.self)
+        // Signing costs more than the rest of the target: only for inputs with a valid MAC that parse.
+        let signature = first & 3 == 0 && (try? JSON(parsing: body)) != nil ? hex(signer.sign(body)) : String(decoding: body.suffix(Int(first >> 2)), as: UTF8.self)
+        if let envelope = try? codec.open(body: body, mac: mac, signature: signature) {
             // What was accepted seals back into a message that opens to the same envelope.
-            let sealed = codec.seal(envelope.message, id: envelope.id, sender: envelope.sender, now: envelope.sentAt)
-            guard let again = try? codec.open(body: sealed.body, mac: sealed.mac), again == envelope else { fatalError("an accepted message does not survive sealing") }
+            let sealed = codec.seal(envelope.message, id: envelope.id, as: BusIdentity(name: envelope.sender, key: signer), now: envelope.sentAt)
+            guard let again = try? codec.open(body: sealed.body, mac: sealed.mac, signature: sealed.signature), again == envelope else {
+                fatalError("an accepted message does not survive sealing")
+            }
             var guardian = FenceBus.ReplayGuard()
             _ = try? guardian.admit(envelope, now: envelope.sentAt)
         }

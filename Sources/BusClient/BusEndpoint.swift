@@ -19,11 +19,12 @@ public struct BusAddresses: Sendable {
     public func replies(for router: String) -> String { profile.reply("fence.reply.\(router)") }
 }
 
-/// One side of the bus over an AMQP connection: seals and publishes messages as `sender`, opens
-/// and checks received ones (dropping, logging and counting those with a bad MAC, a stale time or
-/// a replayed id).
+/// One side of the bus over an AMQP connection: seals and publishes messages as its identity, opens
+/// and checks received ones (dropping, logging and counting those with a bad MAC, an untrusted
+/// signer, a stale time or a replayed id).
 public final class BusEndpoint: Sendable {
-    public let sender: String
+    /// Who this endpoint signs as; nil for one that only listens (`fencectl inventory`).
+    public let identity: BusIdentity?
     public let connection: AMQPConnection
     public let addresses: BusAddresses
     private let codec: BusCodec
@@ -33,16 +34,20 @@ public final class BusEndpoint: Sendable {
     private let dropped = Mutex<[String: Int]>([:])
     private let logger: Logger
 
-    public init(sender: String, connection: AMQPConnection, addresses: BusAddresses, key: BusKey, clockTolerance: Duration, logger: Logger) {
-        self.sender = sender
+    public init(identity: BusIdentity?, connection: AMQPConnection, addresses: BusAddresses, key: BusKey, trust: any BusTrust,
+                clockTolerance: Duration, logger: Logger) {
+        self.identity = identity
         self.connection = connection
         self.addresses = addresses
-        codec = BusCodec(key: key)
+        codec = BusCodec(key: key, trust: trust)
         let (seconds, attoseconds) = clockTolerance.components
         replayGuard = Mutex(ReplayGuard(tolerance: UInt64(seconds) * 1000 + UInt64(attoseconds / 1_000_000_000_000_000)))
         instance = String(WallClock.now(), radix: 36)
         self.logger = logger
     }
+
+    /// The name this endpoint signs as.
+    public var sender: String { identity?.name ?? "listener" }
 
     /// A message id unique across this process's restarts.
     public func nextID() -> String {
@@ -59,19 +64,26 @@ public final class BusEndpoint: Sendable {
     }
 
     /// The AMQP form of a bus message.
-    public func amqpMessage(_ message: BusMessage, correlationID: String? = nil, timeToLive: Duration? = nil) -> AMQPMessage {
+    public func amqpMessage(_ message: BusMessage, correlationID: String? = nil, timeToLive: Duration? = nil) throws(AMQPError) -> AMQPMessage {
+        guard let identity else {
+            throw AMQPError(.invalidMessage, "this endpoint has no identity key to sign a \(message.kind) with")
+        }
         let id = nextID()
-        let signed = codec.seal(message, id: id, sender: sender, now: WallClock.now())
+        let signed = codec.seal(message, id: id, as: identity, now: WallClock.now())
         return AMQPMessage(
             body: signed.body, messageID: id, correlationID: correlationID, contentType: SignedBusMessage.contentType,
-            timeToLive: timeToLive, applicationProperties: [SignedBusMessage.macProperty: signed.mac]
+            timeToLive: timeToLive,
+            applicationProperties: [SignedBusMessage.macProperty: signed.mac, SignedBusMessage.signatureProperty: signed.signature]
         )
     }
 
     /// Checks a received message; nil (logged and counted) when it must be dropped.
     public func open(_ message: AMQPMessage) -> BusEnvelope? {
         do throws(BusError) {
-            let envelope = try codec.open(body: message.body, mac: message.applicationProperties[SignedBusMessage.macProperty])
+            let envelope = try codec.open(
+                body: message.body, mac: message.applicationProperties[SignedBusMessage.macProperty],
+                signature: message.applicationProperties[SignedBusMessage.signatureProperty]
+            )
             try replayGuard.withLock { (guardian: inout ReplayGuard) throws(BusError) in try guardian.admit(envelope, now: WallClock.now()) }
             return envelope
         } catch {
@@ -109,7 +121,7 @@ public final class BusEndpoint: Sendable {
         guard let replyTo = request.replyTo else {
             throw AMQPError(.invalidMessage, "the request names no reply-to address")
         }
-        let reply = amqpMessage(message, correlationID: request.correlationID ?? request.messageID, timeToLive: timeToLive)
+        let reply = try amqpMessage(message, correlationID: request.correlationID ?? request.messageID, timeToLive: timeToLive)
         try await connection.send(reply, to: replyTo, deadline: deadline)
     }
 }

@@ -4,4 +4,10 @@
 #include <openssl/hmac.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
+#include <openssl/pem.h>
+#include <openssl/bio.h>
+#include <openssl/err.h>
+
+// Macros Swift cannot import.
+static inline long fr_bio_mem_data(BIO *bio, char **data) { return BIO_get_mem_data(bio, data); }
 #endif

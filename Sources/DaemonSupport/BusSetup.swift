@@ -1,14 +1,26 @@
 import AMQP
 import BusClient
+import Cryptography
 import FenceBus
 import FenceConfig
 import Logging
 
+/// Who signs what an endpoint publishes.
+public enum BusSigner: Sendable {
+    /// A daemon: its host or router id, with `identity_key_file`.
+    case daemon(name: String, role: BusRole)
+    /// An operator, with a key of their own.
+    case `operator`(name: String, keyFile: String)
+    /// Publishes nothing (reads the inventory).
+    case nobody
+}
+
 /// How a daemon joins the bus from its `backends/amqp` settings.
 public enum BusSetup {
-    /// Reads the bus key and the broker password, and starts connecting to the broker.
-    public static func endpoint(settings: BusSettings, sender: String, containerID: String, logger: Logger) throws(StartupError) -> BusEndpoint {
+    /// Reads the bus key, the signer's key and the broker password, and starts connecting to the broker.
+    public static func endpoint(settings: BusSettings, signer: BusSigner, containerID: String, logger: Logger) throws(StartupError) -> BusEndpoint {
         let (key, configuration) = try prepare(settings, containerID: containerID)
+        let identity = try identity(of: signer, settings: settings)
         let connection: AMQPConnection
         do {
             connection = try AMQPConnection(configuration: configuration, logger: logger)
@@ -16,10 +28,35 @@ public enum BusSetup {
             throw StartupError(.configuration, "backends/amqp: \(error.message)")
         }
         return BusEndpoint(
-            sender: sender, connection: connection,
+            identity: identity, connection: connection,
             addresses: BusAddresses(profile: AddressProfile.named(settings.addressProfile) ?? .rabbitMQ3),
-            key: key, clockTolerance: settings.clockTolerance, logger: logger
+            key: key, trust: TrustDirectory(path: settings.trustDirectory, logger: logger),
+            clockTolerance: settings.clockTolerance, logger: logger
         )
+    }
+
+    /// The signer's private key, read and checked (0600, an Ed25519 PEM key).
+    public static func identity(of signer: BusSigner, settings: BusSettings) throws(StartupError) -> BusIdentity? {
+        let name: String, file: String, origin: String, create: String
+        switch signer {
+        case .nobody:
+            return nil
+        case .daemon(let daemon, let role):
+            (name, file, origin) = (daemon, settings.identityKeyFile, "backends/amqp/identity_key_file")
+            create = "fencectl keygen --\(role.rawValue) \(daemon) \(file), and its .pub into every \(role == .host ? "router" : "host")'s \(settings.trustDirectory)/\(role.directory)/"
+        case .operator(let person, let keyFile):
+            (name, file, origin) = (person, keyFile, "--operator-key")
+            create = "fencectl keygen --operator \(person) \(keyFile), and its .pub into every router's \(settings.trustDirectory)/operators/"
+        }
+        guard BusIdentity.isValidName(name) else {
+            throw StartupError(.configuration, "\(name) cannot sign on the bus: a name holds only letters, digits, '-', '_' and '.', at most 64")
+        }
+        let pem = try SecretFile.read(file, what: "identity key", origin: origin, create: create)
+        do {
+            return BusIdentity(name: name, key: try SigningKey(pem: pem))
+        } catch {
+            throw StartupError(.keyFile, "identity key \(file) (\(origin)): \(error.message)")
+        }
     }
 
     /// Everything that can be known before connecting: the bus key, the broker password, and

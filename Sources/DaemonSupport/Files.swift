@@ -111,7 +111,15 @@ extension SecretFile {
     /// Writes a new secret readable by its owner only (0600). An existing file is never replaced:
     /// overwriting a key in use would lock every guest out.
     public static func create(_ path: String, contents: [UInt8]) throws(StartupError) {
-        let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        try NewFile.create(path, contents: contents, mode: 0o600)
+    }
+}
+
+/// Files written once, never over an existing one.
+public enum NewFile {
+    /// Creates `path` with `mode`, writes `contents` and syncs them; removes it again on failure.
+    public static func create(_ path: String, contents: [UInt8], mode: mode_t) throws(StartupError) {
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
         guard descriptor >= 0 else {
             let error = SystemError.last
             throw StartupError(.keyFile, error.code == EEXIST ? "\(path) exists; not replacing it (remove it first if you mean to)" : "cannot create \(path): \(error)")

@@ -9,6 +9,12 @@ public struct BusError: Error, Hashable, Sendable, CustomStringConvertible {
         case malformed
         case unknownType = "unknown-type"
         case unsupportedVersion = "unsupported-version"
+        /// No trusted key of the role its message needs under the sender's name.
+        case unknownSender = "unknown-sender"
+        /// The signature is not the named sender's.
+        case badSignature = "bad-signature"
+        /// The message speaks for someone else than its signer (a host's inventory in another's name).
+        case wrongSender = "wrong-sender"
     }
 
     public let code: Code
@@ -22,8 +28,10 @@ public struct BusError: Error, Hashable, Sendable, CustomStringConvertible {
     public var description: String { "\(code.rawValue): \(message)" }
 }
 
-/// The secret that signs every bus message: a file of its own, distinct from the fence_xvm key,
-/// shared by the routers and agents (not by the broker: broker credentials alone cannot fence).
+/// The secret shared by every router, agent and operator (not the broker): its MAC, checked first
+/// and cheaply, keeps a broker account from making receivers spend a signature check. Who sent a
+/// message is proven by the sender's own signature (`BusIdentity`), which no other holder of
+/// this key can make.
 public struct BusKey: Sendable {
     public static let minimumLength = 32
     let bytes: [UInt8]
@@ -36,14 +44,17 @@ public struct BusKey: Sendable {
     }
 }
 
-/// A message ready for the broker: its body and the MAC that goes with it.
+/// A message ready for the broker: its body, the MAC and the sender's signature.
 public struct SignedBusMessage: Hashable, Sendable {
     public static let contentType = "application/vnd.fence-router.bus+json; version=1"
     /// The AMQP application property that carries the MAC (hex HMAC-SHA256 of the body).
     public static let macProperty = "fr-mac"
+    /// The AMQP application property that carries the sender's signature (hex Ed25519 of the body).
+    public static let signatureProperty = "fr-sig"
 
     public let body: [UInt8]
     public let mac: String
+    public let signature: String
 }
 
 /// What came off the bus: the message and who sent it when.
@@ -51,32 +62,39 @@ public struct BusEnvelope: Hashable, Sendable {
     public let id: String
     /// Wall-clock ms since the Unix epoch, as the sender saw it.
     public let sentAt: UInt64
-    /// A host id, a router id, or `fencectl`.
+    /// A host id, a router id or an operator's name: whoever signed the message, in the role the
+    /// message needs (`BusMessage.signerRole`), and the one the message speaks for.
     public let sender: String
     public let message: BusMessage
 }
 
 /// Signs and checks bus messages: `{"v":1,"type":…,"id":…,"ts":…,"from":…,"body":{…}}`, MAC'd
-/// whole with HMAC-SHA256 under the bus key.
+/// whole with HMAC-SHA256 under the bus key and signed whole with the sender's Ed25519 key.
 public struct BusCodec: Sendable {
     public static let version: UInt64 = 1
     private let key: BusKey
+    private let trust: any BusTrust
 
-    public init(key: BusKey) {
+    public init(key: BusKey, trust: any BusTrust) {
         self.key = key
+        self.trust = trust
     }
 
-    public func seal(_ message: BusMessage, id: String, sender: String, now: UInt64) -> SignedBusMessage {
+    public func seal(_ message: BusMessage, id: String, as identity: BusIdentity, now: UInt64) -> SignedBusMessage {
         let document = JSON.object([
             ("v", .integer(Self.version)), ("type", .string(message.kind)), ("id", .string(id)),
-            ("ts", .integer(now)), ("from", .string(sender)), ("body", message.json),
+            ("ts", .integer(now)), ("from", .string(identity.name)), ("body", message.json),
         ])
         let body = document.encoded()
-        return SignedBusMessage(body: body, mac: Self.hex(Digest.hmac(.sha256, key: key.bytes, message: body)))
+        return SignedBusMessage(
+            body: body, mac: Self.hex(Digest.hmac(.sha256, key: key.bytes, message: body)), signature: Self.hex(identity.key.sign(body))
+        )
     }
 
-    /// Checks the MAC first (nothing unauthenticated is parsed further), then the version and form.
-    public func open(body: [UInt8], mac: String?) throws(BusError) -> BusEnvelope {
+    /// Checks the MAC first (nothing unauthenticated is parsed further), then the version and form,
+    /// then that the sender holds a trusted key of the role the message needs, signed it, and
+    /// speaks for itself.
+    public func open(body: [UInt8], mac: String?, signature: String?) throws(BusError) -> BusEnvelope {
         guard let mac, let received = Self.bytes(hex: mac),
               ConstantTime.equals(received, Digest.hmac(.sha256, key: key.bytes, message: body)) else {
             throw BusError(.badMAC, mac == nil ? "no MAC" : "the MAC does not match the bus key")
@@ -94,7 +112,17 @@ public struct BusCodec: Sendable {
               let payload = document["body"] else {
             throw BusError(.malformed, "the envelope lacks type, id, ts, from or body")
         }
-        return BusEnvelope(id: id, sentAt: sentAt, sender: sender, message: try BusMessage(kind: kind, json: payload))
+        let message = try BusMessage(kind: kind, json: payload)
+        guard let signer = trust.verifyingKey(role: message.signerRole, name: sender) else {
+            throw BusError(.unknownSender, "no trusted \(message.signerRole.rawValue) key for \(sender), who sent a \(kind)")
+        }
+        guard let signature, let signatureBytes = Self.bytes(hex: signature), signer.verify(signatureBytes, of: body) else {
+            throw BusError(.badSignature, signature == nil ? "no signature" : "the signature is not \(sender)'s")
+        }
+        guard message.speaksFor == sender else {
+            throw BusError(.wrongSender, "a \(kind) for \(message.speaksFor) signed by \(sender)")
+        }
+        return BusEnvelope(id: id, sentAt: sentAt, sender: sender, message: message)
     }
 
     static func hex(_ bytes: [UInt8]) -> String {

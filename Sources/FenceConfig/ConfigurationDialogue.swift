@@ -74,6 +74,10 @@ public struct ConfigurationDialogue {
             document.set(amqp, "sasl_mechanism", mechanism.uppercased())
             setting(amqp, "bus_key_file", "Bus key file", "/etc/fence-router/bus.key",
                     "Every bus message is signed with this key: the same file on every host and router (fencectl keygen --bytes 64).")
+            setting(amqp, "identity_key_file", "Identity key file", "/etc/fence-router/identity.key",
+                    "This daemon signs its bus messages with its own key (fencectl keygen --host NAME or --router NAME).")
+            setting(amqp, "trust_directory", "Trust directory", "/etc/fence-router/trust",
+                    "The public keys of the hosts, routers and operators this daemon believes: hosts/NAME.pub, routers/NAME.pub, operators/NAME.pub.")
             setting(amqp, "expected_hosts", "Expected hosts", "none",
                     "The hosts that must all be live before a domain found nowhere counts as off, comma-separated; 'none' learns them from the bus.", noneRemoves: true)
         }

@@ -154,10 +154,6 @@ public final class RoutedBackend: FenceBackend, Service {
         case .delta(let delta): about = delta.host
         case .heartbeat(let heartbeat): about = heartbeat.host
         }
-        guard about == envelope.sender else {
-            logger.warning("dropped bus message: inventory of one host sent by another", metadata: ["host": "\(about)", "from": "\(envelope.sender)", "kind": "\(envelope.message.kind)"])
-            return
-        }
         let receivedAt = WallClock.now()
         let (learned, wasDown, isDown, ignored) = inventory.withLock { inventory in
             let before = inventory.hosts[about]
@@ -350,9 +346,9 @@ public final class RoutedBackend: FenceBackend, Service {
             for host in hosts {
                 group.addTask {
                     let command = FenceCommand(id: self.bus.nextID(), host: host, action: action, target: "\(target)", uuid: uuid, deadline: wallDeadline, issuer: self.settings.routerID)
-                    let message = self.bus.amqpMessage(.command(command), timeToLive: max(deadline - .now, .milliseconds(1)))
                     let sent = ContinuousClock.now
                     do throws(AMQPError) {
+                        let message = try self.bus.amqpMessage(.command(command), timeToLive: max(deadline - .now, .milliseconds(1)))
                         let reply = try await requester.request(message, to: self.bus.addresses.commands(for: host), deadline: deadline)
                         Timer(label: "fence_command_rtt_seconds", dimensions: [("host", host)]).record(duration: .now - sent)
                         guard let envelope = self.bus.open(reply), envelope.sender == host, case .result(let result) = envelope.message,

@@ -21,7 +21,7 @@ struct HostDaemon: Sendable {
         let hostID = configuration.agent.hostID ?? Hostname.current()
         var logger = logger
         logger[metadataKey: "host"] = "\(hostID)"
-        let bus = try BusSetup.endpoint(settings: configuration.bus, sender: hostID, containerID: "fence-hostd-\(hostID)-\(getpid())", logger: logger)
+        let bus = try BusSetup.endpoint(settings: configuration.bus, signer: .daemon(name: hostID, role: .host), containerID: "fence-hostd-\(hostID)-\(getpid())", logger: logger)
         let pidFile = try options.pidFile.map { path throws(StartupError) in try PidFile(path: path, program: "fence-hostd") }
         do {
             guard let uri = configuration.libvirt.uris.first else {

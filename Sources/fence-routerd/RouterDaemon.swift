@@ -154,7 +154,7 @@ struct RouterDaemon: Sendable {
         guard let bus = configuration.bus else { throw StartupError(.configuration, "backends/amqp is missing") }
         let routing = configuration.routing
         let routerID = routing.routerID ?? "router-\(Hostname.current())"
-        let endpoint = try BusSetup.endpoint(settings: bus, sender: routerID, containerID: "fence-routerd-\(routerID)-\(getpid())", logger: logger)
+        let endpoint = try BusSetup.endpoint(settings: bus, signer: .daemon(name: routerID, role: .router), containerID: "fence-routerd-\(routerID)-\(getpid())", logger: logger)
         do {
             try await BusSetup.waitForBroker(endpoint, wait: wait, logger: logger)
             let backend: RoutedBackend

@@ -1,4 +1,5 @@
 import AMQP
+import ArgumentParser
 import BusClient
 import DaemonSupport
 import FenceConfig
@@ -7,12 +8,12 @@ import Logging
 
 /// fencectl on the bus, as `fencectl`, with the settings of the configuration file.
 enum BusSession {
-    static func open(_ options: ConfigFileOption) async throws -> BusEndpoint {
+    static func open(_ options: ConfigFileOption, signer: BusSigner = .nobody) async throws -> BusEndpoint {
         let document = try ConfigurationFile.load(options.configFile)
         let settings = try BusSettings(document: document)
         var logger = Logger(label: "fencectl")
         logger.logLevel = .error
-        let endpoint = try BusSetup.endpoint(settings: settings, sender: "fencectl", containerID: "fencectl-\(ProcessInfo.processInfo.processIdentifier)", logger: logger)
+        let endpoint = try BusSetup.endpoint(settings: settings, signer: signer, containerID: "fencectl-\(ProcessInfo.processInfo.processIdentifier)", logger: logger)
         try await BusSetup.waitForBroker(endpoint, wait: false, logger: logger)
         return endpoint
     }
@@ -22,4 +23,16 @@ enum BusSession {
         let environment = ProcessInfo.processInfo.environment
         return environment["SUDO_USER"] ?? environment["LOGNAME"] ?? environment["USER"] ?? "unknown"
     }
+}
+
+/// Who makes a statement on the bus: an operator with a key of their own, whose public key every
+/// router holds under `operators/NAME.pub`.
+struct OperatorOption: ParsableArguments {
+    @Option(name: .customLong("operator"), help: "Your name on the bus (default: the login that ran sudo, or yours).")
+    var name: String?
+
+    @Option(name: .customLong("operator-key"), help: ArgumentHelp("Your private key (fencectl keygen --operator NAME FILE).", valueName: "file"))
+    var keyFile = "/etc/fence-router/operator.key"
+
+    var signer: BusSigner { .operator(name: name ?? BusSession.operatorName, keyFile: keyFile) }
 }

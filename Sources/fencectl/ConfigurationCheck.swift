@@ -1,6 +1,8 @@
+import BusClient
 import DaemonSupport
 import FenceBus
 import FenceConfig
+import Logging
 
 /// What `fencectl config check` found in one file: the daemons it configures, its errors and
 /// warnings, and the settings in effect.
@@ -27,6 +29,9 @@ struct ConfigurationCheck {
         check.warnings = configurations.warnings.map(\.description)
         if checkFiles {
             check.errors += secretProblems(router: router, bus: router?.bus ?? host?.bus)
+            if let bus = router?.bus ?? host?.bus {
+                check.warnings += trustGaps(bus, router: router?.bus != nil, host: host != nil)
+            }
         }
         check.effective = EffectiveSettings.document(router: router, host: host, file: file, hostname: hostname)
         return check
@@ -42,8 +47,23 @@ struct ConfigurationCheck {
         }
         if let bus {
             do { _ = try BusSetup.prepare(bus, containerID: "fencectl-check") } catch { problems.append("\(error)") }
+            do { _ = try BusSetup.identity(of: .daemon(name: "check", role: .host), settings: bus) } catch { problems.append("\(error)") }
         }
         return problems
+    }
+
+    /// Whom the trust directory lets each daemon hear: a router that trusts no host, or an agent
+    /// that trusts no router, drops every message it needs.
+    private static func trustGaps(_ bus: BusSettings, router: Bool, host: Bool) -> [String] {
+        let trust = TrustDirectory(path: bus.trustDirectory, logger: Logger(label: "fencectl"))
+        var gaps: [String] = []
+        if router, trust.names(role: .host).isEmpty {
+            gaps.append("\(bus.trustDirectory)/hosts/ holds no host key: fence-routerd will believe no host (fencectl keygen --host NAME …)")
+        }
+        if host, trust.names(role: .router).isEmpty {
+            gaps.append("\(bus.trustDirectory)/routers/ holds no router key: fence-hostd will take commands from no router (fencectl keygen --router NAME …)")
+        }
+        return gaps
     }
 
     /// The summary, warnings and effective settings (errors go to standard error).

@@ -21,11 +21,12 @@ struct HostCommand: AsyncParsableCommand {
         )
 
         @OptionGroup var bus: ConfigFileOption
+        @OptionGroup var signer: OperatorOption
         @Argument(help: "The host, as its agent names itself on the bus.") var host: String
         @Flag(help: "Yes, the host is down: its domains may be reported off.") var yes = false
 
         func run() async throws {
-            try await HostCommand.tell(.confirmDown, host, confirmed: yes, bus,
+            try await HostCommand.tell(.confirmDown, host, confirmed: yes, bus, signer,
                                        unconfirmed: "confirming \(host) down makes its domains count as off; add --yes if it is really down")
             print("routers told: \(host) is down")
         }
@@ -43,21 +44,23 @@ struct HostCommand: AsyncParsableCommand {
         )
 
         @OptionGroup var bus: ConfigFileOption
+        @OptionGroup var signer: OperatorOption
         @Argument(help: "The host, as its agent names itself on the bus.") var host: String
         @Flag(help: "Yes, the host is gone for good: domains only it held may be reported off.") var yes = false
 
         func run() async throws {
-            try await HostCommand.tell(.forget, host, confirmed: yes, bus,
+            try await HostCommand.tell(.forget, host, confirmed: yes, bus, signer,
                                        unconfirmed: "forgetting \(host) makes the domains only it held count as absent; add --yes if it is gone for good")
             print("routers told: forget \(host)")
         }
     }
 
     /// Publishes an operator's statement about `host` to every router, once the operator said --yes.
-    static func tell(_ change: HostStateChange.Change, _ host: String, confirmed: Bool, _ options: ConfigFileOption, unconfirmed refusal: String) async throws {
+    static func tell(_ change: HostStateChange.Change, _ host: String, confirmed: Bool, _ options: ConfigFileOption, _ signer: OperatorOption,
+                     unconfirmed refusal: String) async throws {
         guard confirmed else { throw ValidationError(refusal) }
-        let statement = HostStateChange(host: host, change: change, operatorName: BusSession.operatorName)
-        let endpoint = try await BusSession.open(options)
+        let endpoint = try await BusSession.open(options, signer: signer.signer)
+        let statement = HostStateChange(host: host, change: change, operatorName: endpoint.sender)
         do {
             try await endpoint.publish(.hostState(statement), to: endpoint.addresses.inventory, timeToLive: .seconds(60), deadline: .now + .seconds(10))
         } catch {

@@ -1,3 +1,5 @@
+import Foundation
+import Logging
 import BusClient
 import Cryptography
 import FenceCore
@@ -33,7 +35,22 @@ struct JSONTests {
 @Suite("Bus messages")
 struct BusMessageTests {
     static let key = try! BusKey(fileContents: Array("bus-key-for-tests-0123456789abcdef".utf8))
-    let codec = BusCodec(key: BusMessageTests.key)
+    static let keys = ["h1": SigningKey(), "router-a": SigningKey(), "alice": SigningKey(), "bob": SigningKey()]
+    static let trust = FixedTrust([
+        .host: ["h1": keys["h1"]!.verifyingKey],
+        .router: ["router-a": keys["router-a"]!.verifyingKey],
+        .operator: ["alice": keys["alice"]!.verifyingKey, "bob": keys["bob"]!.verifyingKey],
+    ])
+    let codec = BusCodec(key: BusMessageTests.key, trust: BusMessageTests.trust)
+
+    /// The identity a message must be signed by.
+    static func signer(of message: BusMessage) -> BusIdentity {
+        BusIdentity(name: message.speaksFor, key: keys[message.speaksFor]!)
+    }
+
+    func seal(_ message: BusMessage, id: String = "m-1", now: UInt64 = 1) -> SignedBusMessage {
+        codec.seal(message, id: id, as: Self.signer(of: message), now: now)
+    }
     static let vm1 = DomainInfo(name: "vm1", uuid: "6695eb01-f6a4-8304-79aa-97f2502e193f", state: .running, persistent: true)
     static let vm2 = DomainInfo(name: "vm \"two\"", uuid: "11111111-2222-3333-4444-555555555555", state: .shutOff, persistent: false)
 
@@ -58,26 +75,96 @@ struct BusMessageTests {
 
     @Test("every message seals and opens to itself", arguments: all)
     func roundTrip(message: BusMessage) throws {
-        let signed = codec.seal(message, id: "m-1", sender: "h1", now: 1_795_000_000_123)
-        let envelope = try codec.open(body: signed.body, mac: signed.mac)
+        let signed = seal(message, now: 1_795_000_000_123)
+        let envelope = try codec.open(body: signed.body, mac: signed.mac, signature: signed.signature)
         #expect(envelope.message == message)
         #expect(envelope.id == "m-1")
-        #expect(envelope.sender == "h1")
+        #expect(envelope.sender == message.speaksFor)
         #expect(envelope.sentAt == 1_795_000_000_123)
     }
 
     @Test("a flipped byte, a wrong key or a missing MAC is refused as bad-mac")
     func badMAC() throws {
-        let signed = codec.seal(Self.all[5], id: "m-1", sender: "router-a", now: 1)
+        let signed = seal(Self.all[5])
         for index in stride(from: 0, to: signed.body.count, by: 7) {
             var body = signed.body
             body[index] ^= 0x01
-            #expect(throws: BusError(.badMAC, "the MAC does not match the bus key")) { try codec.open(body: body, mac: signed.mac) }
+            #expect(throws: BusError(.badMAC, "the MAC does not match the bus key")) { try codec.open(body: body, mac: signed.mac, signature: signed.signature) }
         }
-        let other = BusCodec(key: try BusKey(fileContents: Array("another-bus-key-0123456789abcdefgh".utf8)))
-        #expect(throws: BusError.self) { try other.open(body: signed.body, mac: signed.mac) }
-        #expect(throws: BusError(.badMAC, "no MAC")) { try codec.open(body: signed.body, mac: nil) }
-        #expect(throws: BusError.self) { try codec.open(body: signed.body, mac: "zz") }
+        let other = BusCodec(key: try BusKey(fileContents: Array("another-bus-key-0123456789abcdefgh".utf8)), trust: Self.trust)
+        #expect(throws: BusError.self) { try other.open(body: signed.body, mac: signed.mac, signature: signed.signature) }
+        #expect(throws: BusError(.badMAC, "no MAC")) { try codec.open(body: signed.body, mac: nil, signature: signed.signature) }
+        #expect(throws: BusError.self) { try codec.open(body: signed.body, mac: "zz", signature: signed.signature) }
+    }
+
+    @Test("each message needs the signature of a trusted key of its role, under the name it speaks for", arguments: all)
+    func signatures(message: BusMessage) throws {
+        let name = message.speaksFor
+        let genuine = seal(message)
+        func refusal(_ signed: SignedBusMessage) -> BusError.Code? {
+            do {
+                _ = try codec.open(body: signed.body, mac: signed.mac, signature: signed.signature)
+                return nil
+            } catch {
+                return error.code
+            }
+        }
+        func sealed(as identity: BusIdentity) -> SignedBusMessage { codec.seal(message, id: "m-1", as: identity, now: 1) }
+        #expect(refusal(genuine) == nil)
+        // Every other holder of the bus key: its own key under the sender's name, or its own name.
+        for (other, key) in Self.keys where other != name {
+            #expect(refusal(sealed(as: BusIdentity(name: name, key: key))) == .badSignature, "\(other)'s key as \(name)")
+            #expect(refusal(sealed(as: BusIdentity(name: other, key: key))) != nil, "\(other) in its own name")
+        }
+        // A broker account with the bus key but no identity key.
+        #expect(refusal(sealed(as: BusIdentity(name: name, key: SigningKey()))) == .badSignature)
+        #expect(refusal(sealed(as: BusIdentity(name: "mallory", key: SigningKey()))) == .unknownSender)
+        #expect(refusal(SignedBusMessage(body: genuine.body, mac: genuine.mac, signature: "")) == .badSignature)
+        var flipped = Array(genuine.signature.utf8)
+        flipped[3] = flipped[3] == UInt8(ascii: "0") ? UInt8(ascii: "1") : UInt8(ascii: "0")
+        #expect(refusal(SignedBusMessage(body: genuine.body, mac: genuine.mac, signature: String(decoding: flipped, as: UTF8.self))) == .badSignature)
+    }
+
+    @Test("a trusted key of another role does not sign: a host cannot command, nor a router state a host down")
+    func roles() throws {
+        let command = BusMessage.command(FenceCommand(id: "c", host: "h2", action: .off, target: "vm1", deadline: 2, issuer: "h1"))
+        let statement = BusMessage.hostState(HostStateChange(host: "h2", change: .confirmDown, operatorName: "router-a"))
+        let result = BusMessage.result(CommandResult(commandID: "c", host: "alice", outcome: .off, observed: nil))
+        for (message, name) in [(command, "h1"), (statement, "router-a"), (result, "alice")] {
+            let signed = codec.seal(message, id: "m-1", as: BusIdentity(name: name, key: Self.keys[name]!), now: 1)
+            #expect(throws: BusError.self) { try codec.open(body: signed.body, mac: signed.mac, signature: signed.signature) }
+            do {
+                _ = try codec.open(body: signed.body, mac: signed.mac, signature: signed.signature)
+            } catch {
+                #expect(error.code == .unknownSender)
+            }
+        }
+        // Inventory in another host's name, signed by its own trusted key: wrong-sender.
+        let trust = FixedTrust([.host: ["h1": Self.keys["h1"]!.verifyingKey, "h2": Self.keys["bob"]!.verifyingKey]])
+        let both = BusCodec(key: Self.key, trust: trust)
+        let forged = both.seal(.heartbeat(Heartbeat(host: "h2", epoch: 1, sequence: 1, libvirtConnected: true, domainCount: 0)),
+                               id: "m", as: BusIdentity(name: "h1", key: Self.keys["h1"]!), now: 1)
+        #expect(throws: BusError(.wrongSender, "a heartbeat for h2 signed by h1")) {
+            try both.open(body: forged.body, mac: forged.mac, signature: forged.signature)
+        }
+    }
+
+    @Test("keys round trip through PEM; other PEM and garbage are refused")
+    func keyFiles() throws {
+        let key = SigningKey()
+        let again = try SigningKey(pem: key.pem)
+        #expect(again.verifyingKey == key.verifyingKey)
+        #expect(try VerifyingKey(pem: key.verifyingKey.pem) == key.verifyingKey)
+        #expect(String(decoding: key.pem, as: UTF8.self).hasPrefix("-----BEGIN PRIVATE KEY-----"))
+        #expect(String(decoding: key.verifyingKey.pem, as: UTF8.self).hasPrefix("-----BEGIN PUBLIC KEY-----"))
+        #expect(throws: SignatureKeyError.self) { try SigningKey(pem: key.verifyingKey.pem) }
+        #expect(throws: SignatureKeyError.self) { try VerifyingKey(pem: Array("not a key".utf8)) }
+        #expect(throws: SignatureKeyError.self) { try SigningKey(pem: []) }
+        let signature = key.sign(Array("message".utf8))
+        #expect(key.verifyingKey.verify(signature, of: Array("message".utf8)))
+        #expect(!key.verifyingKey.verify(signature, of: Array("messagf".utf8)))
+        #expect(!SigningKey().verifyingKey.verify(signature, of: Array("message".utf8)))
+        #expect(!key.verifyingKey.verify(Array(signature.prefix(63)), of: Array("message".utf8)))
     }
 
     @Test("a short bus key is refused")
@@ -90,8 +177,8 @@ struct BusMessageTests {
         var guardian = ReplayGuard(tolerance: 30_000)
         let now: UInt64 = 1_795_000_000_000
         func envelope(_ id: String, at time: UInt64) throws -> BusEnvelope {
-            let signed = codec.seal(Self.all[4], id: id, sender: "h1", now: time)
-            return try codec.open(body: signed.body, mac: signed.mac)
+            let signed = seal(Self.all[4], id: id, now: time)
+            return try codec.open(body: signed.body, mac: signed.mac, signature: signed.signature)
         }
         try guardian.admit(envelope("a", at: now), now: now)
         #expect(throws: BusError.self) { try guardian.admit(envelope("a", at: now), now: now + 10) }
@@ -108,7 +195,8 @@ struct BusMessageTests {
         let key = Self.key
         func sealedRaw(_ text: String) -> SignedBusMessage {
             let body = Array(text.utf8)
-            return SignedBusMessage(body: body, mac: BusCodec.hex(Digest.hmac(.sha256, key: key.bytes, message: body)))
+            return SignedBusMessage(body: body, mac: BusCodec.hex(Digest.hmac(.sha256, key: key.bytes, message: body)),
+                                    signature: BusCodec.hex(Self.keys["h1"]!.sign(body)))
         }
         let cases: [(String, BusError.Code)] = [
             ("{\"v\":2,\"type\":\"heartbeat\",\"id\":\"x\",\"ts\":1,\"from\":\"h\",\"body\":{}}", .unsupportedVersion),
@@ -120,7 +208,7 @@ struct BusMessageTests {
         for (text, code) in cases {
             let signed = sealedRaw(text)
             do {
-                _ = try codec.open(body: signed.body, mac: signed.mac)
+                _ = try codec.open(body: signed.body, mac: signed.mac, signature: signed.signature)
                 Issue.record("accepted \(text)")
             } catch {
                 #expect(error.code == code, "\(text): \(error)")
@@ -159,5 +247,60 @@ struct BusBoundsTests {
         }
         #expect(late == "expired")
         #expect(far == "bad-deadline" && huge == "bad-deadline")
+    }
+}
+
+@Suite("Trust directory")
+struct TrustDirectoryTests {
+    let directory: String
+
+    init() throws {
+        var template = Array("/tmp/fr-trust.XXXXXX".utf8CString)
+        directory = try #require(template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!).map { String(cString: $0) } })
+        for role in BusRole.allCases { mkdir("\(directory)/\(role.directory)", 0o755) }
+    }
+
+    func file(_ role: BusRole, _ name: String, _ contents: [UInt8], mode: mode_t = 0o644) {
+        let path = "\(directory)/\(role.directory)/\(name).pub"
+        unlink(path)
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode)
+        _ = contents.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+        fchmod(descriptor, mode)
+        close(descriptor)
+    }
+
+    @Test("keys by role and name; a new, rotated or removed file counts at the next look; writable, odd or unsafe names do not")
+    func lookups() throws {
+        defer { _ = try? FileManager.default.removeItem(atPath: directory) }
+        let trust = TrustDirectory(path: directory, recheck: .zero, logger: Logger(label: "trust-test"))
+        let first = SigningKey(), second = SigningKey()
+        #expect(trust.verifyingKey(role: .host, name: "hv1") == nil)
+        file(.host, "hv1", first.verifyingKey.pem)
+        #expect(trust.verifyingKey(role: .host, name: "hv1") == first.verifyingKey)
+        #expect(trust.verifyingKey(role: .router, name: "hv1") == nil, "a host's key is not a router's")
+        file(.host, "hv1", second.verifyingKey.pem)
+        #expect(trust.verifyingKey(role: .host, name: "hv1") == second.verifyingKey, "rotated")
+        unlink("\(directory)/hosts/hv1.pub")
+        #expect(trust.verifyingKey(role: .host, name: "hv1") == nil, "removed")
+        file(.operator, "alice", first.verifyingKey.pem, mode: 0o666)
+        #expect(trust.verifyingKey(role: .operator, name: "alice") == nil, "writable by others")
+        file(.router, "r1", Array("garbage".utf8))
+        #expect(trust.verifyingKey(role: .router, name: "r1") == nil)
+        file(.host, "hv2", first.verifyingKey.pem)
+        for name in ["../hosts/hv2", "", ".hv2", "hv2/", String(repeating: "h", count: 65)] {
+            #expect(trust.verifyingKey(role: .host, name: name) == nil, "\(name)")
+        }
+        #expect(trust.names(role: .host) == ["hv2"])
+    }
+
+    @Test("without a recheck due, a look costs no file access")
+    func cached() throws {
+        defer { _ = try? FileManager.default.removeItem(atPath: directory) }
+        let trust = TrustDirectory(path: directory, recheck: .seconds(3600), logger: Logger(label: "trust-test"))
+        let key = SigningKey()
+        file(.host, "hv1", key.verifyingKey.pem)
+        #expect(trust.verifyingKey(role: .host, name: "hv1") == key.verifyingKey)
+        unlink("\(directory)/hosts/hv1.pub")
+        #expect(trust.verifyingKey(role: .host, name: "hv1") == key.verifyingKey)
     }
 }

@@ -78,17 +78,18 @@ struct ConfigurationDialogueTests {
         #expect(configuration.tcpListeners.first?.port == 1230)
     }
 
-    @Test("the amqp backend: broker, TLS with a client certificate, bus key, expected hosts; one file for both daemons")
+    @Test("the amqp backend: broker, TLS with a client certificate, bus key, identity, trust, expected hosts; one file for both daemons")
     func amqp() throws {
         let transcript = converse([
             "", "", "", "", "br0", "", "amqp",
             "amqps://broker.example.net:5671", "", "", "/etc/fence-router/ca.pem", "/etc/fence-router/hv1.pem", "", "", "",
-            "hv1, hv2", "",
+            "/etc/fence-router/hv1.identity", "", "hv1, hv2", "",
         ])
-        #expect(Array(transcript.prompts.suffix(10)) == [
+        #expect(Array(transcript.prompts.suffix(12)) == [
             "Broker URL [amqp://127.0.0.1:5672]", "Broker user [none]", "Broker password file [none]",
             "TLS CA file [/etc/fence-router/ca.pem]", "TLS client certificate [none]", "TLS client key [/etc/fence-router/host.key]",
-            "SASL mechanism [EXTERNAL]", "Bus key file [/etc/fence-router/bus.key]", "Expected hosts [none]",
+            "SASL mechanism [EXTERNAL]", "Bus key file [/etc/fence-router/bus.key]",
+            "Identity key file [/etc/fence-router/identity.key]", "Trust directory [/etc/fence-router/trust]", "Expected hosts [none]",
             "Libvirt URI of this host's fence-hostd [qemu:///system]",
         ])
         let document = try ConfigDocument(parsing: transcript.document.rendered(), file: "new.conf")
@@ -99,12 +100,14 @@ struct ConfigurationDialogueTests {
         #expect(router.bus?.tlsCertificateFile == "/etc/fence-router/hv1.pem")
         #expect(router.bus?.tlsKeyFile == "/etc/fence-router/host.key")
         #expect(router.bus?.user == nil)
+        #expect(router.bus?.identityKeyFile == "/etc/fence-router/hv1.identity")
+        #expect(router.bus?.trustDirectory == "/etc/fence-router/trust")
         #expect(router.routing.expectedHosts == ["hv1", "hv2"])
         let host = try HostAgentConfiguration(document: document)
         #expect(host.libvirt.uris == ["qemu:///system"])
 
         // Back to plain amqp on loopback, and no domains on this host: the TLS keys and the libvirt block go.
-        let again = converse(["", "", "", "", "", "", "", "amqp://127.0.0.1:5672", "", "", "", "", "", "none"], editing: transcript.document)
+        let again = converse(["", "", "", "", "", "", "", "amqp://127.0.0.1:5672", "", "", "", "", "", "", "", "none"], editing: transcript.document)
         #expect(again.document.block(["backends", "libvirt"]) == nil)
         #expect(again.document.value(["backends", "amqp"], "tls_ca_file") == nil)
         #expect(again.prompts.contains("SASL mechanism [PLAIN]"), "EXTERNAL is no default without a certificate")

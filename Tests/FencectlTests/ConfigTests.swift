@@ -19,12 +19,28 @@ struct ConfigTests {
         try await Command.run([try Products.path("fencectl")] + arguments, input: input)
     }
 
+    /// An identity key as an operator may make one without fencectl, and the trust directory
+    /// beside it with a host and a router in it.
+    func identity() async throws -> (key: String, trust: String) {
+        let path = directory.path("identity.key")
+        let made = try await Command.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", path])
+        #expect(made.status == 0, "\(made)")
+        _ = chmod(path, 0o600)
+        let trust = directory.path("trust")
+        for (role, name) in [("--host", "hv7"), ("--router", "r7")] {
+            let made = try await fencectl(["keygen", role, name, directory.path("\(name).key"), "--trust-directory", trust])
+            #expect(made.status == 0, "\(made)")
+        }
+        return (path, trust)
+    }
+
     func object(_ text: String) throws -> [String: Any] {
         try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
     }
 
     @Test("a good file: valid, its unknown key warned about at its line, the settings in effect printed with defaults, also as JSON")
     func goodFile() async throws {
+        let (identity, trust) = try await identity()
         let path = try directory.write("good.conf", """
             fence_virtd {
             \tlistener = "multicast";
@@ -32,7 +48,7 @@ struct ConfigTests {
             }
             listeners { multicast { key_file = "\(key)"; interfce = "br0"; } }
             backends {
-            \tamqp { url = "amqp://127.0.0.1:5672"; bus_key_file = "\(busKey)"; host_id = "hv7"; }
+            \tamqp { url = "amqp://127.0.0.1:5672"; bus_key_file = "\(busKey)"; host_id = "hv7"; identity_key_file = "\(identity)"; trust_directory = "\(trust)"; }
             \tlibvirt { uri = "qemu:///system"; }
             }
             """)
@@ -86,7 +102,8 @@ struct ConfigTests {
     @Test("configure: piped answers (a missing file is started from scratch on a yes), shown and written only after a yes; a no leaves the file as it was")
     func configure() async throws {
         let path = directory.path("fence_virt.conf")
-        let answers = ["y", "", "", "", "", "br0", key, "amqp", "amqp://127.0.0.1:5672", "", "", "", busKey, "hv1,hv2", ""]
+        let (identity, trust) = try await identity()
+        let answers = ["y", "", "", "", "", "br0", key, "amqp", "amqp://127.0.0.1:5672", "", "", "", busKey, identity, trust, "hv1,hv2", ""]
         let refused = try await fencectl(["configure", "-f", path], input: (answers + ["n"]).joined(separator: "\n") + "\n")
         #expect(refused.status == 1)
         #expect(!FileManager.default.fileExists(atPath: path))
@@ -103,7 +120,7 @@ struct ConfigTests {
         #expect(check.output.contains("expected_hosts = \"hv1, hv2\";") || check.output.contains("expected_hosts = \"hv1,hv2\";"), "\(check)")
 
         // Run again on the file just written: every answer it gave is now the default.
-        let again = try await fencectl(["configure", "-f", path], input: "\n\n\n\n\n\n\n\n\n\n\n\n\n\ny\n")
+        let again = try await fencectl(["configure", "-f", path], input: String(repeating: "\n", count: 16) + "y\n")
         #expect(again.status == 0, "\(again)")
         #expect(again.output.contains("Interface [br0]"), "\(again)")
         #expect(try String(contentsOfFile: path, encoding: .utf8).contains("interface = \"br0\";"))

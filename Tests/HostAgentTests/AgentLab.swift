@@ -1,5 +1,6 @@
 import AMQP
 import BusClient
+import Cryptography
 import FenceBus
 import FenceCore
 import Foundation
@@ -11,12 +12,16 @@ import TestSupport
 final class AgentLab: @unchecked Sendable {
     static let prerequisites = BrokerProcess.prerequisites + Prerequisite.libvirtd
     static let busKey = Array("bus-key-for-the-agent-tests-0123456789abcdef".utf8)
+    /// The test signs as this router, whose public key the agent's trust directory holds.
+    static let routerKey = SigningKey()
 
     let broker: BrokerProcess
     let libvirtd: LibvirtdProcess
     let directory: TemporaryDirectory
     let host: String
     let agent: ChildProcess
+    /// The agent's own identity key.
+    let hostKey = SigningKey()
     let bus: BusEndpoint
     let inventory: AsyncStream<(BusEnvelope, AMQPMessage)>
     let requester: AMQPRequester
@@ -28,13 +33,20 @@ final class AgentLab: @unchecked Sendable {
         directory = try TemporaryDirectory(prefix: "fr-agent")
         host = "h-\(UUID().uuidString.prefix(6).lowercased())"
         libvirtd = try LibvirtdProcess(directory: directory.url.appendingPathComponent("libvirtd"))
-        try await libvirtd.start()
+        // A real host keeps its domains whatever its clients do: a keeper connection holds
+        // test:///default, or libvirtd would drop it with the agent's connection (closed by
+        // libvirtd's keepalive while a test holds the agent stopped).
+        try await libvirtd.start(keepState: true)
         let keyPath = try directory.write("bus.key", bytes: Self.busKey)
+        let identityPath = try directory.write("identity.key", bytes: hostKey.pem)
+        _ = try directory.write("trust/routers/router-test.pub", bytes: Self.routerKey.verifyingKey.pem, mode: 0o644)
         let config = try directory.write("fence_virt.conf", """
             backends {
                 amqp {
                     url = "\(broker.url)";
                     bus_key_file = "\(keyPath)";
+                    identity_key_file = "\(identityPath)";
+                    trust_directory = "\(directory.path("trust"))";
                     host_id = "\(host)";
                     snapshot_interval = "\(snapshotInterval)";
                 }
@@ -48,15 +60,16 @@ final class AgentLab: @unchecked Sendable {
             logger: logger
         )
         try await connection.waitUntilConnected(deadline: .now + .seconds(10))
-        bus = BusEndpoint(sender: "router-test", connection: connection, addresses: BusAddresses(profile: .rabbitMQ3),
-                          key: try BusKey(fileContents: Self.busKey), clockTolerance: .seconds(30), logger: logger)
+        bus = BusEndpoint(identity: BusIdentity(name: "router-test", key: Self.routerKey), connection: connection,
+                          addresses: BusAddresses(profile: .rabbitMQ3), key: try BusKey(fileContents: Self.busKey),
+                          trust: FixedTrust([.host: [host: hostKey.verifyingKey], .router: ["router-test": Self.routerKey.verifyingKey]]), clockTolerance: .seconds(30), logger: logger)
         inventory = try await bus.subscribe(bus.addresses.inventory, deadline: .now + .seconds(10))
         requester = try await AMQPRequester(connection: connection, replyAddress: bus.addresses.replies(for: "test-\(host)"), deadline: .now + .seconds(10))
 
         agent = try ChildProcess([try Products.path("fence-hostd"), "-F", "-f", config, "-d", "1"],
                                  logFile: directory.url.appendingPathComponent("fence-hostd.log"))
         try await agent.waitForLog("[fence_hostd] ready")
-        // test:///default in libvirtd lives while a connection is open: the agent's is. Now define the domains.
+        // Now define the domains: the agent sees them arrive as events.
         for domain in domains { try await define(domain) }
     }
 
@@ -92,10 +105,8 @@ final class AgentLab: @unchecked Sendable {
         let inventory = self.inventory
         let bus = self.bus
         try await withTimeout(limit, "the lab's inventory subscription back") {
-            var sequence: UInt64 = 0
             while true {
-                sequence += 1
-                let probe = BusMessage.heartbeat(Heartbeat(host: "probe", epoch: 1, sequence: sequence, libvirtConnected: true, domainCount: 0))
+                let probe = BusMessage.snapshotRequest(SnapshotRequest(router: bus.sender))
                 try? await bus.publish(probe, to: bus.addresses.inventory, timeToLive: .seconds(5), deadline: .now + .seconds(5))
                 let received = try await withTimeout(.seconds(1), "the probe") {
                     for await (envelope, _) in inventory where envelope.sender == bus.sender { return true }
@@ -110,7 +121,7 @@ final class AgentLab: @unchecked Sendable {
     func command(_ action: FenceAction, _ target: String, id: String = UUID().uuidString, deadline: UInt64? = nil) async throws -> CommandResult {
         let command = FenceCommand(id: id, host: host, action: action, target: target,
                                    deadline: deadline ?? WallClock.now() + 10_000, issuer: "router-test")
-        let reply = try await requester.request(bus.amqpMessage(.command(command), timeToLive: .seconds(10)),
+        let reply = try await requester.request(try bus.amqpMessage(.command(command), timeToLive: .seconds(10)),
                                                 to: bus.addresses.commands(for: host), deadline: .now + .seconds(10))
         guard let envelope = bus.open(reply), case .result(let result) = envelope.message else {
             throw TimedOut(what: "a well-formed result")

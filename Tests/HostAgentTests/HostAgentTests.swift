@@ -1,5 +1,6 @@
 import AMQP
 import BusClient
+import Cryptography
 import FenceBus
 import FenceCore
 import Foundation
@@ -110,19 +111,46 @@ struct HostAgentTests {
         try await withLab { lab in
             let queue = lab.bus.addresses.commands(for: lab.host)
             let command = FenceCommand(id: "forged", host: lab.host, action: .off, target: "guest1", deadline: WallClock.now() + 10_000, issuer: "intruder")
-            var forged = lab.bus.amqpMessage(.command(command))
+            var forged = try lab.bus.amqpMessage(.command(command))
             forged.applicationProperties[SignedBusMessage.macProperty] = String(repeating: "0", count: 64)
             forged.replyTo = lab.requester.replyAddress
             try await lab.bus.connection.send(forged, to: queue, deadline: .now + .seconds(5))
             try await lab.agent.waitForLog("reason=bad-mac")
             #expect(try await lab.trueState("guest1") == "running", "broker credentials alone cannot fence")
 
-            var genuine = lab.bus.amqpMessage(.command(FenceCommand(id: "once", host: lab.host, action: .off, target: "guest2", deadline: WallClock.now() + 10_000, issuer: "router-test")))
+            var genuine = try lab.bus.amqpMessage(.command(FenceCommand(id: "once", host: lab.host, action: .off, target: "guest2", deadline: WallClock.now() + 10_000, issuer: "router-test")))
             genuine.replyTo = lab.requester.replyAddress
             try await lab.bus.connection.send(genuine, to: queue, deadline: .now + .seconds(5))
             try await lab.bus.connection.send(genuine, to: queue, deadline: .now + .seconds(5))
             try await lab.agent.waitForLog("reason=replayed")
             #expect(lab.agent.log.contains("dropped-total=1"))
+        }
+    }
+
+    @Test("a host holding the bus key cannot command another: a command signed with a host's key, in a router's name or its own, is dropped")
+    func commandFromAnotherHost() async throws {
+        try await withLab { lab in
+            // The attacker: another hypervisor host, root there, with the bus key and its own identity key.
+            let intruder = BusEndpoint(identity: BusIdentity(name: "router-test", key: SigningKey()), connection: lab.bus.connection,
+                                       addresses: lab.bus.addresses, key: try BusKey(fileContents: AgentLab.busKey), trust: FixedTrust([:]),
+                                       clockTolerance: .seconds(30), logger: lab.logger)
+            let ownName = BusEndpoint(identity: BusIdentity(name: "hv-evil", key: SigningKey()), connection: lab.bus.connection,
+                                      addresses: lab.bus.addresses, key: try BusKey(fileContents: AgentLab.busKey), trust: FixedTrust([:]),
+                                      clockTolerance: .seconds(30), logger: lab.logger)
+            let queue = lab.bus.addresses.commands(for: lab.host)
+            for (endpoint, reason) in [(intruder, "bad-signature"), (ownName, "unknown-sender")] {
+                let command = FenceCommand(id: "forged-\(reason)", host: lab.host, action: .off, target: "guest1",
+                                           deadline: WallClock.now() + 10_000, issuer: endpoint.sender)
+                var message = try endpoint.amqpMessage(.command(command))
+                message.replyTo = lab.requester.replyAddress
+                try await lab.bus.connection.send(message, to: queue, deadline: .now + .seconds(5))
+                try await lab.agent.waitForLog("reason=\(reason)")
+            }
+            #expect(try await lab.trueState("guest1") == "running", "a host's key cannot order another host")
+
+            // The router's own key still commands it.
+            #expect(try await lab.command(.off, "guest1").outcome == .success)
+            #expect(try await lab.trueState("guest1") == "shut off")
         }
     }
 

@@ -83,7 +83,7 @@ struct RoutedFencingTests {
         }
     }
 
-    @Test("a host gone silent: off, reboot and status fail — never off — until an operator confirms it down")
+    @Test("a host gone silent: off, reboot and status fail — never off — until an operator confirms it down (another host cannot)")
     func staleHost() async throws {
         try await MultiHostLab.with(hosts: 3) { lab in
             try await lab.define("hv1", "alpha", uuid: uuid(1))
@@ -100,6 +100,17 @@ struct RoutedFencingTests {
 
             let refused = try await lab.fencectl(on: "hv2", "host", "confirm-down", "hv1")
             #expect(refused.status != 0)
+            // hv3 compromised (root there: the bus key and hv3's identity key) states hv1 down, in
+            // the operator's name and in its own: the routers drop both, and hv1's domains stay
+            // unknown. (With one shared bus key, either made alpha answer OFF while it ran.)
+            let stolen = "\(lab.path)/hv3/identity.key"
+            for (name, reason) in [("lab", "bad-signature"), ("hv3", "unknown-sender")] {
+                let forged = try await lab.fencectl(on: "hv3", "host", "confirm-down", "hv1", "--yes", "--operator", name, "--operator-key", stolen)
+                #expect(forged.status == 0, "fencectl cannot know whether the routers believe it: \(forged)")
+                try await lab.waitForLog("router-hv1", "reason=\(reason)")
+            }
+            #expect(try await lab.status("alpha") == 1, "a host cannot state another one down")
+            #expect(!lab.log("router-hv1").contains("change=confirm-down"))
             #expect(try await lab.fencectl(on: "hv2", "host", "confirm-down", "hv1", "--yes").status == 0)
             try await lab.waitForLog("router-hv1", "change=confirm-down")
             #expect(try await lab.status("alpha") == 2)
