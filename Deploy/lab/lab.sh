@@ -2,7 +2,7 @@
 # A multi-host fence-router lab on this machine, in network namespaces it creates (nothing touches
 # the real interfaces). Run as root.
 #
-#   lab.sh up DIR [--hosts N] [--guests M] [--routers R] [--bare B] [--bin DIR]
+#   lab.sh up DIR [--hosts N] [--guests M] [--routers R] [--bare B] [--bin DIR] [--request-timeout S]
 #        management network 198.18.0.0/24: the broker (.100) and hosts hv1..hvN (.1..)
 #        guest network 198.51.100.0/24 on a bridge: hosts (.1..) and guests g1..gM (.101..)
 #        each host: its own libvirtd (libvirt's test driver on a unix socket) and fence-hostd;
@@ -123,9 +123,10 @@ define_domain() {
 
 case $command in
 up)
-    hosts=3 guests=2 routers=1 bare=0 bin=""
+    hosts=3 guests=2 routers=1 bare=0 bin="" timeout=15
     while (($#)); do
         case $1 in
+        --request-timeout) timeout=$2; shift 2 ;;
         --hosts) hosts=$2; shift 2 ;;
         --guests) guests=$2; shift 2 ;;
         --routers) routers=$2; shift 2 ;;
@@ -194,7 +195,7 @@ CONF
 fence_virtd {
 	listener = "multicast";
 	backend = "amqp";
-	request_timeout = "15";
+	request_timeout = "$timeout";
 	state_directory = "$dir/$host/state";
 }
 
