@@ -223,7 +223,9 @@ class Chaos:
     def end_faults(self, everything=False):
         """Undoes the faults whose time is up; the moment the last one ends is when service
         should come back."""
-        for fault in [f for f in self.faults if everything or f.left <= 0]:
+        due = [f for f in self.faults if everything or f.left <= 0]
+        # The broker and the links come back before the daemons that need them.
+        for fault in sorted(due, key=lambda f: f.kind not in ("broker-stop", "link-cut")):
             if fault.undo:
                 fault.undo()
                 self.history.append(f"undone {fault.kind} {fault.detail}")
@@ -308,6 +310,11 @@ class Chaos:
     def step(self):
         for fault in self.faults:
             fault.left -= 1
+            # A daemon starts only once it reaches the broker (as systemd retries it until then):
+            # one killed while the broker or its host's link is down comes back after them.
+            if fault.kind in ("agent-kill", "router-kill") and fault.left <= 0 and any(
+                    other.kind == "broker-stop" or (other.kind == "link-cut" and other.part == fault.part) for other in self.faults):
+                fault.left = 1
         self.end_faults()
         if len(self.faults) < 2 and self.rng.random() < 0.3:
             self.start_fault()
@@ -351,6 +358,8 @@ def main():
     parser.add_argument("--json", help="also write the counts here")
     parser.add_argument("--quiet", action="store_true")
     options = parser.parse_args()
+    # Stopped from outside (a test's time limit), it still takes its lab down.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     seed = options.seed if options.seed is not None else random.SystemRandom().randrange(1 << 31)
     rng = random.Random(seed)
     print(f"chaos: seed {seed}", flush=True)
