@@ -28,7 +28,10 @@ struct ConfigurationCheck {
         if host != nil { check.daemons.append("fence-hostd") }
         check.warnings = configurations.warnings.map(\.description)
         if checkFiles {
-            check.errors += secretProblems(router: router, bus: router?.bus ?? host?.bus)
+            // The identity a file serves: its host's when it configures an agent, else its router's.
+            let signer: BusSigner = host.map { .daemon(name: $0.agent.hostID ?? hostname, role: .host) }
+                ?? .daemon(name: router?.routing.routerID ?? "router-\(hostname)", role: .router)
+            check.errors += secretProblems(router: router, bus: router?.bus ?? host?.bus, signer: signer)
             if let bus = router?.bus ?? host?.bus {
                 check.warnings += trustGaps(bus, router: router?.bus != nil, host: host != nil)
             }
@@ -38,7 +41,7 @@ struct ConfigurationCheck {
     }
 
     /// The daemons' own start-up reading of each key and of the broker's settings.
-    private static func secretProblems(router: RouterConfiguration?, bus: BusSettings?) -> [String] {
+    private static func secretProblems(router: RouterConfiguration?, bus: BusSettings?, signer: BusSigner) -> [String] {
         var problems: [String] = []
         let listeners = (router?.multicastListeners.map(\.security) ?? []) + (router?.tcpListeners.map(\.security) ?? [])
         var seen: Set<String> = []
@@ -47,7 +50,7 @@ struct ConfigurationCheck {
         }
         if let bus {
             do { _ = try BusSetup.prepare(bus, containerID: "fencectl-check") } catch { problems.append("\(error)") }
-            do { _ = try BusSetup.identity(of: .daemon(name: "check", role: .host), settings: bus) } catch { problems.append("\(error)") }
+            do { _ = try BusSetup.identity(of: signer, settings: bus) } catch { problems.append("\(error)") }
         }
         return problems
     }
