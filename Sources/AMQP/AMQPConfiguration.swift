@@ -40,7 +40,9 @@ public struct AMQPConfiguration: Sendable, Equatable {
     public var allowInsecurePlain: Bool
     /// The AMQP container id; unique per process.
     public var containerID: String
-    /// The first and the longest wait between reconnection attempts.
+    /// The first and the longest wait between reconnection attempts (each one jittered down to half).
+    /// The longest is short because fencing waits on it after a broker restart: 2 s keeps service
+    /// back within a few seconds, and the jitter spreads the attempts of many hosts.
     public var reconnectBackoff: ClosedRange<Duration>
     /// A broker silent for this long is taken for dead (Proton sends keepalive frames at half of it).
     public var idleTimeout: Duration
@@ -54,7 +56,7 @@ public struct AMQPConfiguration: Sendable, Equatable {
         mechanisms: [SASLMechanism] = [.plain],
         allowInsecurePlain: Bool = false,
         containerID: String,
-        reconnectBackoff: ClosedRange<Duration> = .milliseconds(100)...(.seconds(5)),
+        reconnectBackoff: ClosedRange<Duration> = .milliseconds(100)...(.seconds(2)),
         idleTimeout: Duration = .seconds(8)
     ) {
         self.host = host

@@ -131,7 +131,10 @@ final class Engine: @unchecked Sendable {
     private func scheduleReconnect() {
         failures += 1
         let exponent = min(failures - 1, 20)
-        let delay = min(configuration.reconnectBackoff.lowerBound * (1 << exponent), configuration.reconnectBackoff.upperBound)
+        let ceiling = min(configuration.reconnectBackoff.lowerBound * (1 << exponent), configuration.reconnectBackoff.upperBound)
+        // Jittered (between half and all of the ceiling) so that the agents of many hosts do not
+        // come back to a restarted broker in one wave.
+        let delay = ceiling * Double.random(in: 0.5...1)
         let (seconds, attoseconds) = delay.components
         pn_proactor_set_timeout(proactor, pn_millis_t(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000))
     }

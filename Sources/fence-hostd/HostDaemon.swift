@@ -31,7 +31,7 @@ struct HostDaemon: Sendable {
                 logger.warning("fence-hostd serves one hypervisor; using the first uri", metadata: ["uri": "\(uri)"])
             }
             // One connection for the agent's whole life: libvirt's test driver keeps its state per connection.
-            let libvirt = LibvirtConnection(uri: uri, lifecycleEvents: true, backoff: .milliseconds(250)...(.seconds(5)), logger: logger)
+            let libvirt = LibvirtConnection(uri: uri, lifecycleEvents: true, backoff: .milliseconds(250)...(.seconds(2)), logger: logger)
             try await waitForLibvirt(libvirt, wait: options.waitForBackend, logger: logger)
             try await BusSetup.waitForBroker(bus, wait: options.waitForBackend, logger: logger)
             let agent = HostAgent(
