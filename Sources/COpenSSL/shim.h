@@ -7,6 +7,7 @@
 #include <openssl/pem.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
+#include <openssl/bn.h>
 
 // Macros Swift cannot import.
 static inline long fr_bio_mem_data(BIO *bio, char **data) { return BIO_get_mem_data(bio, data); }

@@ -18,18 +18,40 @@ public final class SigningKey: @unchecked Sendable {
     // EVP_PKEY is reference-counted and read-only once made: signing from several threads, each
     // with its own EVP_MD_CTX, is safe.
     fileprivate let pkey: OpaquePointer
+    /// The same key in X25519 form (`KeyAgreement`).
+    let agreementKey: OpaquePointer
 
     /// A new key from OpenSSL's generator.
-    public init() {
+    public convenience init() {
         let seed = SecureRandom.bytes(32)
-        pkey = seed.withUnsafeBufferPointer { EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nil, $0.baseAddress, 32) }!
+        self.init(pkey: seed.withUnsafeBufferPointer { EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nil, $0.baseAddress, 32) }!)
     }
 
-    public init(pem: [UInt8]) throws(SignatureKeyError) {
-        pkey = try PEM.read(pem, what: "an Ed25519 private key") { PEM_read_bio_PrivateKey($0, nil, nil, nil) }
+    public convenience init(pem: [UInt8]) throws(SignatureKeyError) {
+        self.init(pkey: try PEM.read(pem, what: "an Ed25519 private key") { PEM_read_bio_PrivateKey($0, nil, nil, nil) })
     }
 
-    deinit { EVP_PKEY_free(pkey) }
+    private init(pkey: OpaquePointer) {
+        self.pkey = pkey
+        var seed = [UInt8](repeating: 0, count: 32)
+        var length = 32
+        precondition(EVP_PKEY_get_raw_private_key(pkey, &seed, &length) == 1 && length == 32, "EVP_PKEY_get_raw_private_key failed")
+        agreementKey = KeyAgreement.montgomeryPrivateKey(seed: seed)
+        OPENSSL_cleanse(&seed, seed.count)
+    }
+
+    deinit {
+        EVP_PKEY_free(pkey)
+        EVP_PKEY_free(agreementKey)
+    }
+
+    /// The X25519 public key of `agreementKey` (for checking the Edwards-to-Montgomery map).
+    var agreementPublicKey: [UInt8] {
+        var raw = [UInt8](repeating: 0, count: 32)
+        var length = 32
+        precondition(EVP_PKEY_get_raw_public_key(agreementKey, &raw, &length) == 1 && length == 32, "EVP_PKEY_get_raw_public_key failed")
+        return raw
+    }
 
     /// The PKCS #8 PEM text of this key.
     public var pem: [UInt8] {
@@ -63,10 +85,13 @@ public final class VerifyingKey: @unchecked Sendable, Equatable {
     private let pkey: OpaquePointer
     /// The 32 raw bytes, for comparing and for fingerprints.
     public let raw: [UInt8]
+    /// The same point in X25519 form (`KeyAgreement`); nil if it has none.
+    let agreementKey: [UInt8]?
 
     fileprivate init(raw: [UInt8]) {
         self.raw = raw
         pkey = raw.withUnsafeBufferPointer { EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nil, $0.baseAddress, 32) }!
+        agreementKey = KeyAgreement.montgomeryPublicKey(edwards: raw)
     }
 
     public convenience init(pem: [UInt8]) throws(SignatureKeyError) {

@@ -1,4 +1,4 @@
-import Cryptography
+@testable import Cryptography
 import Testing
 import TestSupport
 
@@ -38,5 +38,52 @@ struct DigestTests {
         #expect(first.count == 64)
         #expect(first != SecureRandom.bytes(64))
         #expect(SecureRandom.bytes(0).isEmpty)
+    }
+}
+
+/// The Edwards-to-Montgomery map under the pair keys of the bus (`KeyAgreement`).
+@Suite("Key agreement between Ed25519 identities")
+struct KeyAgreementTests {
+    /// The Ed25519 key of libsodium's test (seed 421151a4…), as PKCS #8 PEM.
+    static let libsodiumKey = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIEIRUaRZ+urePSRxFflK7a5CMYEkCVr6vk0UUaVZ+u3u\n-----END PRIVATE KEY-----\n"
+
+    @Test("libsodium's known answer: the seed 421151a4… maps to the X25519 public key f1814f0e…")
+    func knownAnswer() throws {
+        let key = try SigningKey(pem: Array(Self.libsodiumKey.utf8))
+        let hex = DigestTests().hex
+        #expect(hex(key.verifyingKey.raw) == "b5076a8474a832daee4dd5b4040983b6623b5f344aca57d4d6ee4baf3f259e6e")
+        #expect(try hex(#require(key.verifyingKey.agreementKey)) == "f1814f0e8ff1043d8a44d25babff3cedcae6c22c3edaa48f857ae70de2baae50")
+        #expect(hex(key.agreementPublicKey) == "f1814f0e8ff1043d8a44d25babff3cedcae6c22c3edaa48f857ae70de2baae50")
+    }
+
+    @Test("both sides of a pair derive one secret; a third key derives another")
+    func agreement() throws {
+        for _ in 0..<20 {
+            let alice = SigningKey(), bob = SigningKey(), mallory = SigningKey()
+            // The public map and the private one agree (two independent routes to the same point).
+            #expect(alice.verifyingKey.agreementKey == alice.agreementPublicKey)
+            let ab = try #require(KeyAgreement.sharedSecret(alice, bob.verifyingKey))
+            #expect(KeyAgreement.sharedSecret(bob, alice.verifyingKey) == ab)
+            #expect(try #require(KeyAgreement.sharedSecret(mallory, bob.verifyingKey)) != ab)
+        }
+    }
+
+    @Test("points that give no usable secret are refused: y = 1, a non-canonical y, small order")
+    func badPoints() throws {
+        var one = [UInt8](repeating: 0, count: 32)
+        one[0] = 1
+        #expect(KeyAgreement.montgomeryPublicKey(edwards: one) == nil)
+        // p itself (2^255 − 19, little-endian) is not a canonical y.
+        var prime = [UInt8](repeating: 0xFF, count: 32)
+        prime[0] = 0xED
+        prime[31] = 0x7F
+        #expect(KeyAgreement.montgomeryPublicKey(edwards: prime) == nil)
+        // y = −1 maps to u = 0, the point of order 2: X25519 with it is all zeros, refused.
+        var minusOne = prime
+        minusOne[0] = 0xEC
+        #expect(KeyAgreement.montgomeryPublicKey(edwards: minusOne) == [UInt8](repeating: 0, count: 32))
+        let orderTwo = try VerifyingKey(pem: Array("-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA7P///////////////////////////////////////38=\n-----END PUBLIC KEY-----\n".utf8))
+        #expect(KeyAgreement.sharedSecret(SigningKey(), orderTwo) == nil)
+        #expect(KeyAgreement.montgomeryPublicKey(edwards: [1, 2, 3]) == nil)
     }
 }
