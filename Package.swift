@@ -63,7 +63,7 @@ let package = Package(
         // The bus over AMQP: sealing, publishing, checking, replying, for routers and agents alike.
         .target(
             name: "BusClient",
-            dependencies: ["FenceBus", "AMQP", "Cryptography", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["FenceBus", "AMQP", "Cryptography", "DropReporting", .product(name: "Logging", package: "swift-log")]
         ),
         // fence-routerd's amqp backend: the inventory from the bus, routing, confirmed results.
         .target(
@@ -85,11 +85,19 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // Rate-limited logging of dropped input: packets, bus messages.
+        .target(
+            name: "DropReporting",
+            dependencies: [
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         // The fence_xvm front end: listeners, call-back sessions, the request pipeline.
         .target(
             name: "FenceServer",
             dependencies: [
-                "FenceWire", "FenceCore", "FenceConfig", "Cryptography",
+                "FenceWire", "FenceCore", "FenceConfig", "Cryptography", "DropReporting",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -126,7 +134,7 @@ let package = Package(
         .executableTarget(
             name: "fence-routerd",
             dependencies: [
-                "FenceWire", "FenceConfig", "FenceCore", "Libvirt", "FenceServer", "DaemonSupport", "FenceRouter",
+                "FenceWire", "FenceConfig", "FenceCore", "Libvirt", "FenceServer", "DaemonSupport", "FenceRouter", "DropReporting",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -187,7 +195,7 @@ let package = Package(
         .testTarget(
             name: "FenceServerTests",
             dependencies: [
-                "FenceServer", "FenceWire", "FenceCore", "FenceConfig", "TestSupport",
+                "FenceServer", "FenceWire", "FenceCore", "FenceConfig", "DropReporting", "TestSupport",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]

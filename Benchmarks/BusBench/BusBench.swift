@@ -31,7 +31,7 @@ enum BusBench {
         let key = try BusKey(fileContents: readFile(keyFile))
         let connection = try AMQPConnection(configuration: try AMQPConfiguration(url: url, containerID: "bus-bench"), logger: logger)
         try await connection.waitUntilConnected(deadline: .now + .seconds(10))
-        let identity = BusIdentity(name: "bench", key: try SigningKey(pem: readFile(identityFile)))
+        let identity = BusIdentity(role: .router, name: "bench", key: try SigningKey(pem: readFile(identityFile)))
         let bus = BusEndpoint(identity: identity, connection: connection, addresses: BusAddresses(profile: .rabbitMQ3), key: key,
                               trust: TrustDirectory(path: trust, logger: logger), clockTolerance: .seconds(30), logger: logger)
         let inventory = try await bus.subscribe(bus.addresses.inventory, deadline: .now + .seconds(10))
@@ -64,7 +64,7 @@ enum BusBench {
         for run in 0..<runs {
             let command = FenceCommand(id: "bench-\(run)", host: host, action: .status, target: "bench-vm", deadline: WallClock.now() + 10_000, issuer: "bench")
             let started = ContinuousClock.now
-            _ = try await requester.request(bus.amqpMessage(.command(command), timeToLive: .seconds(10)), to: bus.addresses.commands(for: host), deadline: .now + .seconds(10))
+            _ = try await requester.request(bus.amqpMessage(.command(command), for: .one(host), timeToLive: .seconds(10)), to: bus.addresses.commands(for: host), deadline: .now + .seconds(10))
             roundTrips.append(ContinuousClock.now - started)
         }
 

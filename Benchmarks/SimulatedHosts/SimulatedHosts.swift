@@ -46,15 +46,17 @@ enum SimulatedHosts {
             print("fence-sim-hosts: \(error)")
             exit(1)
         }
-        // Each fake agent signs as itself: its public key goes into the router's trust directory.
+        // Each fake agent sends as itself: its public key goes into the router's trust directory,
+        // and it seals for the routers filed there.
         try? FileManager.default.createDirectory(atPath: "\(trust)/hosts", withIntermediateDirectories: true)
+        let routers = TrustDirectory(path: trust, logger: logger)
         let hosts = (1...hostCount).map { index in
-            let identity = BusIdentity(name: "sim\(index)", key: SigningKey())
+            let identity = BusIdentity(role: .host, name: "sim\(index)", key: SigningKey())
             _ = FileManager.default.createFile(atPath: "\(trust)/hosts/sim\(index).pub", contents: Data(identity.key.verifyingKey.pem))
             return FakeAgent(
                 hypervisor: FakeHypervisor(host: index, domains: domainCount),
                 bus: BusEndpoint(identity: identity, connection: connection, addresses: BusAddresses(profile: .rabbitMQ3), key: key,
-                                 trust: FixedTrust([:]), clockTolerance: .seconds(30), logger: logger)
+                                 trust: routers, clockTolerance: .seconds(30), logger: logger)
             )
         }
         let failures = Counter()
@@ -88,7 +90,7 @@ enum SimulatedHosts {
             for (agent, message) in batch {
                 group.addTask {
                     do throws(AMQPError) {
-                        try await agent.bus.publish(message, to: agent.bus.addresses.inventory, timeToLive: .seconds(15), deadline: .now + .seconds(10))
+                        try await agent.bus.publish(message, to: agent.bus.addresses.inventory, for: .everyRouter, timeToLive: .seconds(15), deadline: .now + .seconds(10))
                     } catch {
                         failures.next()
                     }

@@ -13,19 +13,21 @@ enum FuzzTarget: String, CaseIterable, Sendable {
     case conversation
     /// fence_virt.conf: the grammar, the settings of both daemons, rendering back.
     case config
-    /// A bus message: the MAC check, then (with a valid MAC) the JSON, the schema and the signature.
+    /// A bus message: the MAC check, then (with a valid MAC) the JSON, the schema and the sender's
+    /// proof (pair MAC or signature).
     case bus
 
     static let key = FenceKey(fileContents: Array("fence-router fuzzing key".utf8))
     static let busKeyBytes = [UInt8](repeating: 0x42, count: 64)
     static let busKey = try! BusKey(fileContents: busKeyBytes)
-    /// One signing key that the fuzz trust accepts for every name: the harness signs what it
-    /// means to get past the signature check, as it computes the MAC.
+    /// One identity key that the fuzz trust accepts for every name, sender and receiver: the
+    /// harness proves what it means to get past the sender check, as it computes the MAC.
     static let signer = SigningKey()
 
     struct EveryName: BusTrust {
         let key: VerifyingKey
         func verifyingKey(role: BusRole, name: String) -> VerifyingKey? { key }
+        func names(role: BusRole) -> [String] { [] }
     }
 
     func run(_ data: [UInt8]) {
@@ -113,12 +115,24 @@ enum FuzzTarget: String, CaseIterable, Sendable {
         let mac = first & 1 == 0
             ? hex(Digest.hmac(.sha256, key: busKeyBytes, message: body))
             : String(decoding: body.prefix(Int(first >> 2)), as: UTF8.self)
-        // Signing costs more than the rest of the target: only for inputs with a valid MAC that parse.
-        let signature = first & 3 == 0 && (try? JSON(parsing: body)) != nil ? hex(signer.sign(body)) : String(decoding: body.suffix(Int(first >> 2)), as: UTF8.self)
-        if let envelope = try? codec.open(body: body, mac: mac, signature: signature) {
+        let garbage = String(decoding: body.suffix(Int(first >> 2)), as: UTF8.self)
+        var sealed = SealedBusMessage(body: body, mac: mac, proof: .signature([]))
+        var properties = sealed.properties.merging([SealedBusMessage.signatureProperty: garbage, SealedBusMessage.pairMACsProperty: garbage]) { $1 }
+        var receiver = BusIdentity(role: .router, name: "fuzz-router", key: signer)
+        // Proving costs more than the rest of the target: only for inputs with a valid MAC that parse.
+        if first & 3 == 0, let json = try? JSON(parsing: body), let kind = json["type"]?.stringValue, let from = json["from"]?.stringValue,
+           let payload = json["body"], let message = try? BusMessage(kind: kind, json: payload) {
+            receiver = BusIdentity(role: message.receiverRole, name: "fuzz-\(message.receiverRole.rawValue)", key: signer)
+            if let proof = try? codec.proof(of: body, message, as: BusIdentity(role: message.signerRole, name: from, key: signer), for: [receiver.name]) {
+                sealed = SealedBusMessage(body: body, mac: mac, proof: proof)
+                properties = sealed.properties
+            }
+        }
+        if let envelope = try? codec.open(body: body, properties: properties, as: receiver) {
             // What was accepted seals back into a message that opens to the same envelope.
-            let sealed = codec.seal(envelope.message, id: envelope.id, as: BusIdentity(name: envelope.sender, key: signer), now: envelope.sentAt)
-            guard let again = try? codec.open(body: sealed.body, mac: sealed.mac, signature: sealed.signature), again == envelope else {
+            let identity = BusIdentity(role: envelope.message.signerRole, name: envelope.sender, key: signer)
+            guard let again = try? codec.seal(envelope.message, id: envelope.id, as: identity, for: [receiver.name], now: envelope.sentAt),
+                  (try? codec.open(body: again.body, properties: again.properties, as: receiver)) == envelope else {
                 fatalError("an accepted message does not survive sealing")
             }
             var guardian = FenceBus.ReplayGuard()

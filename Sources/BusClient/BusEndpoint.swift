@@ -1,4 +1,5 @@
 import AMQP
+import DropReporting
 import FenceBus
 import Logging
 import Synchronization
@@ -19,6 +20,15 @@ public struct BusAddresses: Sendable {
     public func replies(for router: String) -> String { profile.reply("fence.reply.\(router)") }
 }
 
+/// Whom a message is sealed for.
+public enum BusReceivers: Hashable, Sendable {
+    /// Every router in the trust directory: a host's inventory (and an operator's statement,
+    /// which is signed for anyone instead).
+    case everyRouter
+    /// One daemon: the host of a command or snapshot request, the router a result answers.
+    case one(String)
+}
+
 /// One side of the bus over an AMQP connection: seals and publishes messages as its identity, opens
 /// and checks received ones (dropping, logging and counting those with a bad MAC, an untrusted
 /// signer, a stale time or a replayed id).
@@ -28,10 +38,14 @@ public final class BusEndpoint: Sendable {
     public let connection: AMQPConnection
     public let addresses: BusAddresses
     private let codec: BusCodec
+    private let trust: any BusTrust
     private let replayGuard: Mutex<ReplayGuard>
     private let ids = Mutex<UInt64>(0)
     private let instance: String
     private let dropped = Mutex<[String: Int]>([:])
+    /// The log of dropped messages: run it as a service, so that each interval's drops beyond the
+    /// first of each reason are summed up (a broker account flooding forged messages costs a few lines).
+    public let drops: DropLog<BusError.Code>
     private let logger: Logger
 
     public init(identity: BusIdentity?, connection: AMQPConnection, addresses: BusAddresses, key: BusKey, trust: any BusTrust,
@@ -40,9 +54,11 @@ public final class BusEndpoint: Sendable {
         self.connection = connection
         self.addresses = addresses
         codec = BusCodec(key: key, trust: trust)
+        self.trust = trust
         let (seconds, attoseconds) = clockTolerance.components
         replayGuard = Mutex(ReplayGuard(tolerance: UInt64(seconds) * 1000 + UInt64(attoseconds / 1_000_000_000_000_000)))
         instance = String(WallClock.now(), radix: 36)
+        drops = DropLog(event: "dropped bus message", summary: "dropped bus messages in the last interval", logger: logger)
         self.logger = logger
     }
 
@@ -59,31 +75,38 @@ public final class BusEndpoint: Sendable {
     }
 
     /// Seals `message` and sends it; returns once the broker accepted it.
-    public func publish(_ message: BusMessage, to address: String, timeToLive: Duration? = nil, deadline: ContinuousClock.Instant) async throws(AMQPError) {
-        try await connection.send(amqpMessage(message, timeToLive: timeToLive), to: address, deadline: deadline)
+    public func publish(_ message: BusMessage, to address: String, for receivers: BusReceivers, timeToLive: Duration? = nil,
+                        deadline: ContinuousClock.Instant) async throws(AMQPError) {
+        try await connection.send(amqpMessage(message, for: receivers, timeToLive: timeToLive), to: address, deadline: deadline)
     }
 
     /// The AMQP form of a bus message.
-    public func amqpMessage(_ message: BusMessage, correlationID: String? = nil, timeToLive: Duration? = nil) throws(AMQPError) -> AMQPMessage {
+    public func amqpMessage(_ message: BusMessage, for receivers: BusReceivers, correlationID: String? = nil,
+                            timeToLive: Duration? = nil) throws(AMQPError) -> AMQPMessage {
         guard let identity else {
             throw AMQPError(.invalidMessage, "this endpoint has no identity key to sign a \(message.kind) with")
         }
+        let names: [String] = switch receivers {
+        case .everyRouter: message.signerRole == .operator ? [] : trust.names(role: .router)
+        case .one(let name): [name]
+        }
         let id = nextID()
-        let signed = codec.seal(message, id: id, as: identity, now: WallClock.now())
+        let sealed: SealedBusMessage
+        do {
+            sealed = try codec.seal(message, id: id, as: identity, for: names, now: WallClock.now())
+        } catch {
+            throw AMQPError(.invalidMessage, "cannot seal a \(message.kind): \(error.message)")
+        }
         return AMQPMessage(
-            body: signed.body, messageID: id, correlationID: correlationID, contentType: SignedBusMessage.contentType,
-            timeToLive: timeToLive,
-            applicationProperties: [SignedBusMessage.macProperty: signed.mac, SignedBusMessage.signatureProperty: signed.signature]
+            body: sealed.body, messageID: id, correlationID: correlationID, contentType: SealedBusMessage.contentType,
+            timeToLive: timeToLive, applicationProperties: sealed.properties
         )
     }
 
     /// Checks a received message; nil (logged and counted) when it must be dropped.
     public func open(_ message: AMQPMessage) -> BusEnvelope? {
         do throws(BusError) {
-            let envelope = try codec.open(
-                body: message.body, mac: message.applicationProperties[SignedBusMessage.macProperty],
-                signature: message.applicationProperties[SignedBusMessage.signatureProperty]
-            )
+            let envelope = try codec.open(body: message.body, properties: message.applicationProperties, as: identity)
             try replayGuard.withLock { (guardian: inout ReplayGuard) throws(BusError) in try guardian.admit(envelope, now: WallClock.now()) }
             return envelope
         } catch {
@@ -91,9 +114,10 @@ public final class BusEndpoint: Sendable {
                 counts[error.code.rawValue, default: 0] += 1
                 return counts[error.code.rawValue]!
             }
-            logger.warning("dropped bus message", metadata: [
-                "reason": "\(error.code.rawValue)", "detail": "\(error.message)", "amqp-id": "\(message.messageID ?? "-")",
-                "dropped-total": "\(count)",
+            // The source: the message id without its counter (`<sender>-<instance>`), as the sender wrote it.
+            let id = message.messageID ?? "-"
+            drops.note(error.code, source: String(id[..<(id.lastIndex(of: "-") ?? id.endIndex)].prefix(80)), metadata: [
+                "detail": "\(error.message)", "amqp-id": "\(id.prefix(200))", "dropped-total": "\(count)",
             ])
             return nil
         }
@@ -116,12 +140,13 @@ public final class BusEndpoint: Sendable {
         return stream
     }
 
-    /// Answers `request` (a command) on its reply-to address with its correlation id.
-    public func reply(to request: AMQPMessage, with message: BusMessage, timeToLive: Duration, deadline: ContinuousClock.Instant) async throws(AMQPError) {
+    /// Answers `request` (a command from `router`) on its reply-to address with its correlation id.
+    public func reply(to request: AMQPMessage, from router: String, with message: BusMessage, timeToLive: Duration,
+                      deadline: ContinuousClock.Instant) async throws(AMQPError) {
         guard let replyTo = request.replyTo else {
             throw AMQPError(.invalidMessage, "the request names no reply-to address")
         }
-        let reply = try amqpMessage(message, correlationID: request.correlationID ?? request.messageID, timeToLive: timeToLive)
+        let reply = try amqpMessage(message, for: .one(router), correlationID: request.correlationID ?? request.messageID, timeToLive: timeToLive)
         try await connection.send(reply, to: replyTo, deadline: deadline)
     }
 }

@@ -16,15 +16,11 @@ import Synchronization
 public final class TrustDirectory: BusTrust {
     public let path: String
     private let recheck: Duration
-    private let cache = Mutex<[Entry.Key: Entry]>([:])
+    private let cache = Mutex<[BusPeer: Entry]>([:])
+    private let listed = Mutex<[BusRole: (names: [String], checkedAt: ContinuousClock.Instant)]>([:])
     private let logger: Logger
 
     struct Entry {
-        struct Key: Hashable {
-            let role: BusRole
-            let name: String
-        }
-
         var key: VerifyingKey?
         var stamp: FileStamp?
         var checkedAt: ContinuousClock.Instant
@@ -45,7 +41,7 @@ public final class TrustDirectory: BusTrust {
 
     public func verifyingKey(role: BusRole, name: String) -> VerifyingKey? {
         guard BusIdentity.isValidName(name) else { return nil }
-        let key = Entry.Key(role: role, name: name)
+        let key = BusPeer(role: role, name: name)
         let now = ContinuousClock.now
         if let entry = cache.withLock({ $0[key] }), now - entry.checkedAt < recheck {
             return entry.key
@@ -62,7 +58,16 @@ public final class TrustDirectory: BusTrust {
     }
 
     /// The names filed under `role`, for tools and start-up checks.
+    /// Every name filed under `role`, read again at most every `recheck`.
     public func names(role: BusRole) -> [String] {
+        let now = ContinuousClock.now
+        if let last = listed.withLock({ $0[role] }), now - last.checkedAt < recheck { return last.names }
+        let names = list(role: role)
+        listed.withLock { $0[role] = (names, now) }
+        return names
+    }
+
+    private func list(role: BusRole) -> [String] {
         guard let directory = opendir("\(path)/\(role.directory)") else { return [] }
         defer { closedir(directory) }
         var names: [String] = []

@@ -20,6 +20,8 @@ public final class SigningKey: @unchecked Sendable {
     fileprivate let pkey: OpaquePointer
     /// The same key in X25519 form (`KeyAgreement`).
     let agreementKey: OpaquePointer
+    /// The raw public key, kept to tell keys apart cheaply.
+    public let publicKeyBytes: [UInt8]
 
     /// A new key from OpenSSL's generator.
     public convenience init() {
@@ -38,6 +40,10 @@ public final class SigningKey: @unchecked Sendable {
         precondition(EVP_PKEY_get_raw_private_key(pkey, &seed, &length) == 1 && length == 32, "EVP_PKEY_get_raw_private_key failed")
         agreementKey = KeyAgreement.montgomeryPrivateKey(seed: seed)
         OPENSSL_cleanse(&seed, seed.count)
+        var raw = [UInt8](repeating: 0, count: 32)
+        length = 32
+        precondition(EVP_PKEY_get_raw_public_key(pkey, &raw, &length) == 1 && length == 32, "EVP_PKEY_get_raw_public_key failed")
+        publicKeyBytes = raw
     }
 
     deinit {
@@ -60,10 +66,7 @@ public final class SigningKey: @unchecked Sendable {
 
     /// The key that checks this key's signatures.
     public var verifyingKey: VerifyingKey {
-        var raw = [UInt8](repeating: 0, count: 32)
-        var length = 32
-        precondition(EVP_PKEY_get_raw_public_key(pkey, &raw, &length) == 1 && length == 32, "EVP_PKEY_get_raw_public_key failed")
-        return VerifyingKey(raw: raw)
+        VerifyingKey(raw: publicKeyBytes)
     }
 
     /// The 64-byte signature of `message`.

@@ -37,15 +37,15 @@ public enum BusSetup {
 
     /// The signer's private key, read and checked (0600, an Ed25519 PEM key).
     public static func identity(of signer: BusSigner, settings: BusSettings) throws(StartupError) -> BusIdentity? {
-        let name: String, file: String, origin: String, create: String
+        let name: String, file: String, origin: String, create: String, role: BusRole
         switch signer {
         case .nobody:
             return nil
-        case .daemon(let daemon, let role):
-            (name, file, origin) = (daemon, settings.identityKeyFile, "backends/amqp/identity_key_file")
+        case .daemon(let daemon, let daemonRole):
+            (name, file, origin, role) = (daemon, settings.identityKeyFile, "backends/amqp/identity_key_file", daemonRole)
             create = "fencectl keygen --\(role.rawValue) \(daemon) \(file), and its .pub into every \(role == .host ? "router" : "host")'s \(settings.trustDirectory)/\(role.directory)/"
         case .operator(let person, let keyFile):
-            (name, file, origin) = (person, keyFile, "--operator-key")
+            (name, file, origin, role) = (person, keyFile, "--operator-key", .operator)
             create = "fencectl keygen --operator \(person) \(keyFile), and its .pub into every router's \(settings.trustDirectory)/operators/"
         }
         guard BusIdentity.isValidName(name) else {
@@ -53,7 +53,7 @@ public enum BusSetup {
         }
         let pem = try SecretFile.read(file, what: "identity key", origin: origin, create: create)
         do {
-            return BusIdentity(name: name, key: try SigningKey(pem: pem))
+            return BusIdentity(role: role, name: name, key: try SigningKey(pem: pem))
         } catch {
             throw StartupError(.keyFile, "identity key \(file) (\(origin)): \(error.message)")
         }

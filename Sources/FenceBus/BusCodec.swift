@@ -2,7 +2,7 @@ import Cryptography
 
 /// Why a bus message was dropped.
 public struct BusError: Error, Hashable, Sendable, CustomStringConvertible {
-    public enum Code: String, Hashable, Sendable {
+    public enum Code: String, Hashable, Sendable, CustomStringConvertible {
         case badMAC = "bad-mac"
         case stale
         case replayed
@@ -11,10 +11,16 @@ public struct BusError: Error, Hashable, Sendable, CustomStringConvertible {
         case unsupportedVersion = "unsupported-version"
         /// No trusted key of the role its message needs under the sender's name.
         case unknownSender = "unknown-sender"
-        /// The signature is not the named sender's.
+        /// The signature, or the pair MAC, is not the named sender's.
         case badSignature = "bad-signature"
+        /// No MAC for this receiver: sent to someone else (or its sender does not trust this receiver).
+        case notAddressed = "not-addressed"
+        /// A sender has no trusted key for a receiver it was asked to send to.
+        case unknownReceiver = "unknown-receiver"
         /// The message speaks for someone else than its signer (a host's inventory in another's name).
         case wrongSender = "wrong-sender"
+
+        public var description: String { rawValue }
     }
 
     public let code: Code
@@ -29,9 +35,9 @@ public struct BusError: Error, Hashable, Sendable, CustomStringConvertible {
 }
 
 /// The secret shared by every router, agent and operator (not the broker): its MAC, checked first
-/// and cheaply, keeps a broker account from making receivers spend a signature check. Who sent a
-/// message is proven by the sender's own signature (`BusIdentity`), which no other holder of
-/// this key can make.
+/// and cheaply, keeps a broker account from making receivers spend more. Who sent a message is
+/// proven by a second MAC under a key only its sender and receiver share (`PairKeys`), or for an
+/// operator's statement by the operator's signature: no other holder of this key can make either.
 public struct BusKey: Sendable {
     public static let minimumLength = 32
     let bytes: [UInt8]
@@ -44,17 +50,50 @@ public struct BusKey: Sendable {
     }
 }
 
-/// A message ready for the broker: its body, the MAC and the sender's signature.
-public struct SignedBusMessage: Hashable, Sendable {
+/// How a message proves its sender.
+public enum SenderProof: Hashable, Sendable {
+    /// One MAC per receiver, each under the key the sender shares with that receiver: what
+    /// daemons send each other, many times a second (a MAC costs microseconds, a signature check
+    /// hundreds).
+    case pairMACs([String: [UInt8]])
+    /// The sender's Ed25519 signature: an operator's statements, which every router must be able
+    /// to check without sharing anything with the operator.
+    case signature([UInt8])
+}
+
+/// A message ready for the broker: its body, the bus key's MAC and the proof of its sender.
+public struct SealedBusMessage: Hashable, Sendable {
     public static let contentType = "application/vnd.fence-router.bus+json; version=1"
     /// The AMQP application property that carries the MAC (hex HMAC-SHA256 of the body).
     public static let macProperty = "fr-mac"
-    /// The AMQP application property that carries the sender's signature (hex Ed25519 of the body).
+    /// The AMQP application property that carries the pair MACs: `name=hex` for each receiver, comma-separated.
+    public static let pairMACsProperty = "fr-to"
+    /// The AMQP application property that carries an operator's signature (hex Ed25519 of the body).
     public static let signatureProperty = "fr-sig"
+    /// At most this many receivers per message.
+    public static let maximumReceivers = 1024
 
     public let body: [UInt8]
     public let mac: String
-    public let signature: String
+    public let proof: SenderProof
+
+    public init(body: [UInt8], mac: String, proof: SenderProof) {
+        self.body = body
+        self.mac = mac
+        self.proof = proof
+    }
+
+    /// The proof as AMQP application properties.
+    public var properties: [String: String] {
+        var properties = [Self.macProperty: mac]
+        switch proof {
+        case .signature(let signature):
+            properties[Self.signatureProperty] = BusCodec.hex(signature)
+        case .pairMACs(let macs):
+            properties[Self.pairMACsProperty] = macs.sorted { $0.key < $1.key }.map { "\($0.key)=\(BusCodec.hex($0.value))" }.joined(separator: ",")
+        }
+        return properties
+    }
 }
 
 /// What came off the bus: the message and who sent it when.
@@ -62,42 +101,64 @@ public struct BusEnvelope: Hashable, Sendable {
     public let id: String
     /// Wall-clock ms since the Unix epoch, as the sender saw it.
     public let sentAt: UInt64
-    /// A host id, a router id or an operator's name: whoever signed the message, in the role the
+    /// A host id, a router id or an operator's name: whoever proved the message, in the role the
     /// message needs (`BusMessage.signerRole`), and the one the message speaks for.
     public let sender: String
     public let message: BusMessage
 }
 
-/// Signs and checks bus messages: `{"v":1,"type":…,"id":…,"ts":…,"from":…,"body":{…}}`, MAC'd
-/// whole with HMAC-SHA256 under the bus key and signed whole with the sender's Ed25519 key.
+/// Seals and checks bus messages: `{"v":1,"type":…,"id":…,"ts":…,"from":…,"body":{…}}`, MAC'd
+/// whole with HMAC-SHA256 under the bus key, and proven by its sender (`SenderProof`).
 public struct BusCodec: Sendable {
     public static let version: UInt64 = 1
     private let key: BusKey
     private let trust: any BusTrust
+    private let pairKeys = PairKeys()
 
     public init(key: BusKey, trust: any BusTrust) {
         self.key = key
         self.trust = trust
     }
 
-    public func seal(_ message: BusMessage, id: String, as identity: BusIdentity, now: UInt64) -> SignedBusMessage {
+    /// Seals `message` as `identity` for `receivers` (names in the role the message goes to,
+    /// `BusMessage.receiverRole`; ignored for an operator's signed statement).
+    public func seal(_ message: BusMessage, id: String, as identity: BusIdentity, for receivers: [String], now: UInt64) throws(BusError) -> SealedBusMessage {
         let document = JSON.object([
             ("v", .integer(Self.version)), ("type", .string(message.kind)), ("id", .string(id)),
             ("ts", .integer(now)), ("from", .string(identity.name)), ("body", message.json),
         ])
         let body = document.encoded()
-        return SignedBusMessage(
-            body: body, mac: Self.hex(Digest.hmac(.sha256, key: key.bytes, message: body)), signature: Self.hex(identity.key.sign(body))
+        return SealedBusMessage(
+            body: body, mac: Self.hex(Digest.hmac(.sha256, key: key.bytes, message: body)),
+            proof: try proof(of: body, message, as: identity, for: receivers)
         )
     }
 
-    /// Checks the MAC first (nothing unauthenticated is parsed further), then the version and form,
-    /// then that the sender holds a trusted key of the role the message needs, signed it, and
-    /// speaks for itself.
-    public func open(body: [UInt8], mac: String?, signature: String?) throws(BusError) -> BusEnvelope {
-        guard let mac, let received = Self.bytes(hex: mac),
+    /// What proves that `body`, the encoding of `message`, comes from `identity`: for an
+    /// operator's statement a signature, else a pair MAC for each of `receivers`.
+    public func proof(of body: [UInt8], _ message: BusMessage, as identity: BusIdentity, for receivers: [String]) throws(BusError) -> SenderProof {
+        guard message.signerRole != .operator else { return .signature(identity.key.sign(body)) }
+        guard receivers.count <= SealedBusMessage.maximumReceivers else {
+            throw BusError(.unknownReceiver, "\(receivers.count) receivers; at most \(SealedBusMessage.maximumReceivers)")
+        }
+        var macs: [String: [UInt8]] = [:]
+        for receiver in receivers {
+            let peer = BusPeer(role: message.receiverRole, name: receiver)
+            guard let pair = pairKey(identity, peer) else {
+                throw BusError(.unknownReceiver, "no trusted \(peer.role.rawValue) key for \(receiver), to send a \(message.kind) to")
+            }
+            macs[receiver] = Self.pairMAC(pair, to: peer, body: body)
+        }
+        return .pairMACs(macs)
+    }
+
+    /// Checks the bus key's MAC first (nothing unauthenticated is parsed further), then the version
+    /// and form, then that the sender holds a trusted key of the role the message needs, proved it
+    /// to `receiver` (a pair MAC for this receiver, or an operator's signature), and speaks for itself.
+    public func open(body: [UInt8], properties: [String: String], as receiver: BusIdentity?) throws(BusError) -> BusEnvelope {
+        guard let mac = properties[SealedBusMessage.macProperty], let received = Self.bytes(hex: mac),
               ConstantTime.equals(received, Digest.hmac(.sha256, key: key.bytes, message: body)) else {
-            throw BusError(.badMAC, mac == nil ? "no MAC" : "the MAC does not match the bus key")
+            throw BusError(.badMAC, properties[SealedBusMessage.macProperty] == nil ? "no MAC" : "the MAC does not match the bus key")
         }
         let document: JSON
         do {
@@ -116,13 +177,46 @@ public struct BusCodec: Sendable {
         guard let signer = trust.verifyingKey(role: message.signerRole, name: sender) else {
             throw BusError(.unknownSender, "no trusted \(message.signerRole.rawValue) key for \(sender), who sent a \(kind)")
         }
-        guard let signature, let signatureBytes = Self.bytes(hex: signature), signer.verify(signatureBytes, of: body) else {
-            throw BusError(.badSignature, signature == nil ? "no signature" : "the signature is not \(sender)'s")
+        if message.signerRole == .operator {
+            guard let signature = properties[SealedBusMessage.signatureProperty], let signatureBytes = Self.bytes(hex: signature),
+                  signer.verify(signatureBytes, of: body) else {
+                throw BusError(.badSignature, properties[SealedBusMessage.signatureProperty] == nil ? "no signature" : "the signature is not \(sender)'s")
+            }
+        } else {
+            guard let receiver, receiver.role == message.receiverRole,
+                  let received = Self.pairMAC(for: receiver.name, in: properties[SealedBusMessage.pairMACsProperty]) else {
+                throw BusError(.notAddressed, "a \(kind) from \(sender) with no MAC for \(receiver.map { "\($0.role.rawValue) \($0.name)" } ?? "a listener")")
+            }
+            let peer = BusPeer(role: message.signerRole, name: sender)
+            guard let pair = pairKeys.key(receiver, peer, signer),
+                  ConstantTime.equals(received, Self.pairMAC(pair, to: BusPeer(role: receiver.role, name: receiver.name), body: body)) else {
+                throw BusError(.badSignature, "the pair MAC is not \(sender)'s")
+            }
         }
         guard message.speaksFor == sender else {
-            throw BusError(.wrongSender, "a \(kind) for \(message.speaksFor) signed by \(sender)")
+            throw BusError(.wrongSender, "a \(kind) for \(message.speaksFor) sent by \(sender)")
         }
         return BusEnvelope(id: id, sentAt: sentAt, sender: sender, message: message)
+    }
+
+    private func pairKey(_ identity: BusIdentity, _ peer: BusPeer) -> [UInt8]? {
+        guard let key = trust.verifyingKey(role: peer.role, name: peer.name) else { return nil }
+        return pairKeys.key(identity, peer, key)
+    }
+
+    /// The MAC for one receiver: the receiver is in it, so a message cannot be reflected back to its sender.
+    static func pairMAC(_ pairKey: [UInt8], to receiver: BusPeer, body: [UInt8]) -> [UInt8] {
+        Digest.hmac(.sha256, key: pairKey, message: Array("to \(receiver.role.rawValue)/\(receiver.name)\n".utf8) + body)
+    }
+
+    /// This receiver's MAC in the `fr-to` property, without splitting the rest.
+    static func pairMAC(for name: String, in property: String?) -> [UInt8]? {
+        guard let property, property.utf8.count <= SealedBusMessage.maximumReceivers * 140 else { return nil }
+        for entry in property.utf8.split(separator: UInt8(ascii: ",")) {
+            guard let equals = entry.firstIndex(of: UInt8(ascii: "=")), entry[..<equals].elementsEqual(name.utf8) else { continue }
+            return bytes(hex: String(decoding: entry[entry.index(after: equals)...], as: UTF8.self))
+        }
+        return nil
     }
 
     static func hex(_ bytes: [UInt8]) -> String {

@@ -1,4 +1,5 @@
 import Cryptography
+import Synchronization
 
 /// What a bus sender is, and so which messages it may sign: inventory and results come from host
 /// agents, commands and snapshot requests from routers, statements about hosts from operators.
@@ -27,6 +28,11 @@ extension BusMessage {
         }
     }
 
+    /// Who receives it: routers get what hosts and operators send, hosts what routers send.
+    public var receiverRole: BusRole {
+        signerRole == .router ? .host : .router
+    }
+
     /// The sender the message speaks for: it must be the one that signed it.
     var speaksFor: String {
         switch self {
@@ -41,21 +47,70 @@ extension BusMessage {
     }
 }
 
-/// This process on the bus: the name it signs as, and its private key. The name is the one its
-/// public key is filed under in the receivers' trust directories.
+/// This process on the bus: the role and name it sends as, and its private key. The name is the
+/// one its public key is filed under, in that role's folder, in its peers' trust directories.
 public struct BusIdentity: Sendable {
+    public let role: BusRole
     public let name: String
     public let key: SigningKey
 
-    public init(name: String, key: SigningKey) {
+    public init(role: BusRole, name: String, key: SigningKey) {
+        self.role = role
         self.name = name
         self.key = key
+    }
+}
+
+/// Another sender or receiver, by role and name.
+public struct BusPeer: Hashable, Sendable {
+    public let role: BusRole
+    public let name: String
+
+    public init(role: BusRole, name: String) {
+        self.role = role
+        self.name = name
     }
 }
 
 /// The public keys a receiver believes, by role and name.
 public protocol BusTrust: Sendable {
     func verifyingKey(role: BusRole, name: String) -> VerifyingKey?
+    /// Every name filed in a role, sorted: whom a host's inventory is sealed for.
+    func names(role: BusRole) -> [String]
+}
+
+/// The key each pair of daemons shares: X25519 between their identities, then HMAC-SHA256 with
+/// both names, so it binds who is who. Derived once per peer and kept while the peer's public
+/// key stays the same (a rotated key derives a new one).
+final class PairKeys: Sendable {
+    private struct Entry {
+        let ownKey: [UInt8]
+        let peerKey: [UInt8]
+        let pairKey: [UInt8]
+    }
+
+    private struct Slot: Hashable {
+        let own: BusPeer
+        let peer: BusPeer
+    }
+
+    private let entries = Mutex<[Slot: Entry]>([:])
+
+    /// The pair key of `own` with `peer`, whose public key is `peerKey`; nil if that key gives no secret.
+    func key(_ own: BusIdentity, _ peer: BusPeer, _ peerKey: VerifyingKey) -> [UInt8]? {
+        let slot = Slot(own: BusPeer(role: own.role, name: own.name), peer: peer)
+        if let entry = entries.withLock({ $0[slot] }), entry.peerKey == peerKey.raw, entry.ownKey == own.key.publicKeyBytes {
+            return entry.pairKey
+        }
+        guard let secret = KeyAgreement.sharedSecret(own.key, peerKey) else { return nil }
+        let names = ["\(own.role.rawValue)/\(own.name)", "\(peer.role.rawValue)/\(peer.name)"].sorted()
+        let pairKey = Digest.hmac(.sha256, key: secret, message: Array("fence-router pair key 1\n\(names[0])\n\(names[1])".utf8))
+        entries.withLock { entries in
+            // Bounded by the trust directory: only trusted peers get here.
+            entries[slot] = Entry(ownKey: own.key.publicKeyBytes, peerKey: peerKey.raw, pairKey: pairKey)
+        }
+        return pairKey
+    }
 }
 
 /// A fixed set of keys (tests, fuzzing, simulations).
@@ -68,6 +123,10 @@ public struct FixedTrust: BusTrust {
 
     public func verifyingKey(role: BusRole, name: String) -> VerifyingKey? {
         keys[role]?[name]
+    }
+
+    public func names(role: BusRole) -> [String] {
+        (keys[role] ?? [:]).keys.sorted()
     }
 }
 

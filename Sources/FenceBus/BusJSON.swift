@@ -49,7 +49,7 @@ extension BusMessage {
         }
     }
 
-    init(kind: String, json: JSON) throws(BusError) {
+    public init(kind: String, json: JSON) throws(BusError) {
         func field(_ name: String) throws(BusError) -> JSON {
             guard let value = json[name] else { throw BusError(.malformed, "\(kind): no field \"\(name)\"") }
             return value

@@ -74,6 +74,7 @@ public final class RoutedBackend: FenceBackend, Service {
                 group.addTask { await self.announceWarmUp() }
                 group.addTask { await self.askForSnapshots() }
                 group.addTask { await self.sampleInventory() }
+                group.addTask { try? await self.bus.drops.run() }
                 for await (envelope, _) in stream {
                     self.receive(envelope)
                 }
@@ -88,7 +89,7 @@ public final class RoutedBackend: FenceBackend, Service {
     private func askForSnapshots() async {
         for host in currentInventory.expectedHosts {
             do {
-                try await bus.publish(.snapshotRequest(SnapshotRequest(router: settings.routerID)), to: bus.addresses.commands(for: host),
+                try await bus.publish(.snapshotRequest(SnapshotRequest(router: settings.routerID)), to: bus.addresses.commands(for: host), for: .one(host),
                                       timeToLive: .seconds(5), deadline: .now + .seconds(5))
             } catch {
                 logger.warning("cannot ask a host for a snapshot", metadata: ["host": "\(host)", "error": "\(error)"])
@@ -348,7 +349,7 @@ public final class RoutedBackend: FenceBackend, Service {
                     let command = FenceCommand(id: self.bus.nextID(), host: host, action: action, target: "\(target)", uuid: uuid, deadline: wallDeadline, issuer: self.settings.routerID)
                     let sent = ContinuousClock.now
                     do throws(AMQPError) {
-                        let message = try self.bus.amqpMessage(.command(command), timeToLive: max(deadline - .now, .milliseconds(1)))
+                        let message = try self.bus.amqpMessage(.command(command), for: .one(host), timeToLive: max(deadline - .now, .milliseconds(1)))
                         let reply = try await requester.request(message, to: self.bus.addresses.commands(for: host), deadline: deadline)
                         Timer(label: "fence_command_rtt_seconds", dimensions: [("host", host)]).record(duration: .now - sent)
                         guard let envelope = self.bus.open(reply), envelope.sender == host, case .result(let result) = envelope.message,

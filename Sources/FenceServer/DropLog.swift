@@ -1,7 +1,6 @@
+import DropReporting
 import FenceWire
 import Logging
-import ServiceLifecycle
-import Synchronization
 
 /// Why the front end dropped a packet or a connection without serving it.
 public enum DropReason: String, Sendable, Hashable, CaseIterable, CustomStringConvertible {
@@ -74,86 +73,19 @@ public enum DropReason: String, Sendable, Hashable, CaseIterable, CustomStringCo
     var isExpected: Bool { self == .duplicate }
 }
 
-/// Which dropped packets are worth a log line: the first of each reason in each interval is logged
-/// in full, the rest are only counted and summed up at the end of the interval. A flood of bad
-/// packets then costs a few lines instead of drowning the daemon's real ones (journald's rate
-/// limit would drop those first). Time is passed in.
-struct DropTally: Sendable {
-    struct Summary: Equatable, Sendable {
-        var counts: [DropReason: Int] = [:]
-        var sources: Set<String> = []
+extension DropLog where Reason == DropReason {
+    /// The front end's log of dropped packets.
+    public static func packets(logger: Logger) -> DropLog<DropReason> {
+        DropLog(event: "dropped packet", summary: "dropped packets in the last interval", logger: logger)
     }
 
-    let interval: Duration
-    private var summary = Summary()
-    private var logged: Set<DropReason> = []
-    private var started: ContinuousClock.Instant?
-
-    init(interval: Duration) {
-        self.interval = interval
-    }
-
-    /// Counts one drop; true if this one should be logged in full.
-    mutating func note(_ reason: DropReason, source: String, now: ContinuousClock.Instant) -> Bool {
-        if started == nil { started = now }
-        summary.counts[reason, default: 0] += 1
-        if summary.sources.count < 64 { summary.sources.insert(source) }
-        return logged.insert(reason).inserted
-    }
-
-    /// The drops of the interval that ended, if it ended and there were any beyond the ones logged.
-    mutating func close(now: ContinuousClock.Instant, force: Bool = false) -> Summary? {
-        guard let started, force || now - started >= interval else { return nil }
-        let ended = summary
-        summary = Summary()
-        logged = []
-        self.started = nil
-        return ended.counts.values.reduce(0, +) > ended.counts.count ? ended : nil
-    }
-}
-
-/// Logs dropped packets through a `DropTally`, and writes each interval's summary line.
-public final class DropLog: Service, Sendable {
-    private let tally: Mutex<DropTally>
-    private let logger: Logger
-    private let clock: any Clock<Duration>
-
-    public init(interval: Duration = .seconds(10), clock: any Clock<Duration> = ContinuousClock(), logger: Logger) {
-        tally = Mutex(DropTally(interval: interval))
-        self.clock = clock
-        self.logger = logger
-    }
-
-    /// Counts a drop; logs it in full when it is the first of its reason in this interval.
+    /// Counts a dropped packet; copies of requests under way only go to the debug log.
     func note(_ reason: DropReason, detail: String, source: String, listener: String, total: Int) {
+        let metadata: Logger.Metadata = ["detail": "\(detail)", "listener": "\(listener)", "dropped-total": "\(total)"]
         guard !reason.isExpected else {
-            logger.debug("dropped packet", metadata: ["reason": "\(reason)", "detail": "\(detail)", "source": "\(source)", "dropped-total": "\(total)"])
+            logger.debug("dropped packet", metadata: metadata.merging(["reason": "\(reason)", "source": "\(source)"]) { $1 })
             return
         }
-        guard tally.withLock({ $0.note(reason, source: source, now: .now) }) else { return }
-        logger.warning("dropped packet", metadata: [
-            "reason": "\(reason)", "detail": "\(detail)", "source": "\(source)", "listener": "\(listener)", "dropped-total": "\(total)",
-            "note": "further drops for this reason are summed up every \(tally.withLock { $0.interval })",
-        ])
-    }
-
-    /// Writes the summary of every interval that had more drops than it logged.
-    public func run() async throws {
-        let interval = tally.withLock { $0.interval }
-        let clock = self.clock
-        await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                try? await clock.sleep(for: interval)
-                self.flush()
-            }
-        }
-        flush(force: true)
-    }
-
-    func flush(force: Bool = false) {
-        guard let summary = tally.withLock({ $0.close(now: .now, force: force) }) else { return }
-        var metadata: Logger.Metadata = ["sources": "\(summary.sources.count)\(summary.sources.count == 64 ? "+" : "")"]
-        for (reason, count) in summary.counts { metadata["\(reason)"] = "\(count)" }
-        logger.warning("dropped packets in the last interval", metadata: metadata)
+        note(reason, source: source, metadata: metadata)
     }
 }

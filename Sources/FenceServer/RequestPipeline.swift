@@ -1,4 +1,5 @@
 import Cryptography
+import DropReporting
 import FenceConfig
 import FenceCore
 import FenceWire
@@ -96,7 +97,7 @@ public final class RequestPipeline: Sendable {
     /// The access list and the timing, replaced as a whole by a configuration reload.
     private let adjustable: Mutex<(policy: AccessPolicy, timing: FrontEndTiming)>
     public let statistics: FrontEndStatistics
-    public let drops: DropLog
+    public let drops: DropLog<DropReason>
     private let replays: ReplayJournal
     private let logger: Logger
     private let history: Mutex<RequestHistory>
@@ -108,7 +109,7 @@ public final class RequestPipeline: Sendable {
         limits: HistoryLimits = HistoryLimits(),
         replays: ReplayJournal,
         statistics: FrontEndStatistics,
-        drops: DropLog,
+        drops: DropLog<DropReason>,
         logger: Logger
     ) {
         self.backend = backend

@@ -79,6 +79,7 @@ public final class HostAgent: Service {
                 group.addTask { await self.every(self.settings.snapshotInterval) { .snapshot(reason: "periodic") } }
                 group.addTask { await self.every(self.settings.heartbeatInterval) { .heartbeat } }
                 group.addTask { await self.serve(commands) }
+                group.addTask { try? await self.bus.drops.run() }
             }
         }
         workSink.finish()
@@ -137,7 +138,7 @@ public final class HostAgent: Service {
 
     private func publish(_ message: BusMessage, timeToLive: Duration) async {
         do {
-            try await bus.publish(message, to: bus.addresses.inventory, timeToLive: timeToLive, deadline: .now + .seconds(5))
+            try await bus.publish(message, to: bus.addresses.inventory, for: .everyRouter, timeToLive: timeToLive, deadline: .now + .seconds(5))
             Counter(label: "fence_agent_published_total", dimensions: [("kind", message.kind)]).increment()
             if publishing.withLock({ $0 }) == false {
                 publishing.withLock { $0 = true }
@@ -238,7 +239,7 @@ public final class HostAgent: Service {
         Timer(label: "fence_agent_command_duration_seconds", dimensions: [("op", command.action.rawValue)]).record(duration: .now - started)
         let remaining = min(max(WallClock.difference(from: WallClock.now(), to: command.deadline), 1000), Int64(FenceCommand.longestLifetime))
         do {
-            try await bus.reply(to: message, with: .result(result), timeToLive: .milliseconds(remaining), deadline: .now + .seconds(5))
+            try await bus.reply(to: message, from: envelope.sender, with: .result(result), timeToLive: .milliseconds(remaining), deadline: .now + .seconds(5))
         } catch {
             logger.warning("cannot send a command's result", metadata: ["command": "\(command.id)", "error": "\(error)"])
         }

@@ -1,3 +1,4 @@
+import DropReporting
 import DaemonSupport
 import FenceConfig
 import FenceCore
@@ -56,7 +57,7 @@ struct RouterDaemon: Sendable {
             timing.duplicateWindow = configuration.daemon.duplicateWindow
             let policy = Self.policy(configuration.groups)
             let eventLoopGroup = MultiThreadedEventLoopGroup.singleton
-            let drops = DropLog(logger: logger)
+            let drops = DropLog<DropReason>.packets(logger: logger)
             let pipeline = RequestPipeline(
                 backend: backend,
                 policy: policy,

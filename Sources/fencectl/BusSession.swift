@@ -18,6 +18,13 @@ enum BusSession {
         return endpoint
     }
 
+    /// This machine's router: the hosts seal their inventory for each router, so reading it takes
+    /// a router's identity key.
+    static func router(_ options: ConfigFileOption) throws -> BusSigner {
+        let routing = try RouterConfiguration(document: ConfigurationFile.load(options.configFile)).routing
+        return .daemon(name: routing.routerID ?? "router-\(Hostname.current())", role: .router)
+    }
+
     /// The operator, for the routers' audit logs.
     static var operatorName: String {
         let environment = ProcessInfo.processInfo.environment

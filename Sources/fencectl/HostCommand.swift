@@ -62,7 +62,7 @@ struct HostCommand: AsyncParsableCommand {
         let endpoint = try await BusSession.open(options, signer: signer.signer)
         let statement = HostStateChange(host: host, change: change, operatorName: endpoint.sender)
         do {
-            try await endpoint.publish(.hostState(statement), to: endpoint.addresses.inventory, timeToLive: .seconds(60), deadline: .now + .seconds(10))
+            try await endpoint.publish(.hostState(statement), to: endpoint.addresses.inventory, for: .everyRouter, timeToLive: .seconds(60), deadline: .now + .seconds(10))
         } catch {
             await endpoint.connection.close()
             throw error

@@ -9,7 +9,7 @@ struct InventoryCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "inventory",
         abstract: "Show every domain on every host, as the routers see it.",
-        discussion: "Listens to the hosts' inventory on the bus for a snapshot interval, then prints each domain with its UUID, state and host, and each host with its liveness."
+        discussion: "Listens to the hosts' inventory on the bus for a snapshot interval, then prints each domain with its UUID, state and host, and each host with its liveness. Run it on a router's machine: the hosts seal their inventory for each router, so it reads with that router's identity key (router_id, identity_key_file)."
     )
 
     @OptionGroup var bus: ConfigFileOption
@@ -21,7 +21,7 @@ struct InventoryCommand: AsyncParsableCommand {
     var listen: Int = 6
 
     func run() async throws {
-        let endpoint = try await BusSession.open(bus)
+        let endpoint = try await BusSession.open(bus, signer: BusSession.router(bus))
         let stream = try await endpoint.subscribe(endpoint.addresses.inventory, deadline: .now + .seconds(10))
         let limit = ContinuousClock.now + .seconds(listen)
         let collector = Task {

@@ -3,6 +3,7 @@ import Logging
 import BusClient
 import Cryptography
 import FenceCore
+import Synchronization
 import Testing
 @testable import FenceBus
 
@@ -35,22 +36,46 @@ struct JSONTests {
 @Suite("Bus messages")
 struct BusMessageTests {
     static let key = try! BusKey(fileContents: Array("bus-key-for-tests-0123456789abcdef".utf8))
-    static let keys = ["h1": SigningKey(), "router-a": SigningKey(), "alice": SigningKey(), "bob": SigningKey()]
+    static let keys = ["h1": SigningKey(), "router-a": SigningKey(), "router-b": SigningKey(), "alice": SigningKey(), "bob": SigningKey()]
     static let trust = FixedTrust([
         .host: ["h1": keys["h1"]!.verifyingKey],
-        .router: ["router-a": keys["router-a"]!.verifyingKey],
+        .router: ["router-a": keys["router-a"]!.verifyingKey, "router-b": keys["router-b"]!.verifyingKey],
         .operator: ["alice": keys["alice"]!.verifyingKey, "bob": keys["bob"]!.verifyingKey],
     ])
     let codec = BusCodec(key: BusMessageTests.key, trust: BusMessageTests.trust)
 
-    /// The identity a message must be signed by.
-    static func signer(of message: BusMessage) -> BusIdentity {
-        BusIdentity(name: message.speaksFor, key: keys[message.speaksFor]!)
+    static func identity(_ role: BusRole, _ name: String, key: SigningKey? = nil) -> BusIdentity {
+        BusIdentity(role: role, name: name, key: key ?? keys[name]!)
     }
 
-    func seal(_ message: BusMessage, id: String = "m-1", now: UInt64 = 1) -> SignedBusMessage {
-        codec.seal(message, id: id, as: Self.signer(of: message), now: now)
+    /// The identity a message must come from.
+    static func sender(of message: BusMessage) -> BusIdentity {
+        identity(message.signerRole, message.speaksFor)
     }
+
+    /// Who receives it here: router-a what hosts and operators send, h1 what routers send.
+    static func receiver(of message: BusMessage) -> BusIdentity {
+        message.receiverRole == .router ? identity(.router, "router-a") : identity(.host, "h1")
+    }
+
+    func seal(_ message: BusMessage, id: String = "m-1", now: UInt64 = 1, as sender: BusIdentity? = nil, for receivers: [String]? = nil) throws -> SealedBusMessage {
+        try codec.seal(message, id: id, as: sender ?? Self.sender(of: message), for: receivers ?? [Self.receiver(of: message).name], now: now)
+    }
+
+    func open(_ sealed: SealedBusMessage, _ message: BusMessage, as receiver: BusIdentity? = nil, properties: [String: String]? = nil) throws(BusError) -> BusEnvelope {
+        try codec.open(body: sealed.body, properties: properties ?? sealed.properties, as: receiver ?? Self.receiver(of: message))
+    }
+
+    /// Why opening was refused; nil if it was not.
+    func refusal(_ sealed: SealedBusMessage, _ message: BusMessage, as receiver: BusIdentity? = nil, properties: [String: String]? = nil) -> BusError.Code? {
+        do {
+            _ = try open(sealed, message, as: receiver, properties: properties)
+            return nil
+        } catch {
+            return error.code
+        }
+    }
+
     static let vm1 = DomainInfo(name: "vm1", uuid: "6695eb01-f6a4-8304-79aa-97f2502e193f", state: .running, persistent: true)
     static let vm2 = DomainInfo(name: "vm \"two\"", uuid: "11111111-2222-3333-4444-555555555555", state: .shutOff, persistent: false)
 
@@ -75,77 +100,146 @@ struct BusMessageTests {
 
     @Test("every message seals and opens to itself", arguments: all)
     func roundTrip(message: BusMessage) throws {
-        let signed = seal(message, now: 1_795_000_000_123)
-        let envelope = try codec.open(body: signed.body, mac: signed.mac, signature: signed.signature)
+        let sealed = try seal(message, now: 1_795_000_000_123)
+        let envelope = try open(sealed, message)
         #expect(envelope.message == message)
         #expect(envelope.id == "m-1")
         #expect(envelope.sender == message.speaksFor)
         #expect(envelope.sentAt == 1_795_000_000_123)
+        // Operators sign (every router checks alone); daemons MAC for each receiver.
+        switch sealed.proof {
+        case .signature: #expect(message.signerRole == .operator)
+        case .pairMACs(let macs): #expect(Array(macs.keys) == [Self.receiver(of: message).name])
+        }
     }
 
     @Test("a flipped byte, a wrong key or a missing MAC is refused as bad-mac")
     func badMAC() throws {
-        let signed = seal(Self.all[5])
-        for index in stride(from: 0, to: signed.body.count, by: 7) {
-            var body = signed.body
+        let message = Self.all[5]
+        let sealed = try seal(message)
+        for index in stride(from: 0, to: sealed.body.count, by: 7) {
+            var body = sealed.body
             body[index] ^= 0x01
-            #expect(throws: BusError(.badMAC, "the MAC does not match the bus key")) { try codec.open(body: body, mac: signed.mac, signature: signed.signature) }
-        }
-        let other = BusCodec(key: try BusKey(fileContents: Array("another-bus-key-0123456789abcdefgh".utf8)), trust: Self.trust)
-        #expect(throws: BusError.self) { try other.open(body: signed.body, mac: signed.mac, signature: signed.signature) }
-        #expect(throws: BusError(.badMAC, "no MAC")) { try codec.open(body: signed.body, mac: nil, signature: signed.signature) }
-        #expect(throws: BusError.self) { try codec.open(body: signed.body, mac: "zz", signature: signed.signature) }
-    }
-
-    @Test("each message needs the signature of a trusted key of its role, under the name it speaks for", arguments: all)
-    func signatures(message: BusMessage) throws {
-        let name = message.speaksFor
-        let genuine = seal(message)
-        func refusal(_ signed: SignedBusMessage) -> BusError.Code? {
-            do {
-                _ = try codec.open(body: signed.body, mac: signed.mac, signature: signed.signature)
-                return nil
-            } catch {
-                return error.code
+            #expect(throws: BusError(.badMAC, "the MAC does not match the bus key")) {
+                try codec.open(body: body, properties: sealed.properties, as: Self.receiver(of: message))
             }
         }
-        func sealed(as identity: BusIdentity) -> SignedBusMessage { codec.seal(message, id: "m-1", as: identity, now: 1) }
-        #expect(refusal(genuine) == nil)
-        // Every other holder of the bus key: its own key under the sender's name, or its own name.
-        for (other, key) in Self.keys where other != name {
-            #expect(refusal(sealed(as: BusIdentity(name: name, key: key))) == .badSignature, "\(other)'s key as \(name)")
-            #expect(refusal(sealed(as: BusIdentity(name: other, key: key))) != nil, "\(other) in its own name")
-        }
-        // A broker account with the bus key but no identity key.
-        #expect(refusal(sealed(as: BusIdentity(name: name, key: SigningKey()))) == .badSignature)
-        #expect(refusal(sealed(as: BusIdentity(name: "mallory", key: SigningKey()))) == .unknownSender)
-        #expect(refusal(SignedBusMessage(body: genuine.body, mac: genuine.mac, signature: "")) == .badSignature)
-        var flipped = Array(genuine.signature.utf8)
-        flipped[3] = flipped[3] == UInt8(ascii: "0") ? UInt8(ascii: "1") : UInt8(ascii: "0")
-        #expect(refusal(SignedBusMessage(body: genuine.body, mac: genuine.mac, signature: String(decoding: flipped, as: UTF8.self))) == .badSignature)
+        let other = BusCodec(key: try BusKey(fileContents: Array("another-bus-key-0123456789abcdefgh".utf8)), trust: Self.trust)
+        #expect(throws: BusError.self) { try other.open(body: sealed.body, properties: sealed.properties, as: Self.receiver(of: message)) }
+        var properties = sealed.properties
+        properties[SealedBusMessage.macProperty] = nil
+        #expect(throws: BusError(.badMAC, "no MAC")) { try open(sealed, message, properties: properties) }
+        properties[SealedBusMessage.macProperty] = "zz"
+        #expect(refusal(sealed, message, properties: properties) == .badMAC)
     }
 
-    @Test("a trusted key of another role does not sign: a host cannot command, nor a router state a host down")
+    @Test("each message needs the proof of a trusted key of its role, under the name it speaks for", arguments: all)
+    func proofs(message: BusMessage) throws {
+        let name = message.speaksFor
+        let role = message.signerRole
+        let genuine = try seal(message)
+        #expect(refusal(genuine, message) == nil)
+        // Every other holder of the bus key: its own key under the sender's name, or its own name.
+        for (other, key) in Self.keys where other != name {
+            #expect(refusal(try seal(message, as: Self.identity(role, name, key: key)), message) == .badSignature, "\(other)'s key as \(name)")
+            #expect(refusal(try seal(message, as: Self.identity(role, other, key: key)), message) != nil, "\(other) in its own name")
+        }
+        // A broker account with the bus key but no identity key.
+        #expect(refusal(try seal(message, as: Self.identity(role, name, key: SigningKey())), message) == .badSignature)
+        #expect(refusal(try seal(message, as: Self.identity(role, "mallory", key: SigningKey())), message) == .unknownSender)
+        // No proof, or one with a flipped bit.
+        var properties = genuine.properties
+        properties[SealedBusMessage.signatureProperty] = nil
+        properties[SealedBusMessage.pairMACsProperty] = nil
+        #expect(refusal(genuine, message, properties: properties) == (role == .operator ? .badSignature : .notAddressed))
+        let flipped: SenderProof = switch genuine.proof {
+        case .signature(var signature): { signature[3] ^= 1; return .signature(signature) }()
+        case .pairMACs(var macs): { macs[macs.keys.first!]![3] ^= 1; return .pairMACs(macs) }()
+        }
+        #expect(refusal(SealedBusMessage(body: genuine.body, mac: genuine.mac, proof: flipped), message) == .badSignature)
+    }
+
+    @Test("a pair MAC proves the sender to its receiver only: not to another router, not relabelled, not reflected, not to a listener")
+    func pairMACs() throws {
+        let heartbeat = BusMessage.heartbeat(Heartbeat(host: "h1", epoch: 1, sequence: 1, libvirtConnected: true, domainCount: 0))
+        let routerA = Self.identity(.router, "router-a"), routerB = Self.identity(.router, "router-b")
+        // Sealed for both routers, both open it.
+        let both = try seal(heartbeat, for: ["router-a", "router-b"])
+        #expect(refusal(both, heartbeat, as: routerA) == nil)
+        #expect(refusal(both, heartbeat, as: routerB) == nil)
+        // Sealed for router-a: router-b is not addressed, and router-a's MAC relabelled for router-b does not pass.
+        let forA = try seal(heartbeat, for: ["router-a"])
+        #expect(refusal(forA, heartbeat, as: routerB) == .notAddressed)
+        guard case .pairMACs(let macs) = forA.proof else { throw BusError(.malformed, "not MAC'd") }
+        let relabelled = SealedBusMessage(body: forA.body, mac: forA.mac, proof: .pairMACs(["router-b": macs["router-a"]!]))
+        #expect(refusal(relabelled, heartbeat, as: routerB) == .badSignature)
+        // A receiver in the wrong role, or one without an identity, is not addressed.
+        #expect(refusal(forA, heartbeat, as: Self.identity(.host, "h1")) == .notAddressed)
+        #expect(throws: BusError.self) { try codec.open(body: forA.body, properties: forA.properties, as: nil) }
+        // A command router-a sealed for h1 cannot be passed off as h1's to router-a (the receiver is in the MAC).
+        let command = BusMessage.command(FenceCommand(id: "c", host: "h1", action: .off, target: "vm1", deadline: 2, issuer: "router-a"))
+        let toHost = try seal(command)
+        guard case .pairMACs(let commandMACs) = toHost.proof else { throw BusError(.malformed, "not MAC'd") }
+        let reflected = SealedBusMessage(body: toHost.body, mac: toHost.mac, proof: .pairMACs(["router-a": commandMACs["h1"]!]))
+        #expect(refusal(reflected, command, as: routerA) == .notAddressed)
+        // Sealing for a receiver that is not trusted is refused at the sender.
+        #expect(throws: BusError.self) { try seal(heartbeat, for: ["router-z"]) }
+        #expect(throws: BusError.self) { try seal(heartbeat, for: Array(repeating: "router-a", count: SealedBusMessage.maximumReceivers + 1)) }
+    }
+
+    @Test("a rotated key derives a new pair key: the old key's MACs stop passing")
+    func rotation() throws {
+        let heartbeat = BusMessage.heartbeat(Heartbeat(host: "h1", epoch: 1, sequence: 1, libvirtConnected: true, domainCount: 0))
+        let oldKey = SigningKey(), newKey = SigningKey()
+        let trust = RotatingTrust(host: oldKey.verifyingKey, router: Self.keys["router-a"]!.verifyingKey)
+        let receiving = BusCodec(key: Self.key, trust: trust)
+        let sending = BusCodec(key: Self.key, trust: Self.trust)
+        let routerA = Self.identity(.router, "router-a")
+        let old = try sending.seal(heartbeat, id: "1", as: Self.identity(.host, "h1", key: oldKey), for: ["router-a"], now: 1)
+        #expect(throws: Never.self) { try receiving.open(body: old.body, properties: old.properties, as: routerA) }
+        trust.host.withLock { $0 = newKey.verifyingKey }
+        #expect(throws: BusError.self) { try receiving.open(body: old.body, properties: old.properties, as: routerA) }
+        let new = try sending.seal(heartbeat, id: "2", as: Self.identity(.host, "h1", key: newKey), for: ["router-a"], now: 1)
+        #expect(throws: Never.self) { try receiving.open(body: new.body, properties: new.properties, as: routerA) }
+    }
+
+    final class RotatingTrust: BusTrust {
+        let host: Mutex<VerifyingKey>
+        let router: VerifyingKey
+
+        init(host: VerifyingKey, router: VerifyingKey) {
+            self.host = Mutex(host)
+            self.router = router
+        }
+
+        func verifyingKey(role: BusRole, name: String) -> VerifyingKey? {
+            switch (role, name) {
+            case (.host, "h1"): host.withLock { $0 }
+            case (.router, "router-a"): router
+            default: nil
+            }
+        }
+
+        func names(role: BusRole) -> [String] { role == .router ? ["router-a"] : [] }
+    }
+
+    @Test("a trusted key of another role does not prove: a host cannot command, nor a router state a host down")
     func roles() throws {
-        let command = BusMessage.command(FenceCommand(id: "c", host: "h2", action: .off, target: "vm1", deadline: 2, issuer: "h1"))
+        let command = BusMessage.command(FenceCommand(id: "c", host: "h1", action: .off, target: "vm1", deadline: 2, issuer: "h1"))
         let statement = BusMessage.hostState(HostStateChange(host: "h2", change: .confirmDown, operatorName: "router-a"))
         let result = BusMessage.result(CommandResult(commandID: "c", host: "alice", outcome: .off, observed: nil))
         for (message, name) in [(command, "h1"), (statement, "router-a"), (result, "alice")] {
-            let signed = codec.seal(message, id: "m-1", as: BusIdentity(name: name, key: Self.keys[name]!), now: 1)
-            #expect(throws: BusError.self) { try codec.open(body: signed.body, mac: signed.mac, signature: signed.signature) }
-            do {
-                _ = try codec.open(body: signed.body, mac: signed.mac, signature: signed.signature)
-            } catch {
-                #expect(error.code == .unknownSender)
-            }
+            let sealed = try seal(message, as: Self.identity(message.signerRole, name))
+            #expect(refusal(sealed, message) == .unknownSender)
         }
-        // Inventory in another host's name, signed by its own trusted key: wrong-sender.
-        let trust = FixedTrust([.host: ["h1": Self.keys["h1"]!.verifyingKey, "h2": Self.keys["bob"]!.verifyingKey]])
+        // Inventory in another host's name, proven by its own trusted key: wrong-sender.
+        let trust = FixedTrust([.host: ["h1": Self.keys["h1"]!.verifyingKey, "h2": Self.keys["bob"]!.verifyingKey],
+                                .router: ["router-a": Self.keys["router-a"]!.verifyingKey]])
         let both = BusCodec(key: Self.key, trust: trust)
-        let forged = both.seal(.heartbeat(Heartbeat(host: "h2", epoch: 1, sequence: 1, libvirtConnected: true, domainCount: 0)),
-                               id: "m", as: BusIdentity(name: "h1", key: Self.keys["h1"]!), now: 1)
-        #expect(throws: BusError(.wrongSender, "a heartbeat for h2 signed by h1")) {
-            try both.open(body: forged.body, mac: forged.mac, signature: forged.signature)
+        let heartbeat = BusMessage.heartbeat(Heartbeat(host: "h2", epoch: 1, sequence: 1, libvirtConnected: true, domainCount: 0))
+        let forged = try both.seal(heartbeat, id: "m", as: Self.identity(.host, "h1"), for: ["router-a"], now: 1)
+        #expect(throws: BusError(.wrongSender, "a heartbeat for h2 sent by h1")) {
+            try both.open(body: forged.body, properties: forged.properties, as: Self.identity(.router, "router-a"))
         }
     }
 
@@ -177,8 +271,7 @@ struct BusMessageTests {
         var guardian = ReplayGuard(tolerance: 30_000)
         let now: UInt64 = 1_795_000_000_000
         func envelope(_ id: String, at time: UInt64) throws -> BusEnvelope {
-            let signed = seal(Self.all[4], id: id, now: time)
-            return try codec.open(body: signed.body, mac: signed.mac, signature: signed.signature)
+            try open(try seal(Self.all[4], id: id, now: time), Self.all[4])
         }
         try guardian.admit(envelope("a", at: now), now: now)
         #expect(throws: BusError.self) { try guardian.admit(envelope("a", at: now), now: now + 10) }
@@ -193,10 +286,10 @@ struct BusMessageTests {
     @Test("unknown versions, types and incomplete bodies are refused even with a good MAC")
     func refusedForms() throws {
         let key = Self.key
-        func sealedRaw(_ text: String) -> SignedBusMessage {
+        func sealedRaw(_ text: String) -> SealedBusMessage {
             let body = Array(text.utf8)
-            return SignedBusMessage(body: body, mac: BusCodec.hex(Digest.hmac(.sha256, key: key.bytes, message: body)),
-                                    signature: BusCodec.hex(Self.keys["h1"]!.sign(body)))
+            return SealedBusMessage(body: body, mac: BusCodec.hex(Digest.hmac(.sha256, key: key.bytes, message: body)),
+                                    proof: .signature(Self.keys["h1"]!.sign(body)))
         }
         let cases: [(String, BusError.Code)] = [
             ("{\"v\":2,\"type\":\"heartbeat\",\"id\":\"x\",\"ts\":1,\"from\":\"h\",\"body\":{}}", .unsupportedVersion),
@@ -206,9 +299,9 @@ struct BusMessageTests {
             ("not json", .malformed),
         ]
         for (text, code) in cases {
-            let signed = sealedRaw(text)
+            let sealed = sealedRaw(text)
             do {
-                _ = try codec.open(body: signed.body, mac: signed.mac, signature: signed.signature)
+                _ = try codec.open(body: sealed.body, properties: sealed.properties, as: Self.identity(.router, "router-a"))
                 Issue.record("accepted \(text)")
             } catch {
                 #expect(error.code == code, "\(text): \(error)")

@@ -1,3 +1,4 @@
+import DropReporting
 import FenceWire
 import Foundation
 import Logging
@@ -80,7 +81,7 @@ struct DropTallyTests {
     @Test("the first drop of each reason is logged, the rest summed up once the interval ends")
     func tally() {
         let start = ContinuousClock.now
-        var tally = DropTally(interval: .seconds(10))
+        var tally = DropTally<DropReason>(interval: .seconds(10))
         #expect(tally.note(.digestMismatch, source: "a", now: start) == true)
         #expect(tally.note(.digestMismatch, source: "b", now: start) == false)
         #expect(tally.note(.replay, source: "a", now: start) == true)

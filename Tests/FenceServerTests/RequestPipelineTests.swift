@@ -21,7 +21,7 @@ struct RequestPipelineTests {
         return RequestPipeline(
             backend: backend, policy: AccessPolicy(groups: []), timing: timing,
             replays: ReplayJournal(inMemoryCapacity: 1024, logger: logger), statistics: FrontEndStatistics(),
-            drops: DropLog(logger: logger), logger: logger
+            drops: .packets(logger: logger), logger: logger
         )
     }
 

@@ -14,6 +14,8 @@ final class AgentLab: @unchecked Sendable {
     static let busKey = Array("bus-key-for-the-agent-tests-0123456789abcdef".utf8)
     /// The test signs as this router, whose public key the agent's trust directory holds.
     static let routerKey = SigningKey()
+    /// A host only the test knows, whose heartbeats show that the test's inventory subscription delivers.
+    static let probeKey = SigningKey()
 
     let broker: BrokerProcess
     let libvirtd: LibvirtdProcess
@@ -23,6 +25,8 @@ final class AgentLab: @unchecked Sendable {
     /// The agent's own identity key.
     let hostKey = SigningKey()
     let bus: BusEndpoint
+    /// Sends as the host `lab-probe` (`waitUntilSubscribed`).
+    let probe: BusEndpoint
     let inventory: AsyncStream<(BusEnvelope, AMQPMessage)>
     let requester: AMQPRequester
     let logger = Logger(label: "agent-lab")
@@ -60,9 +64,15 @@ final class AgentLab: @unchecked Sendable {
             logger: logger
         )
         try await connection.waitUntilConnected(deadline: .now + .seconds(10))
-        bus = BusEndpoint(identity: BusIdentity(name: "router-test", key: Self.routerKey), connection: connection,
+        let trust = FixedTrust([
+            .host: [host: hostKey.verifyingKey, "lab-probe": Self.probeKey.verifyingKey], .router: ["router-test": Self.routerKey.verifyingKey],
+        ])
+        bus = BusEndpoint(identity: BusIdentity(role: .router, name: "router-test", key: Self.routerKey), connection: connection,
                           addresses: BusAddresses(profile: .rabbitMQ3), key: try BusKey(fileContents: Self.busKey),
-                          trust: FixedTrust([.host: [host: hostKey.verifyingKey], .router: ["router-test": Self.routerKey.verifyingKey]]), clockTolerance: .seconds(30), logger: logger)
+                          trust: trust, clockTolerance: .seconds(30), logger: logger)
+        probe = BusEndpoint(identity: BusIdentity(role: .host, name: "lab-probe", key: Self.probeKey), connection: connection,
+                            addresses: BusAddresses(profile: .rabbitMQ3), key: try BusKey(fileContents: Self.busKey),
+                            trust: trust, clockTolerance: .seconds(30), logger: logger)
         inventory = try await bus.subscribe(bus.addresses.inventory, deadline: .now + .seconds(10))
         requester = try await AMQPRequester(connection: connection, replyAddress: bus.addresses.replies(for: "test-\(host)"), deadline: .now + .seconds(10))
 
@@ -103,13 +113,15 @@ final class AgentLab: @unchecked Sendable {
     /// probe it publishes comes back through it.
     func waitUntilSubscribed(within limit: Duration = .seconds(30)) async throws {
         let inventory = self.inventory
-        let bus = self.bus
+        let probe = self.probe
         try await withTimeout(limit, "the lab's inventory subscription back") {
+            var sequence: UInt64 = 0
             while true {
-                let probe = BusMessage.snapshotRequest(SnapshotRequest(router: bus.sender))
-                try? await bus.publish(probe, to: bus.addresses.inventory, timeToLive: .seconds(5), deadline: .now + .seconds(5))
+                sequence += 1
+                let heartbeat = BusMessage.heartbeat(Heartbeat(host: probe.sender, epoch: 1, sequence: sequence, libvirtConnected: true, domainCount: 0))
+                try? await probe.publish(heartbeat, to: probe.addresses.inventory, for: .everyRouter, timeToLive: .seconds(5), deadline: .now + .seconds(5))
                 let received = try await withTimeout(.seconds(1), "the probe") {
-                    for await (envelope, _) in inventory where envelope.sender == bus.sender { return true }
+                    for await (envelope, _) in inventory where envelope.sender == probe.sender { return true }
                     return false
                 }
                 if received { return }
@@ -121,7 +133,7 @@ final class AgentLab: @unchecked Sendable {
     func command(_ action: FenceAction, _ target: String, id: String = UUID().uuidString, deadline: UInt64? = nil) async throws -> CommandResult {
         let command = FenceCommand(id: id, host: host, action: action, target: target,
                                    deadline: deadline ?? WallClock.now() + 10_000, issuer: "router-test")
-        let reply = try await requester.request(try bus.amqpMessage(.command(command), timeToLive: .seconds(10)),
+        let reply = try await requester.request(try bus.amqpMessage(.command(command), for: .one(host), timeToLive: .seconds(10)),
                                                 to: bus.addresses.commands(for: host), deadline: .now + .seconds(10))
         guard let envelope = bus.open(reply), case .result(let result) = envelope.message else {
             throw TimedOut(what: "a well-formed result")

@@ -106,42 +106,51 @@ struct HostAgentTests {
         }
     }
 
-    @Test("a forged MAC and a replayed message are dropped and counted")
+    @Test("a forged MAC and a replayed message are dropped and counted; a flood of them costs a line per reason and a summary")
     func badMACAndReplay() async throws {
         try await withLab { lab in
             let queue = lab.bus.addresses.commands(for: lab.host)
             let command = FenceCommand(id: "forged", host: lab.host, action: .off, target: "guest1", deadline: WallClock.now() + 10_000, issuer: "intruder")
-            var forged = try lab.bus.amqpMessage(.command(command))
-            forged.applicationProperties[SignedBusMessage.macProperty] = String(repeating: "0", count: 64)
+            var forged = try lab.bus.amqpMessage(.command(command), for: .one(lab.host))
+            forged.applicationProperties[SealedBusMessage.macProperty] = String(repeating: "0", count: 64)
             forged.replyTo = lab.requester.replyAddress
-            try await lab.bus.connection.send(forged, to: queue, deadline: .now + .seconds(5))
+            for copy in 0..<50 {
+                forged.messageID = "intruder-\(copy)"
+                try await lab.bus.connection.send(forged, to: queue, deadline: .now + .seconds(5))
+            }
             try await lab.agent.waitForLog("reason=bad-mac")
             #expect(try await lab.trueState("guest1") == "running", "broker credentials alone cannot fence")
 
-            var genuine = try lab.bus.amqpMessage(.command(FenceCommand(id: "once", host: lab.host, action: .off, target: "guest2", deadline: WallClock.now() + 10_000, issuer: "router-test")))
+            var genuine = try lab.bus.amqpMessage(.command(FenceCommand(id: "once", host: lab.host, action: .off, target: "guest2", deadline: WallClock.now() + 10_000, issuer: "router-test")), for: .one(lab.host))
             genuine.replyTo = lab.requester.replyAddress
             try await lab.bus.connection.send(genuine, to: queue, deadline: .now + .seconds(5))
             try await lab.bus.connection.send(genuine, to: queue, deadline: .now + .seconds(5))
             try await lab.agent.waitForLog("reason=replayed")
             #expect(lab.agent.log.contains("dropped-total=1"))
+            // 50 forgeries: one line in full, then the interval's summary with the count.
+            try await lab.agent.waitForLog("dropped bus messages in the last interval", timeout: .seconds(30))
+            #expect(lab.agent.log.components(separatedBy: "reason=bad-mac").count == 2, "one full line for the first forgery")
+            #expect(lab.agent.log.contains("bad-mac=50"))
         }
     }
 
-    @Test("a host holding the bus key cannot command another: a command signed with a host's key, in a router's name or its own, is dropped")
+    @Test("a host holding the bus key cannot command another: a command sealed with a host's key, in a router's name or its own, is dropped")
     func commandFromAnotherHost() async throws {
         try await withLab { lab in
-            // The attacker: another hypervisor host, root there, with the bus key and its own identity key.
-            let intruder = BusEndpoint(identity: BusIdentity(name: "router-test", key: SigningKey()), connection: lab.bus.connection,
-                                       addresses: lab.bus.addresses, key: try BusKey(fileContents: AgentLab.busKey), trust: FixedTrust([:]),
+            // The attacker: another hypervisor host, root there, with the bus key, its own identity
+            // key and every public key (they are no secret).
+            let everyKey = FixedTrust([.host: [lab.host: lab.hostKey.verifyingKey], .router: ["router-test": AgentLab.routerKey.verifyingKey]])
+            let intruder = BusEndpoint(identity: BusIdentity(role: .router, name: "router-test", key: SigningKey()), connection: lab.bus.connection,
+                                       addresses: lab.bus.addresses, key: try BusKey(fileContents: AgentLab.busKey), trust: everyKey,
                                        clockTolerance: .seconds(30), logger: lab.logger)
-            let ownName = BusEndpoint(identity: BusIdentity(name: "hv-evil", key: SigningKey()), connection: lab.bus.connection,
-                                      addresses: lab.bus.addresses, key: try BusKey(fileContents: AgentLab.busKey), trust: FixedTrust([:]),
+            let ownName = BusEndpoint(identity: BusIdentity(role: .router, name: "hv-evil", key: SigningKey()), connection: lab.bus.connection,
+                                      addresses: lab.bus.addresses, key: try BusKey(fileContents: AgentLab.busKey), trust: everyKey,
                                       clockTolerance: .seconds(30), logger: lab.logger)
             let queue = lab.bus.addresses.commands(for: lab.host)
             for (endpoint, reason) in [(intruder, "bad-signature"), (ownName, "unknown-sender")] {
                 let command = FenceCommand(id: "forged-\(reason)", host: lab.host, action: .off, target: "guest1",
                                            deadline: WallClock.now() + 10_000, issuer: endpoint.sender)
-                var message = try endpoint.amqpMessage(.command(command))
+                var message = try endpoint.amqpMessage(.command(command), for: .one(lab.host))
                 message.replyTo = lab.requester.replyAddress
                 try await lab.bus.connection.send(message, to: queue, deadline: .now + .seconds(5))
                 try await lab.agent.waitForLog("reason=\(reason)")
