@@ -33,8 +33,8 @@ public enum BusReceivers: Hashable, Sendable {
 /// and checks received ones (dropping, logging and counting those with a bad MAC, an untrusted
 /// signer, a stale time or a replayed id).
 public final class BusEndpoint: Sendable {
-    /// Who this endpoint signs as; nil for one that only listens (`fencectl inventory`).
-    public let identity: BusIdentity?
+    /// Who this endpoint sends and receives as.
+    public let identity: BusIdentity
     public let connection: AMQPConnection
     public let addresses: BusAddresses
     private let codec: BusCodec
@@ -48,7 +48,7 @@ public final class BusEndpoint: Sendable {
     public let drops: DropLog<BusError.Code>
     private let logger: Logger
 
-    public init(identity: BusIdentity?, connection: AMQPConnection, addresses: BusAddresses, key: BusKey, trust: any BusTrust,
+    public init(identity: BusIdentity, connection: AMQPConnection, addresses: BusAddresses, key: BusKey, trust: any BusTrust,
                 clockTolerance: Duration, logger: Logger) {
         self.identity = identity
         self.connection = connection
@@ -63,7 +63,7 @@ public final class BusEndpoint: Sendable {
     }
 
     /// The name this endpoint signs as.
-    public var sender: String { identity?.name ?? "listener" }
+    public var sender: String { identity.name }
 
     /// A message id unique across this process's restarts.
     public func nextID() -> String {
@@ -83,9 +83,6 @@ public final class BusEndpoint: Sendable {
     /// The AMQP form of a bus message.
     public func amqpMessage(_ message: BusMessage, for receivers: BusReceivers, correlationID: String? = nil,
                             timeToLive: Duration? = nil) throws(AMQPError) -> AMQPMessage {
-        guard let identity else {
-            throw AMQPError(.invalidMessage, "this endpoint has no identity key to sign a \(message.kind) with")
-        }
         let names: [String] = switch receivers {
         case .everyRouter: message.signerRole == .operator ? [] : trust.names(role: .router)
         case .one(let name): [name]

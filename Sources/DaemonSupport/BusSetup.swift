@@ -11,8 +11,6 @@ public enum BusSigner: Sendable {
     case daemon(name: String, role: BusRole)
     /// An operator, with a key of their own.
     case `operator`(name: String, keyFile: String)
-    /// Publishes nothing (reads the inventory).
-    case nobody
 }
 
 /// How a daemon joins the bus from its `backends/amqp` settings.
@@ -36,11 +34,9 @@ public enum BusSetup {
     }
 
     /// The signer's private key, read and checked (0600, an Ed25519 PEM key).
-    public static func identity(of signer: BusSigner, settings: BusSettings) throws(StartupError) -> BusIdentity? {
+    public static func identity(of signer: BusSigner, settings: BusSettings) throws(StartupError) -> BusIdentity {
         let name: String, file: String, origin: String, create: String, role: BusRole
         switch signer {
-        case .nobody:
-            return nil
         case .daemon(let daemon, let daemonRole):
             (name, file, origin, role) = (daemon, settings.identityKeyFile, "backends/amqp/identity_key_file", daemonRole)
             create = "fencectl keygen --\(role.rawValue) \(daemon) \(file), and its .pub into every \(role == .host ? "router" : "host")'s \(settings.trustDirectory)/\(role.directory)/"

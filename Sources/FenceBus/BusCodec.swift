@@ -155,7 +155,7 @@ public struct BusCodec: Sendable {
     /// Checks the bus key's MAC first (nothing unauthenticated is parsed further), then the version
     /// and form, then that the sender holds a trusted key of the role the message needs, proved it
     /// to `receiver` (a pair MAC for this receiver, or an operator's signature), and speaks for itself.
-    public func open(body: [UInt8], properties: [String: String], as receiver: BusIdentity?) throws(BusError) -> BusEnvelope {
+    public func open(body: [UInt8], properties: [String: String], as receiver: BusIdentity) throws(BusError) -> BusEnvelope {
         guard let mac = properties[SealedBusMessage.macProperty], let received = Self.bytes(hex: mac),
               ConstantTime.equals(received, Digest.hmac(.sha256, key: key.bytes, message: body)) else {
             throw BusError(.badMAC, properties[SealedBusMessage.macProperty] == nil ? "no MAC" : "the MAC does not match the bus key")
@@ -183,9 +183,9 @@ public struct BusCodec: Sendable {
                 throw BusError(.badSignature, properties[SealedBusMessage.signatureProperty] == nil ? "no signature" : "the signature is not \(sender)'s")
             }
         } else {
-            guard let receiver, receiver.role == message.receiverRole,
+            guard receiver.role == message.receiverRole,
                   let received = Self.pairMAC(for: receiver.name, in: properties[SealedBusMessage.pairMACsProperty]) else {
-                throw BusError(.notAddressed, "a \(kind) from \(sender) with no MAC for \(receiver.map { "\($0.role.rawValue) \($0.name)" } ?? "a listener")")
+                throw BusError(.notAddressed, "a \(kind) from \(sender) with no MAC for \(receiver.role.rawValue) \(receiver.name)")
             }
             let peer = BusPeer(role: message.signerRole, name: sender)
             guard let pair = pairKeys.key(receiver, peer, signer),

@@ -8,7 +8,7 @@ import Logging
 
 /// fencectl on the bus, as `fencectl`, with the settings of the configuration file.
 enum BusSession {
-    static func open(_ options: ConfigFileOption, signer: BusSigner = .nobody) async throws -> BusEndpoint {
+    static func open(_ options: ConfigFileOption, signer: BusSigner) async throws -> BusEndpoint {
         let document = try ConfigurationFile.load(options.configFile)
         let settings = try BusSettings(document: document)
         var logger = Logger(label: "fencectl")
