@@ -37,6 +37,9 @@ public final class RoutedBackend: FenceBackend, Service {
     private let skewedHosts = Mutex<Set<String>>([])
     private let store: HostStateStore?
     private let serializer = KeyedSerializer<String>()
+    /// When this router last finished an off, on or reboot, by domain (UUID, or the name it was
+    /// asked by): status then asks the agents until the inventory shows the domain running again.
+    private let actedOn = Mutex<[String: ContinuousClock.Instant]>([:])
     private let subscription: Mutex<(AsyncStream<(BusEnvelope, AMQPMessage)>, AMQPRequester)?> = Mutex(nil)
     private let logger: Logger
 
@@ -263,9 +266,14 @@ public final class RoutedBackend: FenceBackend, Service {
                 return .failed(FenceFailure(.deadlineExceeded, "the request's deadline passed before it could run"))
             }
             let placement = place(target)
-            let decision = RoutingRules.decide(action, target, placement: placement, trusted: ContinuousClock.now - started >= settings.warmUp)
+            let keys = placement.uuids.count == 1 ? [placement.uuids.first!, "\(target)"] : ["\(target)"]
+            let actedAt = actedOn.withLock { acted in keys.compactMap { acted[$0] }.max() }
+            let decision = RoutingRules.decide(action, target, placement: placement, trusted: ContinuousClock.now - started >= settings.warmUp,
+                                               actedAt: actedAt)
             logger.debug("routing", metadata: ["domain": "\(target)", "op": "\(action.rawValue)", "decision": "\(decision)"])
-            return await execute(decision, target: target, placement: placement, deadline: deadline)
+            let outcome = await execute(decision, target: target, placement: placement, deadline: deadline)
+            if action != .status { noteActed(on: keys) }
+            return outcome
         }
         return outcome ?? .failed(FenceFailure(.deadlineExceeded, "waited past the deadline behind another request for \(target)"))
     }
@@ -290,6 +298,15 @@ public final class RoutedBackend: FenceBackend, Service {
         let inventory = currentInventory
         let live = inventory.hosts.values.filter { $0.liveness(now: now, freshness: inventory.freshness) == .live }
         return live.isEmpty ? .failed(FenceFailure(.hypervisorUnavailable, "no host is live")) : .success
+    }
+
+    private func noteActed(on keys: [String]) {
+        let now = ContinuousClock.now
+        actedOn.withLock { acted in
+            for key in keys { acted[key] = now }
+            // Only the latest acts matter (the inventory catches up within a second): bounded.
+            if acted.count > 4096 { acted = acted.filter { now - $0.value < .seconds(60) } }
+        }
     }
 
     private func place(_ target: DomainTarget) -> Placement {

@@ -18,6 +18,9 @@ public struct Placement: Hashable, Sendable {
     public var uuids: Set<String> = []
     /// Where it last ran, among the live hosts that hold it.
     public var lastRanOn: String?
+    /// When the inventory last showed it running on each live host where it runs, the earliest
+    /// of them (nil if it runs on none, or one has never shown it running).
+    public var runningSeenAt: ContinuousClock.Instant?
     /// How many hosts are expected at all.
     public var expectedHosts = 0
 
@@ -67,22 +70,31 @@ public enum RoutingRules {
         }
         placement.lastRanOn = lastRun?.host
         placement.expectedHosts = inventory.hosts.count
+        let seen = placement.running.map { host in inventory.hosts[host]?.lastRunning[placement.uuids.first ?? ""] }
+        placement.runningSeenAt = seen.contains(nil) ? nil : seen.compactMap { $0 }.min()
         return placement
     }
 
-    /// - Parameter trusted: false while the router cannot yet vouch for the absence of a domain
-    ///   (just started, or no host known): "unknown" is then a failure, never "off".
-    public static func decide(_ action: FenceAction, _ target: DomainTarget, placement: Placement, trusted: Bool) -> RoutingDecision {
+    /// - Parameters:
+    ///   - trusted: false while the router cannot yet vouch for the absence of a domain (just
+    ///     started, or no host known): "unknown" is then a failure, never "off".
+    ///   - actedAt: when this router last finished a command that changes the domain (off, on,
+    ///     reboot): until the inventory shows it running again after that, status asks the agents.
+    public static func decide(_ action: FenceAction, _ target: DomainTarget, placement: Placement, trusted: Bool,
+                              actedAt: ContinuousClock.Instant? = nil) -> RoutingDecision {
         func fail(_ code: FenceFailure.Code, _ message: String) -> RoutingDecision {
             .answer(.failed(FenceFailure(code, message)))
         }
         if placement.uuids.count > 1 {
             return fail(.operationFailed, "\(target) names \(placement.uuids.count) different domains; use its UUID")
         }
-        // Running on a live host is known, and status can be confirmed there.
+        // Running on a live host (fresh heartbeat, complete and current inventory): on, from the
+        // inventory, without a round trip — a wrong ON is harmless, an OFF always takes the
+        // agents' word. Unless this router acted on it since the inventory last showed it
+        // running (its delta may still be on its way): then ask where it runs.
         if action == .status, !placement.running.isEmpty {
-            // Running on two hosts (a live migration): on, no need to ask.
-            return placement.running.count > 1 ? .answer(.success) : .command(.status, hosts: placement.running)
+            if let seen = placement.runningSeenAt, actedAt.map({ seen > $0 }) ?? true { return .answer(.success) }
+            return .command(.status, hosts: placement.running)
         }
         // Anything else rests on every expected host: one that is not live (never heard since this
         // router started, silent, without a snapshot of its current run) could hold the domain,
