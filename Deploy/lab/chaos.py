@@ -4,7 +4,8 @@
 Standard library only. Runs in the multi-host lab of lab.sh (network namespaces it creates and
 deletes; nothing on the machine's own interfaces). Run as root:
 
-    chaos.py --bin DIR [--ops 200] [--seed S] [--hosts 3] [--domains 6] [--json FILE]
+    chaos.py --bin DIR [--ops 200] [--minutes M] [--seed S] [--hosts 3] [--domains 6] [--json FILE]
+    chaos.py --merge A.json B.json …      the tables of several runs (labs side by side) added up
 
 The layout is a Pacemaker cluster's on shared storage: every domain is defined on every host and
 runs on at most one. One step at a time, seeded, the driver either sends a request with the real
@@ -327,29 +328,47 @@ class Chaos:
         self.measure_recovery()
 
 
-def table(chaos, ops, seed, elapsed):
-    lines = [f"chaos: {ops} requests, seed {seed}, {len(chaos.lab.hosts)} hosts, {len(chaos.lab.routers)} routers, "
-             f"{len(chaos.domains)} domains on shared storage, {elapsed:.0f} s", "",
+def summary(chaos, ops, seed, elapsed):
+    """What a run found, as plain data (written by --json, added up by --merge)."""
+    return {"seed": seed, "ops": ops, "elapsed": elapsed, "hosts": len(chaos.lab.hosts), "routers": len(chaos.lab.routers),
+            "domains": len(chaos.domains), "false_successes": len(chaos.violations), "overlapping": chaos.overlapping,
+            "counts": {f"{a} {v}": n for (a, v), n in chaos.counts.items()}, "recoveries": chaos.recoveries,
+            "violations": chaos.violations}
+
+
+def table(runs):
+    """The tables of one run, or of several added up."""
+    ops = sum(run["ops"] for run in runs)
+    seeds = ", ".join(str(run["seed"]) for run in runs)
+    first = runs[0]
+    lines = [f"chaos: {ops} requests, seed{'s' if len(runs) > 1 else ''} {seeds}, {first['hosts']} hosts, {first['routers']} routers, "
+             f"{first['domains']} domains on shared storage, {sum(run['elapsed'] for run in runs):.0f} s", "",
              "| request | right | false successes | wrong ON | failures | timeouts |", "|---|---:|---:|---:|---:|---:|"]
     for action in ["status", "off", "on", "reboot"]:
-        count = lambda *verdicts: sum(chaos.counts.get((action, v), 0) for v in verdicts)
+        count = lambda *verdicts: sum(run["counts"].get(f"{action} {v}", 0) for run in runs for v in verdicts)
         lines.append(f"| {action} | {count('right', 'right (left off)')} | {count('FALSE SUCCESS')} | {count('wrong ON')} | "
                      f"{count('failure')} | {count('timeout')} |")
-    lines += ["", f"| fault (counted in every outage it took part in; {chaos.overlapping} outages had several) | times "
+    lines += ["", f"| fault (counted in every outage it took part in; {sum(run['overlapping'] for run in runs)} outages had several) | times "
               "| service back after the outage ended, median (s) | max (s) | not back within 60 s |", "|---|---:|---:|---:|---:|"]
-    for kind, times in sorted(chaos.recoveries.items()):
+    recoveries = {}
+    for run in runs:
+        for kind, times in run["recoveries"].items():
+            recoveries.setdefault(kind, []).extend(times)
+    for kind, times in sorted(recoveries.items()):
         back = [t for t in times if t is not None]
         median = f"{statistics.median(back):.2f}" if back else "-"
         worst = f"{max(back):.2f}" if back else "-"
         lines.append(f"| {kind} | {len(times)} | {median} | {worst} | {len(times) - len(back)} |")
-    lines += ["", f"false successes: {len(chaos.violations)}"]
+    lines += ["", f"false successes: {sum(run['false_successes'] for run in runs)}"]
     return "\n".join(lines)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bin", required=True, help="where fence-routerd, fence-hostd and fencectl are")
+    parser.add_argument("--bin", help="where fence-routerd, fence-hostd and fencectl are")
     parser.add_argument("--ops", type=int, default=200, help="fence_xvm requests (faults come between them)")
+    parser.add_argument("--minutes", type=float, default=None, help="stop after this long, with fewer requests if need be")
+    parser.add_argument("--merge", nargs="+", metavar="JSON", help="print the tables of several --json runs added up, and exit")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--hosts", type=int, default=3)
     parser.add_argument("--routers", type=int, default=2)
@@ -358,6 +377,15 @@ def main():
     parser.add_argument("--json", help="also write the counts here")
     parser.add_argument("--quiet", action="store_true")
     options = parser.parse_args()
+    if options.merge:
+        runs = []
+        for path in options.merge:
+            with open(path) as run:
+                runs.append(json.load(run))
+        print(table(runs))
+        return 1 if any(run["false_successes"] for run in runs) else 0
+    if not options.bin:
+        parser.error("--bin is required")
     # Stopped from outside (a test's time limit), it still takes its lab down.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     seed = options.seed if options.seed is not None else random.SystemRandom().randrange(1 << 31)
@@ -372,19 +400,20 @@ def main():
         chaos = Chaos(lab, rng, options.domains, options.request_timeout + 4,
                       (lambda line: None) if options.quiet else (lambda line: print(line, flush=True)))
         chaos.setup()
-        for number in range(options.ops):
+        done = 0
+        while done < options.ops and (options.minutes is None or time.monotonic() - started < options.minutes * 60):
             chaos.step()
-            if not options.quiet and (number + 1) % 50 == 0:
-                print(f"{number + 1} requests, {len(chaos.violations)} false successes", flush=True)
+            done += 1
+            if not options.quiet and done % 50 == 0:
+                print(f"{done} requests, {len(chaos.violations)} false successes", flush=True)
         chaos.finish()
-        print(table(chaos, options.ops, seed, time.monotonic() - started), flush=True)
+        result = summary(chaos, done, seed, time.monotonic() - started)
+        print(table([result]), flush=True)
         for violation in chaos.violations:
             print("FALSE SUCCESS:", json.dumps(violation, indent=1), flush=True)
         if options.json:
             with open(options.json, "w") as out:
-                json.dump({"seed": seed, "ops": options.ops, "false_successes": len(chaos.violations),
-                           "counts": {f"{a} {v}": n for (a, v), n in chaos.counts.items()},
-                           "recoveries": chaos.recoveries, "violations": chaos.violations}, out, indent=1)
+                json.dump(result, out, indent=1)
         keep = bool(chaos.violations)
         if keep:
             for log in sorted(os.listdir(f"{lab.dir}/logs")):
