@@ -180,7 +180,7 @@ let package = Package(
         // Helpers shared by the test targets: fixtures, processes, network-namespace labs.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "FenceWireTests", dependencies: ["FenceWire", "Cryptography", "TestSupport"]),
-        .testTarget(name: "DaemonSupportTests", dependencies: ["DaemonSupport"]),
+        .testTarget(name: "DaemonSupportTests", dependencies: ["DaemonSupport", "TestSupport"]),
         .testTarget(name: "FencectlTests", dependencies: ["TestSupport"]),
         .testTarget(name: "DeploymentTests", dependencies: ["TestSupport"]),
         .testTarget(name: "FenceConfigTests", dependencies: ["FenceConfig", "FenceWire", "TestSupport"]),

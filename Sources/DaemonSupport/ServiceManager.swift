@@ -27,7 +27,14 @@ public enum ServiceManager {
 
     /// Sends one notification such as `READY=1`; a lost one is not worth failing for.
     public static func notify(_ state: String) {
-        guard let path = socketPath else { return }
+        notify(state, socket: socketPath)
+    }
+
+    /// Never waits: a service manager that stops reading loses notifications, it does not stall
+    /// the cooperative thread that sends them (a blocking send did, once the socket's queue of
+    /// ten datagrams was full, and SIGTERM then went unanswered).
+    static func notify(_ state: String, socket path: [UInt8]?) {
+        guard let path else { return }
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         let capacity = MemoryLayout.size(ofValue: address.sun_path)
@@ -39,7 +46,7 @@ public enum ServiceManager {
         let length = socklen_t(MemoryLayout<sa_family_t>.size + path.count)
         let message = Array(state.utf8)
         _ = withUnsafePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(descriptor, message, message.count, Int32(MSG_NOSIGNAL), $0, length) }
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(descriptor, message, message.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT), $0, length) }
         }
     }
 }

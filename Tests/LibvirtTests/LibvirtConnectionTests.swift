@@ -160,8 +160,9 @@ struct LibvirtConnectionTests {
         } catch {
             #expect(error.code == .timedOut)
         }
-        // Without the deadline this call would never return; the bound only proves it did.
-        #expect(ContinuousClock.now - started < .seconds(5))
+        // Without the deadline this call would never return; the bound only proves it did (not
+        // how fast: a CI machine starting labs beside this test once took 7 s for the 0.5 s).
+        #expect(ContinuousClock.now - started < .seconds(60))
     }
 }
 
