@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import TestSupport
 
@@ -145,16 +146,12 @@ struct CommandLineTests {
             logFile: directory.url.appendingPathComponent("notify.log"),
             environment: ["NOTIFY_SOCKET": socket.path, "WATCHDOG_USEC": "400000"]
         )
-        let started = try await offThePool { socket.receive(until: .now + .seconds(30)) { $0.filter { $0 == "WATCHDOG=1" }.count >= 3 } }
-        #expect(started.first == "READY=1", "\(started)\n\(daemon.log)")
-        #expect(started.filter { $0 == "WATCHDOG=1" }.count >= 3, "\(started)")
-        // Read while it stops, as systemd does: the socket queues only ten datagrams, and a
-        // manager that stops reading must not make the daemon lose STOPPING or hang (it did
-        // both when the stop took long enough for the watchdog ticks to fill the queue).
-        async let stopping = offThePool { socket.receive(until: .now + .seconds(30)) { $0.contains("STOPPING=1") } }
+        // The socket is read all along, as systemd reads it: it queues only ten datagrams, and
+        // once they are not read the daemon drops what it sends (it never waits for its manager).
+        try await waitUntil("READY and three watchdog ticks", within: .seconds(30)) { socket.messages.filter { $0 == "WATCHDOG=1" }.count >= 3 }
+        #expect(socket.messages.first == "READY=1", "\(socket.messages)\n\(daemon.log)")
         let status = await daemon.stop(timeout: .seconds(30))
-        let messages = try await stopping
-        #expect(messages.contains("STOPPING=1"), "\(messages)\n\(daemon.log)")
+        try await waitUntil("STOPPING", within: .seconds(10)) { socket.messages.contains("STOPPING=1") }
         #expect(status == 0)
     }
 
@@ -211,35 +208,45 @@ struct CommandLineTests {
     }
 }
 
-/// The datagram socket a service manager offers in `$NOTIFY_SOCKET`.
-final class NotifySocket: @unchecked Sendable {
+/// The datagram socket a service manager offers in `$NOTIFY_SOCKET`, read on a thread of its own
+/// from the start, as a service manager reads it.
+final class NotifySocket: Sendable {
     let path: String
-    private let descriptor: Int32
+    private let inbox = Inbox()
+
+    private final class Inbox: Sendable {
+        let received = Mutex<[String]>([])
+        let open = Atomic(true)
+    }
 
     init(path: String) throws {
         self.path = path
-        descriptor = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        let descriptor = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
-        guard descriptor >= 0, bound == 0 else { throw CocoaError(.fileWriteUnknown) }
+        guard descriptor >= 0, bound == 0 else {
+            close(descriptor)
+            throw CocoaError(.fileWriteUnknown)
+        }
         var timeout = timeval(tv_sec: 0, tv_usec: 100_000)
         setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let inbox = inbox
+        Thread {
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while inbox.open.load(ordering: .relaxed) {
+                let count = recv(descriptor, &buffer, buffer.count, 0)
+                if count > 0 { inbox.received.withLock { $0.append(String(decoding: buffer[..<count], as: UTF8.self)) } }
+            }
+            close(descriptor)
+        }.start()
     }
 
-    deinit { close(descriptor) }
+    deinit { inbox.open.store(false, ordering: .relaxed) }
 
-    /// The messages received until `done` holds for them or the deadline passes (blocking).
-    func receive(until deadline: ContinuousClock.Instant, done: ([String]) -> Bool) -> [String] {
-        var messages: [String] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while ContinuousClock.now < deadline && !done(messages) {
-            let count = recv(descriptor, &buffer, buffer.count, 0)
-            if count > 0 { messages.append(String(decoding: buffer[..<count], as: UTF8.self)) }
-        }
-        return messages
-    }
+    /// Everything received so far, in order.
+    var messages: [String] { inbox.received.withLock { $0 } }
 }
