@@ -49,6 +49,8 @@ public enum RoutingRules {
     public static func place(_ target: DomainTarget, in inventory: Inventory, now: ContinuousClock.Instant) -> Placement {
         var placement = Placement()
         var lastRun: (host: String, at: ContinuousClock.Instant)?
+        // When each live host where it runs last showed it running (nil: never).
+        var runningSeen: [ContinuousClock.Instant?] = []
         for host in inventory.hosts.values.sorted(by: { $0.id < $1.id }) {
             let liveness = host.liveness(now: now, freshness: inventory.freshness)
             switch liveness {
@@ -60,7 +62,12 @@ public enum RoutingRules {
             placement.uuids.insert(domain.uuid)
             switch liveness {
             case .live:
-                if domain.state.isOff { placement.definedOff.append(host.id) } else { placement.running.append(host.id) }
+                if domain.state.isOff {
+                    placement.definedOff.append(host.id)
+                } else {
+                    placement.running.append(host.id)
+                    runningSeen.append(host.lastRunning[domain.uuid])
+                }
                 if let at = host.lastRunning[domain.uuid], lastRun.map({ at > $0.at }) ?? true { lastRun = (host.id, at) }
             case .stale:
                 placement.onStaleHosts.append(host.id)
@@ -70,8 +77,7 @@ public enum RoutingRules {
         }
         placement.lastRanOn = lastRun?.host
         placement.expectedHosts = inventory.hosts.count
-        let seen = placement.running.map { host in inventory.hosts[host]?.lastRunning[placement.uuids.first ?? ""] }
-        placement.runningSeenAt = seen.contains(nil) ? nil : seen.compactMap { $0 }.min()
+        placement.runningSeenAt = runningSeen.contains(nil) ? nil : runningSeen.compactMap { $0 }.min()
         return placement
     }
 
