@@ -152,6 +152,14 @@ public struct RequestHistory: Sendable {
         var live = 0
         /// Not answered: what the per-source share counts.
         var open = 0
+
+        /// Adds a new (open) request; returns how many are live now.
+        mutating func added(_ key: RequestKey) -> Int {
+            keys.append(key)
+            live += 1
+            open += 1
+            return live
+        }
     }
 
     public private(set) var limits: HistoryLimits
@@ -223,12 +231,10 @@ public struct RequestHistory: Sendable {
         if entries.count >= limits.capacity, !evictFromLargestSource() { return .full }
         entries[key] = Entry(deadline: now + limits.requestTimeout, source: source, phase: .gathering(candidate.map { [$0] } ?? []), since: now, lastCopy: now, lastAttempt: now)
         if let candidate { note(candidate, for: key) }
-        var keys = bySource[source, default: SourceKeys()]
-        keys.keys.append(key)
-        keys.live += 1
-        keys.open += 1
-        bySource[source] = keys
-        sourceCountChanged(source, from: keys.live - 1, to: keys.live)
+        // In place: a copy taken out of the dictionary would copy the whole key list on append,
+        // making every request of a busy source cost as much as all it has sent.
+        let live = bySource[source, default: SourceKeys()].added(key)
+        sourceCountChanged(source, from: live - 1, to: live)
         if let candidate, conflicts(key, at: candidate.endpoint, now: now) { return .conflict }
         return .new(deadline: now + limits.requestTimeout)
     }
