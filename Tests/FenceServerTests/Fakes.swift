@@ -43,18 +43,36 @@ final class FakeFenceClient: Sendable {
         port = server.channel.localAddress!.port!
         let exchange = ChallengeResponse(key: key, algorithm: auth)
         let record = self.record
+        let endpoint = "\(address):\(port)"
         task = Task {
             try? await server.executeThenClose { inbound in
                 for try await connection in inbound {
                     record.accepted.withLock { $0 += 1 }
-                    let bytes = try? await Self.converse(connection, exchange: exchange, behaviour: behaviour)
-                    record.answers.withLock { $0.append(bytes ?? []) }
+                    let stage = Stage()
+                    let bytes: [UInt8]
+                    do {
+                        bytes = try await Self.converse(connection, exchange: exchange, behaviour: behaviour, stage: stage)
+                    } catch let error as TimedOut {
+                        // Says where it stuck, for the test that then fails on what it received.
+                        print("FakeFenceClient \(endpoint): \(error) while \(stage.name)")
+                        bytes = []
+                    } catch {
+                        bytes = []
+                    }
+                    record.answers.withLock { $0.append(bytes) }
                 }
             }
         }
     }
 
-    private static func converse(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>, exchange: ChallengeResponse, behaviour: Behaviour) async throws -> [UInt8] {
+    /// The step a conversation is at, for the message when it times out.
+    private final class Stage: Sendable {
+        private let current = Mutex("sending the challenge")
+        var name: String { current.withLock { $0 } }
+        func enter(_ name: String) { current.withLock { $0 = name } }
+    }
+
+    private static func converse(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>, exchange: ChallengeResponse, behaviour: Behaviour, stage: Stage) async throws -> [UInt8] {
         try await withTimeout(.seconds(30), "the fake client's conversation") {
             try await connection.executeThenClose { inbound, outbound in
                 var reader = ByteReader(inbound.makeAsyncIterator())
@@ -63,15 +81,21 @@ final class FakeFenceClient: Sendable {
                     var ours = (0..<64).map { _ in UInt8.random(in: .min ... .max) }
                     if case .challenge(let given) = behaviour { ours = given }
                     try await outbound.write(ByteBuffer(bytes: ours))
+                    stage.enter("reading the response to our challenge")
                     let response = try await reader.read(64)
                     guard exchange.isValid(response: response, to: ours) else { return [] }
+                    stage.enter("reading the daemon's challenge")
                     let challenge = try await reader.read(64)
                     var answer = exchange.response(to: challenge)
                     if case .wrongResponse = behaviour { answer[0] ^= 0xFF }
+                    stage.enter("sending our response")
                     try await outbound.write(ByteBuffer(bytes: answer))
                 }
                 if case .chatter(let count) = behaviour { try await outbound.write(ByteBuffer(bytes: [UInt8](repeating: 7, count: count))) }
-                return try await reader.rest()
+                stage.enter("reading the answer until the daemon closes")
+                let rest = try await reader.rest()
+                stage.enter("closing after \(rest.count) bytes of answer")
+                return rest
             }
         }
     }
