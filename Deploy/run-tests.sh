@@ -55,8 +55,8 @@ Deploy/broker/rabbitmq.sh start "$broker" "$port"
 
 FENCE_ROUTER_TEST_BROKER=$broker swift test --skip-build
 
-# The decoders of untrusted input under libFuzzer, 60 s each (Fuzz/run.sh; 10 million inputs by hand).
-Fuzz/run.sh --seconds 60
+# The decoders of untrusted input under libFuzzer, 30 s each (Fuzz/run.sh; 10 million inputs by hand).
+Fuzz/run.sh --seconds 30
 
 # The install script as an operator runs it: a release build with the Swift runtime linked in,
 # installed into a staging root, run from there, and removed again without a trace.
