@@ -29,8 +29,27 @@ public struct AMQPConfiguration: Sendable, Equatable {
         }
     }
 
-    public var host: String
-    public var port: Int
+    /// One node of the broker: where to connect.
+    public struct Broker: Sendable, Hashable, CustomStringConvertible {
+        public var host: String
+        public var port: Int
+
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+
+        /// On this machine, where a clear-text password does not cross a network.
+        public var isLoopback: Bool {
+            host == "localhost" || host == "::1" || host.hasPrefix("127.")
+        }
+
+        public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    }
+
+    /// The nodes of one broker cluster, tried in turn: the connection stays on one while it
+    /// works and moves to the next when it is lost or cannot be opened.
+    public var brokers: [Broker]
     public var tls: TLS?
     public var user: String?
     public var password: String?
@@ -48,8 +67,7 @@ public struct AMQPConfiguration: Sendable, Equatable {
     public var idleTimeout: Duration
 
     public init(
-        host: String,
-        port: Int,
+        brokers: [Broker],
         tls: TLS? = nil,
         user: String? = nil,
         password: String? = nil,
@@ -59,8 +77,7 @@ public struct AMQPConfiguration: Sendable, Equatable {
         reconnectBackoff: ClosedRange<Duration> = .milliseconds(100)...(.seconds(2)),
         idleTimeout: Duration = .seconds(8)
     ) {
-        self.host = host
-        self.port = port
+        self.brokers = brokers
         self.tls = tls
         self.user = user
         self.password = password
@@ -74,8 +91,9 @@ public struct AMQPConfiguration: Sendable, Equatable {
     /// Refuses what would connect insecurely or could never connect: PLAIN in clear text to
     /// another machine, TLS files that cannot be read.
     public func validate() throws(AMQPError) {
-        if mechanisms.contains(.plain), tls == nil, !isLoopback, !allowInsecurePlain {
-            throw AMQPError(.invalidConfiguration, "SASL PLAIN to \(host) without TLS would send the password in clear text: use amqps:// (or allow it explicitly)")
+        guard !brokers.isEmpty else { throw AMQPError(.invalidConfiguration, "no broker to connect to") }
+        if mechanisms.contains(.plain), tls == nil, !allowInsecurePlain, let remote = brokers.first(where: { !$0.isLoopback }) {
+            throw AMQPError(.invalidConfiguration, "SASL PLAIN to \(remote.host) without TLS would send the password in clear text: use amqps:// (or allow it explicitly)")
         }
         if let tls {
             for file in [tls.caFile, tls.certificateFile, tls.keyFile].compactMap({ $0 }) where access(file, R_OK) != 0 {
@@ -87,86 +105,113 @@ public struct AMQPConfiguration: Sendable, Equatable {
     /// Reads `amqp://[user[:password]@]host[:port]` or `amqps://…` (host may be `[ipv6]`). The
     /// scheme chooses TLS; `tls` supplies its files.
     public init(url: String, tls: TLS? = nil, containerID: String) throws(AMQPError) {
-        let secure: Bool
-        var rest: Substring
-        if url.hasPrefix("amqps://") {
-            secure = true
-            rest = url.dropFirst("amqps://".count)
-        } else if url.hasPrefix("amqp://") {
-            secure = false
-            rest = url.dropFirst("amqp://".count)
-        } else {
-            throw AMQPError(.invalidConfiguration, "\"\(url)\" is not an amqp:// or amqps:// URL")
-        }
-        if let slash = rest.firstIndex(of: "/") { rest = rest[..<slash] }
-        var user: String?
-        var password: String?
-        if let at = rest.lastIndex(of: "@") {
-            let credentials = rest[..<at]
-            rest = rest[rest.index(after: at)...]
-            if let colon = credentials.firstIndex(of: ":") {
-                user = String(credentials[..<colon])
-                password = String(credentials[credentials.index(after: colon)...])
-            } else {
-                user = String(credentials)
-            }
-        }
-        var host: Substring
-        var portText: Substring?
-        if rest.hasPrefix("[") {
-            guard let close = rest.firstIndex(of: "]") else { throw AMQPError(.invalidConfiguration, "\"\(url)\": unclosed [") }
-            host = rest[rest.index(after: rest.startIndex)..<close]
-            let after = rest[rest.index(after: close)...]
-            if after.hasPrefix(":") { portText = after.dropFirst() }
-        } else if let colon = rest.lastIndex(of: ":") {
-            host = rest[..<colon]
-            portText = rest[rest.index(after: colon)...]
-        } else {
-            host = rest
-        }
-        guard !host.isEmpty else { throw AMQPError(.invalidConfiguration, "\"\(url)\" names no host") }
-        let port = try portText.map { text throws(AMQPError) -> Int in
-            guard let port = Int(text), (1...65535).contains(port) else {
-                throw AMQPError(.invalidConfiguration, "\"\(url)\": \"\(text)\" is not a port")
-            }
-            return port
-        } ?? (secure ? 5671 : 5672)
-        if secure && tls == nil {
-            throw AMQPError(.invalidConfiguration, "\"\(url)\" asks for TLS but no CA file is configured")
-        }
-        self.init(host: String(host), port: port, tls: secure ? tls : nil, user: user, password: password, containerID: containerID)
+        try self.init(urls: [url], tls: tls, containerID: containerID)
     }
 
-    /// Whether the broker is on this machine, where a clear-text password does not cross a network.
-    public var isLoopback: Bool {
-        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    /// The nodes of one cluster, one URL each, in the order they are tried. They share one
+    /// scheme and one user: credentials may be written in any of the URLs, but not differently.
+    public init(urls: [String], tls: TLS? = nil, containerID: String) throws(AMQPError) {
+        guard let first = urls.first else { throw AMQPError(.invalidConfiguration, "no broker URL") }
+        let parsed = try urls.map { (url: String) throws(AMQPError) -> ParsedURL in try ParsedURL(url) }
+        if let other = parsed.first(where: { $0.secure != parsed[0].secure }) {
+            throw AMQPError(.invalidConfiguration, "\"\(other.text)\" and \"\(first)\": every node of the broker takes TLS, or none does")
+        }
+        let credentials = Set(parsed.compactMap { $0.user == nil ? nil : [$0.user!, $0.password ?? ""] })
+        guard credentials.count <= 1 else {
+            throw AMQPError(.invalidConfiguration, "the broker URLs name different users or passwords: one account serves every node")
+        }
+        let secure = parsed[0].secure
+        if secure && tls == nil {
+            throw AMQPError(.invalidConfiguration, "\"\(first)\" asks for TLS but no CA file is configured")
+        }
+        let account = parsed.first { $0.user != nil }
+        self.init(brokers: parsed.map(\.broker), tls: secure ? tls : nil, user: account?.user, password: account?.password, containerID: containerID)
     }
+
+    /// One `amqp://` or `amqps://` URL, taken apart.
+    private struct ParsedURL {
+        let text: String
+        let secure: Bool
+        let broker: Broker
+        let user: String?
+        let password: String?
+
+        init(_ url: String) throws(AMQPError) {
+            text = url
+            var rest: Substring
+            if url.hasPrefix("amqps://") {
+                secure = true
+                rest = url.dropFirst("amqps://".count)
+            } else if url.hasPrefix("amqp://") {
+                secure = false
+                rest = url.dropFirst("amqp://".count)
+            } else {
+                throw AMQPError(.invalidConfiguration, "\"\(url)\" is not an amqp:// or amqps:// URL")
+            }
+            if let slash = rest.firstIndex(of: "/") { rest = rest[..<slash] }
+            var user: String?
+            var password: String?
+            if let at = rest.lastIndex(of: "@") {
+                let credentials = rest[..<at]
+                rest = rest[rest.index(after: at)...]
+                if let colon = credentials.firstIndex(of: ":") {
+                    user = String(credentials[..<colon])
+                    password = String(credentials[credentials.index(after: colon)...])
+                } else {
+                    user = String(credentials)
+                }
+            }
+            self.user = user
+            self.password = password
+            var host: Substring
+            var portText: Substring?
+            if rest.hasPrefix("[") {
+                guard let close = rest.firstIndex(of: "]") else { throw AMQPError(.invalidConfiguration, "\"\(url)\": unclosed [") }
+                host = rest[rest.index(after: rest.startIndex)..<close]
+                let after = rest[rest.index(after: close)...]
+                if after.hasPrefix(":") { portText = after.dropFirst() }
+            } else if let colon = rest.lastIndex(of: ":") {
+                host = rest[..<colon]
+                portText = rest[rest.index(after: colon)...]
+            } else {
+                host = rest
+            }
+            guard !host.isEmpty else { throw AMQPError(.invalidConfiguration, "\"\(url)\" names no host") }
+            let port = try portText.map { text throws(AMQPError) -> Int in
+                guard let port = Int(text), (1...65535).contains(port) else {
+                    throw AMQPError(.invalidConfiguration, "\"\(url)\": \"\(text)\" is not a port")
+                }
+                return port
+            } ?? (secure ? 5671 : 5672)
+            broker = Broker(host: String(host), port: port)
+        }
+    }
+
+    /// The brokers, for messages: `host:port, host:port`.
+    public var brokerList: String { brokers.map(\.description).joined(separator: ", ") }
 }
 
-/// How a broker names topics, queues and reply destinations.
+/// How a broker names the two kinds of address the bus uses.
 public struct AddressProfile: Sendable, Equatable {
     /// `{name}` is replaced by the name.
     public var topicTemplate: String
-    public var queueTemplate: String
-    public var replyTemplate: String
+    /// An address one consumer subscribes to by name and that keeps nothing while nobody does:
+    /// a host's commands, a router's replies. Nothing is stored on a broker node, so the loss of
+    /// one node of a cluster loses no address: its consumer subscribes again on another node. A
+    /// command sent while nobody listens is lost, and its router answers failure at the deadline.
+    public var directTemplate: String
 
-    public init(topicTemplate: String, queueTemplate: String, replyTemplate: String) {
+    public init(topicTemplate: String, directTemplate: String) {
         self.topicTemplate = topicTemplate
-        self.queueTemplate = queueTemplate
-        self.replyTemplate = replyTemplate
+        self.directTemplate = directTemplate
     }
 
-    /// RabbitMQ 3.x with its AMQP 1.0 plugin: topics on amq.topic, named queues, reply queues bound
-    /// to amq.direct (it supports neither dynamic reply nodes nor the anonymous relay).
-    public static let rabbitMQ3 = AddressProfile(
-        topicTemplate: "/topic/{name}",
-        queueTemplate: "/queue/{name}",
-        replyTemplate: "/exchange/amq.direct/{name}"
-    )
+    /// RabbitMQ 3.x with its AMQP 1.0 plugin: topics on amq.topic, direct addresses bound to
+    /// amq.direct (it supports neither dynamic nodes nor the anonymous relay).
+    public static let rabbitMQ3 = AddressProfile(topicTemplate: "/topic/{name}", directTemplate: "/exchange/amq.direct/{name}")
 
-    /// Plain AMQP 1.0 node names (RabbitMQ 4, ActiveMQ Artemis, Qpid Dispatch), configured as
-    /// multicast for topics on the broker.
-    public static let plainNodes = AddressProfile(topicTemplate: "{name}", queueTemplate: "{name}", replyTemplate: "{name}")
+    /// Plain AMQP 1.0 node names, for brokers configured with multicast topics.
+    public static let plainNodes = AddressProfile(topicTemplate: "{name}", directTemplate: "{name}")
 
     public static func named(_ name: String) -> AddressProfile? {
         switch name.lowercased() {
@@ -177,8 +222,7 @@ public struct AddressProfile: Sendable, Equatable {
     }
 
     public func topic(_ name: String) -> String { topicTemplate.replacingPlaceholder(with: name) }
-    public func queue(_ name: String) -> String { queueTemplate.replacingPlaceholder(with: name) }
-    public func reply(_ name: String) -> String { replyTemplate.replacingPlaceholder(with: name) }
+    public func direct(_ name: String) -> String { directTemplate.replacingPlaceholder(with: name) }
 }
 
 extension String {

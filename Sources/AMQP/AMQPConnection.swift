@@ -60,13 +60,16 @@ public final class AMQPConnection: Sendable {
     public func waitUntilConnected(deadline: ContinuousClock.Instant) async throws(AMQPError) {
         while !shared.isConnected {
             guard ContinuousClock.now < deadline else {
-                throw AMQPError(.timedOut, "not connected to \(configuration.host):\(configuration.port) before the deadline")
+                throw AMQPError(.timedOut, "not connected to \(configuration.brokerList) before the deadline")
             }
             try? await Task.sleep(for: .milliseconds(10))
         }
     }
 
     public var isConnected: Bool { shared.isConnected }
+
+    /// The node the connection is open to; nil while it is not.
+    public var connectedBroker: AMQPConfiguration.Broker? { shared.connectedBroker }
 
     /// Sends and waits until the broker accepts the message (at least once: the caller retries on
     /// failure). Messages wait for a connection until the deadline.
@@ -150,7 +153,7 @@ final class SharedState: Sendable {
         var outbox: [Operation] = []
         /// The open connection, for `pn_connection_wake`; cleared before Proton frees it.
         var connection: WakeablePointer?
-        var connected = false
+        var connected: AMQPConfiguration.Broker?
         var counter: UInt64 = 0
     }
 
@@ -183,21 +186,23 @@ final class SharedState: Sendable {
         state.withLock { $0.outbox.insert(contentsOf: operations, at: 0) }
     }
 
-    var isConnected: Bool { state.withLock { $0.connected } }
+    var isConnected: Bool { state.withLock { $0.connected != nil } }
+
+    var connectedBroker: AMQPConfiguration.Broker? { state.withLock { $0.connected } }
 
     func connectionOpened(_ connection: OpaquePointer) {
         let wakeable = WakeablePointer(pointer: connection)
         state.withLock { $0.connection = wakeable }
     }
 
-    func setConnected(_ connected: Bool) {
-        state.withLock { $0.connected = connected }
+    func setConnected(to broker: AMQPConfiguration.Broker) {
+        state.withLock { $0.connected = broker }
     }
 
     func connectionClosed() {
         state.withLock { state in
             state.connection = nil
-            state.connected = false
+            state.connected = nil
         }
     }
 

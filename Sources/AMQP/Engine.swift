@@ -26,6 +26,8 @@ final class Engine: @unchecked Sendable {
     private var closing = false
     private var generation: UInt64 = 0
     private var failures = 0
+    /// The broker node connected to, or tried next: `configuration.brokers[current]`.
+    private var current = 0
     private var tag: UInt64 = 0
     /// Why the last attempt to connect failed; a new reason is worth a warning, a repeat is not.
     private var lastFailure: String?
@@ -45,8 +47,6 @@ final class Engine: @unchecked Sendable {
         self.configuration = configuration
         self.shared = shared
         self.events = events
-        var logger = logger
-        logger[metadataKey: "broker"] = "\(configuration.host):\(configuration.port)"
         self.logger = logger
     }
 
@@ -95,7 +95,10 @@ final class Engine: @unchecked Sendable {
 
     // MARK: - Connecting
 
+    private var broker: AMQPConfiguration.Broker { configuration.brokers[current] }
+
     private func connect() {
+        let broker = self.broker
         let transport = pn_transport()!
         if let tls = configuration.tls {
             let domain = pn_ssl_domain(PN_SSL_MODE_CLIENT)!
@@ -108,12 +111,12 @@ final class Engine: @unchecked Sendable {
             failed = failed || pn_ssl_domain_set_peer_authentication(domain, verification, tls.caFile) != 0
             let ssl = pn_ssl(transport)
             failed = failed || pn_ssl_init(ssl, domain, nil) != 0
-            _ = pn_ssl_set_peer_hostname(ssl, configuration.host)
+            _ = pn_ssl_set_peer_hostname(ssl, broker.host)
             if failed { logger.error("the TLS settings were refused by Proton; the connection will fail") }
         }
         let sasl = pn_sasl(transport)
         pn_sasl_allowed_mechs(sasl, configuration.mechanisms.map(\.rawValue).joined(separator: " "))
-        if configuration.tls == nil && (configuration.isLoopback || configuration.allowInsecurePlain) {
+        if configuration.tls == nil && (broker.isLoopback || configuration.allowInsecurePlain) {
             pn_sasl_set_allow_insecure_mechs(sasl, true)
         }
         let (seconds, attoseconds) = configuration.idleTimeout.components
@@ -124,13 +127,16 @@ final class Engine: @unchecked Sendable {
         if let user = configuration.user { pn_connection_set_user(connection, user) }
         if let password = configuration.password { pn_connection_set_password(connection, password) }
         var address = [CChar](repeating: 0, count: 512)
-        _ = pn_proactor_addr(&address, address.count, configuration.host, String(configuration.port))
+        _ = pn_proactor_addr(&address, address.count, broker.host, String(broker.port))
         pn_proactor_connect2(proactor, connection, transport, address)
     }
 
+    /// The next attempt goes to the next node of the cluster. Every node is tried once at each
+    /// step of the backoff, so that a lost node costs one short wait, not a climb to the longest.
     private func scheduleReconnect() {
         failures += 1
-        let exponent = min(failures - 1, 20)
+        current = (current + 1) % configuration.brokers.count
+        let exponent = min((failures - 1) / configuration.brokers.count, 20)
         let ceiling = min(configuration.reconnectBackoff.lowerBound * (1 << exponent), configuration.reconnectBackoff.upperBound)
         // Jittered (between half and all of the ceiling) so that the agents of many hosts do not
         // come back to a restarted broker in one wave.
@@ -157,8 +163,8 @@ final class Engine: @unchecked Sendable {
             failures = 0
             lastFailure = nil
             generation += 1
-            shared.setConnected(true)
-            logger.info("connected to the broker", metadata: ["generation": "\(generation)"])
+            shared.setConnected(to: broker)
+            logger.info("connected to the broker", metadata: ["broker": "\(broker)", "generation": "\(generation)"])
             // More than one connection opened means reconnects.
             Counter(label: "fence_bus_connections_total").increment()
             Gauge(label: "fence_bus_connected").record(1)
@@ -192,7 +198,7 @@ final class Engine: @unchecked Sendable {
         case PN_SESSION_REMOTE_CLOSE, PN_CONNECTION_REMOTE_CLOSE:
             if let connection = pn_event_connection(event) {
                 if let condition = describe(pn_connection_remote_condition(connection)) {
-                    logger.warning("the broker closed the connection", metadata: ["condition": "\(condition)"])
+                    logger.warning("the broker closed the connection", metadata: ["broker": "\(broker)", "condition": "\(condition)"])
                 }
                 pn_connection_close(connection)
             }
@@ -364,15 +370,15 @@ final class Engine: @unchecked Sendable {
         receiverLinks = [:]
         partial = [:]
         if wasOpen {
-            logger.warning("disconnected from the broker", metadata: ["reason": "\(reason)"])
+            logger.warning("disconnected from the broker", metadata: ["broker": "\(broker)", "reason": "\(reason)"])
             Gauge(label: "fence_bus_connected").record(0)
             events.yield(.disconnected(reason: reason))
             lastFailure = nil
         } else if reason != lastFailure {
-            logger.warning("cannot connect to the broker", metadata: ["reason": "\(reason)"])
+            logger.warning("cannot connect to the broker", metadata: ["broker": "\(broker)", "reason": "\(reason)"])
             lastFailure = reason
         } else {
-            logger.debug("cannot connect to the broker", metadata: ["reason": "\(reason)"])
+            logger.debug("cannot connect to the broker", metadata: ["broker": "\(broker)", "reason": "\(reason)"])
         }
         if !closing { scheduleReconnect() }
     }

@@ -14,10 +14,10 @@ public struct BusAddresses: Sendable {
 
     /// Every agent's snapshots, deltas and heartbeats, for every router.
     public var inventory: String { profile.topic("fence.inventory") }
-    /// One host's command queue.
-    public func commands(for host: String) -> String { profile.queue("fence.commands.\(host)") }
+    /// One host's commands.
+    public func commands(for host: String) -> String { profile.direct("fence.commands.\(host)") }
     /// One router's replies.
-    public func replies(for router: String) -> String { profile.reply("fence.reply.\(router)") }
+    public func replies(for router: String) -> String { profile.direct("fence.reply.\(router)") }
 }
 
 /// Whom a message is sealed for.

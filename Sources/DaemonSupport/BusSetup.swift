@@ -74,7 +74,7 @@ public enum BusSetup {
             let tls = settings.tlsCAFile.map {
                 AMQPConfiguration.TLS(caFile: $0, certificateFile: settings.tlsCertificateFile, keyFile: settings.tlsKeyFile)
             }
-            configuration = try AMQPConfiguration(url: settings.url, tls: tls, containerID: containerID)
+            configuration = try AMQPConfiguration(urls: settings.urls, tls: tls, containerID: containerID)
         } catch {
             throw StartupError(.configuration, "\(settings.urlLocation.map { "\($0)" } ?? "backends/amqp/url"): \(error.message)")
         }
@@ -102,9 +102,9 @@ public enum BusSetup {
                 return
             } catch {
                 guard wait else {
-                    throw StartupError(.backend, "cannot reach the broker at \(configuration.host):\(configuration.port) (start with -w to wait for it)")
+                    throw StartupError(.backend, "cannot reach the broker at \(configuration.brokerList) (start with -w to wait for it)")
                 }
-                logger.warning("waiting for the broker", metadata: ["broker": "\(configuration.host):\(configuration.port)"])
+                logger.warning("waiting for the broker", metadata: ["broker": "\(configuration.brokerList)"])
             }
         }
     }

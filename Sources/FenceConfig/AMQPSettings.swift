@@ -1,7 +1,8 @@
 /// `backends/amqp`: the broker and the bus, shared by fence-routerd's amqp backend and fence-hostd.
 public struct BusSettings: Hashable, Sendable {
-    /// `amqp://[user[:password]@]host[:port]` or `amqps://…`.
-    public var url: String
+    /// `amqp://[user[:password]@]host[:port]` or `amqps://…`: `url`, then `url1`, `url2`, … (the
+    /// nodes of one broker cluster, tried in this order), as fence_virt.conf numbers libvirt URIs.
+    public var urls: [String]
     public var urlLocation: SourceLocation?
     public var user: String?
     /// A file holding the broker password (mode 0600), instead of one in the URL.
@@ -25,8 +26,8 @@ public struct BusSettings: Hashable, Sendable {
     /// (`hosts/NAME.pub`, `routers/NAME.pub`, `operators/NAME.pub`).
     public var trustDirectory = "/etc/fence-router/trust"
 
-    public init(url: String, busKeyFile: String) {
-        self.url = url
+    public init(urls: [String], busKeyFile: String) {
+        self.urls = urls
         self.busKeyFile = busKeyFile
     }
 
@@ -36,10 +37,19 @@ public struct BusSettings: Hashable, Sendable {
     ]
 
     init(reading reader: BlockReader) throws(ConfigError) {
-        url = try reader.required("url")
-        guard url.hasPrefix("amqp://") || url.hasPrefix("amqps://") else {
-            throw reader.invalid("url", "\"\(url)\" is not an amqp:// or amqps:// URL")
+        var urls = [try reader.required("url")]
+        var index = 1
+        while let next = reader.string("url\(index)") {
+            urls.append(next)
+            index += 1
         }
+        for (index, url) in urls.enumerated() where !(url.hasPrefix("amqp://") || url.hasPrefix("amqps://")) {
+            throw reader.invalid(index == 0 ? "url" : "url\(index)", "\"\(url)\" is not an amqp:// or amqps:// URL")
+        }
+        if let index = urls.indices.first(where: { urls[$0].hasPrefix("amqps://") != urls[0].hasPrefix("amqps://") }) {
+            throw reader.invalid("url\(index)", "\"\(urls[index])\": every node of the broker takes TLS (amqps://), or none does")
+        }
+        self.urls = urls
         urlLocation = reader.location("url")
         user = reader.string("user")
         passwordFile = reader.string("password_file")
@@ -51,7 +61,7 @@ public struct BusSettings: Hashable, Sendable {
         tlsCAFile = reader.string("tls_ca_file")
         tlsCertificateFile = reader.string("tls_cert_file")
         tlsKeyFile = reader.string("tls_key_file")
-        if url.hasPrefix("amqps://") && tlsCAFile == nil {
+        if urls[0].hasPrefix("amqps://") && tlsCAFile == nil {
             throw ConfigError(code: .missingKey, file: reader.file, line: urlLocation?.line ?? 0, key: reader.key("tls_ca_file"),
                               message: "an amqps:// URL needs the CA that signed the broker's certificate")
         }
@@ -91,7 +101,7 @@ extension BusSettings {
             throw ConfigError(code: .missingKey, file: document.file, line: 0, key: "backends/amqp",
                               message: "no backends { amqp { … } } block: where is the bus?")
         }
-        try self.init(reading: BlockReader(file: document.file, path: "backends/amqp", node: node, knownKeys: amqpBlockKeys))
+        try self.init(reading: BlockReader(file: document.file, path: "backends/amqp", node: node, knownKeys: amqpBlockKeys, knownPrefixes: ["url"]))
     }
 }
 
@@ -169,7 +179,7 @@ public struct HostAgentConfiguration: Hashable, Sendable {
             throw ConfigError(code: .missingKey, file: file, line: 0, key: "backends/libvirt",
                               message: "fence-hostd needs a backends { libvirt { uri = \"…\"; } } block")
         }
-        let amqpReader = BlockReader(file: file, path: "backends/amqp", node: amqp, knownKeys: amqpBlockKeys)
+        let amqpReader = BlockReader(file: file, path: "backends/amqp", node: amqp, knownKeys: amqpBlockKeys, knownPrefixes: ["url"])
         bus = try BusSettings(reading: amqpReader)
         agent = try HostAgentSettings(reading: amqpReader)
         let libvirtReader = BlockReader(file: file, path: "backends/libvirt", node: libvirtNode, knownKeys: [], knownPrefixes: ["uri"])

@@ -80,7 +80,7 @@ public enum EffectiveSettings {
     }
 
     private static func busItems(_ bus: BusSettings) -> [ConfigNode] {
-        [.assignment("url", bus.url)] + optional("user", bus.user) + optional("password_file", bus.passwordFile) + [
+        bus.urls.enumerated().map { index, url in .assignment(index == 0 ? "url" : "url\(index)", url) } + optional("user", bus.user) + optional("password_file", bus.passwordFile) + [
             .assignment("sasl_mechanism", bus.saslMechanism),
         ] + optional("tls_ca_file", bus.tlsCAFile) + optional("tls_cert_file", bus.tlsCertificateFile)
             + optional("tls_key_file", bus.tlsKeyFile) + [

@@ -165,7 +165,7 @@ public struct RouterConfiguration: Hashable, Sendable {
                 throw ConfigError(code: .missingKey, file: file, line: 0, key: "backends/amqp",
                                   message: "the amqp backend needs a backends { amqp { url = \"…\"; bus_key_file = \"…\"; } } block")
             }
-            let reader = BlockReader(file: file, path: "backends/amqp", node: node, knownKeys: amqpBlockKeys)
+            let reader = BlockReader(file: file, path: "backends/amqp", node: node, knownKeys: amqpBlockKeys, knownPrefixes: ["url"])
             bus = try BusSettings(reading: reader)
             routing = try RouterBusSettings(reading: reader)
             readers.append(reader)

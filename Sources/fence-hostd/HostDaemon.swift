@@ -39,7 +39,7 @@ struct HostDaemon: Sendable {
                 libvirt: libvirt, bus: bus, logger: logger
             )
             try await agent.prepare(deadline: .now + .seconds(10))
-            logger.info("ready", metadata: ["uri": "\(uri)", "broker": "\(bus.connection.configuration.host):\(bus.connection.configuration.port)"])
+            logger.info("ready", metadata: ["uri": "\(uri)", "broker": "\(bus.connection.connectedBroker.map(\.description) ?? bus.connection.configuration.brokerList)"])
             return HostDaemon(agent: agent, pidFile: pidFile, logger: logger)
         } catch {
             pidFile?.remove()

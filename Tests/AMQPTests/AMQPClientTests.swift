@@ -21,6 +21,10 @@ struct AMQPClientTests {
 
     func unique(_ name: String) -> String { "\(name)-\(UUID().uuidString.prefix(8))" }
 
+    /// A RabbitMQ queue: what the client's sends, receives and time-to-live are tried on (the bus
+    /// itself uses topics and direct addresses only).
+    func queue(_ name: String) -> String { "/queue/\(name)" }
+
     func next(_ receiver: AMQPReceiver, within limit: Duration = .seconds(10)) async throws -> AMQPMessage? {
         let messages = receiver.messages
         return try await withTimeout(limit, "a message on \(receiver.address)") {
@@ -33,7 +37,7 @@ struct AMQPClientTests {
     func queueRoundTrip() async throws {
         let connection = try await connect(try await BrokerProcess.shared())
         defer { Task { await connection.close() } }
-        let address = profile.queue(unique("q"))
+        let address = queue(unique("q"))
         let receiver = try await connection.receiver(from: address, deadline: deadline)
         let sent = AMQPMessage(
             body: Array("hello \u{1F512}".utf8), messageID: "m-1", correlationID: "c-1", subject: "greeting",
@@ -62,7 +66,7 @@ struct AMQPClientTests {
         #expect(try await next(first)?.body == [1, 2, 3])
         #expect(try await next(second)?.body == [1, 2, 3])
 
-        let queue = profile.queue(unique("early"))
+        let queue = queue(unique("early"))
         try await connection.send(AMQPMessage(body: [9], durable: true), to: queue, deadline: deadline)
         let late = try await connection.receiver(from: queue, deadline: deadline)
         #expect(try await next(late)?.body == [9])
@@ -74,7 +78,7 @@ struct AMQPClientTests {
         let server = try await connect(broker)
         let client = try await connect(broker)
         defer { Task { await server.close(); await client.close() } }
-        let service = profile.queue(unique("service"))
+        let service = queue(unique("service"))
         let requests = try await server.receiver(from: service, deadline: deadline)
         let responder = Task {
             for await request in requests.messages {
@@ -84,7 +88,7 @@ struct AMQPClientTests {
             }
         }
         defer { responder.cancel() }
-        let requester = try await AMQPRequester(connection: client, replyAddress: profile.reply(unique("reply")), deadline: deadline)
+        let requester = try await AMQPRequester(connection: client, replyAddress: profile.direct(unique("reply")), deadline: deadline)
         let replies = try await withThrowingTaskGroup(of: [UInt8].self) { group in
             for index in 0..<10 {
                 group.addTask { try await requester.request(AMQPMessage(body: [UInt8(index), 0]), to: service, deadline: .now + .seconds(10)).body }
@@ -98,10 +102,10 @@ struct AMQPClientTests {
     func unansweredRequest() async throws {
         let connection = try await connect(try await BrokerProcess.shared())
         defer { Task { await connection.close() } }
-        let requester = try await AMQPRequester(connection: connection, replyAddress: profile.reply(unique("reply")), deadline: deadline)
+        let requester = try await AMQPRequester(connection: connection, replyAddress: profile.direct(unique("reply")), deadline: deadline)
         let started = ContinuousClock.now
         do {
-            _ = try await requester.request(AMQPMessage(body: [1]), to: profile.queue(unique("nobody")), deadline: .now + .milliseconds(500))
+            _ = try await requester.request(AMQPMessage(body: [1]), to: queue(unique("nobody")), deadline: .now + .milliseconds(500))
             Issue.record("a request nobody answers succeeded")
         } catch {
             #expect(error.code == .timedOut)
@@ -113,7 +117,7 @@ struct AMQPClientTests {
     func timeToLive() async throws {
         let connection = try await connect(try await BrokerProcess.shared())
         defer { Task { await connection.close() } }
-        let queue = profile.queue(unique("ttl"))
+        let queue = queue(unique("ttl"))
         try await connection.send(AMQPMessage(body: [1], timeToLive: .milliseconds(200)), to: queue, deadline: deadline)
         try await connection.send(AMQPMessage(body: [2], timeToLive: .seconds(60)), to: queue, deadline: deadline)
         try await Task.sleep(for: .seconds(1))
@@ -141,7 +145,7 @@ struct AMQPClientTests {
         defer { Task { await connection.close() } }
         await #expect(throws: AMQPError.self) { try await connection.waitUntilConnected(deadline: .now + .seconds(2)) }
         do {
-            try await connection.send(AMQPMessage(body: [1]), to: profile.queue("x"), deadline: .now + .milliseconds(300))
+            try await connection.send(AMQPMessage(body: [1]), to: queue("x"), deadline: .now + .milliseconds(300))
             Issue.record("a send without a connection succeeded")
         } catch {
             #expect(error.code == .timedOut)
@@ -156,7 +160,7 @@ struct AMQPClientTests {
     func reconnects(_ broker: BrokerProcess) async throws {
         let connection = try await connect(broker, backoff: .milliseconds(100)...(.milliseconds(500)))
         defer { Task { await connection.close() } }
-        let queue = profile.queue(unique("survivor"))
+        let queue = queue(unique("survivor"))
         let receiver = try await connection.receiver(from: queue, deadline: deadline)
         try await connection.send(AMQPMessage(body: [1]), to: queue, deadline: deadline)
         #expect(try await next(receiver)?.body == [1])
@@ -181,6 +185,41 @@ struct AMQPClientTests {
         try await connection.send(AMQPMessage(body: [3]), to: queue, deadline: deadline)
         #expect(try await next(receiver, within: .seconds(20))?.body == [3], "the subscription was attached again")
     }
+
+    @Test("several nodes: a dead one is passed over; when the node in use stops, the connection and its subscriptions move to the next")
+    func failover() async throws {
+        let shared = try await BrokerProcess.shared()
+        try await BrokerProcess.withDedicated { dedicated in
+            // One account on every node, as in a cluster.
+            try await dedicated.ctl("change_password", "fence", shared.password)
+            let nobody = try Ports.freeTCP()
+            var configuration = try AMQPConfiguration(
+                urls: ["amqp://fence:\(shared.password)@127.0.0.1:\(nobody)", "amqp://127.0.0.1:\(dedicated.port)", "amqp://127.0.0.1:\(shared.port)"],
+                containerID: "test-\(UUID().uuidString.prefix(8))"
+            )
+            configuration.reconnectBackoff = .milliseconds(100)...(.milliseconds(500))
+            let connection = try AMQPConnection(configuration: configuration, logger: logger)
+            defer { Task { await connection.close() } }
+            try await connection.waitUntilConnected(deadline: deadline)
+            #expect(connection.connectedBroker?.port == dedicated.port, "the node nobody listens on was passed over")
+            let topic = profile.topic(unique("moving"))
+            let receiver = try await connection.receiver(from: topic, deadline: deadline)
+            try await connection.send(AMQPMessage(body: [1]), to: topic, deadline: deadline)
+            #expect(try await next(receiver)?.body == [1])
+
+            try await dedicated.stop()
+            try await waitUntil("the connection moved to the shared broker", within: .seconds(30)) {
+                connection.connectedBroker?.port == shared.port
+            }
+            // Sent until one arrives: the re-attach of the subscription may still be under way.
+            var arrived: [UInt8]?
+            for attempt in 2..<40 where arrived == nil {
+                try await connection.send(AMQPMessage(body: [UInt8(attempt)]), to: topic, deadline: deadline)
+                arrived = try? await next(receiver, within: .milliseconds(500))?.body
+            }
+            #expect(arrived != nil, "the subscription was attached again on the next node")
+        }
+    }
 }
 
 @Suite("AMQP configuration")
@@ -192,8 +231,7 @@ struct AMQPConfigurationTests {
     ])
     func urls(url: String, host: String, port: Int, user: String?, password: String?) throws {
         let configuration = try AMQPConfiguration(url: url, containerID: "c")
-        #expect(configuration.host == host)
-        #expect(configuration.port == port)
+        #expect(configuration.brokers == [AMQPConfiguration.Broker(host: host, port: port)])
         #expect(configuration.user == user)
         #expect(configuration.password == password)
         #expect(configuration.tls == nil)
@@ -205,16 +243,32 @@ struct AMQPConfigurationTests {
         #expect(throws: AMQPError.self) { try AMQPConfiguration(url: "amqp://x:99999", containerID: "c") }
         #expect(throws: AMQPError.self) { try AMQPConfiguration(url: "amqps://x", containerID: "c") }
         let tls = AMQPConfiguration.TLS(caFile: "/ca.pem")
-        #expect(try AMQPConfiguration(url: "amqps://x", tls: tls, containerID: "c").port == 5671)
+        #expect(try AMQPConfiguration(url: "amqps://x", tls: tls, containerID: "c").brokers.first?.port == 5671)
         let remote = try AMQPConfiguration(url: "amqp://u:p@192.0.2.7", containerID: "c")
         #expect(throws: AMQPError.self) { try AMQPConnection(configuration: remote, logger: Logger(label: "t")) }
+        // One remote node among loopback ones is enough to refuse a clear-text password.
+        let mixed = try AMQPConfiguration(urls: ["amqp://u:p@127.0.0.1", "amqp://192.0.2.7"], containerID: "c")
+        #expect(throws: AMQPError.self) { try mixed.validate() }
+    }
+
+    @Test("the nodes of a cluster: tried in order, one scheme, one account")
+    func cluster() throws {
+        let tls = AMQPConfiguration.TLS(caFile: "/ca.pem")
+        let three = try AMQPConfiguration(urls: ["amqps://u:p@a.example", "amqps://b.example:5680", "amqps://[fd00::3]"], tls: tls, containerID: "c")
+        #expect(three.brokers.map(\.description) == ["a.example:5671", "b.example:5680", "[fd00::3]:5671"])
+        #expect(three.user == "u" && three.password == "p")
+        #expect(three.tls == tls)
+        #expect(throws: AMQPError.self) { try AMQPConfiguration(urls: ["amqps://a", "amqp://b"], tls: tls, containerID: "c") }
+        #expect(throws: AMQPError.self) { try AMQPConfiguration(urls: ["amqp://u:p@a", "amqp://v:p@b"], containerID: "c") }
+        #expect(throws: AMQPError.self) { try AMQPConfiguration(urls: [], containerID: "c") }
+        #expect(try AMQPConfiguration(urls: ["amqp://u:p@a", "amqp://u:p@b"], containerID: "c").brokers.count == 2)
     }
 
     @Test("address profiles")
     func profiles() {
         #expect(AddressProfile.rabbitMQ3.topic("fence.inventory") == "/topic/fence.inventory")
-        #expect(AddressProfile.rabbitMQ3.queue("fence.commands.h1") == "/queue/fence.commands.h1")
-        #expect(AddressProfile.rabbitMQ3.reply("reply-1") == "/exchange/amq.direct/reply-1")
+        #expect(AddressProfile.rabbitMQ3.direct("fence.commands.h1") == "/exchange/amq.direct/fence.commands.h1")
+        #expect(AddressProfile.plainNodes.direct("fence.reply.r1") == "fence.reply.r1")
         #expect(AddressProfile.plainNodes.topic("fence.inventory") == "fence.inventory")
         #expect(AddressProfile.named("rabbitmq3") == .rabbitMQ3)
         #expect(AddressProfile.named("nope") == nil)

@@ -30,7 +30,7 @@ struct AMQPTLSTests {
 
     func roundTrip(_ connection: AMQPConnection) async throws {
         try await connection.waitUntilConnected(deadline: .now + .seconds(15))
-        let queue = AddressProfile.rabbitMQ3.queue("tls-\(UUID().uuidString.prefix(6))")
+        let queue = "/queue/tls-\(UUID().uuidString.prefix(6))"
         let receiver = try await connection.receiver(from: queue, deadline: .now + .seconds(10))
         try await connection.send(AMQPMessage(body: [7, 7]), to: queue, deadline: .now + .seconds(10))
         let messages = receiver.messages

@@ -95,7 +95,7 @@ struct ConfigurationDialogueTests {
         let document = try ConfigDocument(parsing: transcript.document.rendered(), file: "new.conf")
         let router = try RouterConfiguration(document: document)
         #expect(router.daemon.backend == .amqp)
-        #expect(router.bus?.url == "amqps://broker.example.net:5671")
+        #expect(router.bus?.urls == ["amqps://broker.example.net:5671"])
         #expect(router.bus?.saslMechanism == "EXTERNAL")
         #expect(router.bus?.tlsCertificateFile == "/etc/fence-router/hv1.pem")
         #expect(router.bus?.tlsKeyFile == "/etc/fence-router/host.key")
