@@ -7,14 +7,23 @@
 #                                          (with TLS_DIR=dir holding ca.pem, server.pem and server.key:
 #                                          also AMQP over TLS on PORT+1, client certificates verified
 #                                          when presented, SASL EXTERNAL by certificate common name)
-#   rabbitmq.sh stop DIR                   stop the broker and its epmd by PID
-#   rabbitmq.sh ctl DIR ARGS...            rabbitmqctl against this broker
+#   rabbitmq.sh stop DIR                   stop the broker (every node of a cluster) and its epmd by PID
+#   rabbitmq.sh ctl DIR ARGS...            rabbitmqctl against this broker (a cluster's first node)
+#
+#   rabbitmq.sh cluster DIR [N] PORT [ADDRESS]
+#                                          N nodes (3 by default) joined into one cluster: node K in
+#                                          DIR/nodeK on port PORT+2(K-1) (its TLS port the one above),
+#                                          its own node name, data and distribution port, one epmd
+#                                          and one Erlang cookie for all; DIR/urls lists the nodes
+#   rabbitmq.sh kill DIR/nodeK             SIGKILL that node's broker by its PID, as a crash would
+#   rabbitmq.sh restart DIR/nodeK          start a stopped or killed node again on its port and
+#                                          data: it rejoins its cluster
 #
 # The AMQP user is "fence" with the password in DIR/password (made at the first start).
 set -euo pipefail
 source "$(dirname "$0")/../lib/process.sh"
 
-command=${1:?usage: rabbitmq.sh start DIR PORT [ADDRESS] | stop DIR | ctl DIR ARGS...}
+command=${1:?usage: rabbitmq.sh start DIR PORT [ADDRESS] | cluster DIR [N] PORT [ADDRESS] | stop DIR | kill DIR | restart DIR | ctl DIR ARGS...}
 dir=${2:?a data directory is needed}
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
@@ -34,7 +43,8 @@ environment() {
     export RABBITMQ_NODE_PORT=$port
     export RABBITMQ_DIST_PORT=$((port + 20000))
     export ERL_EPMD_ADDRESS=127.0.0.1
-    export ERL_EPMD_PORT=$((port + 10000))
+    # A cluster's nodes find each other through one epmd; a lone broker runs its own.
+    export ERL_EPMD_PORT=$(cat "$dir/epmd_port" 2>/dev/null || echo $((port + 10000)))
     export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
     export RABBITMQ_CTL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
     export PATH=/usr/lib/rabbitmq/bin:$PATH   # the plain scripts, not the su-to-rabbitmq wrappers
@@ -45,6 +55,25 @@ speaks_amqp10() {
     local address=$1 port=$2 reply
     reply=$(timeout 2 bash -c "exec 3<>/dev/tcp/$address/$port && printf 'AMQP\x03\x01\x00\x00' >&3 && head -c 8 <&3 | od -An -tx1" 2>/dev/null | tr -d ' \n') || return 1
     [[ $reply == 414d515003010000 ]]
+}
+
+# epmd -daemon returns before the daemon listens, and a daemon started right after the last
+# one stopped (a restart) can exit without listening: the broker then dies at start-up with
+# `nodistribution`. Waits until epmd answers on PORT, starting it again while none runs; its PID
+# goes to PIDFILE.
+ensure_epmd() {
+    local pidfile=$1 port=$2 attempt
+    rm -f "$pidfile"
+    for attempt in $(seq 100); do
+        if [[ ! -s $pidfile ]] || ! running "$(cat "$pidfile")"; then
+            pgrep -f "^epmd -address 127.0.0.1 -port $port( |\$)" > "$pidfile" \
+                || { (( attempt % 10 == 1 )) && epmd -address 127.0.0.1 -port "$port" -daemon; } || true
+        fi
+        [[ -s $pidfile ]] && epmd -port "$port" -names >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "epmd did not answer on 127.0.0.1:$port within 10 s" >&2
+    return 1
 }
 
 case $command in
@@ -90,23 +119,11 @@ CONF
     trap '"$0" stop "$dir"' ERR
     # shellcheck disable=SC2086
     rabbitmq-plugins enable --offline $plugins >/dev/null
-    # epmd -daemon returns before the daemon listens, and a daemon started right after the last
-    # one stopped (a restart) can exit without listening: the broker then dies at start-up with
-    # `nodistribution`. Wait until epmd answers, starting it again while none runs.
-    rm -f "$dir/epmd.pid"
-    for attempt in $(seq 100); do
-        if [[ ! -s $dir/epmd.pid ]] || ! running "$(cat "$dir/epmd.pid")"; then
-            pgrep -f "^epmd -address 127.0.0.1 -port $ERL_EPMD_PORT( |\$)" > "$dir/epmd.pid" \
-                || { (( attempt % 10 == 1 )) && epmd -address 127.0.0.1 -port "$ERL_EPMD_PORT" -daemon; } || true
-        fi
-        [[ -s $dir/epmd.pid ]] && epmd -port "$ERL_EPMD_PORT" -names >/dev/null 2>&1 && break
-        if (( attempt == 100 )); then
-            echo "epmd did not answer on 127.0.0.1:$ERL_EPMD_PORT within 10 s" >&2
-            "$0" stop "$dir"
-            exit 1
-        fi
-        sleep 0.1
-    done
+    # A cluster's node uses the cluster's epmd (started by `cluster`); a lone broker starts its own.
+    if [[ ! -f $dir/epmd_port ]] && ! ensure_epmd "$dir/epmd.pid" "$ERL_EPMD_PORT"; then
+        "$0" stop "$dir"
+        exit 1
+    fi
     rabbitmq-server > "$dir/log/stdout.log" 2>&1 &
     echo $! > "$dir/launcher.pid"
     for _ in $(seq 600); do
@@ -133,8 +150,63 @@ CONF
     "$0" stop "$dir"
     exit 1
     ;;
+cluster)
+    shift 2
+    if (($# >= 2)) && [[ $2 =~ ^[0-9]+$ ]]; then nodes=$1; shift; else nodes=3; fi
+    port=${1:?a port is needed}
+    address=${2:-127.0.0.1}
+    ((nodes >= 1)) || { echo "a cluster needs at least one node" >&2; exit 2; }
+    export PATH=/usr/lib/rabbitmq/bin:$PATH
+    [[ -f $dir/password ]] || (umask 077 && head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$dir/password")
+    [[ -f $dir/cookie ]] || (umask 077 && head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' > "$dir/cookie")
+    echo $((port + 10000)) > "$dir/epmd_port"
+    : > "$dir/nodes"
+    : > "$dir/urls"
+    trap '"$0" stop "$dir"' ERR
+    ensure_epmd "$dir/epmd.pid" $((port + 10000))
+    first=""
+    for ((k = 1; k <= nodes; k++)); do
+        node=$dir/node$k
+        mkdir -p "$node"
+        cp "$dir/password" "$dir/epmd_port" "$node/"
+        # The cookie is what lets the nodes speak to each other: the same, and readable by the owner only.
+        install -m 0400 "$dir/cookie" "$node/.erlang.cookie"
+        "$0" start "$node" $((port + 2 * (k - 1))) "$address"
+        echo "$node" >> "$dir/nodes"
+        echo "amqp://$address:$((port + 2 * (k - 1)))" >> "$dir/urls"
+        name=fence-$((port + 2 * (k - 1)))@localhost
+        if [[ -z $first ]]; then
+            first=$name
+        else
+            "$0" ctl "$node" -q stop_app >/dev/null
+            "$0" ctl "$node" -q join_cluster "$first" >/dev/null
+            "$0" ctl "$node" -q start_app >/dev/null
+        fi
+    done
+    running_nodes=$("$0" ctl "$dir/node1" -q eval 'length(rabbit_nodes:all_running()).' 2>/dev/null || echo "?")
+    echo "RabbitMQ cluster of $nodes nodes in $dir ($running_nodes running): $(tr '\n' ' ' < "$dir/urls")"
+    ;;
+kill)
+    trap - ERR
+    for name in rabbitmq launcher; do
+        pid=$(cat "$dir/$name.pid" 2>/dev/null || true)
+        [[ -n $pid ]] && kill -9 "$pid" 2>/dev/null || true
+    done
+    for name in rabbitmq launcher; do
+        pid=$(cat "$dir/$name.pid" 2>/dev/null || true)
+        [[ -n $pid ]] || continue
+        for _ in $(seq 100); do running "$pid" || break; sleep 0.05; done
+        rm -f "$dir/$name.pid"
+    done
+    ;;
+restart)
+    exec "$0" start "$dir" "$(cat "$dir/port")" "$(cat "$dir/address")"
+    ;;
 stop)
     trap - ERR
+    if [[ -f $dir/nodes ]]; then
+        while read -r node; do "$0" stop "$node"; done < "$dir/nodes"
+    fi
     for name in rabbitmq launcher epmd; do
         pid=$(cat "$dir/$name.pid" 2>/dev/null || true)
         [[ -n $pid ]] || continue
@@ -144,6 +216,7 @@ stop)
     ;;
 ctl)
     shift 2
+    [[ -f $dir/nodes ]] && dir=$(head -1 "$dir/nodes")
     environment
     exec rabbitmqctl "$@"
     ;;

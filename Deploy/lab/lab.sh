@@ -2,8 +2,10 @@
 # A multi-host fence-router lab on this machine, in network namespaces it creates (nothing touches
 # the real interfaces). Run as root.
 #
-#   lab.sh up DIR [--hosts N] [--guests M] [--routers R] [--bare B] [--bin DIR] [--request-timeout S]
-#        management network 198.18.0.0/24: the broker (.100) and hosts hv1..hvN (.1..)
+#   lab.sh up DIR [--hosts N] [--guests M] [--routers R] [--brokers K] [--bare B] [--bin DIR] [--request-timeout S]
+#        management network 198.18.0.0/24: the broker (.100) and hosts hv1..hvN (.1..); with K > 1
+#        the broker is a RabbitMQ cluster of K nodes on .100 (ports P, P+2, …), and host hvI lists
+#        them from node I on, so that the daemons spread over the nodes
 #        guest network 198.51.100.0/24 on a bridge: hosts (.1..) and guests g1..gM (.101..)
 #        each host: its own libvirtd (libvirt's test driver on a unix socket) and fence-hostd;
 #        hosts hv1..hvR also run fence-routerd (amqp backend, multicast on the guest network);
@@ -15,16 +17,19 @@
 #   lab.sh virsh DIR HOST ARGS...                     virsh against HOST's libvirtd (the true state)
 #   lab.sh xvm DIR GUEST ARGS...                      the real fence_xvm in GUEST, with the lab's key
 #   lab.sh fencectl DIR HOST ARGS...                  fencectl in HOST's namespace, with HOST's configuration
-#   lab.sh stop|start DIR PART                        PART: broker, libvirtd-HOST (a host's hypervisor: its
-#                                                     domains are gone once it restarts, as after a reboot),
+#   lab.sh stop|start DIR PART                        PART: broker (every node), brokerK (node K of a cluster),
+#                                                     libvirtd-HOST (a host's hypervisor: its domains are
+#                                                     gone once it restarts, as after a reboot),
 #                                                     agent-HOST, router-HOST
+#   lab.sh kill DIR PART                              SIGKILL, as a crash: brokerK, agent-HOST, router-HOST
+#   lab.sh attached DIR PART                          the broker node (brokerK) agent-HOST or router-HOST is connected to now
 #   lab.sh metrics DIR PART                           what router-HOST or agent-HOST serves on its metrics endpoint
 #   lab.sh pid DIR PART
 #   lab.sh wait DIR PART TEXT                         until PART's current run logs TEXT (15 s at most)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 source "$here/Deploy/lib/process.sh"
-command=${1:?usage: lab.sh up|down|define|populate|migrate|virsh|xvm|fencectl|metrics|stop|start|pid|wait DIR ...}
+command=${1:?usage: lab.sh up|down|define|populate|migrate|virsh|xvm|fencectl|metrics|stop|start|kill|attached|pid|wait DIR ...}
 dir=${2:?a lab directory is needed}
 shift 2
 
@@ -62,6 +67,10 @@ stop_part() {
         ip netns exec "$(ns brk)" "$here/Deploy/broker/rabbitmq.sh" stop "$dir/broker" >/dev/null 2>&1 || true
         return
     fi
+    if [[ $part == broker[0-9]* ]]; then
+        ip netns exec "$(ns brk)" "$here/Deploy/broker/rabbitmq.sh" stop "$dir/broker/node${part#broker}" >/dev/null 2>&1 || true
+        return
+    fi
     # A simulated host's libvirtd goes with its keeper.
     [[ $part == libvirtd-* ]] && stop_part "keeper-${part#libvirtd-}"
     [[ -n $pid ]] || return 0
@@ -74,7 +83,14 @@ start_part() {
     bin=$(cat "$dir/bin")
     case $part in
     broker)
-        ip netns exec "$(ns brk)" "$here/Deploy/broker/rabbitmq.sh" start "$dir/broker" "$(cat "$dir/broker-port")" 198.18.0.100 >/dev/null
+        if (($(cat "$dir/brokers") > 1)); then
+            ip netns exec "$(ns brk)" "$here/Deploy/broker/rabbitmq.sh" cluster "$dir/broker" "$(cat "$dir/brokers")" "$(cat "$dir/broker-port")" 198.18.0.100 >/dev/null
+        else
+            ip netns exec "$(ns brk)" "$here/Deploy/broker/rabbitmq.sh" start "$dir/broker" "$(cat "$dir/broker-port")" 198.18.0.100 >/dev/null
+        fi
+        ;;
+    broker[0-9]*)
+        ip netns exec "$(ns brk)" "$here/Deploy/broker/rabbitmq.sh" restart "$dir/broker/node${part#broker}" >/dev/null
         ;;
     libvirtd-*)
         host=${part#libvirtd-}
@@ -123,13 +139,14 @@ define_domain() {
 
 case $command in
 up)
-    hosts=3 guests=2 routers=1 bare=0 bin="" timeout=15
+    hosts=3 guests=2 routers=1 brokers=1 bare=0 bin="" timeout=15
     while (($#)); do
         case $1 in
         --request-timeout) timeout=$2; shift 2 ;;
         --hosts) hosts=$2; shift 2 ;;
         --guests) guests=$2; shift 2 ;;
         --routers) routers=$2; shift 2 ;;
+        --brokers) brokers=$2; shift 2 ;;
         --bare) bare=$2; shift 2 ;;
         --bin) bin=$2; shift 2 ;;
         *) echo "lab: unknown option $1" >&2; exit 2 ;;
@@ -143,6 +160,7 @@ up)
     echo "$hosts" > "$dir/hosts"
     echo "$guests" > "$dir/guests"
     echo "$routers" > "$dir/routers"
+    echo "$brokers" > "$dir/brokers"
     echo $((20000 + RANDOM % 9000)) > "$dir/broker-port"
 
     # Networks: a management bridge and a guest bridge, each in a namespace of its own.
@@ -191,6 +209,13 @@ unix_sock_rw_perms = "0700"
 auth_unix_rw = "none"
 auth_unix_ro = "none"
 CONF
+        # The broker's nodes, from node I on (url, url1, …): the hosts' daemons spread over them.
+        urls=""
+        for ((k = 0; k < brokers; k++)); do
+            key=url
+            ((k == 0)) || key=url$k
+            urls+="		$key = \"amqp://fence:$password@198.18.0.100:$((port + 2 * ((i - 1 + k) % brokers)))\";"$'\n'
+        done
         cat > "$dir/$host/fence_virt.conf" <<CONF
 fence_virtd {
 	listener = "multicast";
@@ -208,8 +233,7 @@ listeners {
 
 backends {
 	amqp {
-		url = "amqp://fence:$password@198.18.0.100:$port";
-		allow_insecure_plain = "1";
+$urls		allow_insecure_plain = "1";
 		bus_key_file = "$dir/bus.key";
 		identity_key_file = "$dir/$host/identity.key";
 		trust_directory = "$dir/trust";
@@ -237,7 +261,7 @@ CONF
         attach $guest eth0 net "g$j" "198.51.100.$((100 + j))/24"
         in_ns $guest ip route add 224.0.0.0/4 dev eth0
     done
-    echo "lab up in $dir: $hosts hosts, $routers router(s), $guests guests, broker 198.18.0.100:$port"
+    echo "lab up in $dir: $hosts hosts, $routers router(s), $guests guests, broker 198.18.0.100:$port$( ((brokers > 1)) && echo " (a cluster of $brokers nodes, ports $port, $((port + 2)), …)")"
     ;;
 down)
     [[ -f $dir/prefix ]] || exit 0
@@ -280,6 +304,23 @@ fencectl)
     [[ ${1:-} == host && " $* " != *" --operator-key "* ]] && operator=(--operator lab --operator-key "$dir/operator.key")
     in_ns "$host" "$(cat "$dir/bin")/fencectl" "$@" "${operator[@]}" -f "$dir/$host/fence_virt.conf" ;;
 stop) stop_part "$1" ;;
+kill)
+    part=$1
+    if [[ $part == broker[0-9]* ]]; then
+        ip netns exec "$(ns brk)" "$here/Deploy/broker/rabbitmq.sh" kill "$dir/broker/node${part#broker}"
+    else
+        pid=$(cat "$dir/pids/$part")
+        kill -9 "$pid" 2>/dev/null || true
+        for _ in $(seq 100); do running "$pid" || break; sleep 0.05; done
+        rm -f "$dir/pids/$part"
+    fi
+    ;;
+attached)
+    # The last "connected to the broker" of PART's current run names the node's address and port.
+    port=$(tail -n +$(($(cat "$dir/logs/$1.mark") + 1)) "$dir/logs/$1.log" | grep "connected to the broker" | tail -1 | grep -o 'broker=198.18.0.100:[0-9]*' | cut -d: -f2)
+    [[ -n $port ]] || { echo "lab: $1 has not connected to the broker" >&2; exit 1; }
+    echo "broker$(( (port - $(cat "$dir/broker-port")) / 2 + 1 ))"
+    ;;
 start) start_part "$1" ;;
 pid) cat "$dir/pids/$1" ;;
 wait) wait_for_log "$1" "$2" ;;

@@ -12,12 +12,12 @@ public final class MultiHostLab: @unchecked Sendable {
         self.directory = directory
     }
 
-    /// Builds a lab with the binaries of this build.
-    public static func up(hosts: Int = 3, guests: Int = 2, routers: Int = 1) async throws -> MultiHostLab {
+    /// Builds a lab with the binaries of this build; `brokers` > 1 makes the broker a RabbitMQ cluster.
+    public static func up(hosts: Int = 3, guests: Int = 2, routers: Int = 1, brokers: Int = 1) async throws -> MultiHostLab {
         try TestEnvironment.require(prerequisites)
         let lab = MultiHostLab(directory: try TemporaryDirectory(prefix: "fr-lab"))
         do {
-            try await lab.run("up", "--hosts", "\(hosts)", "--guests", "\(guests)", "--routers", "\(routers)", "--bin", Products.directory.path)
+            try await lab.run("up", "--hosts", "\(hosts)", "--guests", "\(guests)", "--routers", "\(routers)", "--brokers", "\(brokers)", "--bin", Products.directory.path)
         } catch {
             await lab.down()
             throw error
@@ -26,8 +26,8 @@ public final class MultiHostLab: @unchecked Sendable {
     }
 
     /// Runs `body` in a fresh lab, taken down afterwards whatever happens.
-    public static func with<T: Sendable>(hosts: Int = 3, guests: Int = 2, routers: Int = 1, _ body: (MultiHostLab) async throws -> T) async throws -> T {
-        let lab = try await up(hosts: hosts, guests: guests, routers: routers)
+    public static func with<T: Sendable>(hosts: Int = 3, guests: Int = 2, routers: Int = 1, brokers: Int = 1, _ body: (MultiHostLab) async throws -> T) async throws -> T {
+        let lab = try await up(hosts: hosts, guests: guests, routers: routers, brokers: brokers)
         do {
             let result = try await body(lab)
             await lab.down()
@@ -110,6 +110,13 @@ public final class MultiHostLab: @unchecked Sendable {
 
     public func stop(_ part: String) async throws { try await run("stop", part) }
     public func start(_ part: String) async throws { try await run("start", part) }
+    /// SIGKILL, as a crash: `brokerK`, `agent-HOST`, `router-HOST`.
+    public func kill(_ part: String) async throws { try await run("kill", part) }
+
+    /// The broker node (`brokerK`) that `agent-HOST` or `router-HOST` is connected to now.
+    public func attached(_ part: String) async throws -> String {
+        try await run("attached", part).output.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
 
     public func pid(_ part: String) async throws -> Int32 {
         Int32(try await run("pid", part).output.trimmingCharacters(in: .whitespacesAndNewlines))!

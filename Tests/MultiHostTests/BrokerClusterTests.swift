@@ -1,0 +1,67 @@
+import Foundation
+import Testing
+import TestSupport
+
+private func uuid(_ number: Int) -> String { String(format: "0b0b0b0b-0000-4000-8000-%012x", number) }
+
+extension RoutedFencingTests {
+    /// Fences `name` until fence_xvm succeeds (each failure is a correct answer while the bus moves),
+    /// at most `limit`; returns how long it took.
+    private func fenceUntilDone(_ lab: MultiHostLab, _ action: String, _ name: String, within limit: Duration = .seconds(60)) async throws -> Duration {
+        let started = ContinuousClock.now
+        try await waitUntil("\(action) \(name) succeeded", within: limit, every: .milliseconds(200)) {
+            try await lab.fence(action, name, timeout: 10) == 0
+        }
+        return ContinuousClock.now - started
+    }
+
+    @Test("a RabbitMQ cluster of 3: the node the agent is on killed, then the router's; both move on, fencing succeeds again; a command in flight at a kill runs at most once; a restarted node rejoins and takes connections")
+    func brokerCluster() async throws {
+        try await MultiHostLab.with(hosts: 2, routers: 1, brokers: 3) { lab in
+            // b1 last: libvirt numbers every start on a host, so its next start takes its id + 1
+            // and a second one would take + 2.
+            for number in [2, 3, 4, 1] { try await lab.define("hv2", "b\(number)", uuid: uuid(number)) }
+            try await lab.waitUntilListed("b4", on: true)
+            // hv1 (the router and an agent) lists the nodes from the first, hv2 from the second.
+            #expect(try await lab.attached("router-hv1") == "broker1")
+            #expect(try await lab.attached("agent-hv2") == "broker2")
+
+            // A reboot in flight when the node carrying the agent's commands dies: whatever the
+            // answer, the domain was restarted at most once, and a success means it was.
+            let before = Int(try await lab.domainID("hv2", "b1"))!
+            async let inFlight = lab.fence("reboot", "b1", timeout: 20)
+            try await Task.sleep(for: .milliseconds(150))
+            try await lab.kill("broker2")
+            let answer = try await inFlight
+            let after = Int(try await lab.domainID("hv2", "b1"))!
+            #expect(after == before || after == before + 1, "restarted at most once (ids \(before) → \(after))")
+            if answer == 0 { #expect(after == before + 1, "a success was a real restart") }
+
+            // The agent moves to another node; an off succeeds again and is true.
+            _ = try await fenceUntilDone(lab, "off", "b2")
+            #expect(try await lab.state("hv2", "b2") == "shut off")
+            #expect(try await lab.attached("agent-hv2") != "broker2")
+
+            // Then the node the router is on.
+            try await lab.kill("broker1")
+            _ = try await fenceUntilDone(lab, "off", "b3")
+            #expect(try await lab.state("hv2", "b3") == "shut off")
+            #expect(try await lab.attached("router-hv1") == "broker3", "the one node left")
+
+            // Both killed nodes come back and rejoin; then the last original node dies, and the
+            // daemons can only be on the restarted ones.
+            try await lab.start("broker1")
+            try await lab.start("broker2")
+            try await lab.kill("broker3")
+            _ = try await fenceUntilDone(lab, "off", "b4")
+            #expect(try await lab.state("hv2", "b4") == "shut off")
+            #expect(["broker1", "broker2"].contains(try await lab.attached("router-hv1")))
+            #expect(["broker1", "broker2"].contains(try await lab.attached("agent-hv2")))
+            // The agents reconnected with new generations: OFF waits for their snapshots.
+            try await waitUntil("status of b4 answered off", within: .seconds(20), every: .milliseconds(200)) {
+                try await lab.status("b4") == 2
+            }
+            #expect(try await lab.state("hv2", "b1") == "running", "b1 was never switched off for good")
+        }
+    }
+}
