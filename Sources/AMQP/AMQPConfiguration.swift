@@ -191,27 +191,25 @@ public struct AMQPConfiguration: Sendable, Equatable {
     public var brokerList: String { brokers.map(\.description).joined(separator: ", ") }
 }
 
-/// How a broker names the two kinds of address the bus uses.
+/// How a broker names the bus's addresses. Every one of them is subscribed to by name and keeps
+/// nothing while nobody listens (the inventory, a host's commands, a router's replies): nothing is
+/// stored on a broker node, so the loss of one node of a cluster loses no address — its consumers
+/// subscribe again on another node. A command sent while its agent is away is lost, and its router
+/// answers failure at the deadline.
 public struct AddressProfile: Sendable, Equatable {
     /// `{name}` is replaced by the name.
-    public var topicTemplate: String
-    /// An address one consumer subscribes to by name and that keeps nothing while nobody does:
-    /// a host's commands, a router's replies. Nothing is stored on a broker node, so the loss of
-    /// one node of a cluster loses no address: its consumer subscribes again on another node. A
-    /// command sent while nobody listens is lost, and its router answers failure at the deadline.
-    public var directTemplate: String
+    public var template: String
 
-    public init(topicTemplate: String, directTemplate: String) {
-        self.topicTemplate = topicTemplate
-        self.directTemplate = directTemplate
+    public init(template: String) {
+        self.template = template
     }
 
-    /// RabbitMQ 3.x with its AMQP 1.0 plugin: topics on amq.topic, direct addresses bound to
-    /// amq.direct (it supports neither dynamic nodes nor the anonymous relay).
-    public static let rabbitMQ3 = AddressProfile(topicTemplate: "/topic/{name}", directTemplate: "/exchange/amq.direct/{name}")
+    /// RabbitMQ 3.x with its AMQP 1.0 plugin: amq.topic with the name as routing key, so that
+    /// topic permissions can limit each broker user to its own names.
+    public static let rabbitMQ3 = AddressProfile(template: "/topic/{name}")
 
-    /// Plain AMQP 1.0 node names, for brokers configured with multicast topics.
-    public static let plainNodes = AddressProfile(topicTemplate: "{name}", directTemplate: "{name}")
+    /// Plain AMQP 1.0 node names, for brokers configured with multicast addresses.
+    public static let plainNodes = AddressProfile(template: "{name}")
 
     public static func named(_ name: String) -> AddressProfile? {
         switch name.lowercased() {
@@ -221,8 +219,7 @@ public struct AddressProfile: Sendable, Equatable {
         }
     }
 
-    public func topic(_ name: String) -> String { topicTemplate.replacingPlaceholder(with: name) }
-    public func direct(_ name: String) -> String { directTemplate.replacingPlaceholder(with: name) }
+    public func address(_ name: String) -> String { template.replacingPlaceholder(with: name) }
 }
 
 extension String {

@@ -13,11 +13,11 @@ public struct BusAddresses: Sendable {
     }
 
     /// Every agent's snapshots, deltas and heartbeats, for every router.
-    public var inventory: String { profile.topic("fence.inventory") }
+    public var inventory: String { profile.address("fence.inventory") }
     /// One host's commands.
-    public func commands(for host: String) -> String { profile.direct("fence.commands.\(host)") }
+    public func commands(for host: String) -> String { profile.address("fence.commands.\(host)") }
     /// One router's replies.
-    public func replies(for router: String) -> String { profile.direct("fence.reply.\(router)") }
+    public func replies(for router: String) -> String { profile.address("fence.reply.\(router)") }
 }
 
 /// Whom a message is sealed for.

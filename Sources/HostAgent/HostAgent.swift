@@ -59,7 +59,7 @@ public final class HostAgent: Service {
         (work, workSink) = AsyncStream.makeStream(of: Publication.self)
     }
 
-    /// Attaches this host's command queue; the agent is ready once this returns.
+    /// Subscribes to this host's commands; the agent is ready once this returns.
     public func prepare(deadline: ContinuousClock.Instant) async throws(AMQPError) {
         let stream = try await bus.subscribe(bus.addresses.commands(for: settings.hostID), deadline: deadline)
         commands.withLock { $0 = stream }

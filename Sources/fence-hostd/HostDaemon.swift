@@ -11,7 +11,7 @@ import Musl
 #endif
 
 /// The wiring of fence-hostd. It reports ready only when libvirt answers, the broker is connected
-/// and this host's command queue is attached.
+/// and this host's command address is subscribed to.
 struct HostDaemon: Sendable {
     let agent: HostAgent
     let pidFile: PidFile?

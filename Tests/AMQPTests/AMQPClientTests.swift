@@ -59,7 +59,7 @@ struct AMQPClientTests {
     func topicAndQueue() async throws {
         let connection = try await connect(try await BrokerProcess.shared())
         defer { Task { await connection.close() } }
-        let topic = profile.topic(unique("t"))
+        let topic = profile.address(unique("t"))
         let first = try await connection.receiver(from: topic, deadline: deadline)
         let second = try await connection.receiver(from: topic, deadline: deadline)
         try await connection.send(AMQPMessage(body: [1, 2, 3]), to: topic, deadline: deadline)
@@ -72,7 +72,7 @@ struct AMQPClientTests {
         #expect(try await next(late)?.body == [9])
     }
 
-    @Test("request and reply through an amq.direct reply address")
+    @Test("request and reply through a reply address of the bus's kind (a topic on RabbitMQ 3)")
     func requestReply() async throws {
         let broker = try await BrokerProcess.shared()
         let server = try await connect(broker)
@@ -88,7 +88,7 @@ struct AMQPClientTests {
             }
         }
         defer { responder.cancel() }
-        let requester = try await AMQPRequester(connection: client, replyAddress: profile.direct(unique("reply")), deadline: deadline)
+        let requester = try await AMQPRequester(connection: client, replyAddress: profile.address(unique("reply")), deadline: deadline)
         let replies = try await withThrowingTaskGroup(of: [UInt8].self) { group in
             for index in 0..<10 {
                 group.addTask { try await requester.request(AMQPMessage(body: [UInt8(index), 0]), to: service, deadline: .now + .seconds(10)).body }
@@ -102,7 +102,7 @@ struct AMQPClientTests {
     func unansweredRequest() async throws {
         let connection = try await connect(try await BrokerProcess.shared())
         defer { Task { await connection.close() } }
-        let requester = try await AMQPRequester(connection: connection, replyAddress: profile.direct(unique("reply")), deadline: deadline)
+        let requester = try await AMQPRequester(connection: connection, replyAddress: profile.address(unique("reply")), deadline: deadline)
         let started = ContinuousClock.now
         do {
             _ = try await requester.request(AMQPMessage(body: [1]), to: queue(unique("nobody")), deadline: .now + .milliseconds(500))
@@ -202,7 +202,7 @@ struct AMQPClientTests {
             defer { Task { await connection.close() } }
             try await connection.waitUntilConnected(deadline: deadline)
             #expect(connection.connectedBroker?.port == dedicated.port, "the node nobody listens on was passed over")
-            let topic = profile.topic(unique("moving"))
+            let topic = profile.address(unique("moving"))
             let receiver = try await connection.receiver(from: topic, deadline: deadline)
             try await connection.send(AMQPMessage(body: [1]), to: topic, deadline: deadline)
             #expect(try await next(receiver)?.body == [1])
@@ -266,10 +266,8 @@ struct AMQPConfigurationTests {
 
     @Test("address profiles")
     func profiles() {
-        #expect(AddressProfile.rabbitMQ3.topic("fence.inventory") == "/topic/fence.inventory")
-        #expect(AddressProfile.rabbitMQ3.direct("fence.commands.h1") == "/exchange/amq.direct/fence.commands.h1")
-        #expect(AddressProfile.plainNodes.direct("fence.reply.r1") == "fence.reply.r1")
-        #expect(AddressProfile.plainNodes.topic("fence.inventory") == "fence.inventory")
+        #expect(AddressProfile.rabbitMQ3.address("fence.commands.h1") == "/topic/fence.commands.h1")
+        #expect(AddressProfile.plainNodes.address("fence.inventory") == "fence.inventory")
         #expect(AddressProfile.named("rabbitmq3") == .rabbitMQ3)
         #expect(AddressProfile.named("nope") == nil)
     }
