@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The main job, as a throwaway demo: the multi-host lab of lab.sh (network namespaces only) with
-# three simulated hypervisor hosts, each running its own libvirtd and fence-hostd, a broker, a
-# fence-routerd, and two guests running the real fence_xvm. It drives list, status, off, on and
-# reboot across the hosts, migrates a VM from one host to another, silences a host, and shows
-# after each success the state the host's own libvirtd reports. Everything is removed at the end.
+# three simulated hypervisor hosts, each running its own libvirtd and fence-hostd, a RabbitMQ
+# cluster of three nodes, a fence-routerd, and two guests running the real fence_xvm. It drives
+# list, status, off, on and reboot across the hosts, migrates a VM from one host to another, kills
+# the broker node the router is on, silences a host, and shows after each success the state the
+# host's own libvirtd reports. Everything is removed at the end.
 # Run as root.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -40,8 +41,8 @@ listed() {   # until the router's list shows domain $1 as $2
     return 1
 }
 
-say "building the lab: hosts hv1-hv3 (libvirtd + fence-hostd each), a broker, fence-routerd on hv1, guests g1 and g2"
-lab up --hosts 3 --routers 1 --guests 2 --bin "$(swift build --show-bin-path)"
+say "building the lab: hosts hv1-hv3 (libvirtd + fence-hostd each), a broker cluster of 3 nodes, fence-routerd on hv1, guests g1 and g2"
+lab up --hosts 3 --routers 1 --guests 2 --brokers 3 --bin "$(swift build --show-bin-path)"
 lab define hv1 node1 3b6f9a40-0000-4000-8000-000000000001
 lab define hv2 node2 3b6f9a40-0000-4000-8000-000000000002
 lab define hv3 node3 3b6f9a40-0000-4000-8000-000000000003
@@ -72,6 +73,21 @@ lab fencectl hv1 inventory | grep -E "^(DOMAIN|node1)"
 xvm g1 -o off -H node1
 truth hv2 node1
 truth hv1 node1
+
+say "a broker node dies: the one fence-routerd is on; the daemons move to another node and fencing goes on"
+node=$(lab attached router-hv1)
+echo "fence-routerd is on $node: killing that RabbitMQ node"
+lab kill "$node"
+for _ in $(seq 50); do [[ $(lab attached router-hv1 2>/dev/null) != "$node" ]] && break; sleep 0.2; done
+echo "fence-routerd is now on $(lab attached router-hv1)"
+# Right after the move the hosts are doubtful until their snapshots arrive: failure, then success.
+for attempt in 1 2 3 4 5 6 7 8 9 10; do
+    echo "[g1]\$ fence_xvm -o reboot -H node2   (attempt $attempt)"
+    lab xvm g1 -o reboot -H node2 -t 10 && { echo "(exit 0)"; break; }
+    echo "(failed: asked again)"
+    sleep 0.5
+done
+truth hv2 node2
 
 say "hv3's agent goes silent: its VMs cannot be vouched for, so the answer is failure, never off"
 lab stop agent-hv3
