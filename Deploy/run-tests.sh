@@ -5,6 +5,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Each step says when it starts and how long the one before took: the run must stay under 30 minutes.
+step() {
+    local now=$SECONDS
+    [[ -z ${step_name:-} ]] || echo "== $step_name: $((now - step_start)) s" >&2
+    step_name=$1 step_start=$now
+    [[ -z $step_name ]] || echo "== $step_name (at $((now / 60)) min $((now % 60)) s)" >&2
+}
+
+step "installing the dependencies"
 Deploy/install-deps.sh
 source Deploy/lib/process.sh
 
@@ -36,7 +45,7 @@ export TMPDIR=$run
 trap 'sweep "$run"' EXIT
 
 log=$run/build.log
-echo "building (debug, with tests)..."
+step "building (debug, with tests)"
 if ! swift build --build-tests >"$log" 2>&1; then
     cat "$log"
     exit 1
@@ -53,14 +62,16 @@ trap 'Deploy/broker/rabbitmq.sh stop "$broker" >/dev/null 2>&1; sweep "$run"' EX
 port=$((20000 + RANDOM % 9000))
 Deploy/broker/rabbitmq.sh start "$broker" "$port"
 
+step "the tests"
 FENCE_ROUTER_TEST_BROKER=$broker swift test --skip-build
 
 # The decoders of untrusted input under libFuzzer, 30 s each (Fuzz/run.sh; 10 million inputs by hand).
+step "libFuzzer"
 Fuzz/run.sh --seconds 30
 
 # The install script as an operator runs it: a release build with the Swift runtime linked in,
 # installed into a staging root, run from there, and removed again without a trace.
-echo "release build and install into a staging root..."
+step "release build and install into a staging root"
 stage=$run/install-root
 if ! Deploy/install.sh --destdir "$stage" >"$run/install.log" 2>&1; then
     cat "$run/install.log"
@@ -83,5 +94,6 @@ fi
 echo "install and uninstall: ok"
 
 # The unit under a real systemd: the release binaries in a minimal Debian booted with systemd-nspawn.
-echo "fence-routerd.service under systemd (systemd-nspawn)..."
+step "fence-routerd.service under systemd (systemd-nspawn)"
 Deploy/systemd/boot-check.sh "$run/boot-check" "$(swift build -c release --static-swift-stdlib --scratch-path .build/install --show-bin-path)"
+step ""

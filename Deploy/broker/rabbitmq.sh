@@ -164,24 +164,26 @@ cluster)
     : > "$dir/urls"
     trap '"$0" stop "$dir"' ERR
     ensure_epmd "$dir/epmd.pid" $((port + 10000))
-    first=""
     for ((k = 1; k <= nodes; k++)); do
         node=$dir/node$k
         mkdir -p "$node"
         cp "$dir/password" "$dir/epmd_port" "$node/"
         # The cookie is what lets the nodes speak to each other: the same, and readable by the owner only.
         install -m 0400 "$dir/cookie" "$node/.erlang.cookie"
-        "$0" start "$node" $((port + 2 * (k - 1))) "$address"
         echo "$node" >> "$dir/nodes"
         echo "amqp://$address:$((port + 2 * (k - 1)))" >> "$dir/urls"
-        name=fence-$((port + 2 * (k - 1)))@localhost
-        if [[ -z $first ]]; then
-            first=$name
-        else
-            "$0" ctl "$node" -q stop_app >/dev/null
-            "$0" ctl "$node" -q join_cluster "$first" >/dev/null
-            "$0" ctl "$node" -q start_app >/dev/null
-        fi
+    done
+    # The nodes start side by side; then the others join node 1, one at a time.
+    pids=()
+    for ((k = 1; k <= nodes; k++)); do
+        "$0" start "$dir/node$k" $((port + 2 * (k - 1))) "$address" &
+        pids+=($!)
+    done
+    for pid in "${pids[@]}"; do wait "$pid" || { echo "a node of the cluster did not start" >&2; "$0" stop "$dir"; exit 1; }; done
+    for ((k = 2; k <= nodes; k++)); do
+        "$0" ctl "$dir/node$k" -q stop_app >/dev/null
+        "$0" ctl "$dir/node$k" -q join_cluster "fence-$port@localhost" >/dev/null
+        "$0" ctl "$dir/node$k" -q start_app >/dev/null
     done
     running_nodes=$("$0" ctl "$dir/node1" -q eval 'length(rabbit_nodes:all_running()).' 2>/dev/null || echo "?")
     echo "RabbitMQ cluster of $nodes nodes in $dir ($running_nodes running): $(tr '\n' ' ' < "$dir/urls")"

@@ -50,8 +50,9 @@ extension RoutedFencingTests {
 
             // Both killed nodes come back and rejoin; then the last original node dies, and the
             // daemons can only be on the restarted ones.
-            try await lab.start("broker1")
-            try await lab.start("broker2")
+            async let first: Void = lab.start("broker1")
+            async let second: Void = lab.start("broker2")
+            _ = try await (first, second)
             try await lab.kill("broker3")
             _ = try await fenceUntilDone(lab, "off", "b4")
             #expect(try await lab.state("hv2", "b4") == "shut off")
