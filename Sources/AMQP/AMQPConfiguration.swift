@@ -65,6 +65,8 @@ public struct AMQPConfiguration: Sendable, Equatable {
     public var reconnectBackoff: ClosedRange<Duration>
     /// A broker silent for this long is taken for dead (Proton sends keepalive frames at half of it).
     public var idleTimeout: Duration
+    /// A received message larger than this is refused (and counted) before it is buffered whole.
+    public var maximumMessageSize: Int
 
     public init(
         brokers: [Broker],
@@ -75,7 +77,8 @@ public struct AMQPConfiguration: Sendable, Equatable {
         allowInsecurePlain: Bool = false,
         containerID: String,
         reconnectBackoff: ClosedRange<Duration> = .milliseconds(100)...(.seconds(2)),
-        idleTimeout: Duration = .seconds(8)
+        idleTimeout: Duration = .seconds(8),
+        maximumMessageSize: Int = 4 << 20
     ) {
         self.brokers = brokers
         self.tls = tls
@@ -86,6 +89,7 @@ public struct AMQPConfiguration: Sendable, Equatable {
         self.containerID = containerID
         self.reconnectBackoff = reconnectBackoff
         self.idleTimeout = idleTimeout
+        self.maximumMessageSize = maximumMessageSize
     }
 
     /// Refuses what would connect insecurely or could never connect: PLAIN in clear text to

@@ -19,10 +19,13 @@ public enum AMQPConnectionEvent: Hashable, Sendable {
 public final class AMQPReceiver: Sendable {
     public let address: String
     /// Every message, in arrival order; accepted by the client when it arrives here.
-    public let messages: AsyncStream<AMQPMessage>
+    public let messages: AMQPMessages
     let id: UInt64
 
-    init(address: String, messages: AsyncStream<AMQPMessage>, id: UInt64) {
+    /// Messages received and not yet consumed: never more than the receiver's capacity.
+    public var buffered: Int { messages.buffer.count }
+
+    init(address: String, messages: AMQPMessages, id: UInt64) {
         self.address = address
         self.messages = messages
         self.id = id
@@ -84,14 +87,16 @@ public final class AMQPConnection: Sendable {
     }
 
     /// Subscribes to `address` and waits for the broker to confirm the attach. The subscription
-    /// is attached again after every reconnect, until `detach`.
-    public func receiver(from address: String, credit: Int = 256, deadline: ContinuousClock.Instant) async throws(AMQPError) -> AMQPReceiver {
+    /// is attached again after every reconnect, until `detach`. At most `capacity` messages wait
+    /// for the consumer; the broker holds back the rest until it takes some.
+    public func receiver(from address: String, capacity: Int = 256, deadline: ContinuousClock.Instant) async throws(AMQPError) -> AMQPReceiver {
         let id = shared.nextID()
-        let (messages, sink) = AsyncStream.makeStream(of: AMQPMessage.self)
+        let shared = self.shared
+        let buffer = MessageBuffer(capacity: capacity) { credit in shared.enqueue(.grant(id: id, credit: credit)) }
         let result: Result<Void, AMQPError> = await CallbackWait.wait(until: deadline, expired: {
             .failure(AMQPError(.timedOut, "\(address): the attach was not confirmed before the deadline"))
         }) { once in
-            shared.enqueue(.attach(Subscription(id: id, address: address, credit: credit, sink: sink, firstAttach: once)))
+            shared.enqueue(.attach(Subscription(id: id, address: address, buffer: buffer, firstAttach: once)))
         }
         do {
             try result.get()
@@ -99,7 +104,7 @@ public final class AMQPConnection: Sendable {
             shared.enqueue(.detach(id: id))
             throw error
         }
-        return AMQPReceiver(address: address, messages: messages, id: id)
+        return AMQPReceiver(address: address, messages: AMQPMessages(buffer: buffer), id: id)
     }
 
     /// Ends a subscription; its message stream finishes.
@@ -121,6 +126,8 @@ public final class AMQPConnection: Sendable {
 enum Operation: Sendable {
     case send(Outgoing)
     case attach(Subscription)
+    /// The consumer took this many messages: grant the credit again.
+    case grant(id: UInt64, credit: Int)
     case detach(id: UInt64)
     case close
 }
@@ -134,15 +141,13 @@ struct Outgoing: Sendable {
 final class Subscription: Sendable {
     let id: UInt64
     let address: String
-    let credit: Int
-    let sink: AsyncStream<AMQPMessage>.Continuation
+    let buffer: MessageBuffer
     let firstAttach: ResumeOnce<Result<Void, AMQPError>>
 
-    init(id: UInt64, address: String, credit: Int, sink: AsyncStream<AMQPMessage>.Continuation, firstAttach: ResumeOnce<Result<Void, AMQPError>>) {
+    init(id: UInt64, address: String, buffer: MessageBuffer, firstAttach: ResumeOnce<Result<Void, AMQPError>>) {
         self.id = id
         self.address = address
-        self.credit = credit
-        self.sink = sink
+        self.buffer = buffer
         self.firstAttach = firstAttach
     }
 }

@@ -238,13 +238,17 @@ final class Engine: @unchecked Sendable {
             case .attach(let subscription):
                 subscriptions[subscription.id] = subscription
                 if open { attach(subscription) }
+            case .grant(let id, let credit):
+                for (link, subscription) in receiverLinks where subscription.id == id {
+                    pn_link_flow(link, Int32(clamping: credit))
+                }
             case .detach(let id):
                 guard let subscription = subscriptions.removeValue(forKey: id) else { continue }
                 for (link, attached) in receiverLinks where attached === subscription {
                     receiverLinks[link] = nil
                     pn_link_close(link)
                 }
-                subscription.sink.finish()
+                subscription.buffer.finish()
             case .close:
                 closing = true
                 if let connection { pn_connection_close(connection) }
@@ -267,8 +271,9 @@ final class Engine: @unchecked Sendable {
         linkNames += 1
         let link = pn_receiver(session, "\(configuration.containerID)-r\(linkNames)")!
         pn_terminus_set_address(pn_link_source(link), subscription.address)
+        pn_link_set_max_message_size(link, UInt64(configuration.maximumMessageSize))
         pn_link_open(link)
-        pn_link_flow(link, Int32(subscription.credit))
+        pn_link_flow(link, Int32(clamping: subscription.buffer.creditForNewLink()))
         receiverLinks[link] = subscription
     }
 
@@ -304,6 +309,18 @@ final class Engine: @unchecked Sendable {
         guard pn_delivery_readable(delivery) else { return }
         var bytes = partial.removeValue(forKey: delivery) ?? []
         let pending = pn_delivery_pending(delivery)
+        if bytes.count + pending > configuration.maximumMessageSize {
+            // Refused before it is buffered whole: what a flood of huge messages costs is bounded.
+            let address = receiverLinks[link]?.address ?? "?"
+            Counter(label: "fence_bus_oversized_messages_total").increment()
+            logger.warning("refused a message larger than the limit", metadata: [
+                "address": "\(address)", "limit": "\(configuration.maximumMessageSize)", "size-so-far": "\(bytes.count + pending)",
+            ])
+            pn_delivery_update(delivery, UInt64(PN_REJECTED))
+            pn_delivery_settle(delivery)
+            pn_link_flow(link, 1)
+            return
+        }
         if pending > 0 {
             let start = bytes.count
             bytes += [CChar](repeating: 0, count: pending)
@@ -320,14 +337,14 @@ final class Engine: @unchecked Sendable {
         }
         if let subscription = receiverLinks[link] {
             do {
-                subscription.sink.yield(try codec.decode(bytes))
+                subscription.buffer.deliver(try codec.decode(bytes))
                 pn_delivery_update(delivery, UInt64(PN_ACCEPTED))
             } catch {
                 logger.warning("dropped an undecodable message", metadata: ["address": "\(subscription.address)", "error": "\(error)"])
                 pn_delivery_update(delivery, UInt64(PN_REJECTED))
+                // Nobody will consume it: its credit comes back at once.
+                pn_link_flow(link, 1)
             }
-            let credit = Int(pn_link_credit(link))
-            if credit < subscription.credit / 2 { pn_link_flow(link, Int32(subscription.credit - credit)) }
         }
         pn_delivery_settle(delivery)
     }
@@ -387,11 +404,11 @@ final class Engine: @unchecked Sendable {
         let closed = AMQPError(.closed, "the connection was closed")
         for operation in shared.takeOutbox() {
             if case .send(let outgoing) = operation { outgoing.settled.resume(.failure(closed)) }
-            if case .attach(let subscription) = operation { subscription.firstAttach.resume(.failure(closed)); subscription.sink.finish() }
+            if case .attach(let subscription) = operation { subscription.firstAttach.resume(.failure(closed)); subscription.buffer.finish() }
         }
         for subscription in subscriptions.values {
             subscription.firstAttach.resume(.failure(closed))
-            subscription.sink.finish()
+            subscription.buffer.finish()
         }
         subscriptions = [:]
         events.finish()

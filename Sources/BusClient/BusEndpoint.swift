@@ -123,18 +123,10 @@ public final class BusEndpoint: Sendable {
     /// Bus messages dropped so far, by reason.
     public var droppedCounts: [String: Int] { dropped.withLock { $0 } }
 
-    /// Subscribes to `address`; the stream carries only messages that passed the checks.
-    public func subscribe(_ address: String, deadline: ContinuousClock.Instant) async throws(AMQPError) -> AsyncStream<(BusEnvelope, AMQPMessage)> {
-        let receiver = try await connection.receiver(from: address, deadline: deadline)
-        let (stream, sink) = AsyncStream.makeStream(of: (BusEnvelope, AMQPMessage).self)
-        Task { [weak self] in
-            for await message in receiver.messages {
-                guard let self else { break }
-                if let envelope = open(message) { sink.yield((envelope, message)) }
-            }
-            sink.finish()
-        }
-        return stream
+    /// Subscribes to `address`; the sequence carries only messages that passed the checks, and is
+    /// read at the consumer's pace (link credit is granted as it takes messages).
+    public func subscribe(_ address: String, deadline: ContinuousClock.Instant) async throws(AMQPError) -> BusSubscription {
+        BusSubscription(messages: try await connection.receiver(from: address, deadline: deadline).messages, endpoint: self)
     }
 
     /// Answers `request` (a command from `router`) on its reply-to address with its correlation id.
@@ -145,5 +137,28 @@ public final class BusEndpoint: Sendable {
         }
         let reply = try amqpMessage(message, for: .one(router), correlationID: request.correlationID ?? request.messageID, timeToLive: timeToLive)
         try await connection.send(reply, to: replyTo, deadline: deadline)
+    }
+}
+
+/// The checked messages of one subscription: those `BusEndpoint.open` accepts, with what carried them.
+public struct BusSubscription: AsyncSequence, Sendable {
+    public typealias Element = (BusEnvelope, AMQPMessage)
+
+    let messages: AMQPMessages
+    let endpoint: BusEndpoint
+
+    public func makeAsyncIterator() -> Iterator { Iterator(messages: messages.makeAsyncIterator(), endpoint: endpoint) }
+
+    public struct Iterator: AsyncIteratorProtocol {
+        var messages: AMQPMessages.Iterator
+        let endpoint: BusEndpoint
+
+        /// The next message that passed the checks; nil once the subscription has ended.
+        public mutating func next() async -> Element? {
+            while let message = await messages.next() {
+                if let envelope = endpoint.open(message) { return (envelope, message) }
+            }
+            return nil
+        }
     }
 }

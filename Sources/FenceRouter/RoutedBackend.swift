@@ -40,7 +40,7 @@ public final class RoutedBackend: FenceBackend, Service {
     /// When this router last finished an off, on or reboot, by domain (UUID, or the name it was
     /// asked by): status then asks the agents until the inventory shows the domain running again.
     private let actedOn = Mutex<[String: ContinuousClock.Instant]>([:])
-    private let subscription: Mutex<(AsyncStream<(BusEnvelope, AMQPMessage)>, AMQPRequester)?> = Mutex(nil)
+    private let subscription: Mutex<(BusSubscription, AMQPRequester)?> = Mutex(nil)
     private let logger: Logger
 
     /// Throws when the saved host state exists but cannot be read.

@@ -44,7 +44,7 @@ public final class HostAgent: Service {
     private let publishing = Mutex(true)
     private let work: AsyncStream<Publication>
     private let workSink: AsyncStream<Publication>.Continuation
-    private let commands: Mutex<AsyncStream<(BusEnvelope, AMQPMessage)>?> = Mutex(nil)
+    private let commands: Mutex<BusSubscription?> = Mutex(nil)
     private let logger: Logger
 
     public init(settings: Settings, libvirt: LibvirtConnection, bus: BusEndpoint, logger: Logger) {
@@ -207,7 +207,7 @@ public final class HostAgent: Service {
 
     // MARK: - Commands
 
-    private func serve(_ commands: AsyncStream<(BusEnvelope, AMQPMessage)>) async {
+    private func serve(_ commands: BusSubscription) async {
         await withDiscardingTaskGroup { group in
             for await (envelope, message) in commands {
                 group.addTask { await self.handle(envelope, message) }

@@ -186,6 +186,42 @@ struct AMQPClientTests {
         #expect(try await next(receiver, within: .seconds(20))?.body == [3], "the subscription was attached again")
     }
 
+    @Test("a slow consumer holds at most its capacity; the broker keeps the rest until it is consumed, in order")
+    func backpressure() async throws {
+        let connection = try await connect(try await BrokerProcess.shared())
+        defer { Task { await connection.close() } }
+        let address = queue(unique("slow"))
+        let receiver = try await connection.receiver(from: address, capacity: 10, deadline: deadline)
+        for index in 0..<200 { try await connection.send(AMQPMessage(body: [UInt8(index)]), to: address, deadline: deadline) }
+        try await waitUntil("the receiver filled its capacity") { receiver.buffered == 10 }
+        // A broker that overran the credit would show here, as more than ten held.
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(receiver.buffered == 10)
+        var received: [UInt8] = []
+        var iterator = receiver.messages.makeAsyncIterator()
+        while received.count < 200, let message = await iterator.next() { received.append(message.body[0]) }
+        #expect(received == (0..<200).map { UInt8($0) })
+        #expect(receiver.buffered == 0)
+    }
+
+    @Test("a message above the size limit is refused before it is buffered; the subscription goes on")
+    func sizeLimit() async throws {
+        let broker = try await BrokerProcess.shared()
+        var configuration = try AMQPConfiguration(url: broker.url, containerID: "test-\(UUID().uuidString.prefix(8))")
+        configuration.maximumMessageSize = 4096
+        let small = try AMQPConnection(configuration: configuration, logger: logger)
+        let sender = try await connect(broker)
+        defer { Task { await small.close(); await sender.close() } }
+        try await small.waitUntilConnected(deadline: deadline)
+        let address = profile.address(unique("sized"))
+        let receiver = try await small.receiver(from: address, deadline: deadline)
+        try await sender.send(AMQPMessage(body: [UInt8](repeating: 1, count: 20_000)), to: address, deadline: deadline)
+        try await sender.send(AMQPMessage(body: [2]), to: address, deadline: deadline)
+        #expect(try await next(receiver)?.body == [2], "the large one was refused, the next one arrives")
+        try await sender.send(AMQPMessage(body: [3]), to: address, deadline: deadline)
+        #expect(try await next(receiver)?.body == [3])
+    }
+
     @Test("several nodes: a dead one is passed over; when the node in use stops, the connection and its subscriptions move to the next")
     func failover() async throws {
         let shared = try await BrokerProcess.shared()

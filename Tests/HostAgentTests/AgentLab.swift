@@ -27,7 +27,7 @@ final class AgentLab: @unchecked Sendable {
     let bus: BusEndpoint
     /// Sends as the host `lab-probe` (`waitUntilSubscribed`).
     let probe: BusEndpoint
-    let inventory: AsyncStream<(BusEnvelope, AMQPMessage)>
+    let inventory: BusSubscription
     let requester: AMQPRequester
     let logger = Logger(label: "agent-lab")
 
