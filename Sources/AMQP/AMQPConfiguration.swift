@@ -215,14 +215,6 @@ public struct AddressProfile: Sendable, Equatable {
     /// Plain AMQP 1.0 node names, for brokers configured with multicast addresses.
     public static let plainNodes = AddressProfile(template: "{name}")
 
-    public static func named(_ name: String) -> AddressProfile? {
-        switch name.lowercased() {
-        case "rabbitmq3", "rabbitmq": .rabbitMQ3
-        case "amqp", "plain": .plainNodes
-        default: nil
-        }
-    }
-
     public func address(_ name: String) -> String { template.replacingPlaceholder(with: name) }
 }
 

@@ -27,7 +27,7 @@ public enum BusSetup {
         }
         return BusEndpoint(
             identity: identity, connection: connection,
-            addresses: BusAddresses(profile: AddressProfile.named(settings.addressProfile) ?? .rabbitMQ3),
+            addresses: BusAddresses(profile: addressProfile(settings.addressProfile)),
             key: key, trust: TrustDirectory(path: settings.trustDirectory, logger: logger),
             clockTolerance: settings.clockTolerance, logger: logger
         )
@@ -83,7 +83,7 @@ public enum BusSetup {
             let password = try SecretFile.read(file, what: "broker password file", origin: "backends/amqp/password_file")
             configuration.password = String(decoding: password, as: UTF8.self).trimmingCharacters()
         }
-        configuration.mechanisms = [AMQPConfiguration.SASLMechanism(rawValue: settings.saslMechanism) ?? .plain]
+        configuration.mechanisms = [mechanism(settings.saslMechanism)]
         configuration.allowInsecurePlain = settings.allowInsecurePlain
         do {
             try configuration.validate()
@@ -91,6 +91,21 @@ public enum BusSetup {
             throw StartupError(.configuration, "backends/amqp: \(error.message)")
         }
         return (key, configuration)
+    }
+
+    private static func mechanism(_ setting: BusSettings.SASLMechanism) -> AMQPConfiguration.SASLMechanism {
+        switch setting {
+        case .plain: .plain
+        case .external: .external
+        case .anonymous: .anonymous
+        }
+    }
+
+    private static func addressProfile(_ setting: BusSettings.AddressProfileName) -> AddressProfile {
+        switch setting {
+        case .rabbitmq3: .rabbitMQ3
+        case .amqp: .plainNodes
+        }
     }
 
     /// Waits for the broker: ten seconds, or (with `-w`) until it answers.

@@ -5,15 +5,30 @@ public struct BusSettings: Hashable, Sendable {
     public var urls: [String]
     public var urlLocation: SourceLocation?
     public var user: String?
+    /// How the daemon authenticates to the broker.
+    public enum SASLMechanism: String, Hashable, Sendable, CaseIterable {
+        /// The user and password.
+        case plain = "PLAIN"
+        /// The TLS client certificate.
+        case external = "EXTERNAL"
+        case anonymous = "ANONYMOUS"
+    }
+
+    /// How the broker names the bus's addresses.
+    public enum AddressProfileName: String, Hashable, Sendable, CaseIterable {
+        /// RabbitMQ 3 with its AMQP 1.0 plugin (`/topic/NAME`).
+        case rabbitmq3
+        /// Plain AMQP 1.0 node names.
+        case amqp
+    }
+
     /// A file holding the broker password (mode 0600), instead of one in the URL.
     public var passwordFile: String?
-    /// `PLAIN` (default), `EXTERNAL` (the TLS client certificate) or `ANONYMOUS`.
-    public var saslMechanism: String = "PLAIN"
+    public var saslMechanism: SASLMechanism = .plain
     public var tlsCAFile: String?
     public var tlsCertificateFile: String?
     public var tlsKeyFile: String?
-    /// `rabbitmq3` (default) or `amqp` (plain node names).
-    public var addressProfile: String = "rabbitmq3"
+    public var addressProfile: AddressProfileName = .rabbitmq3
     public var allowInsecurePlain = false
     /// The HMAC key of every bus message: distinct from the fence_xvm key.
     public var busKeyFile: String
@@ -53,9 +68,9 @@ public struct BusSettings: Hashable, Sendable {
         urlLocation = reader.location("url")
         user = reader.string("user")
         passwordFile = reader.string("password_file")
-        let mechanism = (reader.string("sasl_mechanism") ?? "PLAIN").uppercased()
-        guard ["PLAIN", "EXTERNAL", "ANONYMOUS"].contains(mechanism) else {
-            throw reader.invalid("sasl_mechanism", "\"\(mechanism)\" is not PLAIN, EXTERNAL or ANONYMOUS")
+        let mechanismText = reader.string("sasl_mechanism") ?? "PLAIN"
+        guard let mechanism = SASLMechanism(rawValue: mechanismText.uppercased()) else {
+            throw reader.invalid("sasl_mechanism", "\"\(mechanismText)\" is not PLAIN, EXTERNAL or ANONYMOUS")
         }
         saslMechanism = mechanism
         tlsCAFile = reader.string("tls_ca_file")
@@ -68,14 +83,14 @@ public struct BusSettings: Hashable, Sendable {
         if (tlsCertificateFile == nil) != (tlsKeyFile == nil) {
             throw reader.invalid(tlsCertificateFile == nil ? "tls_key_file" : "tls_cert_file", "tls_cert_file and tls_key_file go together")
         }
-        if mechanism == "EXTERNAL" && tlsCertificateFile == nil {
+        if mechanism == .external && tlsCertificateFile == nil {
             throw reader.invalid("sasl_mechanism", "EXTERNAL needs a client certificate (tls_cert_file and tls_key_file)")
         }
-        let profile = reader.string("address_profile") ?? "rabbitmq3"
-        guard ["rabbitmq3", "amqp"].contains(profile.lowercased()) else {
-            throw reader.invalid("address_profile", "\"\(profile)\" is not rabbitmq3 or amqp")
+        let profileText = reader.string("address_profile") ?? "rabbitmq3"
+        guard let profile = AddressProfileName(rawValue: profileText.lowercased()) else {
+            throw reader.invalid("address_profile", "\"\(profileText)\" is not rabbitmq3 or amqp")
         }
-        addressProfile = profile.lowercased()
+        addressProfile = profile
         allowInsecurePlain = try reader.boolean("allow_insecure_plain") ?? false
         busKeyFile = try reader.required("bus_key_file")
         busKeyLocation = reader.location("bus_key_file")

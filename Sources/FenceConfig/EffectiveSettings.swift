@@ -81,10 +81,10 @@ public enum EffectiveSettings {
 
     private static func busItems(_ bus: BusSettings) -> [ConfigNode] {
         bus.urls.enumerated().map { index, url in .assignment(index == 0 ? "url" : "url\(index)", url) } + optional("user", bus.user) + optional("password_file", bus.passwordFile) + [
-            .assignment("sasl_mechanism", bus.saslMechanism),
+            .assignment("sasl_mechanism", bus.saslMechanism.rawValue),
         ] + optional("tls_ca_file", bus.tlsCAFile) + optional("tls_cert_file", bus.tlsCertificateFile)
             + optional("tls_key_file", bus.tlsKeyFile) + [
-                .assignment("address_profile", bus.addressProfile),
+                .assignment("address_profile", bus.addressProfile.rawValue),
                 .assignment("allow_insecure_plain", flag(bus.allowInsecurePlain)),
                 .assignment("bus_key_file", bus.busKeyFile),
                 .assignment("clock_tolerance", seconds(bus.clockTolerance)),

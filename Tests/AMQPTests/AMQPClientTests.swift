@@ -304,7 +304,5 @@ struct AMQPConfigurationTests {
     func profiles() {
         #expect(AddressProfile.rabbitMQ3.address("fence.commands.h1") == "/topic/fence.commands.h1")
         #expect(AddressProfile.plainNodes.address("fence.inventory") == "fence.inventory")
-        #expect(AddressProfile.named("rabbitmq3") == .rabbitMQ3)
-        #expect(AddressProfile.named("nope") == nil)
     }
 }

@@ -96,7 +96,7 @@ struct ConfigurationDialogueTests {
         let router = try RouterConfiguration(document: document)
         #expect(router.daemon.backend == .amqp)
         #expect(router.bus?.urls == ["amqps://broker.example.net:5671"])
-        #expect(router.bus?.saslMechanism == "EXTERNAL")
+        #expect(router.bus?.saslMechanism == .external)
         #expect(router.bus?.tlsCertificateFile == "/etc/fence-router/hv1.pem")
         #expect(router.bus?.tlsKeyFile == "/etc/fence-router/host.key")
         #expect(router.bus?.user == nil)
@@ -111,6 +111,6 @@ struct ConfigurationDialogueTests {
         #expect(again.document.block(["backends", "libvirt"]) == nil)
         #expect(again.document.value(["backends", "amqp"], "tls_ca_file") == nil)
         #expect(again.prompts.contains("SASL mechanism [PLAIN]"), "EXTERNAL is no default without a certificate")
-        #expect(try RouterConfiguration(document: ConfigDocument(parsing: again.document.rendered(), file: "new.conf")).bus?.saslMechanism == "PLAIN")
+        #expect(try RouterConfiguration(document: ConfigDocument(parsing: again.document.rendered(), file: "new.conf")).bus?.saslMechanism == .plain)
     }
 }
