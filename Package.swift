@@ -57,7 +57,9 @@ let package = Package(
             ]
         ),
         // The bus schema: signed, versioned messages between routers and host agents. No I/O.
-        .target(name: "FenceBus", dependencies: ["FenceCore", "Cryptography"]),
+        // A JSON value kept exact (numbers as their text, keys in order), for the bus and state files.
+        .target(name: "JSONValue"),
+        .target(name: "FenceBus", dependencies: ["FenceCore", "Cryptography", "JSONValue"]),
         // The router's inventory and the routing rules. No I/O, no clock of its own.
         .target(name: "Routing", dependencies: ["FenceCore", "FenceBus"]),
         // The bus over AMQP: sealing, publishing, checking, replying, for routers and agents alike.
@@ -69,7 +71,7 @@ let package = Package(
         .target(
             name: "FenceRouter",
             dependencies: [
-                "Routing", "BusClient", "FenceBus", "FenceCore", "AMQP",
+                "Routing", "BusClient", "FenceBus", "FenceCore", "AMQP", "JSONValue",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -150,7 +152,7 @@ let package = Package(
         .executableTarget(
             name: "fencectl",
             dependencies: [
-                "DaemonSupport", "FenceConfig", "BusClient", "FenceBus", "FenceCore", "Routing", "AMQP", "Cryptography",
+                "DaemonSupport", "FenceConfig", "BusClient", "FenceBus", "FenceCore", "Routing", "AMQP", "Cryptography", "JSONValue",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -173,7 +175,7 @@ let package = Package(
         .target(name: "CLibFuzzer", path: "Fuzz/CLibFuzzer"),
         .executableTarget(
             name: "fence-fuzz",
-            dependencies: ["FenceWire", "FenceConfig", "FenceBus", "Cryptography", "CLibFuzzer"],
+            dependencies: ["FenceWire", "FenceConfig", "FenceBus", "Cryptography", "JSONValue", "CLibFuzzer"],
             path: "Fuzz/Sources"
         ),
 
@@ -211,7 +213,7 @@ let package = Package(
         ),
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "FenceBus", "FenceCore"]),
         .testTarget(name: "FenceRouterTests", dependencies: ["FenceRouter", "TestSupport"]),
-        .testTarget(name: "FenceBusTests", dependencies: ["FenceBus", "BusClient", "FenceCore", "Cryptography", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "FenceBusTests", dependencies: ["FenceBus", "BusClient", "FenceCore", "Cryptography", "JSONValue", .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "AMQPTests",
             dependencies: ["AMQP", "TestSupport", .product(name: "Logging", package: "swift-log")]

@@ -2,6 +2,7 @@ import Cryptography
 import FenceBus
 import FenceConfig
 import FenceWire
+import JSONValue
 
 /// What each fuzz target feeds its input to. Every target also checks invariants of its own and
 /// traps when one breaks, so that libFuzzer reports it as a crash.

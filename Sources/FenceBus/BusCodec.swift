@@ -1,4 +1,5 @@
 import Cryptography
+import JSONValue
 
 /// Why a bus message was dropped.
 public struct BusError: Error, Hashable, Sendable, CustomStringConvertible {

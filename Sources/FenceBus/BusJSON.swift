@@ -1,4 +1,5 @@
 import FenceCore
+import JSONValue
 
 /// The JSON form of each message (schema version 1). Field names are short, stable and documented
 /// in Docs/bus.md; a receiver refuses a document that lacks a field it needs.

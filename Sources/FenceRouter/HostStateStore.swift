@@ -1,4 +1,4 @@
-import FenceBus
+import JSONValue
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)

@@ -3,6 +3,7 @@ import DaemonSupport
 import FenceBus
 import FenceConfig
 import Foundation
+import JSONValue
 
 struct ConfigureCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

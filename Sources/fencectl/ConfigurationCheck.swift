@@ -2,6 +2,7 @@ import BusClient
 import DaemonSupport
 import FenceBus
 import FenceConfig
+import JSONValue
 import Logging
 
 /// What `fencectl config check` found in one file: the daemons it configures, its errors and

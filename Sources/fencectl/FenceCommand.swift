@@ -4,6 +4,7 @@ import FenceBus
 import FenceConfig
 import FenceCore
 import FenceWire
+import JSONValue
 
 struct FenceCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -3,6 +3,7 @@ import BusClient
 import FenceBus
 import FenceCore
 import Foundation
+import JSONValue
 import Routing
 
 struct InventoryCommand: AsyncParsableCommand {

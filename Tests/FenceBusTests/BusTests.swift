@@ -1,4 +1,5 @@
 import Foundation
+import JSONValue
 import Logging
 import BusClient
 import Cryptography
