@@ -59,7 +59,13 @@ fi
 # One broker for the tests that share it, stopped whatever happens.
 broker=$(mktemp -d "$run/fr-broker-shared.XXXXXX")
 trap 'Deploy/broker/rabbitmq.sh stop "$broker" >/dev/null 2>&1; sweep "$run"' EXIT
-port=$((20000 + RANDOM % 9000))
+# Its port: the first free one from 20000 (the tests' own daemons and brokers take theirs elsewhere,
+# see Ports in Tests/TestSupport), with its TLS, epmd and distribution ports (P+1, P+10000, P+20000).
+port=20000
+while ss -Htan | awk '{print $4}' | grep -Eq ":($port|$((port + 1))|$((port + 10000))|$((port + 20000)))\$"; do
+    port=$((port + 2))
+    ((port < 21000)) || { echo "no free port for the test broker in 20000-20999" >&2; exit 1; }
+done
 Deploy/broker/rabbitmq.sh start "$broker" "$port"
 
 step "the tests"

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// A RabbitMQ broker with AMQP 1.0, started and stopped by the project's own
 /// `Deploy/broker/rabbitmq.sh`, on loopback.
@@ -112,25 +113,38 @@ private enum SharedBrokerExit {
     }
 }
 
+/// Ports for the daemons and brokers of the tests, on loopback. Each comes from a range of its
+/// own, below Linux's ephemeral range (32768 and up, where outgoing connections take theirs), and
+/// is never handed out twice in one test process: parallel tests cannot draw the same port between
+/// the check that it is free and the daemon's bind, and a daemon's port never falls on a broker's.
+/// The shared broker of `Deploy/run-tests.sh` lives in 20000–20999, the lab's in namespaces.
 public enum Ports {
-    /// A TCP port on loopback that nothing uses right now, below Linux's ephemeral range (32768
-    /// and up): outgoing connections of parallel tests never take it from under us.
+    private static let given = Mutex(Set<Int>())
+
+    /// A TCP port that nothing uses right now, from 10000–19999.
     public static func freeTCP() throws -> Int {
-        for _ in 0..<200 {
-            let port = Int.random(in: 10_000..<32_000)
-            if isFree(port) { return port }
-        }
-        throw TimedOut(what: "a free TCP port")
+        try take(from: 10_000..<20_000, what: "a free TCP port") { isFree($0) }
     }
 
-    /// A port P for a broker such that P, P+1 (TLS), P+10000 (its epmd) and P+20000 (its
-    /// distribution) are free.
+    /// A port P from 21000–22767 for a broker such that P, P+1 (TLS), P+10000 (its epmd) and
+    /// P+20000 (its distribution, the one port in the ephemeral range) are free.
     public static func freeForBroker() throws -> Int {
-        for _ in 0..<200 {
-            let port = Int.random(in: 20_000..<40_000)
-            if [port, port + 1, port + 10_000, port + 20_000].allSatisfy(isFree) { return port }
+        try take(from: 21_000..<22_768, what: "a free port for a broker") { port in
+            [port, port + 1, port + 10_000, port + 20_000].allSatisfy(isFree)
         }
-        throw TimedOut(what: "a free port for a broker")
+    }
+
+    private static func take(from range: Range<Int>, what: String, _ usable: (Int) -> Bool) throws -> Int {
+        let start = Int.random(in: range)
+        for offset in 0..<range.count {
+            let port = range.lowerBound + (start - range.lowerBound + offset) % range.count
+            // A broker takes P and P+1: neighbours of a port given out are skipped too.
+            let taken = given.withLock { given in given.contains(port) || given.contains(port - 1) || given.contains(port + 1) }
+            guard !taken, usable(port) else { continue }
+            let won = given.withLock { given in given.insert(port).inserted }
+            if won { return port }
+        }
+        throw TimedOut(what: what)
     }
 
     static func isFree(_ port: Int) -> Bool {
