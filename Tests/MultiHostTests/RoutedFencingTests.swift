@@ -9,7 +9,7 @@ private func uuid(_ number: Int) -> String { String(format: "0a0a0a0a-0000-4000-
 /// checked against the state virsh reads from that host's libvirtd.
 @Suite("Routed fencing in the multi-host lab", .serialized, .enabled(if: TestEnvironment.shouldRun(MultiHostLab.prerequisites), "needs root, libvirtd, rabbitmq-server and fence-virt"))
 struct RoutedFencingTests {
-    @Test("routing table: one host, a live migration, defined off, unknown, on where defined, reboot where it ran")
+    @Test("routing table: one host, a live migration, defined off, unknown, on where defined, reboot where it ran, a name two domains share")
     func routingTable() async throws {
         try await MultiHostLab.with(hosts: 3) { lab in
             try await lab.define("hv1", "alpha", uuid: uuid(1))
@@ -80,6 +80,21 @@ struct RoutedFencingTests {
             #expect(try await lab.state("hv1", "epsilon") == nil)
             #expect(try await lab.fence("on", "epsilon") == 0)
             #expect(try await lab.state("hv3", "epsilon") == "running", "started where it is defined now")
+
+            // One name, two different domains: the name is refused for every action, the UUID works.
+            try await lab.define("hv1", "twin", uuid: uuid(7))
+            try await lab.define("hv3", "twin", uuid: uuid(8))
+            try await waitUntil("both twins known to the router", every: .milliseconds(200)) {
+                let first = try await lab.status(uuid(7)), second = try await lab.status(uuid(8))
+                return first == 0 && second == 0
+            }
+            #expect(try await lab.fence("off", "twin") == 1)
+            #expect(try await lab.status("twin") == 1)
+            #expect(try await lab.state("hv1", "twin") == "running")
+            #expect(try await lab.state("hv3", "twin") == "running", "neither touched")
+            #expect(try await lab.fence("off", uuid(8)) == 0)
+            #expect(try await lab.state("hv3", "twin") == "shut off")
+            #expect(try await lab.state("hv1", "twin") == "running")
         }
     }
 
