@@ -80,6 +80,10 @@ case $command in
 start)
     port=${3:?a port is needed}
     address=${4:-127.0.0.1}
+    if [[ -s $dir/rabbitmq.pid ]] && running "$(cat "$dir/rabbitmq.pid")"; then
+        echo "the broker in $dir runs already (pid $(cat "$dir/rabbitmq.pid")): stop or kill it first" >&2
+        exit 1
+    fi
     if ! command -v /usr/lib/rabbitmq/bin/rabbitmq-server >/dev/null; then
         echo "installing rabbitmq-server from Debian's packages" >&2
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends rabbitmq-server >/dev/null
@@ -155,7 +159,12 @@ cluster)
     if (($# >= 2)) && [[ $2 =~ ^[0-9]+$ ]]; then nodes=$1; shift; else nodes=3; fi
     port=${1:?a port is needed}
     address=${2:-127.0.0.1}
-    ((nodes >= 1)) || { echo "a cluster needs at least one node" >&2; exit 2; }
+    ((nodes >= 1 && port >= 1024)) || { echo "usage: rabbitmq.sh cluster DIR [N] PORT [ADDRESS] (N >= 1, PORT >= 1024)" >&2; exit 2; }
+    # Installed once here: the nodes start side by side, and parallel apt-get runs fail on dpkg's lock.
+    if ! command -v /usr/lib/rabbitmq/bin/rabbitmq-server >/dev/null; then
+        echo "installing rabbitmq-server from Debian's packages" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends rabbitmq-server >/dev/null
+    fi
     export PATH=/usr/lib/rabbitmq/bin:$PATH
     [[ -f $dir/password ]] || (umask 077 && head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$dir/password")
     [[ -f $dir/cookie ]] || (umask 077 && head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' > "$dir/cookie")
@@ -179,7 +188,13 @@ cluster)
         "$0" start "$dir/node$k" $((port + 2 * (k - 1))) "$address" &
         pids+=($!)
     done
-    for pid in "${pids[@]}"; do wait "$pid" || { echo "a node of the cluster did not start" >&2; "$0" stop "$dir"; exit 1; }; done
+    failed=0
+    for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+    if ((failed)); then
+        echo "a node of the cluster did not start" >&2
+        "$0" stop "$dir"
+        exit 1
+    fi
     for ((k = 2; k <= nodes; k++)); do
         "$0" ctl "$dir/node$k" -q stop_app >/dev/null
         "$0" ctl "$dir/node$k" -q join_cluster "fence-$port@localhost" >/dev/null
@@ -202,6 +217,11 @@ kill)
     done
     ;;
 restart)
+    # A node of a stopped cluster finds the cluster's epmd gone: start it again first.
+    if [[ -f $dir/epmd_port ]]; then
+        cluster=$(dirname "$dir")
+        ensure_epmd "$cluster/epmd.pid" "$(cat "$dir/epmd_port")"
+    fi
     exec "$0" start "$dir" "$(cat "$dir/port")" "$(cat "$dir/address")"
     ;;
 stop)

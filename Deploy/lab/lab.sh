@@ -23,6 +23,7 @@
 #                                                     agent-HOST, router-HOST
 #   lab.sh kill DIR PART                              SIGKILL, as a crash: brokerK, agent-HOST, router-HOST
 #   lab.sh attached DIR PART                          the broker node (brokerK) agent-HOST or router-HOST is connected to now
+#   lab.sh running-brokers DIR                        how many nodes the cluster's first node sees running, itself included
 #   lab.sh metrics DIR PART                           what router-HOST or agent-HOST serves on its metrics endpoint
 #   lab.sh pid DIR PART
 #   lab.sh wait DIR PART TEXT                         until PART's current run logs TEXT (15 s at most)
@@ -315,9 +316,12 @@ kill)
         rm -f "$dir/pids/$part"
     fi
     ;;
+running-brokers)
+    ip netns exec "$(ns brk)" "$here/Deploy/broker/rabbitmq.sh" ctl "$dir/broker" -q eval 'length(rabbit_nodes:all_running()).'
+    ;;
 attached)
     # The last "connected to the broker" of PART's current run names the node's address and port.
-    port=$(tail -n +$(($(cat "$dir/logs/$1.mark") + 1)) "$dir/logs/$1.log" | grep "connected to the broker" | tail -1 | grep -o 'broker=198.18.0.100:[0-9]*' | cut -d: -f2)
+    port=$(tail -n +$(($(cat "$dir/logs/$1.mark") + 1)) "$dir/logs/$1.log" | grep "connected to the broker" | tail -1 | grep -o 'broker=198.18.0.100:[0-9]*' | cut -d: -f2 || true)
     [[ -n $port ]] || { echo "lab: $1 has not connected to the broker" >&2; exit 1; }
     echo "broker$(( (port - $(cat "$dir/broker-port")) / 2 + 1 ))"
     ;;

@@ -92,7 +92,7 @@ public final class AMQPConnection: Sendable {
     public func receiver(from address: String, capacity: Int = 256, deadline: ContinuousClock.Instant) async throws(AMQPError) -> AMQPReceiver {
         let id = shared.nextID()
         let shared = self.shared
-        let buffer = MessageBuffer(capacity: capacity) { credit in shared.enqueue(.grant(id: id, credit: credit)) }
+        let buffer = MessageBuffer(capacity: capacity) { grant in shared.enqueue(.grant(id: id, grant)) }
         let result: Result<Void, AMQPError> = await CallbackWait.wait(until: deadline, expired: {
             .failure(AMQPError(.timedOut, "\(address): the attach was not confirmed before the deadline"))
         }) { once in
@@ -126,8 +126,8 @@ public final class AMQPConnection: Sendable {
 enum Operation: Sendable {
     case send(Outgoing)
     case attach(Subscription)
-    /// The consumer took this many messages: grant the credit again.
-    case grant(id: UInt64, credit: Int)
+    /// The consumer took messages: grant their credit again (on the link it was counted for).
+    case grant(id: UInt64, MessageBuffer.Grant)
     case detach(id: UInt64)
     case close
 }

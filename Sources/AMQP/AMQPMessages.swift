@@ -20,7 +20,8 @@ public struct AMQPMessages: AsyncSequence, Sendable {
 
 /// What the proactor thread hands over and the consumer takes, with the credit bookkeeping
 /// between them: credit on the link + messages on their way + messages here + messages consumed
-/// and not yet granted back = `capacity`.
+/// and not yet granted back = `capacity`. Each link gets an epoch: credit computed for one link is
+/// never granted on the next (after a reconnect the new link's credit already counts it).
 final class MessageBuffer: Sendable {
     private struct State {
         var queue: [AMQPMessage] = []
@@ -29,6 +30,7 @@ final class MessageBuffer: Sendable {
         var finished = false
         /// Consumed since credit was last granted for them.
         var ungranted = 0
+        var epoch: UInt64 = 0
         var count: Int { queue.count - head }
 
         mutating func pop() -> AMQPMessage? {
@@ -41,14 +43,29 @@ final class MessageBuffer: Sendable {
             }
             return message
         }
+
+        /// One message went to the consumer: the credit to grant now, if a batch is full.
+        mutating func consumed(capacity: Int) -> Grant? {
+            ungranted += 1
+            guard ungranted >= max(1, capacity / 2) else { return nil }
+            defer { ungranted = 0 }
+            return Grant(credit: ungranted, epoch: epoch)
+        }
+    }
+
+    /// Credit to give back on the link of `epoch`.
+    struct Grant: Equatable {
+        let credit: Int
+        let epoch: UInt64
     }
 
     let capacity: Int
     private let state = Mutex(State())
-    /// Called (from the consumer's task) with credit to grant again, in batches of half the capacity.
-    private let grant: @Sendable (Int) -> Void
+    /// Called (from whichever thread handed a message over) with credit to grant again, in batches
+    /// of half the capacity.
+    private let grant: @Sendable (Grant) -> Void
 
-    init(capacity: Int, grant: @escaping @Sendable (Int) -> Void) {
+    init(capacity: Int, grant: @escaping @Sendable (Grant) -> Void) {
         self.capacity = max(1, capacity)
         self.grant = grant
     }
@@ -58,29 +75,33 @@ final class MessageBuffer: Sendable {
 
     /// Proactor thread: a message arrived.
     func deliver(_ message: AMQPMessage) {
-        let waiter = state.withLock { state -> CheckedContinuation<AMQPMessage?, Never>? in
-            guard !state.finished else { return nil }
+        let capacity = self.capacity
+        let (waiter, credit) = state.withLock { state -> (CheckedContinuation<AMQPMessage?, Never>?, Grant?) in
+            guard !state.finished else { return (nil, nil) }
             if let waiter = state.waiter {
                 state.waiter = nil
-                return waiter
+                return (waiter, state.consumed(capacity: capacity))
             }
             state.queue.append(message)
-            return nil
+            return (nil, nil)
         }
-        if let waiter {
-            waiter.resume(returning: message)
-            consumed()
-        }
+        waiter?.resume(returning: message)
+        if let credit { grant(credit) }
     }
 
     /// Proactor thread: the credit a newly attached link starts with. The old link's credit died
-    /// with it; what is still here or was consumed since is accounted for afresh.
-    func creditForNewLink() -> Int {
+    /// with it; what is still here or was consumed since is accounted for afresh, and grants
+    /// computed for the old link are void.
+    func creditForNewLink() -> Grant {
         state.withLock { state in
             state.ungranted = 0
-            return max(0, capacity - state.count)
+            state.epoch += 1
+            return Grant(credit: max(0, capacity - state.count), epoch: state.epoch)
         }
     }
+
+    /// Proactor thread: whether a grant is for the link attached now.
+    func isCurrent(_ epoch: UInt64) -> Bool { state.withLock { $0.epoch == epoch } }
 
     /// The subscription ended: the consumer gets what is here, then nil.
     func finish() {
@@ -92,23 +113,30 @@ final class MessageBuffer: Sendable {
         waiter?.resume(returning: nil)
     }
 
+    /// One consumer at a time.
     func next() async -> AMQPMessage? {
-        if let message = state.withLock({ $0.pop() }) {
-            consumed()
+        let capacity = self.capacity
+        enum Ready { case popped(AMQPMessage, Grant?), ended, waiting }
+        func take(_ state: inout State) -> Ready? {
+            guard let message = state.pop() else { return nil }
+            return .popped(message, state.consumed(capacity: capacity))
+        }
+        if case .popped(let message, let credit)? = state.withLock({ take(&$0) }) {
+            if let credit { grant(credit) }
             return message
         }
-        enum Ready { case popped(AMQPMessage), ended, waiting }
         return await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 let ready = state.withLock { state -> Ready in
-                    if let message = state.pop() { return .popped(message) }
+                    if let popped = take(&state) { return popped }
                     if state.finished || Task.isCancelled { return .ended }
+                    precondition(state.waiter == nil, "an AMQP receiver's messages are for one consumer")
                     state.waiter = continuation
                     return .waiting
                 }
                 switch ready {
-                case .popped(let message):
-                    consumed()
+                case .popped(let message, let credit):
+                    if let credit { grant(credit) }
                     continuation.resume(returning: message)
                 case .ended:
                     continuation.resume(returning: nil)
@@ -123,15 +151,5 @@ final class MessageBuffer: Sendable {
             }
             waiter?.resume(returning: nil)
         }
-    }
-
-    private func consumed() {
-        let batch = state.withLock { state -> Int in
-            state.ungranted += 1
-            guard state.ungranted >= max(1, capacity / 2) else { return 0 }
-            defer { state.ungranted = 0 }
-            return state.ungranted
-        }
-        if batch > 0 { grant(batch) }
     }
 }

@@ -238,9 +238,9 @@ final class Engine: @unchecked Sendable {
             case .attach(let subscription):
                 subscriptions[subscription.id] = subscription
                 if open { attach(subscription) }
-            case .grant(let id, let credit):
-                for (link, subscription) in receiverLinks where subscription.id == id {
-                    pn_link_flow(link, Int32(clamping: credit))
+            case .grant(let id, let grant):
+                for (link, subscription) in receiverLinks where subscription.id == id && subscription.buffer.isCurrent(grant.epoch) {
+                    pn_link_flow(link, Int32(clamping: grant.credit))
                 }
             case .detach(let id):
                 guard let subscription = subscriptions.removeValue(forKey: id) else { continue }
@@ -273,7 +273,7 @@ final class Engine: @unchecked Sendable {
         pn_terminus_set_address(pn_link_source(link), subscription.address)
         pn_link_set_max_message_size(link, UInt64(configuration.maximumMessageSize))
         pn_link_open(link)
-        pn_link_flow(link, Int32(clamping: subscription.buffer.creditForNewLink()))
+        pn_link_flow(link, Int32(clamping: subscription.buffer.creditForNewLink().credit))
         receiverLinks[link] = subscription
     }
 

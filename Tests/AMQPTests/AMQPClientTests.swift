@@ -197,9 +197,14 @@ struct AMQPClientTests {
         // A broker that overran the credit would show here, as more than ten held.
         try await Task.sleep(for: .milliseconds(300))
         #expect(receiver.buffered == 10)
-        var received: [UInt8] = []
-        var iterator = receiver.messages.makeAsyncIterator()
-        while received.count < 200, let message = await iterator.next() { received.append(message.body[0]) }
+        // Bounded: a credit that never came back would stall the link, and fail here.
+        let messages = receiver.messages
+        let received = try await withTimeout(.seconds(60), "all 200 messages") {
+            var received: [UInt8] = []
+            var iterator = messages.makeAsyncIterator()
+            while received.count < 200, let message = await iterator.next() { received.append(message.body[0]) }
+            return received
+        }
         #expect(received == (0..<200).map { UInt8($0) })
         #expect(receiver.buffered == 0)
     }
@@ -214,11 +219,15 @@ struct AMQPClientTests {
         defer { Task { await small.close(); await sender.close() } }
         try await small.waitUntilConnected(deadline: deadline)
         let address = profile.address(unique("sized"))
-        let receiver = try await small.receiver(from: address, deadline: deadline)
-        try await sender.send(AMQPMessage(body: [UInt8](repeating: 1, count: 20_000)), to: address, deadline: deadline)
+        // A capacity of two: each refused message must give its credit back, or the link stalls.
+        let receiver = try await small.receiver(from: address, capacity: 2, deadline: deadline)
+        // One small enough for one frame, two that come in several (partial deliveries).
+        for size in [20_000, 300_000, 300_000] {
+            try await sender.send(AMQPMessage(body: [UInt8](repeating: 1, count: size)), to: address, deadline: deadline)
+        }
         try await sender.send(AMQPMessage(body: [2]), to: address, deadline: deadline)
-        #expect(try await next(receiver)?.body == [2], "the large one was refused, the next one arrives")
         try await sender.send(AMQPMessage(body: [3]), to: address, deadline: deadline)
+        #expect(try await next(receiver)?.body == [2], "the large ones were refused, the next one arrives")
         #expect(try await next(receiver)?.body == [3])
     }
 

@@ -6,8 +6,9 @@ import Testing
 @Suite("Backpressure of a subscription")
 struct MessageBufferTests {
     final class Grants: Sendable {
-        let given = Mutex<[Int]>([])
-        var all: [Int] { given.withLock { $0 } }
+        let given = Mutex<[MessageBuffer.Grant]>([])
+        var all: [Int] { given.withLock { $0.map(\.credit) } }
+        var epochs: [UInt64] { given.withLock { $0.map(\.epoch) } }
     }
 
     func message(_ byte: UInt8) -> AMQPMessage { AMQPMessage(body: [byte]) }
@@ -15,8 +16,8 @@ struct MessageBufferTests {
     @Test("credit comes back as messages are consumed, half the capacity at a time, never as they arrive")
     func grants() async {
         let grants = Grants()
-        let buffer = MessageBuffer(capacity: 4) { credit in grants.given.withLock { $0.append(credit) } }
-        #expect(buffer.creditForNewLink() == 4)
+        let buffer = MessageBuffer(capacity: 4) { grant in grants.given.withLock { $0.append(grant) } }
+        #expect(buffer.creditForNewLink().credit == 4)
         for byte: UInt8 in 1...4 { buffer.deliver(message(byte)) }
         #expect(buffer.count == 4)
         #expect(grants.all.isEmpty, "arrivals grant nothing")
@@ -25,17 +26,36 @@ struct MessageBufferTests {
         #expect(grants.all.isEmpty)
         #expect(await iterator.next()?.body == [2])
         #expect(grants.all == [2])
-        // A new link (after a reconnect) starts with what the two waiting messages leave.
-        #expect(buffer.creditForNewLink() == 2)
+        // A new link (after a reconnect) starts with what the two waiting messages leave; what
+        // is consumed from then on is granted on that link only.
+        let newLink = buffer.creditForNewLink()
+        #expect(newLink.credit == 2)
         #expect(await iterator.next()?.body == [3])
         #expect(await iterator.next()?.body == [4])
         #expect(grants.all == [2, 2])
+        #expect(grants.epochs == [1, newLink.epoch])
+        #expect(buffer.isCurrent(newLink.epoch) && !buffer.isCurrent(1))
+    }
+
+    @Test("credit counted for a link that is gone is void: a consumer that empties its buffer during a reconnect never gets more than its capacity")
+    func grantAcrossReconnect() async {
+        let grants = Grants()
+        let buffer = MessageBuffer(capacity: 4) { grant in grants.given.withLock { $0.append(grant) } }
+        let first = buffer.creditForNewLink()
+        for byte: UInt8 in 1...4 { buffer.deliver(message(byte)) }
+        var iterator = AMQPMessages(buffer: buffer).makeAsyncIterator()
+        for _ in 1...4 { _ = await iterator.next() }
+        // The two grants of the old link are still on their way when the new link is attached.
+        #expect(grants.epochs == [first.epoch, first.epoch])
+        let second = buffer.creditForNewLink()
+        #expect(second.credit == 4, "the new link alone holds the whole capacity")
+        #expect(!buffer.isCurrent(first.epoch), "so the old grants are dropped, not added on top")
     }
 
     @Test("a waiting consumer gets a message at once; the end of the subscription ends the sequence after what is left")
     func waitingAndEnd() async {
         let grants = Grants()
-        let buffer = MessageBuffer(capacity: 2) { credit in grants.given.withLock { $0.append(credit) } }
+        let buffer = MessageBuffer(capacity: 2) { grant in grants.given.withLock { $0.append(grant) } }
         async let first: AMQPMessage? = {
             var iterator = AMQPMessages(buffer: buffer).makeAsyncIterator()
             return await iterator.next()

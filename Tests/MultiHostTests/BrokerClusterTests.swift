@@ -54,6 +54,10 @@ extension RoutedFencingTests {
             async let second: Void = lab.start("broker2")
             _ = try await (first, second)
             try await lab.kill("broker3")
+            // Node 1 sees node 2 beside it: both rejoined the one cluster (not two clusters of one).
+            try await waitUntil("node 1 sees two nodes running, itself and node 2", within: .seconds(30)) {
+                try await lab.run("running-brokers").output.trimmingCharacters(in: .whitespacesAndNewlines) == "2"
+            }
             _ = try await fenceUntilDone(lab, "off", "b4")
             #expect(try await lab.state("hv2", "b4") == "shut off")
             #expect(["broker1", "broker2"].contains(try await lab.attached("router-hv1")))

@@ -138,10 +138,13 @@ public enum Ports {
         let start = Int.random(in: range)
         for offset in 0..<range.count {
             let port = range.lowerBound + (start - range.lowerBound + offset) % range.count
-            // A broker takes P and P+1: neighbours of a port given out are skipped too.
-            let taken = given.withLock { given in given.contains(port) || given.contains(port - 1) || given.contains(port + 1) }
-            guard !taken, usable(port) else { continue }
-            let won = given.withLock { given in given.insert(port).inserted }
+            guard usable(port) else { continue }
+            // A broker takes P and P+1: neighbours of a port given out are refused too, in the
+            // same critical section as the claim, so two threads cannot win P and P+1.
+            let won = given.withLock { given in
+                guard !given.contains(port - 1), !given.contains(port + 1) else { return false }
+                return given.insert(port).inserted
+            }
             if won { return port }
         }
         throw TimedOut(what: what)
