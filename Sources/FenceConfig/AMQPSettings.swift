@@ -58,6 +58,16 @@ public struct BusSettings: Hashable, Sendable {
             urls.append(next)
             index += 1
         }
+        // A node written after a gap (url2 without url1) or under a name that is no number would be
+        // left out without a word: refused instead.
+        for child in reader.node?.children ?? [] where !child.isBlock && child.name.lowercased().hasPrefix("url") && child.name.lowercased() != "url" {
+            guard let number = Int(child.name.dropFirst(3)), number >= 1 else {
+                throw reader.invalid(child.name, "not a key: the broker's nodes are url, url1, url2, …")
+            }
+            if number >= urls.count {
+                throw reader.invalid(child.name, "follows no url\(number - 1): number the broker's nodes without a gap")
+            }
+        }
         for (index, url) in urls.enumerated() where !(url.hasPrefix("amqp://") || url.hasPrefix("amqps://")) {
             throw reader.invalid(index == 0 ? "url" : "url\(index)", "\"\(url)\" is not an amqp:// or amqps:// URL")
         }
