@@ -344,6 +344,7 @@ def table(runs):
     lines = [f"chaos: {ops} requests, seed{'s' if len(runs) > 1 else ''} {seeds}, {first['hosts']} hosts, {first['routers']} routers, "
              f"{first['domains']} domains on shared storage, {sum(run['elapsed'] for run in runs):.0f} s", "",
              "| request | right | false successes | wrong ON | failures | timeouts |", "|---|---:|---:|---:|---:|---:|"]
+    lines[1:1] = [f"(stopped early, seed {run['seed']}: the lab failed {run['aborted']})" for run in runs if run.get("aborted")]
     for action in ["status", "off", "on", "reboot"]:
         count = lambda *verdicts: sum(run["counts"].get(f"{action} {v}", 0) for run in runs for v in verdicts)
         lines.append(f"| {action} | {count('right', 'right (left off)')} | {count('FALSE SUCCESS')} | {count('wrong ON')} | "
@@ -393,34 +394,44 @@ def main():
     print(f"chaos: seed {seed}", flush=True)
     work = tempfile.mkdtemp(prefix="fr-chaos.")
     lab = None
+    chaos = None
     keep = False
+    aborted = None
+    done = 0
     started = time.monotonic()
     try:
         lab = Lab(f"{work}/lab", options.bin, options.hosts, options.routers, options.request_timeout)
         chaos = Chaos(lab, rng, options.domains, options.request_timeout + 4,
                       (lambda line: None) if options.quiet else (lambda line: print(line, flush=True)))
         chaos.setup()
-        done = 0
-        while done < options.ops and (options.minutes is None or time.monotonic() - started < options.minutes * 60):
-            chaos.step()
-            done += 1
-            if not options.quiet and done % 50 == 0:
-                print(f"{done} requests, {len(chaos.violations)} false successes", flush=True)
-        chaos.finish()
+        try:
+            while done < options.ops and (options.minutes is None or time.monotonic() - started < options.minutes * 60):
+                chaos.step()
+                done += 1
+                if not options.quiet and done % 50 == 0:
+                    print(f"{done} requests, {len(chaos.violations)} false successes", flush=True)
+            chaos.finish()
+        except subprocess.CalledProcessError as error:
+            # The lab itself failed (a part that would not start again): what was judged until
+            # then still counts; the run says where it stopped and why, and keeps the logs.
+            aborted = f"after {done} requests: {' '.join(map(str, error.cmd))} exited {error.returncode}"
+            print(f"chaos: the lab failed {aborted}\n{error.stderr}", flush=True)
         result = summary(chaos, done, seed, time.monotonic() - started)
+        if aborted:
+            result["aborted"] = aborted
         print(table([result]), flush=True)
         for violation in chaos.violations:
             print("FALSE SUCCESS:", json.dumps(violation, indent=1), flush=True)
         if options.json:
             with open(options.json, "w") as out:
                 json.dump(result, out, indent=1)
-        keep = bool(chaos.violations)
+        keep = bool(chaos.violations) or aborted is not None
         if keep:
             for log in sorted(os.listdir(f"{lab.dir}/logs")):
                 if log.endswith(".log") and log.split("-")[0] in ("router", "agent"):
                     with open(f"{lab.dir}/logs/{log}") as text:
                         print(f"--- the last lines of {log}:\n" + "".join(text.readlines()[-40:]), flush=True)
-        return 1 if chaos.violations else 0
+        return 1 if chaos.violations else (2 if aborted else 0)
     finally:
         if lab:
             lab.down()
