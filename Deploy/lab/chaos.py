@@ -225,6 +225,11 @@ class Chaos:
         """Undoes the faults whose time is up; the moment the last one ends is when service
         should come back."""
         due = [f for f in self.faults if everything or f.left <= 0]
+        # A daemon does not start while its broker is unreachable (fence-routerd and fence-hostd
+        # give up after 10 s without -w; systemd would start them again until they can): a killed
+        # agent or router comes back only once the broker and its host's link are back.
+        away = {f.part for f in self.faults if f.kind in ("broker-stop", "link-cut") and f not in due}
+        due = [f for f in due if not (f.kind in ("agent-kill", "router-kill") and ("broker" in away or f.part in away))]
         # The broker and the links come back before the daemons that need them.
         for fault in sorted(due, key=lambda f: f.kind not in ("broker-stop", "link-cut")):
             if fault.undo:
