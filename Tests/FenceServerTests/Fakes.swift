@@ -6,6 +6,16 @@ import Synchronization
 import TestSupport
 @testable import FenceServer
 
+/// Event loops of the pipeline tests' own, apart from the process-wide singleton: the unit tests
+/// run beside everything else in one test process, and a stall of a shared loop there (seen in CI:
+/// a fake client's channel not even closing for 30 s) must not decide their outcome.
+enum TestLoops {
+    /// Where the fake clients accept call-backs.
+    static let clients = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    /// Where the pipeline under test makes its call-backs.
+    static let server = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+}
+
 /// A stand-in for the call-back side of fence_xvm, for unit tests of the pipeline: it listens on
 /// a loopback address, accepts call-backs, runs the client half of the challenge-response, and
 /// records what it was sent. The real client is used in the end-to-end tests.
@@ -35,7 +45,7 @@ final class FakeFenceClient: Sendable {
 
     init(address: String = "127.0.0.1", key: FenceKey, auth: HashAlgorithm = .sha256, behaviour: Behaviour = .honest) async throws {
         self.address = address
-        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        let server = try await ServerBootstrap(group: TestLoops.clients)
             .bind(host: address, port: 0) { child in
                 child.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: child) }
             }

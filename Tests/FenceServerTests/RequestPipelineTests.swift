@@ -42,7 +42,7 @@ struct RequestPipelineTests {
         for _ in 0..<3 {
             #expect(pipeline.admit(datagram: try datagram(to: "127.0.0.1", port: client.port), source: try source("127.0.0.1"), listener: "t", credentials: credentials) == nil)
         }
-        await pipeline.serveDatagram(first, on: MultiThreadedEventLoopGroup.singleton.next())
+        await pipeline.serveDatagram(first, on: TestLoops.server.next())
         #expect(pipeline.admit(datagram: try datagram(to: "127.0.0.1", port: client.port), source: try source("127.0.0.1"), listener: "t", credentials: credentials) == nil)
         await client.close()
         #expect(client.callbacks == 1)
@@ -61,7 +61,7 @@ struct RequestPipelineTests {
         // The first copy names 127.0.0.2 but came from 127.0.0.1; the second names 127.0.0.1.
         let first = try #require(pipeline.admit(datagram: datagram(to: "127.0.0.2", port: decoy.port), source: source("127.0.0.1"), listener: "t", credentials: credentials))
         #expect(pipeline.admit(datagram: try datagram(to: "127.0.0.1", port: client.port), source: try source("127.0.0.1"), listener: "t", credentials: credentials) == nil)
-        await pipeline.serveDatagram(first, on: MultiThreadedEventLoopGroup.singleton.next())
+        await pipeline.serveDatagram(first, on: TestLoops.server.next())
         await decoy.close()
         await client.close()
         #expect(decoy.callbacks == 0)
@@ -77,7 +77,7 @@ struct RequestPipelineTests {
         let pipeline = pipeline(backend)
         let first = try #require(pipeline.admit(datagram: datagram(to: "127.0.0.2", port: impostor.port), source: source("127.0.0.2"), listener: "t", credentials: credentials))
         #expect(pipeline.admit(datagram: try datagram(to: "127.0.0.1", port: client.port), source: try source("127.0.0.9"), listener: "t", credentials: credentials) == nil)
-        await pipeline.serveDatagram(first, on: MultiThreadedEventLoopGroup.singleton.next())
+        await pipeline.serveDatagram(first, on: TestLoops.server.next())
         await impostor.close()
         await client.close()
         #expect(impostor.callbacks == 1)
@@ -93,7 +93,7 @@ struct RequestPipelineTests {
         let backend = RecordingBackend()
         let pipeline = pipeline(backend, timeout: .milliseconds(300))
         let admitted = try #require(pipeline.admit(datagram: datagram(to: "127.0.0.1", port: slow.port), source: source("127.0.0.1"), listener: "t", credentials: credentials))
-        await pipeline.serveDatagram(admitted, on: MultiThreadedEventLoopGroup.singleton.next())
+        await pipeline.serveDatagram(admitted, on: TestLoops.server.next())
         await slow.close()
         #expect(backend.calls.isEmpty)
         #expect(slow.received.allSatisfy { $0.isEmpty })
@@ -107,7 +107,7 @@ struct RequestPipelineTests {
         // backend is reached before the deadline and then runs out of time in it.
         let pipeline = pipeline(backend, timeout: .seconds(3))
         let admitted = try #require(pipeline.admit(datagram: datagram(to: "127.0.0.1", port: client.port), source: source("127.0.0.1"), listener: "t", credentials: credentials))
-        await pipeline.serveDatagram(admitted, on: MultiThreadedEventLoopGroup.singleton.next())
+        await pipeline.serveDatagram(admitted, on: TestLoops.server.next())
         await client.close()
         #expect(backend.calls == ["off vm-a"])
         #expect(client.received == [[ResponseCode.failure.rawValue]])
@@ -119,7 +119,7 @@ struct RequestPipelineTests {
         let pipeline = pipeline(backend, timeout: .milliseconds(200))
         // Nobody listens on the call-back port: the call-back fails and the request may be retried...
         let unreachable = try #require(pipeline.admit(datagram: datagram(to: "127.0.0.1", port: 9), source: source("127.0.0.1"), listener: "t", credentials: credentials))
-        await pipeline.serveDatagram(unreachable, on: MultiThreadedEventLoopGroup.singleton.next())
+        await pipeline.serveDatagram(unreachable, on: TestLoops.server.next())
         try await Task.sleep(for: .milliseconds(300))
         // ...but only within its deadline: a client that now listens on that port gets nothing.
         let late = try await FakeFenceClient(key: Self.key)
@@ -146,7 +146,7 @@ struct RequestPipelineTests {
             )))
         }
         await withTaskGroup(of: Void.self) { group in
-            for request in admitted { group.addTask { await pipeline.serveDatagram(request, on: MultiThreadedEventLoopGroup.singleton.next()) } }
+            for request in admitted { group.addTask { await pipeline.serveDatagram(request, on: TestLoops.server.next()) } }
         }
         for client in clients { await client.close() }
         #expect(backend.maximumConcurrency == 5)
@@ -181,7 +181,7 @@ struct RequestPipelineTests {
     /// A tcp listener for one connection, served by `pipeline`; the task ends when it is served.
     private func serveOneStream(_ pipeline: RequestPipeline) async throws -> (port: Int, served: Task<Void, any Error>) {
         let credentials = self.credentials
-        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        let server = try await ServerBootstrap(group: TestLoops.clients)
             .bind(host: "127.0.0.1", port: 0) { child in
                 child.eventLoop.makeCompletedFuture {
                     try StreamSession.prepare(child, .stream, credentials: credentials)
@@ -201,7 +201,7 @@ struct RequestPipelineTests {
     }
 
     private func connect(_ port: Int) async throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
-        try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: port) { channel in
+        try await ClientBootstrap(group: TestLoops.clients).connect(host: "127.0.0.1", port: port) { channel in
             channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
         }
     }
@@ -247,7 +247,7 @@ struct RequestPipelineTests {
         let packet = try datagram(to: "127.0.0.1", port: client.port)
         let first = try #require(pipeline.admit(datagram: packet, source: source("127.0.0.1"), listener: "t", credentials: credentials))
         #expect(pipeline.admit(datagram: packet, source: try source("127.0.0.1"), listener: "t", credentials: credentials) == nil)
-        await pipeline.serveDatagram(first, on: MultiThreadedEventLoopGroup.singleton.next())
+        await pipeline.serveDatagram(first, on: TestLoops.server.next())
         #expect(pipeline.admit(datagram: packet, source: try source("127.0.0.7"), listener: "t", credentials: credentials) == nil)
         await client.close()
         #expect(client.callbacks == 1)
@@ -262,7 +262,7 @@ struct RequestPipelineTests {
         let backend = RecordingBackend()
         let pipeline = pipeline(backend)
         let admitted = try #require(pipeline.admit(datagram: datagram(to: "127.0.0.1", port: reflector.port), source: source("127.0.0.1"), listener: "t", credentials: credentials))
-        await pipeline.serveDatagram(admitted, on: MultiThreadedEventLoopGroup.singleton.next())
+        await pipeline.serveDatagram(admitted, on: TestLoops.server.next())
         await reflector.close()
         #expect(reflector.callbacks == 1)
         #expect(reflector.received == [[]], "no response to the reflected challenge, no result")
@@ -277,7 +277,7 @@ struct RequestPipelineTests {
         let pipeline = pipeline(backend)
         let off = try #require(pipeline.admit(datagram: datagram(.off, to: "127.0.0.1", port: client.port, seqno: 1), source: source("127.0.0.1"), listener: "t", credentials: credentials))
         #expect(pipeline.admit(datagram: try datagram(.deviceStatus, domain: "", to: "127.0.0.1", port: client.port, seqno: 2), source: try source("127.0.0.1"), listener: "t", credentials: credentials) == nil)
-        await pipeline.serveDatagram(off, on: MultiThreadedEventLoopGroup.singleton.next())
+        await pipeline.serveDatagram(off, on: TestLoops.server.next())
         await client.close()
         #expect(client.callbacks == 0)
         #expect(backend.calls.isEmpty)
@@ -290,7 +290,7 @@ struct RequestPipelineTests {
         let backend = RecordingBackend()
         let pipeline = pipeline(backend)
         let off = try #require(pipeline.admit(datagram: datagram(.off, to: "127.0.0.1", port: client.port, seqno: 1), source: source("127.0.0.1"), listener: "t", credentials: credentials))
-        let served = Task { await pipeline.serveDatagram(off, on: MultiThreadedEventLoopGroup.singleton.next()) }
+        let served = Task { await pipeline.serveDatagram(off, on: TestLoops.server.next()) }
         try await withTimeout(.seconds(5), "the call-back") {
             while client.callbacks == 0 { try await Task.sleep(for: .milliseconds(2)) }
         }
