@@ -83,7 +83,10 @@ final class FakeFenceClient: Sendable {
     }
 
     private static func converse(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>, exchange: ChallengeResponse, behaviour: Behaviour, stage: Stage) async throws -> [UInt8] {
-        try await withTimeout(.seconds(30), "the fake client's conversation") {
+        // A bound on a hang, not on the daemon's speed: in CI the whole test process was seen
+        // stalled for about 30 s at the start (every fake client then timed out together, one of
+        // them after reading its whole answer), so the bound sits well beyond such a stall.
+        try await withTimeout(.seconds(120), "the fake client's conversation") {
             try await connection.executeThenClose { inbound, outbound in
                 var reader = ByteReader(inbound.makeAsyncIterator())
                 if exchange.algorithm != .none {
