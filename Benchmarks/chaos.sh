@@ -9,10 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 Deploy/install-deps.sh
-build=(swift build -c release --static-swift-stdlib --scratch-path .build-static)
-echo "building fence-routerd, fence-hostd and fencectl (release)..." >&2
-for product in fence-routerd fence-hostd fencectl; do "${build[@]}" --product "$product" >/dev/null; done
-bin=$("${build[@]}" --show-bin-path)
+source Benchmarks/release-build.sh
+bin=$(release_build fence-routerd fence-hostd fencectl)
 
 ops=10000 labs=1 seed="" rest=()
 while (($#)); do
