@@ -34,8 +34,17 @@ struct ConfigCommand: ParsableCommand {
             discussion: "Checks what fence-routerd reads (when the file has a fence_virtd block) and what fence-hostd reads (when it has both backends/amqp and backends/libvirt), and that the key files they name exist, are private and hold a usable key. Exits 1 with file:line:key on the first error."
         )
 
-        @Argument(help: ArgumentHelp("The file to check.", valueName: "file"))
-        var file = "/etc/fence_virt.conf"
+        @Option(name: .customShort("f"), help: ArgumentHelp("The file to check, as in the other subcommands.", valueName: "file"))
+        var configFile: String?
+
+        @Argument(help: ArgumentHelp("The file to check (default: /etc/fence_virt.conf).", valueName: "file"))
+        var file: String?
+
+        func validate() throws {
+            if let configFile, let file, configFile != file {
+                throw ValidationError("two files to check: -f \(configFile) and \(file)")
+            }
+        }
 
         @Flag(help: "Print JSON.")
         var json = false
@@ -44,7 +53,7 @@ struct ConfigCommand: ParsableCommand {
         var skipFiles = false
 
         func run() throws {
-            let report = ConfigurationCheck.run(file: file, checkFiles: !skipFiles, hostname: Hostname.current())
+            let report = ConfigurationCheck.run(file: configFile ?? file ?? "/etc/fence_virt.conf", checkFiles: !skipFiles, hostname: Hostname.current())
             print(json ? report.json : report.text, terminator: "")
             if !json {
                 for error in report.errors { FileHandle.standardError.write(Data("error: \(error)\n".utf8)) }

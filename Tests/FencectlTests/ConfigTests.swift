@@ -61,6 +61,11 @@ struct ConfigTests {
             #expect(result.output.contains(line), "\(line) missing from: \(result.output)")
         }
 
+        let withOption = try await fencectl(["config", "check", "-f", path])
+        #expect(withOption.status == 0 && withOption.output == result.output, "-f FILE as in the other subcommands: \(withOption)")
+        let twoFiles = try await fencectl(["config", "check", "-f", path, "/etc/other.conf"])
+        #expect(twoFiles.status != 0 && twoFiles.error.contains("two files"), "\(twoFiles)")
+
         let json = try object(try await fencectl(["config", "check", "--json", path]).output)
         #expect(json["valid"] as? Bool == true)
         #expect(json["daemons"] as? [String] == ["fence-routerd (amqp backend)", "fence-hostd"])
