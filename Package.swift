@@ -54,6 +54,7 @@ let package = Package(
                 "CProton", "CallbackWaits",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         // The bus schema: signed, versioned messages between routers and host agents. No I/O.
@@ -62,10 +63,14 @@ let package = Package(
         .target(name: "FenceBus", dependencies: ["FenceCore", "Cryptography", "JSONValue"]),
         // The router's inventory and the routing rules. No I/O, no clock of its own.
         .target(name: "Routing", dependencies: ["FenceCore", "FenceBus"]),
-        // The bus over AMQP: sealing, publishing, checking, replying, for routers and agents alike.
+        // The bus over AMQP: sealing, publishing, checking, replying, for routers and agents alike,
+        // and how a daemon or fencectl joins it from its settings.
         .target(
             name: "BusClient",
-            dependencies: ["FenceBus", "AMQP", "Cryptography", "DropReporting", .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "FenceBus", "AMQP", "Cryptography", "DropReporting", "FenceConfig", "DaemonSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         // fence-routerd's amqp backend: the inventory from the bus, routing, confirmed results.
         .target(
@@ -114,7 +119,7 @@ let package = Package(
         .target(
             name: "DaemonSupport",
             dependencies: [
-                "FenceWire", "FenceConfig", "CMalloc", "AMQP", "BusClient", "FenceBus", "Cryptography", "MetricsEndpoint",
+                "FenceWire", "FenceConfig", "CMalloc",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -136,7 +141,7 @@ let package = Package(
         .executableTarget(
             name: "fence-routerd",
             dependencies: [
-                "FenceWire", "FenceConfig", "FenceCore", "Libvirt", "FenceServer", "DaemonSupport", "FenceRouter", "DropReporting",
+                "FenceWire", "FenceConfig", "FenceCore", "Libvirt", "FenceServer", "DaemonSupport", "FenceRouter", "DropReporting", "BusClient", "MetricsEndpoint",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -145,7 +150,8 @@ let package = Package(
         .executableTarget(
             name: "fence-hostd",
             dependencies: [
-                "FenceConfig", "HostAgent", "Libvirt", "DaemonSupport",
+                "FenceConfig", "HostAgent", "Libvirt", "DaemonSupport", "BusClient", "MetricsEndpoint",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -216,7 +222,11 @@ let package = Package(
         .testTarget(name: "FenceBusTests", dependencies: ["FenceBus", "BusClient", "FenceCore", "Cryptography", "JSONValue", .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "AMQPTests",
-            dependencies: ["AMQP", "TestSupport", .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "AMQP", "TestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
         ),
     ]
 )

@@ -41,11 +41,25 @@ enum SimulatedHosts {
             var configuration = try AMQPConfiguration(url: url, containerID: "fence-sim-hosts")
             configuration.allowInsecurePlain = true  // the labs' broker, inside their namespaces
             connection = try AMQPConnection(configuration: configuration, logger: logger)
-            try await connection.waitUntilConnected(deadline: .now + .seconds(10))
         } catch {
             print("fence-sim-hosts: \(error)")
             exit(1)
         }
+        do {
+            try await connection.whileRunning {
+                try await connection.waitUntilConnected(deadline: .now + .seconds(10))
+                await simulate(connection: connection, key: key, trust: trust, hostCount: hostCount, domainCount: domainCount,
+                               snapshotInterval: snapshotInterval, steady: number("steady", 20), heartbeatsOnly: number("heartbeats", 20), logger: logger)
+            }
+        } catch {
+            print("fence-sim-hosts: \(error)")
+            exit(1)
+        }
+    }
+
+    /// The fake agents: every host's first snapshot, then heartbeats and snapshots for a while.
+    static func simulate(connection: AMQPConnection, key: BusKey, trust: String, hostCount: Int, domainCount: Int,
+                         snapshotInterval: Int, steady: Int, heartbeatsOnly: Int, logger: Logger) async {
         // Each fake agent sends as itself: its public key goes into the router's trust directory,
         // and it seals for the routers filed there.
         try? FileManager.default.createDirectory(atPath: "\(trust)/hosts", withIntermediateDirectories: true)
@@ -65,7 +79,6 @@ enum SimulatedHosts {
         // snapshot on its own turn, spread over the interval as independent hosts would be.
         await publish(hosts.map { ($0, $0.snapshot()) }, failures)
         say("phase steady \(hostCount) hosts \(hostCount * domainCount) domains")
-        let steady = number("steady", 20), heartbeatsOnly = number("heartbeats", 20)
         let start = ContinuousClock.now
         for second in 1...(steady + heartbeatsOnly) {
             try? await Task.sleep(until: start + .seconds(second))
@@ -76,7 +89,6 @@ enum SimulatedHosts {
             }, failures)
         }
         say("phase done publish failures \(failures.count)")
-        await connection.close()
     }
 
     /// A line for the harness, at once (standard output is a pipe there).

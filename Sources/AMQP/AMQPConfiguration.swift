@@ -65,6 +65,9 @@ public struct AMQPConfiguration: Sendable, Equatable {
     public var reconnectBackoff: ClosedRange<Duration>
     /// A broker silent for this long is taken for dead (Proton sends keepalive frames at half of it).
     public var idleTimeout: Duration
+    /// One attempt to open a node is given up after this long, and the next node is tried: a node
+    /// whose machine is gone drops the packets, and TCP alone would wait two minutes.
+    public var connectTimeout: Duration
     /// A received message larger than this is refused (and counted) before it is buffered whole.
     public var maximumMessageSize: Int
 
@@ -78,6 +81,7 @@ public struct AMQPConfiguration: Sendable, Equatable {
         containerID: String,
         reconnectBackoff: ClosedRange<Duration> = .milliseconds(100)...(.seconds(2)),
         idleTimeout: Duration = .seconds(8),
+        connectTimeout: Duration = .seconds(4),
         maximumMessageSize: Int = 4 << 20
     ) {
         self.brokers = brokers
@@ -89,6 +93,7 @@ public struct AMQPConfiguration: Sendable, Equatable {
         self.containerID = containerID
         self.reconnectBackoff = reconnectBackoff
         self.idleTimeout = idleTimeout
+        self.connectTimeout = connectTimeout
         self.maximumMessageSize = maximumMessageSize
     }
 

@@ -1,6 +1,7 @@
 import CProton
 import CallbackWaits
 import Logging
+import ServiceLifecycle
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -32,18 +33,20 @@ public final class AMQPReceiver: Sendable {
     }
 }
 
-/// One AMQP 1.0 connection, kept open: reconnected with exponential backoff whenever it drops,
-/// with every subscription attached again. All Proton objects live on one proactor thread;
-/// callers hand work over through an outbox and `pn_connection_wake`, and every wait has a
-/// deadline (a refused attach, for example, is otherwise never answered).
-public final class AMQPConnection: Sendable {
+/// One AMQP 1.0 connection, kept open while its `run()` runs: reconnected with backoff whenever
+/// it drops, to the next node of the cluster, with every subscription attached again. All Proton
+/// objects live on one proactor thread, which `run()` starts and outlives; callers hand work over
+/// through an outbox and `pn_connection_wake`, and every wait has a deadline (a refused attach,
+/// for example, is otherwise never answered). What is sent or subscribed before `run()` waits
+/// for the connection, within its deadline.
+public final class AMQPConnection: Service, Sendable {
     public let configuration: AMQPConfiguration
     public let events: AsyncStream<AMQPConnectionEvent>
     private let shared: SharedState
     private let engine: Engine
-    private let stopped: Mutex<ResumeOnce<Void>?> = Mutex(nil)
+    private let started = Mutex(false)
 
-    /// Starts connecting at once; check readiness with `waitUntilConnected`.
+    /// Checks the configuration; connecting starts with `run()`.
     public init(configuration: AMQPConfiguration, logger: Logger) throws(AMQPError) {
         try configuration.validate()
         self.configuration = configuration
@@ -51,12 +54,39 @@ public final class AMQPConnection: Sendable {
         self.events = events
         shared = SharedState()
         engine = Engine(configuration: configuration, shared: shared, events: sink, logger: logger)
-        engine.start()
     }
 
-    deinit {
-        shared.enqueue(.close)
-        engine.interrupt()
+    /// Connects and keeps the connection until graceful shutdown or cancellation; then closes it
+    /// (cutting it if the broker does not answer within two seconds) and returns once the
+    /// proactor thread has ended. Runs once.
+    public func run() async throws {
+        guard started.withLock({ started in
+            defer { started = true }
+            return !started
+        }) else {
+            throw AMQPError(.closed, "the connection has run already")
+        }
+        engine.start()
+        let shared = self.shared, engine = self.engine
+        await withTaskCancellationOrGracefulShutdownHandler {
+            await withCheckedContinuation { (ended: CheckedContinuation<Void, Never>) in
+                engine.whenStopped { ended.resume() }
+            }
+        } onCancelOrGracefulShutdown: {
+            shared.enqueue(.close)
+            engine.interrupt()
+        }
+    }
+
+    /// Runs the connection around `body`, then closes it: for short-lived users (fencectl, tests,
+    /// a daemon's start-up, which needs the broker before its service group exists).
+    @discardableResult
+    public func whileRunning<T: Sendable>(isolation: isolated (any Actor)? = #isolation, _ body: () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: Void.self, isolation: isolation) { group in
+            group.addTask { try await self.run() }
+            defer { group.cancelAll() }
+            return try await body()
+        }
     }
 
     /// Waits until the connection is open.
@@ -73,6 +103,9 @@ public final class AMQPConnection: Sendable {
 
     /// The node the connection is open to; nil while it is not.
     public var connectedBroker: AMQPConfiguration.Broker? { shared.connectedBroker }
+
+    /// Which opening of the connection is open now (1 for the first); nil while it is not.
+    public var generation: UInt64? { shared.generation }
 
     /// Sends and waits until the broker accepts the message (at least once: the caller retries on
     /// failure). Messages wait for a connection until the deadline.
@@ -111,15 +144,6 @@ public final class AMQPConnection: Sendable {
     public func detach(_ receiver: AMQPReceiver) {
         shared.enqueue(.detach(id: receiver.id))
     }
-
-    /// Closes the connection for good and waits (up to five seconds) for the proactor thread to end.
-    public func close() async {
-        _ = await CallbackWait.wait(until: .now + .seconds(5), expired: {}) { once in
-            engine.whenStopped(once)
-            shared.enqueue(.close)
-            engine.interrupt()
-        }
-    }
 }
 
 /// Work for the proactor thread.
@@ -130,6 +154,20 @@ enum Operation: Sendable {
     case grant(id: UInt64, MessageBuffer.Grant)
     case detach(id: UInt64)
     case close
+
+    /// Fails what waits on this operation: the connection is closed for good.
+    func refuse() {
+        let closed = AMQPError(.closed, "the connection was closed")
+        switch self {
+        case .send(let outgoing):
+            outgoing.settled.resume(.failure(closed))
+        case .attach(let subscription):
+            subscription.firstAttach.resume(.failure(closed))
+            subscription.buffer.finish()
+        case .grant, .detach, .close:
+            break
+        }
+    }
 }
 
 struct Outgoing: Sendable {
@@ -156,9 +194,12 @@ final class Subscription: Sendable {
 final class SharedState: Sendable {
     private struct State {
         var outbox: [Operation] = []
+        /// The proactor thread has ended: new work is refused at once.
+        var closed = false
         /// The open connection, for `pn_connection_wake`; cleared before Proton frees it.
         var connection: WakeablePointer?
         var connected: AMQPConfiguration.Broker?
+        var generation: UInt64?
         var counter: UInt64 = 0
     }
 
@@ -172,11 +213,25 @@ final class SharedState: Sendable {
     }
 
     /// Queues work and wakes the proactor thread if a connection is there to wake; otherwise the
-    /// work waits for the next connection.
+    /// work waits for the next connection. After the thread has ended, the work is refused.
     func enqueue(_ operation: Operation) {
-        state.withLock { state in
+        let accepted = state.withLock { state in
+            guard !state.closed else { return false }
             state.outbox.append(operation)
             if let connection = state.connection { pn_connection_wake(connection.pointer) }
+            return true
+        }
+        if !accepted { operation.refuse() }
+    }
+
+    /// The proactor thread ends: what waits is handed back, and nothing more is taken.
+    func closeOutbox() -> [Operation] {
+        state.withLock { state in
+            state.closed = true
+            state.connection = nil
+            state.connected = nil
+            defer { state.outbox = [] }
+            return state.outbox
         }
     }
 
@@ -195,23 +250,27 @@ final class SharedState: Sendable {
 
     var connectedBroker: AMQPConfiguration.Broker? { state.withLock { $0.connected } }
 
+    var generation: UInt64? { state.withLock { $0.generation } }
+
     func connectionOpened(_ connection: OpaquePointer) {
         let wakeable = WakeablePointer(pointer: connection)
         state.withLock { $0.connection = wakeable }
     }
 
-    func setConnected(to broker: AMQPConfiguration.Broker) {
-        state.withLock { $0.connected = broker }
+    func setConnected(to broker: AMQPConfiguration.Broker, generation: UInt64) {
+        state.withLock { state in
+            state.connected = broker
+            state.generation = generation
+        }
     }
 
     func connectionClosed() {
         state.withLock { state in
             state.connection = nil
             state.connected = nil
+            state.generation = nil
         }
     }
-
-    var hasWork: Bool { state.withLock { !$0.outbox.isEmpty } }
 }
 
 /// A `pn_connection_t` shared only so that other threads can call `pn_connection_wake` on it,

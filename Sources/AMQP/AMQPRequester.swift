@@ -3,28 +3,27 @@ import Synchronization
 
 /// Request/reply without dynamic reply nodes (RabbitMQ 3 has none): one reply subscription per
 /// requester, each request tagged with `reply-to` and a fresh `correlation-id`, and its reply
-/// matched by that id.
+/// matched by that id. Replies are matched while `run()` runs.
 public final class AMQPRequester: Sendable {
     public let replyAddress: String
     private let connection: AMQPConnection
     private let receiver: AMQPReceiver
-    private let pending = Mutex<[String: ResumeOnce<Result<AMQPMessage, AMQPError>>]>([:])
+    private let pending = Mutex<[String: ReplySlot]>([:])
     private let counter = Mutex<UInt64>(0)
 
-    /// Subscribes to `replyAddress` (unique to this requester) and starts matching replies.
+    /// Subscribes to `replyAddress` (unique to this requester).
     public init(connection: AMQPConnection, replyAddress: String, deadline: ContinuousClock.Instant) async throws(AMQPError) {
         self.connection = connection
         self.replyAddress = replyAddress
         receiver = try await connection.receiver(from: replyAddress, deadline: deadline)
-        let replies = receiver.messages
-        Task { [weak self] in
-            for await reply in replies { self?.resolve(reply) }
-        }
     }
 
-    private func resolve(_ reply: AMQPMessage) {
-        guard let id = reply.correlationID, let waiter = pending.withLock({ $0.removeValue(forKey: id) }) else { return }
-        waiter.resume(.success(reply))
+    /// Matches replies to their requests until cancelled or `close()`.
+    public func run() async {
+        for await reply in receiver.messages {
+            guard let id = reply.correlationID, let slot = pending.withLock({ $0[id] }) else { continue }
+            slot.deliver(reply)
+        }
     }
 
     /// Sends `message` to `address` and waits for its reply, all before `deadline`.
@@ -36,25 +35,47 @@ public final class AMQPRequester: Sendable {
         }
         message.correlationID = id
         message.replyTo = replyAddress
-        let outgoing = message
+        // Waiting before the message leaves: the reply may come back before `send` returns.
+        let slot = ReplySlot()
+        pending.withLock { $0[id] = slot }
+        defer { _ = pending.withLock { $0.removeValue(forKey: id) } }
+        try await connection.send(message, to: address, deadline: deadline)
         let result: Result<AMQPMessage, AMQPError> = await CallbackWait.wait(until: deadline, expired: {
             .failure(AMQPError(.timedOut, "\(address): no reply before the deadline"))
         }) { once in
-            pending.withLock { $0[id] = once }
-            Task {
-                do throws(AMQPError) {
-                    try await connection.send(outgoing, to: address, deadline: deadline)
-                } catch {
-                    once.resume(.failure(error))
-                }
-            }
+            slot.attach(once)
         }
-        _ = pending.withLock { $0.removeValue(forKey: id) }
         return try result.get()
     }
 
     /// Ends the reply subscription.
     public func close() {
         connection.detach(receiver)
+    }
+}
+
+/// One request's reply: it may arrive before or after its requester starts waiting.
+private final class ReplySlot: Sendable {
+    private struct State {
+        var reply: AMQPMessage?
+        var waiter: ResumeOnce<Result<AMQPMessage, AMQPError>>?
+    }
+
+    private let state = Mutex(State())
+
+    func deliver(_ reply: AMQPMessage) {
+        let waiter = state.withLock { state in
+            if state.waiter == nil, state.reply == nil { state.reply = reply }
+            return state.waiter
+        }
+        waiter?.resume(.success(reply))
+    }
+
+    func attach(_ waiter: ResumeOnce<Result<AMQPMessage, AMQPError>>) {
+        let early = state.withLock { state in
+            state.waiter = waiter
+            return state.reply
+        }
+        if let early { waiter.resume(.success(early)) }
     }
 }

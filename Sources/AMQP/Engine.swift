@@ -22,15 +22,9 @@ final class Engine: @unchecked Sendable {
 
     private var connection: OpaquePointer?
     private var session: OpaquePointer?
-    private var open = false
-    private var closing = false
-    private var generation: UInt64 = 0
-    private var failures = 0
-    /// The broker node connected to, or tried next: `configuration.brokers[current]`.
-    private var current = 0
+    /// Where the connection is in its life, and what to do next: see `ConnectionStateMachine`.
+    private var machine: ConnectionStateMachine
     private var tag: UInt64 = 0
-    /// Why the last attempt to connect failed; a new reason is worth a warning, a repeat is not.
-    private var lastFailure: String?
     private var linkNames: UInt64 = 0
 
     /// Wanted subscriptions, by id: attached on every connection.
@@ -40,7 +34,7 @@ final class Engine: @unchecked Sendable {
     private var unsent: [OpaquePointer: [Outgoing]] = [:]
     private var inFlight: [OpaquePointer: Outgoing] = [:]
     private var partial: [OpaquePointer: [CChar]] = [:]
-    private var onStop: [ResumeOnce<Void>] = []
+    private var onStop: [@Sendable () -> Void] = []
     private let stopLock = Mutex(false)
 
     init(configuration: AMQPConfiguration, shared: SharedState, events: AsyncStream<AMQPConnectionEvent>.Continuation, logger: Logger) {
@@ -48,6 +42,13 @@ final class Engine: @unchecked Sendable {
         self.shared = shared
         self.events = events
         self.logger = logger
+        machine = ConnectionStateMachine(nodes: configuration.brokers.count, timing: .init(
+            backoff: configuration.reconnectBackoff,
+            connectTimeout: configuration.connectTimeout,
+            reattachDelay: configuration.reconnectBackoff.upperBound,
+            closeTimeout: .seconds(2),
+            stableAfter: .seconds(10)
+        ))
     }
 
     /// Starts the proactor thread, which keeps the engine alive until it ends.
@@ -71,18 +72,17 @@ final class Engine: @unchecked Sendable {
     /// Thread-safe: makes the proactor thread look at the outbox even without a connection.
     func interrupt() { pn_proactor_interrupt(proactor) }
 
-    /// Thread-safe: `once` is resumed when the proactor thread has ended (at once if it has).
-    func whenStopped(_ once: ResumeOnce<Void>) {
+    /// Thread-safe: `callback` is called when the proactor thread has ended (at once if it has).
+    func whenStopped(_ callback: @escaping @Sendable () -> Void) {
         let ended = stopLock.withLock { ended in
-            if !ended { onStop.append(once) }
+            if !ended { onStop.append(callback) }
             return ended
         }
-        if ended { once.resume(()) }
+        if ended { callback() }
     }
 
     private func run() {
-        connect()
-        var running = true
+        var running = perform(machine.start(now: .now))
         while running {
             let batch = pn_proactor_wait(proactor)
             while let event = pn_event_batch_next(batch) {
@@ -95,10 +95,51 @@ final class Engine: @unchecked Sendable {
 
     // MARK: - Connecting
 
-    private var broker: AMQPConfiguration.Broker { configuration.brokers[current] }
+    /// The node connected to or tried last.
+    private var broker: AMQPConfiguration.Broker { configuration.brokers[machine.node ?? 0] }
 
-    private func connect() {
-        let broker = self.broker
+    /// Does what the state machine decided; false ends the thread.
+    private func perform(_ action: ConnectionStateMachine.Action) -> Bool {
+        switch action {
+        case .connect(let node, let timer):
+            connect(to: configuration.brokers[node])
+            setTimer(timer)
+        case .cutTransport:
+            pn_proactor_disconnect(proactor, nil)
+        case .announceConnected(let generation):
+            shared.setConnected(to: broker, generation: generation)
+            logger.info("connected to the broker", metadata: ["broker": "\(broker)", "generation": "\(generation)"])
+            // More than one connection opened means reconnects.
+            Counter(label: "fence_bus_connections_total").increment()
+            Gauge(label: "fence_bus_connected").record(1)
+            events.yield(.connected(generation: generation))
+            for subscription in subscriptions.values.sorted(by: { $0.id < $1.id }) { attach(subscription) }
+            return drainOutbox()
+        case .retry(_, let delay), .wait(let delay):
+            setTimer(delay)
+        case .reattach:
+            let attached = Set(receiverLinks.values.map(\.id))
+            for subscription in subscriptions.values.sorted(by: { $0.id < $1.id }) where !attached.contains(subscription.id) {
+                logger.info("attaching again a subscription the broker closed", metadata: ["address": "\(subscription.address)"])
+                attach(subscription)
+            }
+        case .closeConnection(let timer):
+            if let connection { pn_connection_close(connection) }
+            setTimer(timer)
+        case .stop:
+            return false
+        case .none:
+            break
+        }
+        return true
+    }
+
+    private func setTimer(_ delay: Duration) {
+        let (seconds, attoseconds) = max(delay, .zero).components
+        pn_proactor_set_timeout(proactor, pn_millis_t(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000))
+    }
+
+    private func connect(to broker: AMQPConfiguration.Broker) {
         let transport = pn_transport()!
         if let tls = configuration.tls {
             let domain = pn_ssl_domain(PN_SSL_MODE_CLIENT)!
@@ -131,20 +172,6 @@ final class Engine: @unchecked Sendable {
         pn_proactor_connect2(proactor, connection, transport, address)
     }
 
-    /// The next attempt goes to the next node of the cluster. Every node is tried once at each
-    /// step of the backoff, so that a lost node costs one short wait, not a climb to the longest.
-    private func scheduleReconnect() {
-        failures += 1
-        current = (current + 1) % configuration.brokers.count
-        let exponent = min((failures - 1) / configuration.brokers.count, 20)
-        let ceiling = min(configuration.reconnectBackoff.lowerBound * (1 << exponent), configuration.reconnectBackoff.upperBound)
-        // Jittered (between half and all of the ceiling) so that the agents of many hosts do not
-        // come back to a restarted broker in one wave.
-        let delay = ceiling * Double.random(in: 0.5...1)
-        let (seconds, attoseconds) = delay.components
-        pn_proactor_set_timeout(proactor, pn_millis_t(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000))
-    }
-
     // MARK: - Events
 
     /// Handles one event; false ends the thread.
@@ -159,21 +186,10 @@ final class Engine: @unchecked Sendable {
             pn_session_open(session)
 
         case PN_CONNECTION_REMOTE_OPEN:
-            open = true
-            failures = 0
-            lastFailure = nil
-            generation += 1
-            shared.setConnected(to: broker)
-            logger.info("connected to the broker", metadata: ["broker": "\(broker)", "generation": "\(generation)"])
-            // More than one connection opened means reconnects.
-            Counter(label: "fence_bus_connections_total").increment()
-            Gauge(label: "fence_bus_connected").record(1)
-            events.yield(.connected(generation: generation))
-            for subscription in subscriptions.values.sorted(by: { $0.id < $1.id }) { attach(subscription) }
-            drainOutbox()
+            return perform(machine.opened(now: .now))
 
         case PN_CONNECTION_WAKE:
-            drainOutbox()
+            return drainOutbox()
 
         case PN_LINK_REMOTE_OPEN:
             let link = pn_event_link(event)!
@@ -193,7 +209,7 @@ final class Engine: @unchecked Sendable {
             if pn_link_is_sender(link) { settled(delivery) } else { received(delivery, on: link) }
 
         case PN_LINK_REMOTE_CLOSE, PN_LINK_REMOTE_DETACH:
-            linkClosed(pn_event_link(event)!)
+            return linkClosed(pn_event_link(event)!)
 
         case PN_SESSION_REMOTE_CLOSE, PN_CONNECTION_REMOTE_CLOSE:
             if let connection = pn_event_connection(event) {
@@ -204,17 +220,13 @@ final class Engine: @unchecked Sendable {
             }
 
         case PN_TRANSPORT_CLOSED:
-            transportClosed(describe(pn_transport_condition(pn_event_transport(event))) ?? "connection closed")
+            return transportClosed(describe(pn_transport_condition(pn_event_transport(event))) ?? "connection closed")
 
         case PN_PROACTOR_TIMEOUT:
-            if !closing && connection == nil { connect() }
+            return perform(machine.timerFired(now: .now))
 
         case PN_PROACTOR_INTERRUPT:
-            drainOutbox()
-            if closing && connection == nil { return false }
-
-        case PN_PROACTOR_INACTIVE:
-            if closing { return false }
+            return drainOutbox()
 
         default:
             break
@@ -222,13 +234,15 @@ final class Engine: @unchecked Sendable {
         return true
     }
 
-    private func drainOutbox() {
+    /// Takes the callers' work; false when it closed the connection for good.
+    private func drainOutbox() -> Bool {
+        var running = true
         var waiting: [Operation] = []
         for operation in shared.takeOutbox() {
             switch operation {
             case .send(let outgoing):
                 guard !outgoing.settled.isDone else { continue }
-                guard let session, open else {
+                guard let session, machine.isOpen else {
                     waiting.append(operation)
                     continue
                 }
@@ -237,7 +251,7 @@ final class Engine: @unchecked Sendable {
                 flush(link)
             case .attach(let subscription):
                 subscriptions[subscription.id] = subscription
-                if open { attach(subscription) }
+                if machine.isOpen { attach(subscription) }
             case .grant(let id, let grant):
                 for (link, subscription) in receiverLinks where subscription.id == id && subscription.buffer.isCurrent(grant.epoch) {
                     pn_link_flow(link, Int32(clamping: grant.credit))
@@ -250,11 +264,11 @@ final class Engine: @unchecked Sendable {
                 }
                 subscription.buffer.finish()
             case .close:
-                closing = true
-                if let connection { pn_connection_close(connection) }
+                running = perform(machine.close(now: .now)) && running
             }
         }
         if !waiting.isEmpty { shared.putBack(waiting) }
+        return running
     }
 
     private func openSender(_ address: String, session: OpaquePointer) -> OpaquePointer {
@@ -349,14 +363,17 @@ final class Engine: @unchecked Sendable {
         pn_delivery_settle(delivery)
     }
 
-    private func linkClosed(_ link: OpaquePointer) {
+    /// The broker closed a link; false when that ended the thread.
+    private func linkClosed(_ link: OpaquePointer) -> Bool {
         let condition = describe(pn_link_remote_condition(link)) ?? "closed by the broker"
         if let subscription = receiverLinks.removeValue(forKey: link) {
             let refusal = AMQPError(.attachRefused, "\(subscription.address): \(condition)")
-            if !subscription.firstAttach.resume(.failure(refusal)) {
-                logger.error("a subscription was closed by the broker; it is attached again on the next connection", metadata: [
+            if !subscription.firstAttach.resume(.failure(refusal)) && subscriptions[subscription.id] != nil {
+                logger.error("the broker closed a subscription; it is attached again shortly", metadata: [
                     "address": "\(subscription.address)", "condition": "\(condition)",
                 ])
+                pn_link_close(link)
+                return perform(machine.subscriptionClosed(now: .now))
             }
         } else if let (address, _) = senders.first(where: { $0.value == link }) {
             senders[address] = nil
@@ -368,11 +385,12 @@ final class Engine: @unchecked Sendable {
             }
         }
         pn_link_close(link)
+        return true
     }
 
-    private func transportClosed(_ reason: String) {
-        let wasOpen = open
-        open = false
+    /// The transport closed: everything tied to it goes; false when that ended the thread.
+    private func transportClosed(_ reason: String) -> Bool {
+        let node = broker
         connection = nil
         session = nil
         shared.connectionClosed()
@@ -386,30 +404,26 @@ final class Engine: @unchecked Sendable {
         senders = [:]
         receiverLinks = [:]
         partial = [:]
-        if wasOpen {
-            logger.warning("disconnected from the broker", metadata: ["broker": "\(broker)", "reason": "\(reason)"])
-            Gauge(label: "fence_bus_connected").record(0)
-            events.yield(.disconnected(reason: reason))
-            lastFailure = nil
-        } else if reason != lastFailure {
-            logger.warning("cannot connect to the broker", metadata: ["broker": "\(broker)", "reason": "\(reason)"])
-            lastFailure = reason
-        } else {
-            logger.debug("cannot connect to the broker", metadata: ["broker": "\(broker)", "reason": "\(reason)"])
+        // Jittered (between half and all of the backoff step) so that the agents of many hosts
+        // do not come back to a restarted broker in one wave.
+        let action = machine.transportClosed(reason: reason, now: .now, jitter: Double.random(in: 0.5...1))
+        if case .retry(let report, _) = action {
+            switch report {
+            case .disconnected(let reason):
+                logger.warning("disconnected from the broker", metadata: ["broker": "\(node)", "reason": "\(reason)"])
+                Gauge(label: "fence_bus_connected").record(0)
+                events.yield(.disconnected(reason: reason))
+            case .cannotConnect(let reason, let again):
+                logger.log(level: again ? .debug : .warning, "cannot connect to the broker", metadata: ["broker": "\(node)", "reason": "\(reason)"])
+            }
         }
-        if !closing { scheduleReconnect() }
+        return perform(action)
     }
 
     private func shutDown() {
-        let closed = AMQPError(.closed, "the connection was closed")
-        for operation in shared.takeOutbox() {
-            if case .send(let outgoing) = operation { outgoing.settled.resume(.failure(closed)) }
-            if case .attach(let subscription) = operation { subscription.firstAttach.resume(.failure(closed)); subscription.buffer.finish() }
-        }
-        for subscription in subscriptions.values {
-            subscription.firstAttach.resume(.failure(closed))
-            subscription.buffer.finish()
-        }
+        // From now on the outbox refuses work: nothing waits for a thread that is gone.
+        for operation in shared.closeOutbox() { operation.refuse() }
+        for subscription in subscriptions.values { Operation.attach(subscription).refuse() }
         subscriptions = [:]
         events.finish()
         let waiters = stopLock.withLock { ended in
@@ -417,7 +431,7 @@ final class Engine: @unchecked Sendable {
             defer { onStop = [] }
             return onStop
         }
-        for waiter in waiters { waiter.resume(()) }
+        for waiter in waiters { waiter() }
     }
 
     // MARK: - Helpers

@@ -1,6 +1,5 @@
 import FenceConfig
 import Logging
-import MetricsEndpoint
 import ServiceLifecycle
 #if canImport(Glibc)
 import Glibc
@@ -17,13 +16,15 @@ public protocol Daemon: Sendable {
     static func configuration(from document: ConfigDocument) throws(ConfigError) -> Configuration
     static func debugLevel(of configuration: Configuration) -> Int
     static func warnings(of configuration: Configuration) -> [ConfigWarning]
-    /// Where this daemon serves its metrics; nil for none.
-    static func metrics(of configuration: Configuration) -> MetricsSettings.Endpoint?
-    /// Returns once every part is ready (the daemon then reports readiness).
-    static func start(configuration: Configuration, options: DaemonOptions, logger: Logger) async throws -> Self
+    /// What shows the daemon to the outside (its metrics endpoint), made before anything counts;
+    /// it runs with the daemon's services.
+    static func observers(of configuration: Configuration, logger: Logger) -> [any Service]
+    /// Starts every part and, once all are ready, calls `serve` with the daemon, which reports
+    /// readiness and runs its services until shutdown. What the start-up needs running already
+    /// (a broker connection) runs around `serve` and stops after it.
+    static func run(configuration: Configuration, options: DaemonOptions, logger: Logger, serve: (Self) async throws -> Void) async throws
     /// What runs until shutdown, in start order (stopped in reverse).
     var services: [any Service] { get }
-    var pidFile: PidFile? { get }
     /// Applies a new configuration while serving (SIGHUP), as far as it can; returns the
     /// settings that only a restart applies. Throws, having changed nothing, when it cannot.
     func reload(from old: Configuration, to new: Configuration) throws -> [String]
@@ -60,18 +61,14 @@ extension DaemonProcess {
             for warning in D.warnings(of: configuration) {
                 logger.warning("configuration", metadata: ["warning": "\(warning)"])
             }
-            // Before anything counts, and only when something reads the counts.
-            let endpoint = D.metrics(of: configuration)
-            let registry = endpoint.map { _ in MetricsEndpoint.bootstrap() }
-            let running = try await D.start(configuration: configuration, options: options, logger: logger)
-            var services = running.services
-            if let endpoint, let registry {
-                services.append(MetricsEndpoint(host: endpoint.host, port: endpoint.port, registry: registry, logger: logger))
+            let observers = D.observers(of: configuration, logger: logger)
+            try await D.run(configuration: configuration, options: options, logger: logger) { running in
+                var services = running.services + observers
+                services.append(ReloadOnHangup(daemon: running, configuration: configuration, file: options.configFile, logger: logger))
+                readiness?.ready()
+                ServiceManager.notify("READY=1")
+                try await serve(services, logger: logger)
             }
-            services.append(ReloadOnHangup(daemon: running, configuration: configuration, file: options.configFile, logger: logger))
-            readiness?.ready()
-            ServiceManager.notify("READY=1")
-            try await serve(services, pidFile: running.pidFile, logger: logger)
             exit(0)
         } catch {
             readiness?.failed("\(error)")

@@ -181,8 +181,9 @@ public final class PidFile: Sendable {
 }
 
 extension StringProtocol {
-    /// Without leading and trailing white space (no Foundation here).
-    func trimmingCharacters() -> String {
+    /// Without leading and trailing white space (no Foundation here): what a secret or pid file
+    /// holds, whatever editor wrote it.
+    public func trimmingCharacters() -> String {
         String(drop { $0.isWhitespace }.reversed().drop { $0.isWhitespace }.reversed())
     }
 }

@@ -69,11 +69,12 @@ public final class RoutedBackend: FenceBackend, Service {
 
     /// Keeps the inventory from the bus until shutdown.
     public func run() async throws {
-        guard let (stream, _) = subscription.withLock({ $0 }) else {
+        guard let (stream, requester) = subscription.withLock({ $0 }) else {
             throw AMQPError(.invalidConfiguration, "RoutedBackend.prepare must succeed before run")
         }
         await cancelWhenGracefulShutdown {
             await withDiscardingTaskGroup { group in
+                group.addTask { await requester.run() }
                 group.addTask { await self.announceWarmUp() }
                 group.addTask { await self.askForSnapshots() }
                 group.addTask { await self.sampleInventory() }
@@ -84,7 +85,6 @@ public final class RoutedBackend: FenceBackend, Service {
                 group.cancelAll()
             }
         }
-        await bus.connection.close()
     }
 
     /// Asks every expected host for a snapshot at once: otherwise a restarted router waits a

@@ -83,7 +83,6 @@ public final class HostAgent: Service {
             }
         }
         workSink.finish()
-        await bus.connection.close()
         logger.info("agent stopped")
     }
 

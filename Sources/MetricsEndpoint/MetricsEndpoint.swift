@@ -15,8 +15,14 @@ public final class MetricsEndpoint: Service {
     private let registry: PrometheusCollectorRegistry
     private let logger: Logger
 
+    /// The endpoint at `host`:`port`, with swift-metrics counting into it from now on; call it
+    /// once per process, before anything counts. Without an endpoint nothing is counted.
+    public static func bootstrapped(host: String, port: Int, logger: Logger) -> MetricsEndpoint {
+        MetricsEndpoint(host: host, port: port, registry: bootstrap(), logger: logger)
+    }
+
     /// Makes swift-metrics count into a Prometheus registry, once per process, and returns it.
-    public static func bootstrap() -> PrometheusCollectorRegistry {
+    static func bootstrap() -> PrometheusCollectorRegistry {
         let registry = PrometheusCollectorRegistry()
         var factory = PrometheusMetricsFactory(registry: registry)
         // From a millisecond on loopback to the 20 s request deadline and past it.
@@ -29,7 +35,7 @@ public final class MetricsEndpoint: Service {
         return registry
     }
 
-    public init(host: String, port: Int, registry: PrometheusCollectorRegistry, logger: Logger) {
+    init(host: String, port: Int, registry: PrometheusCollectorRegistry, logger: Logger) {
         self.host = host
         self.port = port
         self.registry = registry

@@ -1,5 +1,8 @@
 import DaemonSupport
 import FenceConfig
+import Logging
+import MetricsEndpoint
+import ServiceLifecycle
 
 /// `fence-hostd`: the agent on each hypervisor host; publishes the host's inventory on the bus
 /// and executes the fence commands sent to it.
@@ -20,5 +23,7 @@ extension HostDaemon: Daemon {
 
     static func debugLevel(of configuration: HostAgentConfiguration) -> Int { configuration.debugLevel }
     static func warnings(of configuration: HostAgentConfiguration) -> [ConfigWarning] { configuration.warnings }
-    static func metrics(of configuration: HostAgentConfiguration) -> MetricsSettings.Endpoint? { configuration.metrics.agent }
+    static func observers(of configuration: HostAgentConfiguration, logger: Logger) -> [any Service] {
+        configuration.metrics.agent.map { [MetricsEndpoint.bootstrapped(host: $0.host, port: $0.port, logger: logger)] } ?? []
+    }
 }

@@ -1,3 +1,4 @@
+import BusClient
 import DaemonSupport
 import FenceConfig
 import HostAgent
@@ -11,25 +12,25 @@ import Musl
 #endif
 
 /// The wiring of fence-hostd. It reports ready only when libvirt answers, the broker is connected
-/// and this host's command address is subscribed to.
+/// and this host's command address is subscribed to; its pid file goes when it stops.
 struct HostDaemon: Sendable {
     let agent: HostAgent
-    let pidFile: PidFile?
     let logger: Logger
 
-    static func start(configuration: HostAgentConfiguration, options: DaemonOptions, logger: Logger) async throws -> HostDaemon {
+    static func run(configuration: HostAgentConfiguration, options: DaemonOptions, logger: Logger, serve: (HostDaemon) async throws -> Void) async throws {
         let hostID = configuration.agent.hostID ?? Hostname.current()
         var logger = logger
         logger[metadataKey: "host"] = "\(hostID)"
         let bus = try BusSetup.endpoint(settings: configuration.bus, signer: .daemon(name: hostID, role: .host), containerID: "fence-hostd-\(hostID)-\(getpid())", logger: logger)
         let pidFile = try options.pidFile.map { path throws(StartupError) in try PidFile(path: path, program: "fence-hostd") }
-        do {
-            guard let uri = configuration.libvirt.uris.first else {
-                throw StartupError(.configuration, "backends/libvirt: no uri")
-            }
-            if configuration.libvirt.uris.count > 1 {
-                logger.warning("fence-hostd serves one hypervisor; using the first uri", metadata: ["uri": "\(uri)"])
-            }
+        defer { pidFile?.remove() }
+        guard let uri = configuration.libvirt.uris.first else {
+            throw StartupError(.configuration, "backends/libvirt: no uri")
+        }
+        if configuration.libvirt.uris.count > 1 {
+            logger.warning("fence-hostd serves one hypervisor; using the first uri", metadata: ["uri": "\(uri)"])
+        }
+        try await bus.connection.whileRunning {
             // One connection for the agent's whole life: libvirt's test driver keeps its state per connection.
             let libvirt = LibvirtConnection(uri: uri, lifecycleEvents: true, backoff: .milliseconds(250)...(.seconds(2)), logger: logger)
             try await waitForLibvirt(libvirt, wait: options.waitForBackend, logger: logger)
@@ -40,11 +41,7 @@ struct HostDaemon: Sendable {
             )
             try await agent.prepare(deadline: .now + .seconds(10))
             logger.info("ready", metadata: ["uri": "\(uri)", "broker": "\(bus.connection.connectedBroker.map(\.description) ?? bus.connection.configuration.brokerList)"])
-            return HostDaemon(agent: agent, pidFile: pidFile, logger: logger)
-        } catch {
-            pidFile?.remove()
-            await bus.connection.close()
-            throw error
+            try await serve(HostDaemon(agent: agent, logger: logger))
         }
     }
 

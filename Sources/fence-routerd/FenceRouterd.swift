@@ -1,5 +1,8 @@
 import DaemonSupport
 import FenceConfig
+import Logging
+import MetricsEndpoint
+import ServiceLifecycle
 
 /// `fence-routerd`: answers fence_xvm requests; with the libvirt backend, a drop-in fence_virtd.
 @main
@@ -19,5 +22,7 @@ extension RouterDaemon: Daemon {
 
     static func debugLevel(of configuration: RouterConfiguration) -> Int { configuration.daemon.debugLevel }
     static func warnings(of configuration: RouterConfiguration) -> [ConfigWarning] { configuration.warnings }
-    static func metrics(of configuration: RouterConfiguration) -> MetricsSettings.Endpoint? { configuration.metrics.router }
+    static func observers(of configuration: RouterConfiguration, logger: Logger) -> [any Service] {
+        configuration.metrics.router.map { [MetricsEndpoint.bootstrapped(host: $0.host, port: $0.port, logger: logger)] } ?? []
+    }
 }

@@ -6,6 +6,7 @@ import FenceRouter
 import FenceServer
 import FenceWire
 import Libvirt
+import BusClient
 import Logging
 import NIOCore
 import NIOPosix
@@ -20,7 +21,6 @@ import Musl
 /// is started only when every part is ready: keys read, backend answering, every listener bound.
 struct RouterDaemon: Sendable {
     let services: [any Service]
-    let pidFile: PidFile?
     /// Held (locked) for the daemon's life.
     let state: StateDirectory
     let logger: Logger
@@ -28,73 +28,77 @@ struct RouterDaemon: Sendable {
     let multicast: [MulticastListener]
     let tcp: [TCPListener]
 
-    static func start(configuration: RouterConfiguration, options: DaemonOptions, logger: Logger) async throws -> RouterDaemon {
+    static func run(configuration: RouterConfiguration, options: DaemonOptions, logger: Logger, serve: (RouterDaemon) async throws -> Void) async throws {
         // Keys first: a missing or world-readable key is an operator error to report at once.
         let credentials = try Self.credentials(configuration)
 
         let pidFile = try options.pidFile.map { path throws(StartupError) in try PidFile(path: path, program: "fence-routerd") }
+        defer { pidFile?.remove() }
         let wait = options.waitForBackend || configuration.daemon.waitForBackend
-        var backendServices: [any Service] = []
+        let state = try StateDirectory(configuration.daemon.stateDirectory, program: "fence-routerd")
+        switch configuration.daemon.backend {
+        case .libvirt:
+            let backend = try await libvirtBackend(configuration.libvirt, wait: wait, logger: logger)
+            try await serve(try await front(for: backend, services: [], configuration: configuration, credentials: credentials, state: state, logger: logger))
+        case .amqp:
+            let (endpoint, routerID) = try busEndpoint(configuration, logger: logger)
+            try await endpoint.connection.whileRunning {
+                let backend = try await routedBackend(endpoint, routerID: routerID, configuration: configuration, wait: wait, logger: logger)
+                try await serve(try await front(for: backend, services: [backend], configuration: configuration, credentials: credentials, state: state, logger: logger))
+            }
+        }
+    }
+
+    /// The front end around a ready backend: the pipeline and every listener bound.
+    private static func front(
+        for backend: any FenceBackend, services backendServices: [any Service], configuration: RouterConfiguration,
+        credentials: (multicast: [ListenerCredentials], tcp: [ListenerCredentials]), state: StateDirectory, logger: Logger
+    ) async throws -> RouterDaemon {
+        let replays: ReplayJournal
         do {
-            let state = try StateDirectory(configuration.daemon.stateDirectory, program: "fence-routerd")
-            let replays: ReplayJournal
-            do {
-                replays = try ReplayJournal(directory: configuration.daemon.stateDirectory, lifetime: UInt64(configuration.daemon.replayMemory.components.seconds), logger: logger)
-            } catch {
-                throw StartupError(.configuration, "state_directory: the journal of seen packets: \(error)")
-            }
-            let backend: any FenceBackend
-            switch configuration.daemon.backend {
-            case .libvirt:
-                backend = try await libvirtBackend(configuration.libvirt, wait: wait, logger: logger)
-            case .amqp:
-                let routed = try await routedBackend(configuration, wait: wait, logger: logger)
-                backend = routed
-                backendServices.append(routed)
-            }
-            var timing = FrontEndTiming()
-            timing.requestTimeout = configuration.daemon.requestTimeout
-            timing.duplicateWindow = configuration.daemon.duplicateWindow
-            let policy = Self.policy(configuration.groups)
-            let eventLoopGroup = MultiThreadedEventLoopGroup.singleton
-            let drops = DropLog<DropReason>.packets(logger: logger)
-            let pipeline = RequestPipeline(
-                backend: backend,
-                policy: policy,
-                timing: timing,
-                replays: replays,
-                statistics: FrontEndStatistics(),
-                drops: drops,
-                logger: logger
-            )
-            for settings in configuration.multicastListeners { _ = try MulticastListener.interfaceIndex(of: settings) }
-            var multicast: [MulticastListener] = []
-            var tcp: [TCPListener] = []
-            do {
-                for (settings, credentials) in zip(configuration.multicastListeners, credentials.multicast) {
-                    multicast.append(try await MulticastListener.bind(settings: settings, credentials: credentials, pipeline: pipeline, eventLoopGroup: eventLoopGroup, logger: logger))
-                }
-                for (settings, credentials) in zip(configuration.tcpListeners, credentials.tcp) {
-                    tcp.append(try await TCPListener.bind(settings: settings, credentials: credentials, pipeline: pipeline, eventLoopGroup: eventLoopGroup, logger: logger))
-                }
-            } catch {
-                for listener in multicast { await listener.close() }
-                for listener in tcp { await listener.close() }
-                throw error
-            }
-            // Stopped in reverse order: the listeners first, then the drop log, then the backend.
-            let services: [any Service] = backendServices + [drops] + multicast + tcp
-            logger.info("ready", metadata: [
-                "backend": "\(configuration.daemon.backend.rawValue)",
-                "listeners": "\(multicast.count + tcp.count)",
-                "request-timeout": "\(configuration.daemon.requestTimeout)",
-                "access-groups": "\(configuration.groups.count)",
-            ])
-            return RouterDaemon(services: services, pidFile: pidFile, state: state, logger: logger, pipeline: pipeline, multicast: multicast, tcp: tcp)
+            replays = try ReplayJournal(directory: configuration.daemon.stateDirectory, lifetime: UInt64(configuration.daemon.replayMemory.components.seconds), logger: logger)
         } catch {
-            pidFile?.remove()
+            throw StartupError(.configuration, "state_directory: the journal of seen packets: \(error)")
+        }
+        var timing = FrontEndTiming()
+        timing.requestTimeout = configuration.daemon.requestTimeout
+        timing.duplicateWindow = configuration.daemon.duplicateWindow
+        let policy = Self.policy(configuration.groups)
+        let eventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        let drops = DropLog<DropReason>.packets(logger: logger)
+        let pipeline = RequestPipeline(
+            backend: backend,
+            policy: policy,
+            timing: timing,
+            replays: replays,
+            statistics: FrontEndStatistics(),
+            drops: drops,
+            logger: logger
+        )
+        for settings in configuration.multicastListeners { _ = try MulticastListener.interfaceIndex(of: settings) }
+        var multicast: [MulticastListener] = []
+        var tcp: [TCPListener] = []
+        do {
+            for (settings, credentials) in zip(configuration.multicastListeners, credentials.multicast) {
+                multicast.append(try await MulticastListener.bind(settings: settings, credentials: credentials, pipeline: pipeline, eventLoopGroup: eventLoopGroup, logger: logger))
+            }
+            for (settings, credentials) in zip(configuration.tcpListeners, credentials.tcp) {
+                tcp.append(try await TCPListener.bind(settings: settings, credentials: credentials, pipeline: pipeline, eventLoopGroup: eventLoopGroup, logger: logger))
+            }
+        } catch {
+            for listener in multicast { await listener.close() }
+            for listener in tcp { await listener.close() }
             throw error
         }
+        // Stopped in reverse order: the listeners first, then the drop log, then the backend.
+        let services: [any Service] = backendServices + [drops] + multicast + tcp
+        logger.info("ready", metadata: [
+            "backend": "\(configuration.daemon.backend.rawValue)",
+            "listeners": "\(multicast.count + tcp.count)",
+            "request-timeout": "\(configuration.daemon.requestTimeout)",
+            "access-groups": "\(configuration.groups.count)",
+        ])
+        return RouterDaemon(services: services, state: state, logger: logger, pipeline: pipeline, multicast: multicast, tcp: tcp)
     }
 
     /// Every listener's key, read from its file, with its digests.
@@ -150,30 +154,30 @@ struct RouterDaemon: Sendable {
         return restart
     }
 
-    /// Joins the bus, subscribes to the inventory and attaches this router's reply address.
-    private static func routedBackend(_ configuration: RouterConfiguration, wait: Bool, logger: Logger) async throws -> RoutedBackend {
+    /// The router's place on the bus, from `backends/amqp`: its keys read, not yet connected.
+    private static func busEndpoint(_ configuration: RouterConfiguration, logger: Logger) throws(StartupError) -> (BusEndpoint, routerID: String) {
         guard let bus = configuration.bus else { throw StartupError(.configuration, "backends/amqp is missing") }
-        let routing = configuration.routing
-        let routerID = routing.routerID ?? "router-\(Hostname.current())"
+        let routerID = configuration.routing.routerID ?? "router-\(Hostname.current())"
         let endpoint = try BusSetup.endpoint(settings: bus, signer: .daemon(name: routerID, role: .router), containerID: "fence-routerd-\(routerID)-\(getpid())", logger: logger)
+        return (endpoint, routerID)
+    }
+
+    /// Waits for the broker, subscribes to the inventory and attaches this router's reply address.
+    private static func routedBackend(_ endpoint: BusEndpoint, routerID: String, configuration: RouterConfiguration, wait: Bool, logger: Logger) async throws -> RoutedBackend {
+        try await BusSetup.waitForBroker(endpoint, wait: wait, logger: logger)
+        let routing = configuration.routing
+        let backend: RoutedBackend
         do {
-            try await BusSetup.waitForBroker(endpoint, wait: wait, logger: logger)
-            let backend: RoutedBackend
-            do {
-                backend = try RoutedBackend(
-                    settings: .init(routerID: routerID, configuredHosts: routing.expectedHosts, freshness: routing.freshness,
-                                    warmUp: routing.warmUp, stateDirectory: configuration.daemon.stateDirectory),
-                    bus: endpoint, logger: logger
-                )
-            } catch {
-                throw StartupError(.backend, "cannot read the hosts this router keeps: \(error)")
-            }
-            try await backend.prepare(deadline: .now + .seconds(10))
-            return backend
+            backend = try RoutedBackend(
+                settings: .init(routerID: routerID, configuredHosts: routing.expectedHosts, freshness: routing.freshness,
+                                warmUp: routing.warmUp, stateDirectory: configuration.daemon.stateDirectory),
+                bus: endpoint, logger: logger
+            )
         } catch {
-            await endpoint.connection.close()
-            throw error
+            throw StartupError(.backend, "cannot read the hosts this router keeps: \(error)")
         }
+        try await backend.prepare(deadline: .now + .seconds(10))
+        return backend
     }
 
     /// Opens one connection per URI and checks that libvirt answers; with `wait`, retries until it does.

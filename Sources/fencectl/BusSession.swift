@@ -8,14 +8,17 @@ import Logging
 
 /// fencectl on the bus, as `fencectl`, with the settings of the configuration file.
 enum BusSession {
-    static func open(_ options: ConfigFileOption, signer: BusSigner) async throws -> BusEndpoint {
+    /// Connects, runs `body` on the bus, and closes the connection.
+    static func with<T: Sendable>(_ options: ConfigFileOption, signer: BusSigner, _ body: (BusEndpoint) async throws -> T) async throws -> T {
         let document = try ConfigurationFile.load(options.configFile)
         let settings = try BusSettings(document: document)
         var logger = Logger(label: "fencectl")
         logger.logLevel = .error
         let endpoint = try BusSetup.endpoint(settings: settings, signer: signer, containerID: "fencectl-\(ProcessInfo.processInfo.processIdentifier)", logger: logger)
-        try await BusSetup.waitForBroker(endpoint, wait: false, logger: logger)
-        return endpoint
+        return try await endpoint.connection.whileRunning {
+            try await BusSetup.waitForBroker(endpoint, wait: false, logger: logger)
+            return try await body(endpoint)
+        }
     }
 
     /// This machine's router: the hosts seal their inventory for each router, so reading it takes

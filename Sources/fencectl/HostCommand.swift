@@ -59,14 +59,9 @@ struct HostCommand: AsyncParsableCommand {
     static func tell(_ change: HostStateChange.Change, _ host: String, confirmed: Bool, _ options: ConfigFileOption, _ signer: OperatorOption,
                      unconfirmed refusal: String) async throws {
         guard confirmed else { throw ValidationError(refusal) }
-        let endpoint = try await BusSession.open(options, signer: signer.signer)
-        let statement = HostStateChange(host: host, change: change, operatorName: endpoint.sender)
-        do {
+        try await BusSession.with(options, signer: signer.signer) { endpoint in
+            let statement = HostStateChange(host: host, change: change, operatorName: endpoint.sender)
             try await endpoint.publish(.hostState(statement), to: endpoint.addresses.inventory, for: .everyRouter, timeToLive: .seconds(60), deadline: .now + .seconds(10))
-        } catch {
-            await endpoint.connection.close()
-            throw error
         }
-        await endpoint.connection.close()
     }
 }

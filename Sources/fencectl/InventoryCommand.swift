@@ -22,18 +22,21 @@ struct InventoryCommand: AsyncParsableCommand {
     var listen: Int = 6
 
     func run() async throws {
-        let endpoint = try await BusSession.open(bus, signer: BusSession.router(bus))
-        let stream = try await endpoint.subscribe(endpoint.addresses.inventory, deadline: .now + .seconds(10))
-        let limit = ContinuousClock.now + .seconds(listen)
-        let collector = Task {
-            var inventory = Inventory()
-            for await (envelope, _) in stream { inventory.apply(envelope.message, sentAt: envelope.sentAt, receivedAt: WallClock.now(), now: .now) }
-            return inventory
+        let listen = self.listen
+        let inventory = try await BusSession.with(bus, signer: BusSession.router(bus)) { endpoint in
+            let stream = try await endpoint.subscribe(endpoint.addresses.inventory, deadline: .now + .seconds(10))
+            let limit = ContinuousClock.now + .seconds(listen)
+            return try await withThrowingTaskGroup(of: Inventory.self) { group in
+                group.addTask {
+                    var inventory = Inventory()
+                    for await (envelope, _) in stream { inventory.apply(envelope.message, sentAt: envelope.sentAt, receivedAt: WallClock.now(), now: .now) }
+                    return inventory
+                }
+                try await Task.sleep(until: limit)
+                group.cancelAll()
+                return try await group.next() ?? Inventory()
+            }
         }
-        try await Task.sleep(until: limit)
-        collector.cancel()
-        let inventory = await collector.value
-        await endpoint.connection.close()
         print(json ? Self.json(inventory) : Self.table(inventory), terminator: "")
     }
 

@@ -1,5 +1,7 @@
 import Foundation
 import Logging
+import ServiceLifecycle
+import Synchronization
 import Testing
 import TestSupport
 @testable import AMQP
@@ -11,12 +13,23 @@ struct AMQPClientTests {
     let profile = AddressProfile.rabbitMQ3
     var deadline: ContinuousClock.Instant { .now + .seconds(10) }
 
-    func connect(_ broker: BrokerProcess, backoff: ClosedRange<Duration> = .milliseconds(100)...(.seconds(1))) async throws -> AMQPConnection {
+    /// Runs a connection to `broker` around `body`, once it is open.
+    func connected<T: Sendable>(
+        _ broker: BrokerProcess, backoff: ClosedRange<Duration> = .milliseconds(100)...(.seconds(1)),
+        _ body: (AMQPConnection) async throws -> T
+    ) async throws -> T {
         var configuration = try AMQPConfiguration(url: broker.url, containerID: "test-\(UUID().uuidString.prefix(8))")
         configuration.reconnectBackoff = backoff
+        return try await running(configuration) { connection in
+            try await connection.waitUntilConnected(deadline: deadline)
+            return try await body(connection)
+        }
+    }
+
+    /// Runs a connection with `configuration` around `body`, connected or not.
+    func running<T: Sendable>(_ configuration: AMQPConfiguration, _ body: (AMQPConnection) async throws -> T) async throws -> T {
         let connection = try AMQPConnection(configuration: configuration, logger: logger)
-        try await connection.waitUntilConnected(deadline: deadline)
-        return connection
+        return try await connection.whileRunning { try await body(connection) }
     }
 
     func unique(_ name: String) -> String { "\(name)-\(UUID().uuidString.prefix(8))" }
@@ -35,105 +48,115 @@ struct AMQPClientTests {
 
     @Test("a queue round trip keeps every field")
     func queueRoundTrip() async throws {
-        let connection = try await connect(try await BrokerProcess.shared())
-        defer { Task { await connection.close() } }
-        let address = queue(unique("q"))
-        let receiver = try await connection.receiver(from: address, deadline: deadline)
-        let sent = AMQPMessage(
-            body: Array("hello \u{1F512}".utf8), messageID: "m-1", correlationID: "c-1", subject: "greeting",
-            replyTo: "/queue/elsewhere", contentType: "text/plain", timeToLive: .seconds(30),
-            applicationProperties: ["fr-mac": "abc123", "x": "y"]
-        )
-        try await connection.send(sent, to: address, deadline: deadline)
-        let received = try #require(try await next(receiver))
-        #expect(received.body == sent.body)
-        #expect(received.messageID == "m-1")
-        #expect(received.correlationID == "c-1")
-        #expect(received.subject == "greeting")
-        #expect(received.replyTo == "/queue/elsewhere")
-        #expect(received.contentType == "text/plain")
-        #expect(received.applicationProperties == ["fr-mac": "abc123", "x": "y"])
+        try await connected(try await BrokerProcess.shared()) { connection in
+            let address = queue(unique("q"))
+            let receiver = try await connection.receiver(from: address, deadline: deadline)
+            let sent = AMQPMessage(
+                body: Array("hello \u{1F512}".utf8), messageID: "m-1", correlationID: "c-1", subject: "greeting",
+                replyTo: "/queue/elsewhere", contentType: "text/plain", timeToLive: .seconds(30),
+                applicationProperties: ["fr-mac": "abc123", "x": "y"]
+            )
+            try await connection.send(sent, to: address, deadline: deadline)
+            let received = try #require(try await next(receiver))
+            #expect(received.body == sent.body)
+            #expect(received.messageID == "m-1")
+            #expect(received.correlationID == "c-1")
+            #expect(received.subject == "greeting")
+            #expect(received.replyTo == "/queue/elsewhere")
+            #expect(received.contentType == "text/plain")
+            #expect(received.applicationProperties == ["fr-mac": "abc123", "x": "y"])
+        }
     }
 
     @Test("a topic fans out to every subscriber; a queue keeps messages sent before its consumer")
     func topicAndQueue() async throws {
-        let connection = try await connect(try await BrokerProcess.shared())
-        defer { Task { await connection.close() } }
-        let topic = profile.address(unique("t"))
-        let first = try await connection.receiver(from: topic, deadline: deadline)
-        let second = try await connection.receiver(from: topic, deadline: deadline)
-        try await connection.send(AMQPMessage(body: [1, 2, 3]), to: topic, deadline: deadline)
-        #expect(try await next(first)?.body == [1, 2, 3])
-        #expect(try await next(second)?.body == [1, 2, 3])
+        try await connected(try await BrokerProcess.shared()) { connection in
+            let topic = profile.address(unique("t"))
+            let first = try await connection.receiver(from: topic, deadline: deadline)
+            let second = try await connection.receiver(from: topic, deadline: deadline)
+            try await connection.send(AMQPMessage(body: [1, 2, 3]), to: topic, deadline: deadline)
+            #expect(try await next(first)?.body == [1, 2, 3])
+            #expect(try await next(second)?.body == [1, 2, 3])
 
-        let queue = queue(unique("early"))
-        try await connection.send(AMQPMessage(body: [9], durable: true), to: queue, deadline: deadline)
-        let late = try await connection.receiver(from: queue, deadline: deadline)
-        #expect(try await next(late)?.body == [9])
+            let queue = queue(unique("early"))
+            try await connection.send(AMQPMessage(body: [9], durable: true), to: queue, deadline: deadline)
+            let late = try await connection.receiver(from: queue, deadline: deadline)
+            #expect(try await next(late)?.body == [9])
+        }
     }
 
     @Test("request and reply through a reply address of the bus's kind (a topic on RabbitMQ 3)")
     func requestReply() async throws {
         let broker = try await BrokerProcess.shared()
-        let server = try await connect(broker)
-        let client = try await connect(broker)
-        defer { Task { await server.close(); await client.close() } }
-        let service = queue(unique("service"))
-        let requests = try await server.receiver(from: service, deadline: deadline)
-        let responder = Task {
-            for await request in requests.messages {
-                guard let replyTo = request.replyTo else { continue }
-                let reply = AMQPMessage(body: request.body.reversed(), correlationID: request.correlationID)
-                try? await server.send(reply, to: replyTo, deadline: .now + .seconds(5))
+        try await connected(broker) { server in
+            try await connected(broker) { client in
+                let service = queue(unique("service"))
+                let requests = try await server.receiver(from: service, deadline: deadline)
+                let requester = try await AMQPRequester(connection: client, replyAddress: profile.address(unique("reply")), deadline: deadline)
+                let replies = try await withThrowingTaskGroup(of: [UInt8]?.self) { group in
+                    group.addTask {
+                        for await request in requests.messages {
+                            guard let replyTo = request.replyTo else { continue }
+                            let reply = AMQPMessage(body: request.body.reversed(), correlationID: request.correlationID)
+                            try? await server.send(reply, to: replyTo, deadline: .now + .seconds(5))
+                        }
+                        return nil
+                    }
+                    group.addTask {
+                        await requester.run()
+                        return nil
+                    }
+                    var replies = Set<[UInt8]>()
+                    try await withThrowingTaskGroup(of: [UInt8].self) { requests in
+                        for index in 0..<10 {
+                            requests.addTask { try await requester.request(AMQPMessage(body: [UInt8(index), 0]), to: service, deadline: .now + .seconds(10)).body }
+                        }
+                        for try await reply in requests { replies.insert(reply) }
+                    }
+                    group.cancelAll()
+                    return replies
+                }
+                #expect(replies == Set((0..<10).map { [0, UInt8($0)] }))
             }
         }
-        defer { responder.cancel() }
-        let requester = try await AMQPRequester(connection: client, replyAddress: profile.address(unique("reply")), deadline: deadline)
-        let replies = try await withThrowingTaskGroup(of: [UInt8].self) { group in
-            for index in 0..<10 {
-                group.addTask { try await requester.request(AMQPMessage(body: [UInt8(index), 0]), to: service, deadline: .now + .seconds(10)).body }
-            }
-            return try await group.reduce(into: Set<[UInt8]>()) { $0.insert($1) }
-        }
-        #expect(replies == Set((0..<10).map { [0, UInt8($0)] }))
     }
 
     @Test("a request nobody answers fails at its deadline")
     func unansweredRequest() async throws {
-        let connection = try await connect(try await BrokerProcess.shared())
-        defer { Task { await connection.close() } }
-        let requester = try await AMQPRequester(connection: connection, replyAddress: profile.address(unique("reply")), deadline: deadline)
-        let started = ContinuousClock.now
-        do {
-            _ = try await requester.request(AMQPMessage(body: [1]), to: queue(unique("nobody")), deadline: .now + .milliseconds(500))
-            Issue.record("a request nobody answers succeeded")
-        } catch {
-            #expect(error.code == .timedOut)
+        try await connected(try await BrokerProcess.shared()) { connection in
+            let requester = try await AMQPRequester(connection: connection, replyAddress: profile.address(unique("reply")), deadline: deadline)
+            let started = ContinuousClock.now
+            do throws(AMQPError) {
+                _ = try await requester.request(AMQPMessage(body: [1]), to: queue(unique("nobody")), deadline: .now + .milliseconds(500))
+                Issue.record("a request nobody answers succeeded")
+            } catch {
+                #expect(error.code == .timedOut)
+            }
+            #expect(ContinuousClock.now - started < .seconds(5), "the deadline bounds the wait")
         }
-        #expect(ContinuousClock.now - started < .seconds(5), "the deadline bounds the wait")
     }
 
     @Test("the time to live is honoured by the broker")
     func timeToLive() async throws {
-        let connection = try await connect(try await BrokerProcess.shared())
-        defer { Task { await connection.close() } }
-        let queue = queue(unique("ttl"))
-        try await connection.send(AMQPMessage(body: [1], timeToLive: .milliseconds(200)), to: queue, deadline: deadline)
-        try await connection.send(AMQPMessage(body: [2], timeToLive: .seconds(60)), to: queue, deadline: deadline)
-        try await Task.sleep(for: .seconds(1))
-        let receiver = try await connection.receiver(from: queue, deadline: deadline)
-        #expect(try await next(receiver)?.body == [2], "the expired message is gone, the other arrives")
+        try await connected(try await BrokerProcess.shared()) { connection in
+            let queue = queue(unique("ttl"))
+            try await connection.send(AMQPMessage(body: [1], timeToLive: .milliseconds(200)), to: queue, deadline: deadline)
+            try await connection.send(AMQPMessage(body: [2], timeToLive: .seconds(60)), to: queue, deadline: deadline)
+            try await Task.sleep(for: .seconds(1))
+            let receiver = try await connection.receiver(from: queue, deadline: deadline)
+            #expect(try await next(receiver)?.body == [2], "the expired message is gone, the other arrives")
+        }
     }
 
     @Test("an attach the broker refuses fails within its deadline instead of hanging")
     func refusedAttach() async throws {
-        let connection = try await connect(try await BrokerProcess.shared())
-        defer { Task { await connection.close() } }
-        let started = ContinuousClock.now
-        await #expect(throws: AMQPError.self) {
-            _ = try await connection.receiver(from: "/no-such-kind/of-address", deadline: .now + .seconds(2))
+        try await connected(try await BrokerProcess.shared()) { connection in
+            let started = ContinuousClock.now
+            await #expect(throws: AMQPError.self) {
+                _ = try await connection.receiver(from: "/no-such-kind/of-address", deadline: .now + .seconds(2))
+            }
+            #expect(ContinuousClock.now - started < .seconds(5))
         }
-        #expect(ContinuousClock.now - started < .seconds(5))
     }
 
     @Test("a wrong password never connects, and sends fail at their deadline")
@@ -141,14 +164,14 @@ struct AMQPClientTests {
         let broker = try await BrokerProcess.shared()
         var configuration = try AMQPConfiguration(url: "amqp://fence:wrong@127.0.0.1:\(broker.port)", containerID: "wrong")
         configuration.reconnectBackoff = .milliseconds(100)...(.milliseconds(500))
-        let connection = try AMQPConnection(configuration: configuration, logger: logger)
-        defer { Task { await connection.close() } }
-        await #expect(throws: AMQPError.self) { try await connection.waitUntilConnected(deadline: .now + .seconds(2)) }
-        do {
-            try await connection.send(AMQPMessage(body: [1]), to: queue("x"), deadline: .now + .milliseconds(300))
-            Issue.record("a send without a connection succeeded")
-        } catch {
-            #expect(error.code == .timedOut)
+        try await running(configuration) { connection in
+            await #expect(throws: AMQPError.self) { try await connection.waitUntilConnected(deadline: .now + .seconds(2)) }
+            do throws(AMQPError) {
+                try await connection.send(AMQPMessage(body: [1]), to: queue("x"), deadline: .now + .milliseconds(300))
+                Issue.record("a send without a connection succeeded")
+            } catch {
+                #expect(error.code == .timedOut)
+            }
         }
     }
 
@@ -158,55 +181,55 @@ struct AMQPClientTests {
     }
 
     func reconnects(_ broker: BrokerProcess) async throws {
-        let connection = try await connect(broker, backoff: .milliseconds(100)...(.milliseconds(500)))
-        defer { Task { await connection.close() } }
-        let queue = queue(unique("survivor"))
-        let receiver = try await connection.receiver(from: queue, deadline: deadline)
-        try await connection.send(AMQPMessage(body: [1]), to: queue, deadline: deadline)
-        #expect(try await next(receiver)?.body == [1])
+        try await connected(broker, backoff: .milliseconds(100)...(.milliseconds(500))) { connection in
+            let queue = queue(unique("survivor"))
+            let receiver = try await connection.receiver(from: queue, deadline: deadline)
+            try await connection.send(AMQPMessage(body: [1]), to: queue, deadline: deadline)
+            #expect(try await next(receiver)?.body == [1])
 
-        try await broker.stop()
-        do {
-            try await connection.send(AMQPMessage(body: [2]), to: queue, deadline: .now + .seconds(1))
-            Issue.record("a send succeeded while the broker was down")
-        } catch {
-            #expect(error.code == .timedOut || error.code == .disconnected, "\(error)")
-        }
-        #expect(!connection.isConnected)
+            try await broker.stop()
+            do throws(AMQPError) {
+                try await connection.send(AMQPMessage(body: [2]), to: queue, deadline: .now + .seconds(1))
+                Issue.record("a send succeeded while the broker was down")
+            } catch {
+                #expect(error.code == .timedOut || error.code == .disconnected, "\(error)")
+            }
+            #expect(!connection.isConnected)
 
-        try await broker.restart()
-        try await connection.waitUntilConnected(deadline: .now + .seconds(30))
-        var generations: [UInt64] = []
-        for await event in connection.events {
-            if case .connected(let generation) = event { generations.append(generation) }
-            if generations.count == 2 { break }
+            try await broker.restart()
+            try await connection.waitUntilConnected(deadline: .now + .seconds(30))
+            var generations: [UInt64] = []
+            for await event in connection.events {
+                if case .connected(let generation) = event { generations.append(generation) }
+                if generations.count == 2 { break }
+            }
+            #expect(generations == [1, 2])
+            try await connection.send(AMQPMessage(body: [3]), to: queue, deadline: deadline)
+            #expect(try await next(receiver, within: .seconds(20))?.body == [3], "the subscription was attached again")
         }
-        #expect(generations == [1, 2])
-        try await connection.send(AMQPMessage(body: [3]), to: queue, deadline: deadline)
-        #expect(try await next(receiver, within: .seconds(20))?.body == [3], "the subscription was attached again")
     }
 
     @Test("a slow consumer holds at most its capacity; the broker keeps the rest until it is consumed, in order")
     func backpressure() async throws {
-        let connection = try await connect(try await BrokerProcess.shared())
-        defer { Task { await connection.close() } }
-        let address = queue(unique("slow"))
-        let receiver = try await connection.receiver(from: address, capacity: 10, deadline: deadline)
-        for index in 0..<200 { try await connection.send(AMQPMessage(body: [UInt8(index)]), to: address, deadline: deadline) }
-        try await waitUntil("the receiver filled its capacity") { receiver.buffered == 10 }
-        // A broker that overran the credit would show here, as more than ten held.
-        try await Task.sleep(for: .milliseconds(300))
-        #expect(receiver.buffered == 10)
-        // Bounded: a credit that never came back would stall the link, and fail here.
-        let messages = receiver.messages
-        let received = try await withTimeout(.seconds(60), "all 200 messages") {
-            var received: [UInt8] = []
-            var iterator = messages.makeAsyncIterator()
-            while received.count < 200, let message = await iterator.next() { received.append(message.body[0]) }
-            return received
+        try await connected(try await BrokerProcess.shared()) { connection in
+            let address = queue(unique("slow"))
+            let receiver = try await connection.receiver(from: address, capacity: 10, deadline: deadline)
+            for index in 0..<200 { try await connection.send(AMQPMessage(body: [UInt8(index)]), to: address, deadline: deadline) }
+            try await waitUntil("the receiver filled its capacity") { receiver.buffered == 10 }
+            // A broker that overran the credit would show here, as more than ten held.
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(receiver.buffered == 10)
+            // Bounded: a credit that never came back would stall the link, and fail here.
+            let messages = receiver.messages
+            let received = try await withTimeout(.seconds(60), "all 200 messages") {
+                var received: [UInt8] = []
+                var iterator = messages.makeAsyncIterator()
+                while received.count < 200, let message = await iterator.next() { received.append(message.body[0]) }
+                return received
+            }
+            #expect(received == (0..<200).map { UInt8($0) })
+            #expect(receiver.buffered == 0)
         }
-        #expect(received == (0..<200).map { UInt8($0) })
-        #expect(receiver.buffered == 0)
     }
 
     @Test("a message above the size limit is refused before it is buffered; the subscription goes on")
@@ -214,21 +237,22 @@ struct AMQPClientTests {
         let broker = try await BrokerProcess.shared()
         var configuration = try AMQPConfiguration(url: broker.url, containerID: "test-\(UUID().uuidString.prefix(8))")
         configuration.maximumMessageSize = 4096
-        let small = try AMQPConnection(configuration: configuration, logger: logger)
-        let sender = try await connect(broker)
-        defer { Task { await small.close(); await sender.close() } }
-        try await small.waitUntilConnected(deadline: deadline)
-        let address = profile.address(unique("sized"))
-        // A capacity of two: each refused message must give its credit back, or the link stalls.
-        let receiver = try await small.receiver(from: address, capacity: 2, deadline: deadline)
-        // One small enough for one frame, two that come in several (partial deliveries).
-        for size in [20_000, 300_000, 300_000] {
-            try await sender.send(AMQPMessage(body: [UInt8](repeating: 1, count: size)), to: address, deadline: deadline)
+        try await running(configuration) { small in
+            try await connected(broker) { sender in
+                try await small.waitUntilConnected(deadline: deadline)
+                let address = profile.address(unique("sized"))
+                // A capacity of two: each refused message must give its credit back, or the link stalls.
+                let receiver = try await small.receiver(from: address, capacity: 2, deadline: deadline)
+                // One small enough for one frame, two that come in several (partial deliveries).
+                for size in [20_000, 300_000, 300_000] {
+                    try await sender.send(AMQPMessage(body: [UInt8](repeating: 1, count: size)), to: address, deadline: deadline)
+                }
+                try await sender.send(AMQPMessage(body: [2]), to: address, deadline: deadline)
+                try await sender.send(AMQPMessage(body: [3]), to: address, deadline: deadline)
+                #expect(try await next(receiver)?.body == [2], "the large ones were refused, the next one arrives")
+                #expect(try await next(receiver)?.body == [3])
+            }
         }
-        try await sender.send(AMQPMessage(body: [2]), to: address, deadline: deadline)
-        try await sender.send(AMQPMessage(body: [3]), to: address, deadline: deadline)
-        #expect(try await next(receiver)?.body == [2], "the large ones were refused, the next one arrives")
-        #expect(try await next(receiver)?.body == [3])
     }
 
     @Test("several nodes: a dead one is passed over; when the node in use stops, the connection and its subscriptions move to the next")
@@ -243,27 +267,108 @@ struct AMQPClientTests {
                 containerID: "test-\(UUID().uuidString.prefix(8))"
             )
             configuration.reconnectBackoff = .milliseconds(100)...(.milliseconds(500))
-            let connection = try AMQPConnection(configuration: configuration, logger: logger)
-            defer { Task { await connection.close() } }
-            try await connection.waitUntilConnected(deadline: deadline)
-            #expect(connection.connectedBroker?.port == dedicated.port, "the node nobody listens on was passed over")
-            let topic = profile.address(unique("moving"))
-            let receiver = try await connection.receiver(from: topic, deadline: deadline)
-            try await connection.send(AMQPMessage(body: [1]), to: topic, deadline: deadline)
-            #expect(try await next(receiver)?.body == [1])
+            try await running(configuration) { connection in
+                try await connection.waitUntilConnected(deadline: deadline)
+                #expect(connection.connectedBroker?.port == dedicated.port, "the node nobody listens on was passed over")
+                let topic = profile.address(unique("moving"))
+                let receiver = try await connection.receiver(from: topic, deadline: deadline)
+                try await connection.send(AMQPMessage(body: [1]), to: topic, deadline: deadline)
+                #expect(try await next(receiver)?.body == [1])
 
-            try await dedicated.stop()
-            try await waitUntil("the connection moved to the shared broker", within: .seconds(30)) {
-                connection.connectedBroker?.port == shared.port
+                try await dedicated.stop()
+                try await waitUntil("the connection moved to the shared broker", within: .seconds(30)) {
+                    connection.connectedBroker?.port == shared.port
+                }
+                // Sent until one arrives: the re-attach of the subscription may still be under way.
+                var arrived: [UInt8]?
+                for attempt in 2..<40 where arrived == nil {
+                    try await connection.send(AMQPMessage(body: [UInt8(attempt)]), to: topic, deadline: deadline)
+                    arrived = try? await next(receiver, within: .milliseconds(500))?.body
+                }
+                #expect(arrived != nil, "the subscription was attached again on the next node")
             }
-            // Sent until one arrives: the re-attach of the subscription may still be under way.
-            var arrived: [UInt8]?
-            for attempt in 2..<40 where arrived == nil {
-                try await connection.send(AMQPMessage(body: [UInt8(attempt)]), to: topic, deadline: deadline)
-                arrived = try? await next(receiver, within: .milliseconds(500))?.body
-            }
-            #expect(arrived != nil, "the subscription was attached again on the next node")
         }
+    }
+
+    @Test("a node that takes the connection and never answers is given up at the attempt's deadline; the next node serves")
+    func silentNode() async throws {
+        let shared = try await BrokerProcess.shared()
+        let silent = try SilentListener()
+        var configuration = try AMQPConfiguration(
+            urls: ["amqp://fence:\(shared.password)@127.0.0.1:\(silent.port)", "amqp://127.0.0.1:\(shared.port)"],
+            containerID: "test-\(UUID().uuidString.prefix(8))"
+        )
+        // Without the attempt's deadline only this would end the wait, long after the test's bound.
+        configuration.idleTimeout = .seconds(600)
+        configuration.connectTimeout = .milliseconds(500)
+        try await running(configuration) { connection in
+            try await connection.waitUntilConnected(deadline: .now + .seconds(30))
+            #expect(connection.connectedBroker?.port == shared.port)
+        }
+    }
+
+    @Test("a subscription refused after a reconnect: RabbitMQ closes the connection each time; the client backs off instead of a storm, and the subscription comes back once allowed")
+    func refusedAfterReconnect() async throws {
+        try await BrokerProcess.withDedicated { broker in
+            // A user of its own, whose read permission the test takes away and gives back.
+            let user = unique("reader"), password = UUID().uuidString
+            try await broker.ctl("add_user", user, password)
+            try await broker.ctl("set_permissions", "-p", "/", user, ".*", ".*", ".*")
+            let configuration = try AMQPConfiguration(url: "amqp://\(user):\(password)@127.0.0.1:\(broker.port)", containerID: unique("refused"))
+            try await running(configuration) { connection in
+                try await connection.waitUntilConnected(deadline: deadline)
+                let name = unique("guarded")
+                let receiver = try await connection.receiver(from: queue(name), deadline: deadline)
+                try await connection.send(AMQPMessage(body: [1], durable: true), to: queue(name), deadline: deadline)
+                #expect(try await next(receiver)?.body == [1])
+
+                // Reading taken away, then the broker restarted: every connection opens, and is
+                // closed by the broker as the subscription is refused on it.
+                try await broker.ctl("set_permissions", "-p", "/", user, ".*", ".*", "^$")
+                try await broker.stop()
+                try await broker.restart()
+                try await waitUntil("connected again", within: .seconds(30)) { connection.generation != nil }
+                let first = try #require(connection.generation)
+                let started = ContinuousClock.now
+                try await waitUntil("five more connections", within: .seconds(60)) { (connection.generation ?? 0) >= first + 5 }
+                // Backing off (100 ms, doubling, each step at least half): five reconnects take
+                // 1.55 s at the least. Starting the backoff again at each opening took 0.3 s.
+                #expect(ContinuousClock.now - started >= .milliseconds(1500), "reconnects without backing off")
+
+                // Allowed again: the subscription comes back with the next connection.
+                try await broker.ctl("set_permissions", "-p", "/", user, ".*", ".*", ".*")
+                try await connection.send(AMQPMessage(body: [2], durable: true), to: queue(name), deadline: deadline)
+                #expect(try await next(receiver, within: .seconds(60))?.body == [2], "the subscription was attached again")
+            }
+        }
+    }
+
+    @Test("the connection lives as long as its run(): a graceful shutdown closes it, subscriptions end, later work is refused at once")
+    func serviceLifetime() async throws {
+        let broker = try await BrokerProcess.shared()
+        let connection = try AMQPConnection(configuration: try AMQPConfiguration(url: broker.url, containerID: "test-\(UUID().uuidString.prefix(8))"), logger: logger)
+        let probe = Probe { [deadline] in
+            try await connection.waitUntilConnected(deadline: deadline)
+            return try await connection.receiver(from: AddressProfile.rabbitMQ3.address("lifetime"), deadline: deadline)
+        }
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: connection), .init(service: probe, successTerminationBehavior: .gracefullyShutdownGroup)],
+            logger: logger
+        ))
+        try await withTimeout(.seconds(30), "the group to stop") { try await group.run() }
+        let receiver = try #require(probe.result.withLock { $0 })
+        #expect(!connection.isConnected)
+        var iterator = receiver.messages.makeAsyncIterator()
+        #expect(await iterator.next() == nil, "the subscription ended with the connection")
+        let started = ContinuousClock.now
+        do {
+            try await connection.send(AMQPMessage(body: [1]), to: queue("after"), deadline: .now + .seconds(10))
+            Issue.record("a send after the close succeeded")
+        } catch {
+            #expect(error.code == .closed)
+        }
+        #expect(ContinuousClock.now - started < .seconds(5), "refused at once, not at the deadline")
+        await #expect(throws: AMQPError.self, "one run per connection") { try await connection.run() }
     }
 }
 
@@ -314,4 +419,48 @@ struct AMQPConfigurationTests {
         #expect(AddressProfile.rabbitMQ3.address("fence.commands.h1") == "/topic/fence.commands.h1")
         #expect(AddressProfile.plainNodes.address("fence.inventory") == "fence.inventory")
     }
+}
+
+/// A service for the lifetime test: does its work once, keeps the result, and returns.
+private final class Probe: Service, Sendable {
+    let work: @Sendable () async throws -> AMQPReceiver
+    let result = Mutex<AMQPReceiver?>(nil)
+
+    init(_ work: @escaping @Sendable () async throws -> AMQPReceiver) {
+        self.work = work
+    }
+
+    func run() async throws {
+        let receiver = try await work()
+        result.withLock { $0 = receiver }
+    }
+}
+
+/// A TCP port that takes connections (the kernel completes the handshake) and never answers:
+/// a broker node hung, or a machine gone behind a proxy.
+private final class SilentListener: Sendable {
+    let port: Int
+    private let descriptor: Int32
+
+    init() throws {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let listening = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
+                descriptor >= 0 && bind(descriptor, address, length) == 0 && listen(descriptor, 8) == 0 && getsockname(descriptor, address, &length) == 0
+            }
+        }
+        guard listening else {
+            if descriptor >= 0 { close(descriptor) }
+            throw AMQPError(.invalidConfiguration, "cannot listen on 127.0.0.1 for the silent node: errno \(errno)")
+        }
+        self.descriptor = descriptor
+        port = Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    deinit { close(descriptor) }
 }

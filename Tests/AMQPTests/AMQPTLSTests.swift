@@ -53,8 +53,7 @@ struct AMQPTLSTests {
             let plain = try AMQPConnection(configuration: try AMQPConfiguration(
                 url: "amqps://fence:\(broker.password)@localhost:\(tlsPort)", tls: trusted, containerID: "tls-plain"
             ), logger: logger)
-            try await roundTrip(plain)
-            await plain.close()
+            try await plain.whileRunning { try await roundTrip(plain) }
 
             // EXTERNAL: the client certificate is the identity (user "host-a", as its common name).
             try await broker.ctl("add_user", "host-a", UUID().uuidString)
@@ -66,16 +65,16 @@ struct AMQPTLSTests {
             )
             external.mechanisms = [.external]
             let certified = try AMQPConnection(configuration: external, logger: logger)
-            try await roundTrip(certified)
-            await certified.close()
+            try await certified.whileRunning { try await roundTrip(certified) }
 
             // A broker whose certificate our CA did not sign is never trusted.
             var untrusting = try AMQPConfiguration(url: "amqps://fence:\(broker.password)@localhost:\(tlsPort)",
                                                    tls: .init(caFile: directory.path("other-ca.pem")), containerID: "tls-wrong-ca")
             untrusting.reconnectBackoff = .milliseconds(200)...(.seconds(1))
             let refused = try AMQPConnection(configuration: untrusting, logger: logger)
-            await #expect(throws: AMQPError.self) { try await refused.waitUntilConnected(deadline: .now + .seconds(3)) }
-            await refused.close()
+            try await refused.whileRunning {
+                await #expect(throws: AMQPError.self) { try await refused.waitUntilConnected(deadline: .now + .seconds(3)) }
+            }
         }
     }
 }

@@ -31,8 +31,32 @@ final class AgentLab: @unchecked Sendable {
     let requester: AMQPRequester
     let logger = Logger(label: "agent-lab")
 
-    init(broker: BrokerProcess, snapshotInterval: Int = 5, domains: [SimulatedDomain] = []) async throws {
+    /// Runs a lab around `body`, with the test's connection to the broker running for the
+    /// lab's life and its requester matching replies; everything is stopped afterwards.
+    static func with<T: Sendable>(broker: BrokerProcess, snapshotInterval: Int = 5, domains: [SimulatedDomain] = [], _ body: (AgentLab) async throws -> T) async throws -> T {
         try TestEnvironment.require(Self.prerequisites)
+        let connection = try AMQPConnection(
+            configuration: try AMQPConfiguration(url: broker.url, containerID: "router-lab-\(UUID().uuidString.prefix(8))"),
+            logger: Logger(label: "agent-lab")
+        )
+        return try await connection.whileRunning {
+            let lab = try await AgentLab(connection: connection, broker: broker, snapshotInterval: snapshotInterval, domains: domains)
+            return try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await lab.requester.run() }
+                defer { group.cancelAll() }
+                do {
+                    let result = try await body(lab)
+                    await lab.shutdown()
+                    return result
+                } catch {
+                    await lab.shutdown()
+                    throw error
+                }
+            }
+        }
+    }
+
+    private init(connection: AMQPConnection, broker: BrokerProcess, snapshotInterval: Int, domains: [SimulatedDomain]) async throws {
         self.broker = broker
         directory = try TemporaryDirectory(prefix: "fr-agent")
         host = "h-\(UUID().uuidString.prefix(6).lowercased())"
@@ -59,10 +83,6 @@ final class AgentLab: @unchecked Sendable {
             """)
 
         // The test's side of the bus, subscribed before the agent starts so that its first snapshot arrives.
-        let connection = try AMQPConnection(
-            configuration: try AMQPConfiguration(url: broker.url, containerID: "router-\(host)"),
-            logger: logger
-        )
         try await connection.waitUntilConnected(deadline: .now + .seconds(10))
         let trust = FixedTrust([
             .host: [host: hostKey.verifyingKey, "lab-probe": Self.probeKey.verifyingKey], .router: ["router-test": Self.routerKey.verifyingKey],
@@ -141,10 +161,9 @@ final class AgentLab: @unchecked Sendable {
         return result
     }
 
-    func shutdown() async {
+    private func shutdown() async {
         await agent.stop()
         requester.close()
-        await bus.connection.close()
         await libvirtd.stop()
     }
 }

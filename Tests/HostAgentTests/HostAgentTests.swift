@@ -16,15 +16,7 @@ struct HostAgentTests {
 
     func withLab<T: Sendable>(broker: BrokerProcess? = nil, snapshotInterval: Int = 5, _ body: (AgentLab) async throws -> T) async throws -> T {
         let broker = if let broker { broker } else { try await BrokerProcess.shared() }
-        let lab = try await AgentLab(broker: broker, snapshotInterval: snapshotInterval, domains: [Self.guest1, Self.guest2])
-        do {
-            let result = try await body(lab)
-            await lab.shutdown()
-            return result
-        } catch {
-            await lab.shutdown()
-            throw error
-        }
+        return try await AgentLab.with(broker: broker, snapshotInterval: snapshotInterval, domains: [Self.guest1, Self.guest2], body)
     }
 
     @Test("snapshots, deltas and heartbeats reach a subscriber")

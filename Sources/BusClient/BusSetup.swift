@@ -1,6 +1,6 @@
 import AMQP
-import BusClient
 import Cryptography
+import DaemonSupport
 import FenceBus
 import FenceConfig
 import Logging
