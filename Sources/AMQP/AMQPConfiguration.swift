@@ -39,9 +39,15 @@ public struct AMQPConfiguration: Sendable, Equatable {
             self.port = port
         }
 
-        /// On this machine, where a clear-text password does not cross a network.
+        /// On this machine, where a clear-text password does not cross a network: `localhost`, or
+        /// an address literal of 127.0.0.0/8 or ::1 (a DNS name such as `127.example.net` is none).
         public var isLoopback: Bool {
-            host == "localhost" || host == "::1" || host.hasPrefix("127.")
+            if host.lowercased() == "localhost" { return true }
+            var v4 = in_addr()
+            if inet_pton(AF_INET, host, &v4) == 1 { return UInt32(bigEndian: v4.s_addr) >> 24 == 127 }
+            var v6 = in6_addr()
+            guard inet_pton(AF_INET6, host, &v6) == 1 else { return false }
+            return withUnsafeBytes(of: &v6) { $0.elementsEqual([UInt8](repeating: 0, count: 15) + [1]) }
         }
 
         public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }

@@ -401,6 +401,20 @@ struct AMQPConfigurationTests {
         #expect(throws: AMQPError.self) { try mixed.validate() }
     }
 
+    @Test("loopback is an address literal of 127/8 or ::1, or localhost; a DNS name that looks like one is remote", arguments: [
+        ("127.0.0.1", true), ("127.3.4.5", true), ("::1", true), ("localhost", true), ("LocalHost", true),
+        ("127.example.net", false), ("127.0.0.1.example.net", false), ("128.0.0.1", false), ("::2", false), ("::ffff:127.0.0.1", false), ("broker", false),
+    ])
+    func loopback(host: String, loopback: Bool) throws {
+        #expect(AMQPConfiguration.Broker(host: host, port: 5672).isLoopback == loopback)
+        let plain = try AMQPConfiguration(urls: ["amqp://u:p@\(host.contains(":") ? "[\(host)]" : host)"], containerID: "c")
+        if loopback {
+            #expect(throws: Never.self) { try plain.validate() }
+        } else {
+            #expect(throws: AMQPError.self, "PLAIN in clear text to \(host)") { try plain.validate() }
+        }
+    }
+
     @Test("the nodes of a cluster: tried in order, one scheme, one account")
     func cluster() throws {
         let tls = AMQPConfiguration.TLS(caFile: "/ca.pem")
