@@ -85,6 +85,7 @@ public enum BusSetup {
         }
         configuration.mechanisms = [mechanism(settings.saslMechanism)]
         configuration.allowInsecurePlain = settings.allowInsecurePlain
+        configuration.maximumMessageSize = settings.maximumMessageSize
         do {
             try configuration.validate()
         } catch {

@@ -35,6 +35,9 @@ public struct BusSettings: Hashable, Sendable {
     public var busKeyLocation: SourceLocation?
     /// Bus messages dated further than this from the local clock are dropped.
     public var clockTolerance: Duration = .seconds(30)
+    /// A message from the broker larger than this (in bytes) is refused before it is buffered
+    /// whole, and counted.
+    public var maximumMessageSize = 4 << 20
     /// This daemon's Ed25519 private key (PEM, 0600): what it signs with, as its host or router id.
     public var identityKeyFile = "/etc/fence-router/identity.key"
     /// The public keys of the hosts, routers and operators this daemon believes
@@ -49,6 +52,7 @@ public struct BusSettings: Hashable, Sendable {
     static let keys = [
         "url", "user", "password_file", "sasl_mechanism", "tls_ca_file", "tls_cert_file", "tls_key_file",
         "address_profile", "allow_insecure_plain", "bus_key_file", "clock_tolerance", "identity_key_file", "trust_directory",
+        "max_message_size",
     ]
 
     init(reading reader: BlockReader) throws(ConfigError) {
@@ -105,6 +109,7 @@ public struct BusSettings: Hashable, Sendable {
         busKeyFile = try reader.required("bus_key_file")
         busKeyLocation = reader.location("bus_key_file")
         clockTolerance = try reader.seconds("clock_tolerance", in: 1...600) ?? .seconds(30)
+        maximumMessageSize = try reader.integer("max_message_size", in: (64 << 10)...(256 << 20)) ?? maximumMessageSize
         identityKeyFile = reader.string("identity_key_file") ?? identityKeyFile
         trustDirectory = reader.string("trust_directory") ?? trustDirectory
     }

@@ -88,6 +88,7 @@ public enum EffectiveSettings {
                 .assignment("allow_insecure_plain", flag(bus.allowInsecurePlain)),
                 .assignment("bus_key_file", bus.busKeyFile),
                 .assignment("clock_tolerance", seconds(bus.clockTolerance)),
+                .assignment("max_message_size", String(bus.maximumMessageSize)),
                 .assignment("identity_key_file", bus.identityKeyFile),
                 .assignment("trust_directory", bus.trustDirectory),
             ]

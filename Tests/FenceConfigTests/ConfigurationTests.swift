@@ -102,6 +102,7 @@ struct ConfigurationTests {
         Broken(name: "replay memory shorter than an hour", text: minimal.replacingOccurrences(of: "backend = \"libvirt\";", with: "backend = \"libvirt\"; replay_memory = \"60\";"), code: .invalidValue, line: 3, key: "fence_virtd/replay_memory"),
         Broken(name: "a broker node after a gap", text: "fence_virtd {\n listener = \"multicast\";\n backend = \"amqp\";\n}\nbackends {\n amqp {\n  url = \"amqp://a\"; bus_key_file = \"/k\";\n  url2 = \"amqp://c\";\n }\n}\n", code: .invalidValue, line: 8, key: "backends/amqp/url2"),
         Broken(name: "one node of the broker without TLS", text: "fence_virtd {\n listener = \"multicast\";\n backend = \"amqp\";\n}\nbackends {\n amqp {\n  url = \"amqps://a\"; tls_ca_file = \"/ca\"; bus_key_file = \"/k\";\n  url1 = \"amqp://b\";\n }\n}\n", code: .invalidValue, line: 8, key: "backends/amqp/url1"),
+        Broken(name: "a message size limit too small for a snapshot", text: "fence_virtd {\n listener = \"multicast\";\n backend = \"amqp\";\n}\nbackends {\n amqp {\n  url = \"amqp://127.0.0.1\"; bus_key_file = \"/k\";\n  max_message_size = \"1000\";\n }\n}\n", code: .invalidValue, line: 8, key: "backends/amqp/max_message_size"),
         Broken(name: "state directory in its old place", text: "fence_virtd {\n listener = \"multicast\";\n backend = \"amqp\";\n}\nbackends {\n amqp {\n  url = \"amqp://127.0.0.1\"; bus_key_file = \"/k\";\n  state_directory = \"/var/lib/x\";\n }\n}\n", code: .invalidValue, line: 8, key: "backends/amqp/state_directory"),
     ]
 
@@ -173,7 +174,7 @@ struct ConfigurationTests {
                     url = "amqps://broker.example:5671"; url1 = "amqps://broker2.example"; url2 = "amqps://[fd00::3]:5671";
                     tls_ca_file = "/etc/ca.pem"; bus_key_file = "/etc/bus.key";
                     router_id = "r1"; expected_hosts = "hv1, hv2 hv3"; host_freshness = "4"; warm_up = "10";
-                    host_id = "hv1"; snapshot_interval = "7";
+                    host_id = "hv1"; snapshot_interval = "7"; max_message_size = "1048576";
                 }
                 libvirt { uri = "qemu:///system"; }
             }
@@ -181,6 +182,7 @@ struct ConfigurationTests {
         let document = try ConfigDocument(parsing: text, file: "f")
         let router = try RouterConfiguration(document: document)
         #expect(router.daemon.backend == .amqp)
+        #expect(router.bus?.maximumMessageSize == 1 << 20)
         // url, url1, url2, … up to the first missing number, as fence_virt.conf numbers libvirt URIs.
         #expect(router.bus?.urls == ["amqps://broker.example:5671", "amqps://broker2.example", "amqps://[fd00::3]:5671"])
         #expect(router.routing.routerID == "r1")
