@@ -134,15 +134,19 @@ public final class AMQPConnection: Service, Sendable {
         do {
             try result.get()
         } catch {
+            // Taken at once, connected or not: a refused subscription must not be attached again
+            // with the next connection.
             shared.enqueue(.detach(id: id))
+            engine.interrupt()
             throw error
         }
         return AMQPReceiver(address: address, messages: AMQPMessages(buffer: buffer), id: id)
     }
 
-    /// Ends a subscription; its message stream finishes.
+    /// Ends a subscription; its message stream finishes, connected or not.
     public func detach(_ receiver: AMQPReceiver) {
         shared.enqueue(.detach(id: receiver.id))
+        engine.interrupt()
     }
 }
 

@@ -10,6 +10,9 @@ public final class AMQPRequester: Sendable {
     private let receiver: AMQPReceiver
     private let pending = Mutex<[String: ReplySlot]>([:])
     private let counter = Mutex<UInt64>(0)
+    /// Unique to this requester: a late reply to a request of an earlier run of the process (the
+    /// same reply address, a counter started again) never matches a request of this one.
+    private let instance = UInt64.random(in: 1 ... .max)
 
     /// Subscribes to `replyAddress` (unique to this requester).
     public init(connection: AMQPConnection, replyAddress: String, deadline: ContinuousClock.Instant) async throws(AMQPError) {
@@ -31,7 +34,7 @@ public final class AMQPRequester: Sendable {
         var message = message
         let id = message.correlationID ?? counter.withLock { counter in
             counter += 1
-            return "\(replyAddress)#\(counter)"
+            return "\(replyAddress)#\(String(instance, radix: 36))-\(counter)"
         }
         message.correlationID = id
         message.replyTo = replyAddress
@@ -39,7 +42,13 @@ public final class AMQPRequester: Sendable {
         let slot = ReplySlot()
         pending.withLock { $0[id] = slot }
         defer { _ = pending.withLock { $0.removeValue(forKey: id) } }
-        try await connection.send(message, to: address, deadline: deadline)
+        do {
+            try await connection.send(message, to: address, deadline: deadline)
+        } catch {
+            // The settlement was lost, not necessarily the message: a reply already here counts.
+            guard let reply = slot.early else { throw error }
+            return reply
+        }
         let result: Result<AMQPMessage, AMQPError> = await CallbackWait.wait(until: deadline, expired: {
             .failure(AMQPError(.timedOut, "\(address): no reply before the deadline"))
         }) { once in
@@ -70,6 +79,9 @@ private final class ReplySlot: Sendable {
         }
         waiter?.resume(.success(reply))
     }
+
+    /// A reply that came before anyone waited for it.
+    var early: AMQPMessage? { state.withLock { $0.reply } }
 
     func attach(_ waiter: ResumeOnce<Result<AMQPMessage, AMQPError>>) {
         let early = state.withLock { state in

@@ -8,14 +8,16 @@ struct ConnectionStateMachine: Sendable {
         /// Opening node `node`; the attempt is abandoned at `deadline` (a node that drops packets
         /// would otherwise hold it for the kernel's two-minute TCP timeout).
         case connecting(node: Int, failures: Int, deadline: ContinuousClock.Instant)
-        /// The attempt was abandoned; waiting for its transport to close.
-        case abandoning(node: Int, failures: Int)
+        /// The attempt was cut; waiting for its transport to close, given up at `deadline` if it
+        /// never reports it (Proton may set up nothing to report on).
+        case abandoning(node: Int, failures: Int, deadline: ContinuousClock.Instant)
         /// Open.
         case connected(Open)
         /// Waiting out the backoff before opening `node`.
         case backingOff(node: Int, failures: Int, until: ContinuousClock.Instant)
-        /// Closing for good: waiting for the transport to close, cut at `deadline` if it has not.
-        case closing(deadline: ContinuousClock.Instant?)
+        /// Closing for good: waiting for the transport to close; at `deadline` it is cut (when
+        /// `cut` is false) or, cut already, left behind and the thread ends.
+        case closing(deadline: ContinuousClock.Instant, cut: Bool)
         /// Over: the proactor thread ends.
         case closed
     }
@@ -43,9 +45,11 @@ struct ConnectionStateMachine: Sendable {
     enum Action: Equatable, Sendable {
         /// Open a transport to the node; wake up after `timer` to check the attempt's deadline.
         case connect(node: Int, timer: Duration)
-        /// Cut the transport under way: an attempt that takes too long, a close the broker does
-        /// not answer (the transport then closes).
-        case cutTransport
+        /// Cut the transport under way (an attempt that takes too long, a close the broker does
+        /// not answer); it then closes. Wake up after `timer` in case it never says so.
+        case cutTransport(timer: Duration)
+        /// The transport that was cut never reported closing: forget it as if it had, with this reason.
+        case forgetTransport(reason: String)
         /// The connection is open: attach every subscription, send what waits, tell the owner.
         case announceConnected(generation: UInt64)
         /// Fail what was in flight, report, and wake up after `delay` to try the next node.
@@ -90,7 +94,7 @@ struct ConnectionStateMachine: Sendable {
     /// The node the connection is open to, or being opened to.
     var node: Int? {
         switch state {
-        case .connecting(let node, _, _), .abandoning(let node, _), .backingOff(let node, _, _): node
+        case .connecting(let node, _, _), .abandoning(let node, _, _), .backingOff(let node, _, _): node
         case .connected(let open): open.node
         case .idle, .closing, .closed: nil
         }
@@ -120,9 +124,9 @@ struct ConnectionStateMachine: Sendable {
     /// `jitter` (between 0.5 and 1) scales the backoff step.
     mutating func transportClosed(reason: String, now: ContinuousClock.Instant, jitter: Double) -> Action {
         switch state {
-        case .connecting(let node, let failures, _), .abandoning(let node, let failures):
+        case .connecting(let node, let failures, _), .abandoning(let node, let failures, _):
             var reason = reason
-            if case .abandoning = state { reason = "not open within \(timing.connectTimeout)" }
+            if case .abandoning = state, !reason.hasPrefix("not open within") { reason = "not open within \(timing.connectTimeout)" }
             let again = reason == lastFailure
             lastFailure = reason
             return backOff(from: node, failures: failures + 1, report: .cannotConnect(reason: reason, again: again), now: now, jitter: jitter)
@@ -143,8 +147,11 @@ struct ConnectionStateMachine: Sendable {
         switch state {
         case .connecting(let node, let failures, let deadline):
             guard now >= deadline else { return .wait(deadline - now) }
-            state = .abandoning(node: node, failures: failures)
-            return .cutTransport
+            state = .abandoning(node: node, failures: failures, deadline: now + timing.closeTimeout)
+            return .cutTransport(timer: timing.closeTimeout)
+        case .abandoning(_, _, let deadline):
+            guard now >= deadline else { return .wait(deadline - now) }
+            return .forgetTransport(reason: "not open within \(timing.connectTimeout), and not closed when cut")
         case .backingOff(let node, let failures, let until):
             guard now >= until else { return .wait(until - now) }
             return attempt(node: node, failures: failures, now: now)
@@ -154,11 +161,16 @@ struct ConnectionStateMachine: Sendable {
             open.reattachAt = nil
             state = .connected(open)
             return .reattach
-        case .closing(let deadline?):
+        case .closing(let deadline, let cut):
             guard now >= deadline else { return .wait(deadline - now) }
-            state = .closing(deadline: nil)
-            return .cutTransport
-        case .idle, .abandoning, .closing, .closed:
+            guard !cut else {
+                // Cut and still not closed: the thread ends anyway, Proton frees what is left.
+                state = .closed
+                return .stop
+            }
+            state = .closing(deadline: now + timing.closeTimeout, cut: true)
+            return .cutTransport(timer: timing.closeTimeout)
+        case .idle, .closed:
             return .none
         }
     }
@@ -180,13 +192,13 @@ struct ConnectionStateMachine: Sendable {
             state = .closed
             return .stop
         case .connecting:
-            state = .closing(deadline: nil)
-            return .cutTransport
+            state = .closing(deadline: now + timing.closeTimeout, cut: true)
+            return .cutTransport(timer: timing.closeTimeout)
         case .abandoning:
-            state = .closing(deadline: nil)
-            return .none
+            state = .closing(deadline: now + timing.closeTimeout, cut: true)
+            return .wait(timing.closeTimeout)
         case .connected:
-            state = .closing(deadline: now + timing.closeTimeout)
+            state = .closing(deadline: now + timing.closeTimeout, cut: false)
             return .closeConnection(timer: timing.closeTimeout)
         case .closing, .closed:
             return .none

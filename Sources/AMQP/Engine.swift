@@ -104,8 +104,12 @@ final class Engine: @unchecked Sendable {
         case .connect(let node, let timer):
             connect(to: configuration.brokers[node])
             setTimer(timer)
-        case .cutTransport:
+        case .cutTransport(let timer):
             pn_proactor_disconnect(proactor, nil)
+            setTimer(timer)
+        case .forgetTransport(let reason):
+            logger.warning("the broker connection did not close when cut; leaving it behind", metadata: ["broker": "\(broker)"])
+            return transportClosed(reason)
         case .announceConnected(let generation):
             shared.setConnected(to: broker, generation: generation)
             logger.info("connected to the broker", metadata: ["broker": "\(broker)", "generation": "\(generation)"])
@@ -176,7 +180,14 @@ final class Engine: @unchecked Sendable {
 
     /// Handles one event; false ends the thread.
     private func handle(_ event: OpaquePointer) -> Bool {
-        switch pn_event_type(event) {
+        let type = pn_event_type(event)
+        // A connection left behind (cut, and its close never reported in time) counts no more:
+        // its late events must not pass for the current connection's.
+        if type != PN_CONNECTION_INIT, let owner = pn_event_connection(event), owner != connection {
+            logger.debug("an event of a connection left behind", metadata: ["event": "\(String(cString: pn_event_type_name(type)))"])
+            return true
+        }
+        switch type {
         case PN_CONNECTION_INIT:
             let connection = pn_event_connection(event)!
             self.connection = connection
@@ -260,7 +271,7 @@ final class Engine: @unchecked Sendable {
                 guard let subscription = subscriptions.removeValue(forKey: id) else { continue }
                 for (link, attached) in receiverLinks where attached === subscription {
                     receiverLinks[link] = nil
-                    pn_link_close(link)
+                    release(link)
                 }
                 subscription.buffer.finish()
             case .close:
@@ -367,12 +378,12 @@ final class Engine: @unchecked Sendable {
     private func linkClosed(_ link: OpaquePointer) -> Bool {
         let condition = describe(pn_link_remote_condition(link)) ?? "closed by the broker"
         if let subscription = receiverLinks.removeValue(forKey: link) {
+            release(link)
             let refusal = AMQPError(.attachRefused, "\(subscription.address): \(condition)")
             if !subscription.firstAttach.resume(.failure(refusal)) && subscriptions[subscription.id] != nil {
                 logger.error("the broker closed a subscription; it is attached again shortly", metadata: [
                     "address": "\(subscription.address)", "condition": "\(condition)",
                 ])
-                pn_link_close(link)
                 return perform(machine.subscriptionClosed(now: .now))
             }
         } else if let (address, _) = senders.first(where: { $0.value == link }) {
@@ -383,9 +394,17 @@ final class Engine: @unchecked Sendable {
                 inFlight[delivery] = nil
                 outgoing.settled.resume(.failure(failure))
             }
+            release(link)
         }
-        pn_link_close(link)
         return true
+    }
+
+    /// Closes a link of ours and lets Proton free it once both ends are closed, with whatever
+    /// was half received on it: a link re-attached every few seconds must not pile up.
+    private func release(_ link: OpaquePointer) {
+        partial = partial.filter { pn_delivery_link($0.key) != link }
+        pn_link_close(link)
+        pn_link_free(link)
     }
 
     /// The transport closed: everything tied to it goes; false when that ended the thread.

@@ -116,11 +116,28 @@ struct ConnectionStateMachineTests {
         var machine = machine()
         _ = machine.start(now: t0)
         #expect(machine.timerFired(now: t0 + .seconds(1)) == .wait(.seconds(3)), "early: wait for the rest")
-        #expect(machine.timerFired(now: t0 + .seconds(4)) == .cutTransport)
+        #expect(machine.timerFired(now: t0 + .seconds(4)) == .cutTransport(timer: .seconds(2)))
         #expect(machine.opened(now: t0) == .none, "an open after the cut does not count")
         #expect(machine.transportClosed(reason: "connection closed", now: t0 + .seconds(4), jitter: 1)
                 == .retry(report: .cannotConnect(reason: "not open within 4.0 seconds", again: false), delay: .milliseconds(100)))
         #expect(machine.timerFired(now: t0 + .seconds(5)) == .connect(node: 1, timer: .seconds(4)))
+    }
+
+    @Test("a cut attempt whose transport never reports closing is forgotten after the close timeout, and the next node tried")
+    func cutWithoutAnswer() {
+        var machine = machine()
+        _ = machine.start(now: t0)
+        _ = machine.timerFired(now: t0 + .seconds(4))
+        #expect(machine.timerFired(now: t0 + .seconds(5)) == .wait(.seconds(1)))
+        let forget = machine.timerFired(now: t0 + .seconds(6))
+        guard case .forgetTransport(let reason) = forget else {
+            Issue.record("\(forget)")
+            return
+        }
+        // The engine forgets it as if it had closed.
+        #expect(machine.transportClosed(reason: reason, now: t0 + .seconds(6), jitter: 1)
+                == .retry(report: .cannotConnect(reason: "not open within 4.0 seconds, and not closed when cut", again: false), delay: .milliseconds(100)))
+        #expect(machine.timerFired(now: t0 + .seconds(7)) == .connect(node: 1, timer: .seconds(4)))
     }
 
     @Test("a timer left from an earlier state does nothing")
@@ -161,9 +178,21 @@ struct ConnectionStateMachineTests {
 
         var connecting = machine()
         _ = connecting.start(now: t0)
-        #expect(connecting.close(now: t0) == .cutTransport)
+        #expect(connecting.close(now: t0) == .cutTransport(timer: .seconds(2)))
         #expect(connecting.opened(now: t0) == .none)
         #expect(connecting.transportClosed(reason: "x", now: t0, jitter: 1) == .stop)
+
+        // Every way of closing ends, even when Proton never reports the transport closed.
+        var silent = machine()
+        _ = silent.start(now: t0)
+        _ = silent.close(now: t0)
+        #expect(silent.timerFired(now: t0 + .seconds(2)) == .stop, "cut, and no answer: the thread ends anyway")
+        var abandoning = machine()
+        _ = abandoning.start(now: t0)
+        _ = abandoning.timerFired(now: t0 + .seconds(4))
+        #expect(abandoning.close(now: t0 + .seconds(4)) == .wait(.seconds(2)), "already cut: wait for it")
+        #expect(abandoning.timerFired(now: t0 + .seconds(5)) == .wait(.seconds(1)))
+        #expect(abandoning.timerFired(now: t0 + .seconds(6)) == .stop)
 
         var open = machine()
         _ = open.start(now: t0)
@@ -171,8 +200,14 @@ struct ConnectionStateMachineTests {
         #expect(open.close(now: t0) == .closeConnection(timer: .seconds(2)))
         #expect(open.close(now: t0) == .none, "closed once")
         #expect(open.timerFired(now: t0 + .seconds(1)) == .wait(.seconds(1)))
-        #expect(open.timerFired(now: t0 + .seconds(2)) == .cutTransport, "the broker did not answer the close")
+        #expect(open.timerFired(now: t0 + .seconds(2)) == .cutTransport(timer: .seconds(2)), "the broker did not answer the close")
         #expect(open.transportClosed(reason: "x", now: t0 + .seconds(2), jitter: 1) == .stop)
         #expect(open.state == .closed)
+        var unanswered = machine()
+        _ = unanswered.start(now: t0)
+        _ = unanswered.opened(now: t0)
+        _ = unanswered.close(now: t0)
+        _ = unanswered.timerFired(now: t0 + .seconds(2))
+        #expect(unanswered.timerFired(now: t0 + .seconds(4)) == .stop, "not closed even when cut: the thread ends anyway")
     }
 }
