@@ -18,6 +18,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", exact: "2.4.1"),
     ],
     targets: [
+        // The version, and the git commit recorded at build time by the GitCommit plugin.
+        .plugin(name: "GitCommit", capability: .buildTool()),
+        .target(name: "BuildInfo", plugins: ["GitCommit"]),
         // OpenSSL's libcrypto, once, and what we use from it: digests, HMAC, random bytes.
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .target(name: "Cryptography", dependencies: ["COpenSSL"]),
@@ -119,7 +122,7 @@ let package = Package(
         .target(
             name: "DaemonSupport",
             dependencies: [
-                "FenceWire", "FenceConfig", "CMalloc",
+                "FenceWire", "FenceConfig", "CMalloc", "BuildInfo",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -129,6 +132,7 @@ let package = Package(
         .target(
             name: "MetricsEndpoint",
             dependencies: [
+                "BuildInfo",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -158,7 +162,7 @@ let package = Package(
         .executableTarget(
             name: "fencectl",
             dependencies: [
-                "DaemonSupport", "FenceConfig", "BusClient", "FenceBus", "FenceCore", "Routing", "AMQP", "Cryptography", "JSONValue",
+                "DaemonSupport", "FenceConfig", "BusClient", "FenceBus", "FenceCore", "Routing", "AMQP", "Cryptography", "JSONValue", "BuildInfo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -1,3 +1,4 @@
+import BuildInfo
 import FenceConfig
 import Logging
 import ServiceLifecycle
@@ -41,6 +42,10 @@ extension DaemonProcess {
             options = try DaemonOptions(parsing: Array(CommandLine.arguments.dropFirst()))
         } catch {
             fail(D.program, "\(error)\n\(usage)")
+        }
+        if options.showVersion {
+            print("\(D.program) \(BuildInfo.description)")
+            exit(0)
         }
         if options.showHelp {
             print(usage, terminator: "")

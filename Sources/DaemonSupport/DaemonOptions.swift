@@ -9,6 +9,8 @@ public struct DaemonOptions: Sendable, Equatable {
     public var pidFile: String?
     public var waitForBackend = false
     public var showHelp = false
+    /// `--version`: print the version and the commit, and exit.
+    public var showVersion = false
     /// `-c`: run the configurator on the configuration file instead of the daemon.
     public var configure = false
 
@@ -25,6 +27,10 @@ public struct DaemonOptions: Sendable, Equatable {
         var remaining = arguments[...]
         while let argument = remaining.popFirst() {
             if argument == "--" { break }
+            if argument == "--version" {
+                showVersion = true
+                continue
+            }
             guard argument.hasPrefix("-"), argument.count > 1 else {
                 throw UsageError(description: "unexpected argument \"\(argument)\"")
             }
@@ -74,6 +80,7 @@ public struct DaemonOptions: Sendable, Equatable {
           -w            Wait for the backend to become available instead of exiting.
           -c            Ask the configuration questions and write the configuration file.
           -h            Show this help and exit.
+          --version     Show the version (and the git commit it was built from) and exit.
 
         """
     }

@@ -1,3 +1,4 @@
+import BuildInfo
 import Logging
 import Metrics
 import NIOCore
@@ -18,7 +19,10 @@ public final class MetricsEndpoint: Service {
     /// The endpoint at `host`:`port`, with swift-metrics counting into it from now on; call it
     /// once per process, before anything counts. Without an endpoint nothing is counted.
     public static func bootstrapped(host: String, port: Int, logger: Logger) -> MetricsEndpoint {
-        MetricsEndpoint(host: host, port: port, registry: bootstrap(), logger: logger)
+        let endpoint = MetricsEndpoint(host: host, port: port, registry: bootstrap(), logger: logger)
+        // Which build answers, as Prometheus's *_build_info habit has it: one series, always 1.
+        Gauge(label: "fence_router_build_info", dimensions: [("version", BuildInfo.version), ("commit", BuildInfo.commit ?? "")]).record(1)
+        return endpoint
     }
 
     /// Makes swift-metrics count into a Prometheus registry, once per process, and returns it.

@@ -1,10 +1,12 @@
 import ArgumentParser
+import BuildInfo
 
 @main
 struct Fencectl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fencectl",
         abstract: "The operator's tool for fence-router.",
+        version: "fencectl \(BuildInfo.description)",
         subcommands: [KeygenCommand.self, ConfigCommand.self, ConfigureCommand.self, InventoryCommand.self, HostCommand.self, FenceCommand.self]
     )
 }

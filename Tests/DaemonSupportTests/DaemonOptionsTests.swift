@@ -15,6 +15,8 @@ struct DaemonOptionsTests {
         #expect(try DaemonOptions(parsing: ["-Fwd2", "-f/tmp/x.conf", "-p", "/run/f.pid"]) == expected)
         #expect(try DaemonOptions(parsing: []) == DaemonOptions())
         #expect(try DaemonOptions(parsing: ["-h"]).showHelp)
+        #expect(try DaemonOptions(parsing: ["--version"]).showVersion)
+        #expect(try DaemonOptions(parsing: ["-F", "--version"]).showVersion)
     }
 
     @Test("mistakes are named", arguments: [
@@ -22,6 +24,7 @@ struct DaemonOptionsTests {
         (["-f"], "-f needs a value"),
         (["-d", "lots"], "-d needs a number, not \"lots\""),
         (["-F", "extra"], "unexpected argument \"extra\""),
+        (["--verbose"], "unknown option --"),
     ])
     func mistakes(arguments: [String], message: String) {
         #expect(throws: DaemonOptions.UsageError(description: message)) { try DaemonOptions(parsing: arguments) }

@@ -40,6 +40,20 @@ struct CommandLineTests {
         }
     }
 
+    @Test("--version: each program says the project's version and the commit of this checkout")
+    func version() async throws {
+        let head = try await Command.check(["git", "-C", Fixtures.repository.path, "rev-parse", "--short=12", "HEAD"]).output
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        for program in ["fence-routerd", "fence-hostd", "fencectl"] {
+            let result = try await Command.run([try Products.path(program), "--version"])
+            #expect(result.status == 0, "\(result)")
+            let line = result.output.trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(line.hasPrefix("\(program) "), "\(result)")
+            #expect(line.range(of: #"^\S+ \d+\.\d+\.\d+ \(commit [0-9a-f]{12}(-dirty)?\)$"#, options: .regularExpression) != nil, "\(line)")
+            #expect(line.contains("(commit \(head)"), "built from this checkout: \(line)")
+        }
+    }
+
     @Test("a broken configuration is refused with its file, line and key")
     func brokenConfiguration() async throws {
         let path = try directory.write("broken.conf", "fence_virtd {\n\tlistener = \"multicast\";\n\tbackend = \"libvirt\";\n}\nlisteners {\n\tmulticast {\n\t\tport = \"99999\";\n\t}\n}\nbackends { libvirt { uri = \"test:///default\"; } }\n")

@@ -303,6 +303,7 @@ struct RoutedFencingTests {
             #expect(before[offDone] == nil)
             #expect(before["fence_hosts{state=\"live\"}"] == 2, "\(before)")
             #expect(before["fence_bus_connected"] == 1)
+            #expect(before.contains { $0.key.hasPrefix("fence_router_build_info{") && $0.key.contains("version=\"") && $0.value == 1 }, "\(before)")
             #expect((before["fence_bus_connections_total"] ?? 0) >= 1)
             let status = try await lab.fencectl(on: "hv1", "fence", "beta", "--action", "status")
             #expect(status.status == 0 && status.output.contains("status beta: on"), "\(status)")

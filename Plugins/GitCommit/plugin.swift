@@ -1,0 +1,34 @@
+import Foundation
+import PackagePlugin
+
+/// Writes the checkout's commit into the target it serves, before every build: `--version` then
+/// says which commit a binary was built from. Outside a git checkout (a source tarball) the commit
+/// is nil. The file is rewritten only when the commit changes, so it costs no recompilation.
+@main
+struct GitCommit: BuildToolPlugin {
+    func createBuildCommands(context: PluginContext, target: Target) throws -> [Command] {
+        let output = context.pluginWorkDirectoryURL.appending(path: "Generated")
+        let file = output.appending(path: "GeneratedBuildInfo.swift").path
+        let package = context.package.directoryURL.path
+        let script = """
+            commit=$(git -C "$1" rev-parse --short=12 HEAD 2>/dev/null) || commit=
+            if [ -n "$commit" ]; then
+                git -C "$1" diff --quiet HEAD -- 2>/dev/null || commit="$commit-dirty"
+                value="\\"$commit\\""
+            else
+                value=nil
+            fi
+            mkdir -p "$2"
+            text="enum GeneratedBuildInfo { static let commit: String? = $value }"
+            [ "$(cat "$3" 2>/dev/null)" = "$text" ] || printf '%s\\n' "$text" > "$3"
+            """
+        return [
+            .prebuildCommand(
+                displayName: "Recording the git commit of \(target.name)",
+                executable: URL(filePath: "/bin/sh"),
+                arguments: ["-c", script, "git-commit", package, output.path, file],
+                outputFilesDirectory: output
+            )
+        ]
+    }
+}
