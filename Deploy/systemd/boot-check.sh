@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs fence-routerd.service under a real systemd: a minimal Debian 12 booted with systemd-nspawn
 # in a network namespace of its own (loopback only), the project installed by Deploy/install.sh.
-# Checks that the sandboxed unit starts (Type=notify), serves a request, reloads, is restarted by
-# its watchdog when the daemon hangs, and stops cleanly. Run as root:
+# Checks that the sandboxed unit starts (Type=notify), serves a request, logs to the journal at
+# each line's priority, reloads, is restarted by its watchdog when the daemon hangs, and stops
+# cleanly. Run as root:
 #
 #   Deploy/systemd/boot-check.sh WORKDIR BINDIR     BINDIR: static release binaries (install.sh's build)
 set -euo pipefail
@@ -29,10 +30,12 @@ debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,libvirt0,libqp
 # One host, the libvirt backend on libvirt's in-process test driver, the tcp listener on loopback.
 mkdir -p "$root/etc/cluster" "$root/etc/systemd/system/multi-user.target.wants"
 (umask 077 && head -c 4096 /dev/urandom >"$root/etc/cluster/fence_xvm.key")
+# comment_for_the_journal: an unknown key, for a warning the journal must file as one.
 cat >"$root/etc/fence_virt.conf" <<'CONF'
 fence_virtd {
 	listener = "tcp";
 	backend = "libvirt";
+	comment_for_the_journal = "x";
 }
 
 listeners {
@@ -89,6 +92,15 @@ pid=$(in_container systemctl show fence-routerd -p MainPID --value)
 [[ $(in_container awk '/^Max open files/ {print $4}' "/proc/$pid/limits") == 4096 ]] || fail "LimitNOFILE=4096 is not in force"
 in_container test -s /var/lib/fence-router/seen-packets || fail "the journal of seen packets is not in the state directory"
 echo "boot-check: LimitNOFILE in force; the seen packets kept in StateDirectory"
+
+# The journal files each line at its own priority, with its timestamp and not ours.
+warnings=$(in_container journalctl -u fence-routerd -p warning --no-pager -o cat)
+[[ $warnings == *"comment_for_the_journal: unknown key"* ]] || fail "the configuration warning is not filed as a warning: $warnings"
+[[ $warnings != *"request answered"* ]] || fail "info lines pass journalctl -p warning"
+while IFS= read -r line; do
+    if [[ $line == [0-9]* ]]; then fail "a journal line carries a timestamp of our own: $line"; fi
+done <<<"$(in_container journalctl -u fence-routerd --no-pager -o cat)"
+echo "boot-check: journalctl -p warning shows the warning and no info line; no timestamp of ours"
 
 in_container systemctl reload fence-routerd
 sleep 1

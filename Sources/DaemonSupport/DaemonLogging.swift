@@ -10,12 +10,19 @@ public enum DaemonLogging {
         }
     }
 
-    /// Structured logs, one line per event: to standard error (the journal under systemd) in the
-    /// foreground, to the system log when detached.
+    /// Structured logs, one line per event: to the system log when detached; in the foreground to
+    /// standard error, with each line's priority when that is the journal (under systemd).
     public static func bootstrap(level: Logger.Level, program: String, detached: Bool) {
         if detached { SyslogLogHandler.open(identity: program) }
+        let journal = !detached && JournalLogHandler.isJournal()
         LoggingSystem.bootstrap { label in
-            var handler: any LogHandler = detached ? SyslogLogHandler(label: label) : StreamLogHandler.standardError(label: label)
+            var handler: any LogHandler = if detached {
+                SyslogLogHandler(label: label)
+            } else if journal {
+                JournalLogHandler(label: label)
+            } else {
+                StreamLogHandler.standardError(label: label)
+            }
             handler.logLevel = level
             return handler
         }

@@ -5,6 +5,30 @@ import Musl
 #endif
 import Logging
 
+/// One log event as a line without a timestamp (the system log and the journal add their own):
+/// `level key=value … [label] message`, the metadata sorted by key.
+struct LogLine {
+    static func format(label: String, handlerMetadata: Logger.Metadata, event: LogEvent) -> String {
+        let merged = handlerMetadata.merging(event.metadata ?? [:]) { $1 }
+        let fields = merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        return "\(event.level) \(fields.isEmpty ? "" : fields + " ")[\(label)] \(event.message)"
+    }
+}
+
+extension Logger.Level {
+    /// The syslog priority (also the journal's): what `journalctl -p` filters on.
+    var syslogPriority: Int32 {
+        switch self {
+        case .trace, .debug: LOG_DEBUG
+        case .info: LOG_INFO
+        case .notice: LOG_NOTICE
+        case .warning: LOG_WARNING
+        case .error: LOG_ERR
+        case .critical: LOG_CRIT
+        }
+    }
+}
+
 /// Where a detached daemon's logs go: the system log, with the same structured metadata.
 public struct SyslogLogHandler: LogHandler {
     public var logLevel: Logger.Level = .info
@@ -27,19 +51,50 @@ public struct SyslogLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        let merged = metadata.merging(event.metadata ?? [:]) { $1 }
-        let fields = merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-        let text = "\(event.level) \(fields.isEmpty ? "" : fields + " ")[\(label)] \(event.message)"
-        let priority: Int32 = switch event.level {
-        case .trace, .debug: LOG_DEBUG
-        case .info: LOG_INFO
-        case .notice: LOG_NOTICE
-        case .warning: LOG_WARNING
-        case .error: LOG_ERR
-        case .critical: LOG_CRIT
+        LogLine.format(label: label, handlerMetadata: metadata, event: event).withCString { line in
+            withVaList([line]) { vsyslog(event.level.syslogPriority, "%s", $0) }
         }
-        text.withCString { line in
-            withVaList([line]) { vsyslog(priority, "%s", $0) }
-        }
+    }
+}
+
+/// Standard error when it is the journal (systemd sets `JOURNAL_STREAM` to its device and inode):
+/// each line starts with its priority as `<N>`, which the journal takes off and keeps, so that
+/// `journalctl -p warning` shows the warnings; no timestamp of our own (the journal has one).
+public struct JournalLogHandler: LogHandler {
+    public var logLevel: Logger.Level = .info
+    public var metadata: Logger.Metadata = [:]
+    private let label: String
+
+    public init(label: String) {
+        self.label = label
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    public func log(event: LogEvent) {
+        let line = Array(Self.line(label: label, handlerMetadata: metadata, event: event).utf8)
+        // One write per line: lines of several threads never interleave.
+        _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+    }
+
+    static func line(label: String, handlerMetadata: Logger.Metadata, event: LogEvent) -> String {
+        let text = LogLine.format(label: label, handlerMetadata: handlerMetadata, event: event)
+        // A message of several lines keeps its priority on each.
+        return text.split(separator: "\n", omittingEmptySubsequences: false)
+            .map { "<\(event.level.syslogPriority)>\($0)\n" }.joined()
+    }
+
+    /// Whether descriptor `descriptor` is the stream `JOURNAL_STREAM` names (`device:inode`):
+    /// inherited by a child whose stderr went elsewhere, the variable alone proves nothing.
+    public static func isJournal(_ descriptor: Int32 = 2, environment value: String? = getenv("JOURNAL_STREAM").map { String(cString: $0) }) -> Bool {
+        guard let value else { return false }
+        let parts = value.split(separator: ":")
+        guard parts.count == 2, let device = UInt64(parts[0]), let inode = UInt64(parts[1]) else { return false }
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else { return false }
+        return UInt64(status.st_dev) == device && UInt64(status.st_ino) == inode
     }
 }

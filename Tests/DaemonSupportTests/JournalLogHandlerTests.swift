@@ -1,0 +1,42 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import Logging
+import Testing
+@testable import DaemonSupport
+
+@Suite("logging to the journal")
+struct JournalLogHandlerTests {
+    func event(_ level: Logger.Level, _ message: Logger.Message, _ metadata: Logger.Metadata? = nil) -> LogEvent {
+        LogEvent(level: level, message: message, metadata: metadata, source: "Test", file: #fileID, function: #function, line: #line)
+    }
+
+    @Test("each line carries its priority for journalctl -p, no timestamp of ours, the metadata sorted", arguments: [
+        (Logger.Level.trace, 7), (.debug, 7), (.info, 6), (.notice, 5), (.warning, 4), (.error, 3), (.critical, 2),
+    ])
+    func priorities(level: Logger.Level, priority: Int) {
+        let line = JournalLogHandler.line(label: "fence-routerd", handlerMetadata: ["router": "r1"], event: event(level, "request answered", ["op": "off", "domain": "vm1"]))
+        #expect(line == "<\(priority)>\(level) domain=vm1 op=off router=r1 [fence-routerd] request answered\n")
+    }
+
+    @Test("a message of several lines keeps its priority on each")
+    func severalLines() {
+        let line = JournalLogHandler.line(label: "l", handlerMetadata: [:], event: event(.error, "first\nsecond"))
+        #expect(line == "<3>error [l] first\n<3>second\n")
+    }
+
+    @Test("JOURNAL_STREAM counts only when it names the very stream: the variable alone, inherited, proves nothing")
+    func detection() throws {
+        let descriptor = open("/dev/null", O_WRONLY)
+        try #require(descriptor >= 0)
+        defer { close(descriptor) }
+        var status = stat()
+        try #require(fstat(descriptor, &status) == 0)
+        #expect(JournalLogHandler.isJournal(descriptor, environment: "\(status.st_dev):\(status.st_ino)"))
+        #expect(!JournalLogHandler.isJournal(descriptor, environment: "\(status.st_dev):\(status.st_ino + 1)"))
+        #expect(!JournalLogHandler.isJournal(descriptor, environment: nil))
+        #expect(!JournalLogHandler.isJournal(descriptor, environment: "garbage"))
+    }
+}
