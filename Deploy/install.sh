@@ -48,7 +48,7 @@ if $uninstall; then
         rm -f -- "$destdir$file"
     done <"$destdir$manifest"
     rm -f -- "$destdir$manifest"
-    rmdir -- "$destdir$doc/examples" "$destdir$doc" 2>/dev/null || true
+    rmdir -- "$destdir$doc/examples/systemd" "$destdir$doc/examples" "$destdir$doc" 2>/dev/null || true
     echo "removed fence-router from ${destdir:-/} (configuration and keys left in place)"
     exit 0
 fi
@@ -118,6 +118,7 @@ put Deploy/firewalld/fence-router.xml "$firewalld/fence-router.xml" 0644
 for example in Deploy/examples/fence_virt.conf.*; do
     put "$example" "$doc/examples/$(basename "$example")" 0644
 done
+put Deploy/examples/systemd/protect-home-read-only.conf "$doc/examples/systemd/protect-home-read-only.conf" 0644
 
 mkdir -p "$destdir$doc"
 printf '%s\n' "${installed[@]}" >"$destdir$manifest"

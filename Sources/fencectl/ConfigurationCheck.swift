@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 import BusClient
 import DaemonSupport
 import FenceBus
@@ -28,6 +33,9 @@ struct ConfigurationCheck {
         if let router { check.daemons.append("fence-routerd (\(router.daemon.backend.rawValue) backend)") }
         if host != nil { check.daemons.append("fence-hostd") }
         check.warnings = configurations.warnings.map(\.description)
+        let uris = (router?.daemon.backend == .libvirt ? router?.libvirt.uris ?? [] : []) + (host?.libvirt.uris ?? [])
+        check.warnings += sandboxConflicts(uris)
+        if let bus = router?.bus ?? host?.bus, let exposed = exposedPassword(bus, file: file) { check.warnings.append(exposed) }
         if checkFiles {
             // The identity a file serves: its host's when it configures an agent, else its router's.
             let signer: BusSigner = host.map { .daemon(name: $0.agent.hostID ?? hostname, role: .host) }
@@ -54,6 +62,42 @@ struct ConfigurationCheck {
             do { _ = try BusSetup.identity(of: signer, settings: bus) } catch { problems.append("\(error)") }
         }
         return problems
+    }
+
+    /// libvirt URIs that the units' sandbox (`ProtectHome=yes`) breaks: ssh reads its keys under
+    /// /root/.ssh, a session daemon's socket lives under /run/user or a home directory.
+    static func sandboxConflicts(_ uris: [String]) -> [String] {
+        var conflicts: [String] = []
+        for uri in Set(uris).sorted() {
+            let reason: String? =
+                if uri.contains("+ssh://") || uri.contains("+libssh://") || uri.contains("+libssh2://") {
+                    "ssh reads its keys and known_hosts under /root/.ssh"
+                } else if uri.contains("/session") || uri.contains("socket=/run/user/") || uri.contains("socket=/home/") || uri.contains("socket=/root/") {
+                    "a session libvirtd's socket is under /run/user or a home directory"
+                } else {
+                    nil
+                }
+            if let reason {
+                conflicts.append("libvirt uri \(uri): \(reason), which the units' ProtectHome=yes hides; install the drop-in examples/systemd/protect-home-read-only.conf (Docs/install.md)")
+            }
+        }
+        return conflicts
+    }
+
+    /// A broker password in a configuration file others may read.
+    static func exposedPassword(_ bus: BusSettings, file: String) -> String? {
+        guard bus.urls.contains(where: hasPassword) else { return nil }
+        var status = stat()
+        guard stat(file, &status) == 0, status.st_mode & 0o004 != 0 else { return nil }
+        return "\(file) holds a broker password in a url and every user may read it: chmod 600 \(file), or move the password to password_file (0600)"
+    }
+
+    /// Whether `amqp://user:password@host` carries a password.
+    static func hasPassword(_ url: String) -> Bool {
+        guard let scheme = url.range(of: "://") else { return false }
+        let authority = url[scheme.upperBound...].prefix { $0 != "/" }
+        guard let at = authority.lastIndex(of: "@") else { return false }
+        return authority[..<at].contains(":")
     }
 
     /// Whom the trust directory lets each daemon hear: a router that trusts no host, or an agent

@@ -36,6 +36,7 @@ struct InstallTests {
             "/usr/sbin/fence-hostd", "/usr/sbin/fence-routerd", "/usr/sbin/fencectl",
             "/usr/share/doc/fence-router/examples/fence_virt.conf.multi-host",
             "/usr/share/doc/fence-router/examples/fence_virt.conf.single-host",
+            "/usr/share/doc/fence-router/examples/systemd/protect-home-read-only.conf",
             "/usr/share/doc/fence-router/installed-files",
             "/usr/share/man/man8/fence-hostd.8.gz", "/usr/share/man/man8/fence-routerd.8.gz", "/usr/share/man/man8/fencectl.8.gz",
         ]

@@ -78,6 +78,25 @@ struct ConfigTests {
         #expect(amqp["router_id"]?.hasPrefix("router-") == true)
     }
 
+    @Test("warnings for what the units' sandbox breaks (libvirt over ssh, a session libvirtd) and for a broker password every user may read")
+    func sandboxAndPasswordWarnings() async throws {
+        for (uri, warned) in [("qemu+ssh://root@hv2/system", true), ("qemu:///session", true), ("qemu:///system?socket=/run/user/1000/libvirt/libvirt-sock", true),
+                              ("qemu:///system", false), ("test:///default", false)] {
+            let path = try directory.write("uri.conf", "fence_virtd { listener = \"multicast\"; backend = \"libvirt\"; }\nlisteners { multicast { key_file = \"\(key)\"; } }\nbackends { libvirt { uri = \"\(uri)\"; } }\n")
+            let result = try await fencectl(["config", "check", "--skip-files", path])
+            #expect(result.status == 0, "\(result)")
+            #expect(result.output.contains("libvirt uri \(uri):") == warned, "\(uri): \(result.output)")
+            #expect(result.output.contains("protect-home-read-only.conf") == warned)
+        }
+        let withPassword = "fence_virtd { listener = \"multicast\"; backend = \"amqp\"; }\nlisteners { multicast { key_file = \"\(key)\"; } }\nbackends { amqp { url = \"amqp://fence:secret@127.0.0.1\"; bus_key_file = \"\(busKey)\"; } }\n"
+        let open = try directory.write("open.conf", withPassword, mode: 0o644)
+        #expect(try await fencectl(["config", "check", "--skip-files", open]).output.contains("every user may read it: chmod 600"))
+        let closed = try directory.write("closed.conf", withPassword, mode: 0o600)
+        #expect(!(try await fencectl(["config", "check", "--skip-files", closed]).output.contains("every user may read it")))
+        let noPassword = try directory.write("nopassword.conf", withPassword.replacingOccurrences(of: "fence:secret@", with: "fence@"), mode: 0o644)
+        #expect(!(try await fencectl(["config", "check", "--skip-files", noPassword]).output.contains("every user may read it")))
+    }
+
     @Test("broken files: exit 1, the error names the file, line and key (or the file to create)")
     func brokenFiles() async throws {
         let cases: [(text: String, error: String)] = [
