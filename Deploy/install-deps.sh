@@ -22,6 +22,7 @@ if [[ ${1:-} != --build-only ]]; then
         systemd            # systemd-analyze verifies the units
         systemd-container  # systemd-nspawn boots a minimal Debian to run the units under a real systemd
         debootstrap        # which it makes
+        man-db             # man -l renders the installed man pages, warnings checked
     )
 fi
 

@@ -86,8 +86,10 @@ manpage() { # manpage PROGRAM SUMMARY HELP-TEXT
         printf '.SH NAME\n%s \\- %s\n.SH DESCRIPTION\n.nf\n' "$1" "$2"
         # roff: backslashes escaped, a line starting with . or ' protected.
         sed -e 's/\\/\\e/g' -e "s/^\([.']\)/\\\\\&\1/" <<<"$3"
-        printf '.fi\n.SH FILES\n/etc/fence_virt.conf, /etc/cluster/fence_xvm.key\n'
-        printf '.SH SEE ALSO\nfence-routerd(8), fence-hostd(8), fencectl(8), fence_xvm(8), fence_virt.conf(5)\n'
+        printf '.fi\n'
+        # FILES, SIGNALS, EXIT STATUS and EXAMPLES, written for each program.
+        cat "Deploy/man/$1.8.roff"
+        printf '.SH SEE ALSO\n.BR fence-routerd (8),\n.BR fence-hostd (8),\n.BR fencectl (8),\n.BR fence_xvm (8),\n.BR fence_virt.conf (5)\n'
     } | gzip -9n >"$page"
     put "$page" "$man8/$1.8.gz" 0644
     rm -f "$page"

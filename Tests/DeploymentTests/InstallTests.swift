@@ -48,6 +48,15 @@ struct InstallTests {
         let page = try await Command.run(["sh", "-c", "zcat \(root.path("usr/share/man/man8/fencectl.8.gz"))"])
         #expect(page.output.contains(".SH NAME\nfencectl \\- "), "\(page)")
         #expect(page.output.contains("fencectl config check"), "every command's help is in the page")
+        for program in ["fence-routerd", "fence-hostd", "fencectl"] {
+            let file = root.path("usr/share/man/man8/\(program).8.gz")
+            let rendered = try await Command.run(["sh", "-c", "LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -l \(file)"])
+            #expect(rendered.status == 0 && rendered.error.isEmpty, "man -l \(program) renders without a warning: \(rendered)")
+            for section in ["FILES", "EXIT STATUS", "EXAMPLES", "SEE ALSO"] {
+                #expect(rendered.output.contains("\n\(section)\n"), "\(program)(8) has \(section)")
+            }
+            if program != "fencectl" { #expect(rendered.output.contains("\nSIGNALS\n"), "\(program)(8) has SIGNALS") }
+        }
 
         let removed = try await Command.run([Self.script, "--uninstall", "--destdir", root.url.path])
         #expect(removed.status == 0, "\(removed)")
