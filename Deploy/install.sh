@@ -34,6 +34,7 @@ fi
 programs=(fence-routerd fence-hostd fencectl)
 sbin=/usr/sbin
 man8=/usr/share/man/man8
+man5=/usr/share/man/man5
 units=/usr/lib/systemd/system
 firewalld=/usr/lib/firewalld/services
 doc=/usr/share/doc/fence-router
@@ -89,7 +90,7 @@ manpage() { # manpage PROGRAM SUMMARY HELP-TEXT
         printf '.fi\n'
         # FILES, SIGNALS, EXIT STATUS and EXAMPLES, written for each program.
         cat "Deploy/man/$1.8.roff"
-        printf '.SH SEE ALSO\n.BR fence-routerd (8),\n.BR fence-hostd (8),\n.BR fencectl (8),\n.BR fence_xvm (8),\n.BR fence_virt.conf (5)\n'
+        printf '.SH SEE ALSO\n.BR fence-routerd (8),\n.BR fence-hostd (8),\n.BR fencectl (8),\n.BR fence-router.conf (5),\n.BR fence_xvm (8),\n.BR fence_virt.conf (5)\n'
     } | gzip -9n >"$page"
     put "$page" "$man8/$1.8.gz" 0644
     rm -f "$page"
@@ -115,6 +116,17 @@ done
 manpage fencectl "the operator's tool for fence-router" "$help"
 
 put Deploy/systemd/fence-routerd.service "$units/fence-routerd.service" 0644
+# fence-router.conf(5): Docs/configuration.md, the one text of the keys, set in roff.
+page=$(mktemp)
+{
+    printf '.TH FENCE-ROUTER.CONF 5 "%s" "fence-router" "File Formats"\n' "$(date -u +%Y-%m-%d)"
+    printf '.SH NAME\nfence-router.conf \\- the keys fence-routerd and fence-hostd read in /etc/fence_virt.conf\n.SH DESCRIPTION\n'
+    awk -f Deploy/man/markdown-to-roff.awk Docs/configuration.md
+    printf '.SH SEE ALSO\n.BR fence_virt.conf (5),\n.BR fence-routerd (8),\n.BR fence-hostd (8),\n.BR fencectl (8)\n'
+} | gzip -9n >"$page"
+put "$page" "$man5/fence-router.conf.5.gz" 0644
+rm -f "$page"
+
 put Deploy/systemd/fence-hostd.service "$units/fence-hostd.service" 0644
 put Deploy/firewalld/fence-router.xml "$firewalld/fence-router.xml" 0644
 for example in Deploy/examples/fence_virt.conf.*; do

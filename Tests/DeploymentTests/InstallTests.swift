@@ -38,6 +38,7 @@ struct InstallTests {
             "/usr/share/doc/fence-router/examples/fence_virt.conf.single-host",
             "/usr/share/doc/fence-router/examples/systemd/protect-home-read-only.conf",
             "/usr/share/doc/fence-router/installed-files",
+            "/usr/share/man/man5/fence-router.conf.5.gz",
             "/usr/share/man/man8/fence-hostd.8.gz", "/usr/share/man/man8/fence-routerd.8.gz", "/usr/share/man/man8/fencectl.8.gz",
         ]
         #expect(files(under: root.url) == expected)
@@ -48,6 +49,11 @@ struct InstallTests {
         let page = try await Command.run(["sh", "-c", "zcat \(root.path("usr/share/man/man8/fencectl.8.gz"))"])
         #expect(page.output.contains(".SH NAME\nfencectl \\- "), "\(page)")
         #expect(page.output.contains("fencectl config check"), "every command's help is in the page")
+        let conf = try await Command.run(["sh", "-c", "LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -l \(root.path("usr/share/man/man5/fence-router.conf.5.gz"))"])
+        #expect(conf.status == 0 && conf.error.isEmpty, "fence-router.conf(5) renders without a warning: \(conf)")
+        for key in ["request_timeout", "state_directory", "max_message_size", "host_freshness", "router_id"] {
+            #expect(conf.output.contains("\n       \(key)"), "fence-router.conf(5) describes \(key)")
+        }
         for program in ["fence-routerd", "fence-hostd", "fencectl"] {
             let file = root.path("usr/share/man/man8/\(program).8.gz")
             let rendered = try await Command.run(["sh", "-c", "LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -l \(file)"])
