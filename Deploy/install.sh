@@ -35,6 +35,8 @@ programs=(fence-routerd fence-hostd fencectl)
 sbin=/usr/sbin
 man8=/usr/share/man/man8
 man5=/usr/share/man/man5
+bashcompletions=/usr/share/bash-completion/completions
+zshcompletions=/usr/share/zsh/vendor-completions
 units=/usr/lib/systemd/system
 firewalld=/usr/lib/firewalld/services
 doc=/usr/share/doc/fence-router
@@ -116,6 +118,17 @@ done
 manpage fencectl "the operator's tool for fence-router" "$help"
 
 put Deploy/systemd/fence-routerd.service "$units/fence-routerd.service" 0644
+# Completions: fencectl's from its own parser, the daemons' (fence_virtd's options) written out.
+for shell in bash zsh; do
+    script=$(mktemp)
+    "$prebuilt/fencectl" --generate-completion-script "$shell" >"$script"
+    if [[ $shell == bash ]]; then put "$script" "$bashcompletions/fencectl" 0644; else put "$script" "$zshcompletions/_fencectl" 0644; fi
+    rm -f "$script"
+done
+put Deploy/completions/fence-daemon.bash "$bashcompletions/fence-routerd" 0644
+put Deploy/completions/fence-daemon.bash "$bashcompletions/fence-hostd" 0644
+put Deploy/completions/_fence-daemon.zsh "$zshcompletions/_fence-daemon" 0644
+
 # fence-router.conf(5): Docs/configuration.md, the one text of the keys, set in roff.
 page=$(mktemp)
 {

@@ -34,12 +34,15 @@ struct InstallTests {
             "/usr/lib/firewalld/services/fence-router.xml",
             "/usr/lib/systemd/system/fence-hostd.service", "/usr/lib/systemd/system/fence-routerd.service",
             "/usr/sbin/fence-hostd", "/usr/sbin/fence-routerd", "/usr/sbin/fencectl",
+            "/usr/share/bash-completion/completions/fence-hostd", "/usr/share/bash-completion/completions/fence-routerd",
+            "/usr/share/bash-completion/completions/fencectl",
             "/usr/share/doc/fence-router/examples/fence_virt.conf.multi-host",
             "/usr/share/doc/fence-router/examples/fence_virt.conf.single-host",
             "/usr/share/doc/fence-router/examples/systemd/protect-home-read-only.conf",
             "/usr/share/doc/fence-router/installed-files",
             "/usr/share/man/man5/fence-router.conf.5.gz",
             "/usr/share/man/man8/fence-hostd.8.gz", "/usr/share/man/man8/fence-routerd.8.gz", "/usr/share/man/man8/fencectl.8.gz",
+            "/usr/share/zsh/vendor-completions/_fence-daemon", "/usr/share/zsh/vendor-completions/_fencectl",
         ]
         #expect(files(under: root.url) == expected)
         let manifest = try String(contentsOfFile: root.path("usr/share/doc/fence-router/installed-files"), encoding: .utf8)
@@ -49,6 +52,14 @@ struct InstallTests {
         let page = try await Command.run(["sh", "-c", "zcat \(root.path("usr/share/man/man8/fencectl.8.gz"))"])
         #expect(page.output.contains(".SH NAME\nfencectl \\- "), "\(page)")
         #expect(page.output.contains("fencectl config check"), "every command's help is in the page")
+        // The completions load and complete: fencectl's subcommands, the daemons' options.
+        let completion = try await Command.run(["bash", "-c", """
+            source \(root.path("usr/share/bash-completion/completions/fencectl"))
+            source \(root.path("usr/share/bash-completion/completions/fence-routerd"))
+            COMP_WORDS=(fence-routerd --ver); COMP_CWORD=1; _fence_daemon; echo "${COMPREPLY[@]}"
+            complete -p fencectl
+            """])
+        #expect(completion.status == 0 && completion.output.contains("--version") && completion.output.contains("fencectl"), "\(completion)")
         let conf = try await Command.run(["sh", "-c", "LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -l \(root.path("usr/share/man/man5/fence-router.conf.5.gz"))"])
         #expect(conf.status == 0 && conf.error.isEmpty, "fence-router.conf(5) renders without a warning: \(conf)")
         for key in ["request_timeout", "state_directory", "max_message_size", "host_freshness", "router_id"] {
