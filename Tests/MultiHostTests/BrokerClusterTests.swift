@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import TestSupport
 
@@ -15,13 +16,59 @@ extension RoutedFencingTests {
         return ContinuousClock.now - started
     }
 
+    /// One request of the load: when it was sent, and whether it succeeded.
+    private struct LoadAnswer: Sendable {
+        let sent: ContinuousClock.Instant
+        let succeeded: Bool
+    }
+
+    /// What the load answered so far, and the test's signal for it to stop.
+    private final class LoadLog: Sendable {
+        let answers = Mutex<[LoadAnswer]>([])
+        let stop = Atomic(false)
+
+        func succeeded(after instant: ContinuousClock.Instant) -> Bool {
+            answers.withLock { $0.contains { $0.succeeded && $0.sent > instant } }
+        }
+    }
+
+    /// Guest g2 fencing `name` on `host` without a pause until the log's stop is raised: the load
+    /// under which the nodes die. A reboot while it runs, `on` while it is off (a reboot whose
+    /// answer was lost leaves it off, and a reboot of a domain that is off keeps it off). Every
+    /// success is checked with that host's libvirtd: after a reboot the run it found is gone,
+    /// after an on it runs.
+    private func rebootLoad(_ lab: MultiHostLab, _ host: String, _ name: String, log: LoadLog) async throws {
+        while !log.stop.load(ordering: .relaxed), !Task.isCancelled {
+            let before = try await lab.domainID(host, name)
+            let action = before == "-" ? "on" : "reboot"
+            let sent = ContinuousClock.now
+            let answer = try await lab.fence(action, name, guest: "g2", timeout: 10)
+            if answer == 0 {
+                let after = try await lab.domainID(host, name)
+                if action == "reboot" {
+                    #expect(after != before, "a reboot answered 0 ended the run it found (ids \(before) → \(after))")
+                } else {
+                    #expect(after != "-", "an on answered 0 started \(name)")
+                }
+            }
+            log.answers.withLock { $0.append(LoadAnswer(sent: sent, succeeded: answer == 0)) }
+        }
+    }
+
     @Test("a RabbitMQ cluster of 3: the node the agent is on killed, then the router's; both move on, fencing succeeds again; a command in flight at a kill runs at most once; a restarted node rejoins and takes connections")
     func brokerCluster() async throws {
         try await MultiHostLab.with(hosts: 2, routers: 1, brokers: 3) { lab in
             // b1 last: libvirt numbers every start on a host, so its next start takes its id + 1
             // and a second one would take + 2.
             for number in [2, 3, 4, 1] { try await lab.define("hv2", "b\(number)", uuid: uuid(number)) }
+            // The load's domain on hv1: starts on hv2 would move the ids b1's check counts on.
+            try await lab.define("hv1", "bl", uuid: uuid(99))
             try await lab.waitUntilListed("b4", on: true)
+            try await lab.waitUntilListed("bl", on: true)
+            // Under load: another guest fences bl all along, through the router's node and hv1's.
+            let log = LoadLog()
+            async let load: Void = rebootLoad(lab, "hv1", "bl", log: log)
+            var kills: [ContinuousClock.Instant] = []
             // hv1 (the router and an agent) lists the nodes from the first, hv2 from the second.
             #expect(try await lab.attached("router-hv1") == "broker1")
             #expect(try await lab.attached("agent-hv2") == "broker2")
@@ -32,6 +79,7 @@ extension RoutedFencingTests {
             async let inFlight = lab.fence("reboot", "b1", timeout: 20)
             try await Task.sleep(for: .milliseconds(150))
             try await lab.kill("broker2")
+            kills.append(.now)
             let answer = try await inFlight
             let after = Int(try await lab.domainID("hv2", "b1"))!
             #expect(after == before || after == before + 1, "restarted at most once (ids \(before) → \(after))")
@@ -44,6 +92,7 @@ extension RoutedFencingTests {
 
             // Then the node the router is on.
             try await lab.kill("broker1")
+            kills.append(.now)
             _ = try await fenceUntilDone(lab, "off", "b3")
             #expect(try await lab.state("hv2", "b3") == "shut off")
             #expect(try await lab.attached("router-hv1") == "broker3", "the one node left")
@@ -54,6 +103,7 @@ extension RoutedFencingTests {
             async let second: Void = lab.start("broker2")
             _ = try await (first, second)
             try await lab.kill("broker3")
+            kills.append(.now)
             // Node 1 sees node 2 beside it: both rejoined the one cluster (not two clusters of one).
             try await waitUntil("node 1 sees two nodes running, itself and node 2", within: .seconds(30)) {
                 try await lab.run("running-brokers").output.trimmingCharacters(in: .whitespacesAndNewlines) == "2"
@@ -67,6 +117,15 @@ extension RoutedFencingTests {
                 try await lab.status("b4") == 2
             }
             #expect(try await lab.state("hv2", "b1") == "running", "b1 was never switched off for good")
+
+            // The load went on through every kill: after each, a request sent after it succeeded.
+            let last = try #require(kills.last)
+            try await waitUntil("a request of the load sent after the last kill succeeded", within: .seconds(60)) { log.succeeded(after: last) }
+            log.stop.store(true, ordering: .relaxed)
+            try await load
+            for (index, kill) in kills.enumerated() {
+                #expect(log.succeeded(after: kill), "a request of the load sent after kill \(index + 1) succeeded")
+            }
         }
     }
 }
