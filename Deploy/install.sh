@@ -52,6 +52,8 @@ if $uninstall; then
     done <"$destdir$manifest"
     rm -f -- "$destdir$manifest"
     rmdir -- "$destdir$doc/examples/systemd" "$destdir$doc/examples" "$destdir$doc" 2>/dev/null || true
+    # The completion directories, where this install made them (left alone when others use them).
+    rmdir -- "$destdir$bashcompletions" "$destdir${bashcompletions%/*}" "$destdir$zshcompletions" "$destdir${zshcompletions%/*}" 2>/dev/null || true
     echo "removed fence-router from ${destdir:-/} (configuration and keys left in place)"
     exit 0
 fi

@@ -11,16 +11,22 @@ struct GitCommit: BuildToolPlugin {
         let file = output.appending(path: "GeneratedBuildInfo.swift").path
         let package = context.package.directoryURL.path
         let script = """
-            commit=$(git -C "$1" rev-parse --short=12 HEAD 2>/dev/null) || commit=
+            package=$1 output=$2 file=$3
+            git() { command git -c safe.directory="$package" -C "$package" "$@"; }
+            commit=
+            # The package's own checkout only: a tarball unpacked inside another one has none.
+            if [ "$(git rev-parse --show-toplevel 2>/dev/null)" = "$(cd "$package" && pwd -P)" ]; then
+                commit=$(git rev-parse --short=12 HEAD 2>/dev/null) || commit=
+            fi
             if [ -n "$commit" ]; then
-                git -C "$1" diff --quiet HEAD -- 2>/dev/null || commit="$commit-dirty"
+                [ -z "$(git status --porcelain 2>/dev/null)" ] || commit="$commit-dirty"
                 value="\\"$commit\\""
             else
                 value=nil
             fi
-            mkdir -p "$2"
+            mkdir -p "$output"
             text="enum GeneratedBuildInfo { static let commit: String? = $value }"
-            [ "$(cat "$3" 2>/dev/null)" = "$text" ] || printf '%s\\n' "$text" > "$3"
+            [ "$(cat "$file" 2>/dev/null)" = "$text" ] || printf '%s\\n' "$text" > "$file"
             """
         return [
             .prebuildCommand(

@@ -83,7 +83,9 @@ extension DaemonProcess {
     }
 
     private static func fail(_ program: String, _ message: String) -> Never {
-        let line = Array("\(program): \(message)\n".utf8)
+        // Under systemd the journal files it as an error, so journalctl -p err shows why it stopped.
+        let priority = JournalLogHandler.isJournal() ? "<3>" : ""
+        let line = Array("\(priority)\(program): \(message)\n".utf8)
         _ = write(2, line, line.count)
         exit(1)
     }
