@@ -6,12 +6,12 @@ import Musl
 import Logging
 
 /// One log event as a line without a timestamp (the system log and the journal add their own):
-/// `level key=value … [label] message`, the metadata sorted by key.
+/// `level key=value … [tag] message`, the metadata sorted by key.
 struct LogLine {
-    static func format(label: String, handlerMetadata: Logger.Metadata, event: LogEvent) -> String {
+    static func format(tag: String, handlerMetadata: Logger.Metadata, event: LogEvent) -> String {
         let merged = handlerMetadata.merging(event.metadata ?? [:]) { $1 }
         let fields = merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-        return "\(event.level) \(fields.isEmpty ? "" : fields + " ")[\(label)] \(event.message)"
+        return "\(event.level) \(fields.isEmpty ? "" : fields + " ")[\(tag)] \(event.message)"
     }
 }
 
@@ -51,7 +51,7 @@ public struct SyslogLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        LogLine.format(label: label, handlerMetadata: metadata, event: event).withCString { line in
+        LogLine.format(tag: label, handlerMetadata: metadata, event: event).withCString { line in
             withVaList([line]) { vsyslog(event.level.syslogPriority, "%s", $0) }
         }
     }
@@ -80,8 +80,10 @@ public struct JournalLogHandler: LogHandler {
         _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
     }
 
+    /// Tagged with the module that logged, as on standard error outside the journal (the journal
+    /// names the program already).
     static func line(label: String, handlerMetadata: Logger.Metadata, event: LogEvent) -> String {
-        let text = LogLine.format(label: label, handlerMetadata: handlerMetadata, event: event)
+        let text = LogLine.format(tag: event.source, handlerMetadata: handlerMetadata, event: event)
         // A message of several lines keeps its priority on each.
         return text.split(separator: "\n", omittingEmptySubsequences: false)
             .map { "<\(event.level.syslogPriority)>\($0)\n" }.joined()

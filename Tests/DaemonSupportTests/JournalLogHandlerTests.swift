@@ -18,13 +18,13 @@ struct JournalLogHandlerTests {
     ])
     func priorities(level: Logger.Level, priority: Int) {
         let line = JournalLogHandler.line(label: "fence-routerd", handlerMetadata: ["router": "r1"], event: event(level, "request answered", ["op": "off", "domain": "vm1"]))
-        #expect(line == "<\(priority)>\(level) domain=vm1 op=off router=r1 [fence-routerd] request answered\n")
+        #expect(line == "<\(priority)>\(level) domain=vm1 op=off router=r1 [Test] request answered\n", "tagged with the module that logged")
     }
 
     @Test("a message of several lines keeps its priority on each")
     func severalLines() {
         let line = JournalLogHandler.line(label: "l", handlerMetadata: [:], event: event(.error, "first\nsecond"))
-        #expect(line == "<3>error [l] first\n<3>second\n")
+        #expect(line == "<3>error [Test] first\n<3>second\n")
     }
 
     @Test("JOURNAL_STREAM counts only when it names the very stream: the variable alone, inherited, proves nothing")
