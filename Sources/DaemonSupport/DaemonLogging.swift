@@ -13,13 +13,13 @@ public enum DaemonLogging {
     /// Structured logs, one line per event: to the system log when detached; in the foreground to
     /// standard error, with each line's priority when that is the journal (under systemd).
     public static func bootstrap(level: Logger.Level, program: String, detached: Bool) {
-        if detached { SyslogLogHandler.open(identity: program) }
-        let journal = !detached && JournalLogHandler.isJournal()
+        if detached { SystemLogHandler.openSyslog(identity: program) }
+        let journal = !detached && SystemLogHandler.isJournal()
         LoggingSystem.bootstrap { label in
             var handler: any LogHandler = if detached {
-                SyslogLogHandler(label: label)
+                SystemLogHandler(label: label, destination: .syslog)
             } else if journal {
-                JournalLogHandler(label: label)
+                SystemLogHandler(label: label, destination: .journal)
             } else {
                 StreamLogHandler.standardError(label: label)
             }

@@ -17,13 +17,13 @@ struct JournalLogHandlerTests {
         (Logger.Level.trace, 7), (.debug, 7), (.info, 6), (.notice, 5), (.warning, 4), (.error, 3), (.critical, 2),
     ])
     func priorities(level: Logger.Level, priority: Int) {
-        let line = JournalLogHandler.line(label: "fence-routerd", handlerMetadata: ["router": "r1"], event: event(level, "request answered", ["op": "off", "domain": "vm1"]))
+        let line = SystemLogHandler.journalLine(handlerMetadata: ["router": "r1"], event: event(level, "request answered", ["op": "off", "domain": "vm1"]))
         #expect(line == "<\(priority)>\(level) domain=vm1 op=off router=r1 [Test] request answered\n", "tagged with the module that logged")
     }
 
     @Test("a message of several lines keeps its priority on each")
     func severalLines() {
-        let line = JournalLogHandler.line(label: "l", handlerMetadata: [:], event: event(.error, "first\nsecond"))
+        let line = SystemLogHandler.journalLine(handlerMetadata: [:], event: event(.error, "first\nsecond"))
         #expect(line == "<3>error [Test] first\n<3>second\n")
     }
 
@@ -34,9 +34,9 @@ struct JournalLogHandlerTests {
         defer { close(descriptor) }
         var status = stat()
         try #require(fstat(descriptor, &status) == 0)
-        #expect(JournalLogHandler.isJournal(descriptor, environment: "\(status.st_dev):\(status.st_ino)"))
-        #expect(!JournalLogHandler.isJournal(descriptor, environment: "\(status.st_dev):\(status.st_ino + 1)"))
-        #expect(!JournalLogHandler.isJournal(descriptor, environment: nil))
-        #expect(!JournalLogHandler.isJournal(descriptor, environment: "garbage"))
+        #expect(SystemLogHandler.isJournal(descriptor, environment: "\(status.st_dev):\(status.st_ino)"))
+        #expect(!SystemLogHandler.isJournal(descriptor, environment: "\(status.st_dev):\(status.st_ino + 1)"))
+        #expect(!SystemLogHandler.isJournal(descriptor, environment: nil))
+        #expect(!SystemLogHandler.isJournal(descriptor, environment: "garbage"))
     }
 }

@@ -29,20 +29,32 @@ extension Logger.Level {
     }
 }
 
-/// Where a detached daemon's logs go: the system log, with the same structured metadata.
-public struct SyslogLogHandler: LogHandler {
+/// Where a daemon's logs go when a system service takes them: one line per event with its
+/// priority, the structured metadata kept, no timestamp of ours (the log adds its own).
+public struct SystemLogHandler: LogHandler {
+    public enum Destination: Sendable {
+        /// The system log, detached: syslog(3), tagged with the logger's label.
+        case syslog
+        /// Standard error when it is the journal (systemd sets `JOURNAL_STREAM` to its device and
+        /// inode): each line starts with its priority as `<N>`, which the journal takes off and
+        /// keeps, so that `journalctl -p warning` shows the warnings.
+        case journal
+    }
+
     public var logLevel: Logger.Level = .info
     public var metadata: Logger.Metadata = [:]
     private let label: String
+    private let destination: Destination
 
     /// Opens the system log once for the process under `identity`.
-    public static func open(identity: String) {
+    public static func openSyslog(identity: String) {
         // openlog keeps the pointer: the identity must live for the whole process.
         openlog(strdup(identity), LOG_PID, LOG_DAEMON)
     }
 
-    public init(label: String) {
+    public init(label: String, destination: Destination) {
         self.label = label
+        self.destination = destination
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -51,38 +63,21 @@ public struct SyslogLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        LogLine.format(tag: label, handlerMetadata: metadata, event: event).withCString { line in
-            withVaList([line]) { vsyslog(event.level.syslogPriority, "%s", $0) }
+        switch destination {
+        case .syslog:
+            LogLine.format(tag: label, handlerMetadata: metadata, event: event).withCString { line in
+                withVaList([line]) { vsyslog(event.level.syslogPriority, "%s", $0) }
+            }
+        case .journal:
+            let line = Array(Self.journalLine(handlerMetadata: metadata, event: event).utf8)
+            // One write per line: lines of several threads never interleave.
+            _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
         }
-    }
-}
-
-/// Standard error when it is the journal (systemd sets `JOURNAL_STREAM` to its device and inode):
-/// each line starts with its priority as `<N>`, which the journal takes off and keeps, so that
-/// `journalctl -p warning` shows the warnings; no timestamp of our own (the journal has one).
-public struct JournalLogHandler: LogHandler {
-    public var logLevel: Logger.Level = .info
-    public var metadata: Logger.Metadata = [:]
-    private let label: String
-
-    public init(label: String) {
-        self.label = label
-    }
-
-    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    public func log(event: LogEvent) {
-        let line = Array(Self.line(label: label, handlerMetadata: metadata, event: event).utf8)
-        // One write per line: lines of several threads never interleave.
-        _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
     }
 
     /// Tagged with the module that logged, as on standard error outside the journal (the journal
     /// names the program already).
-    static func line(label: String, handlerMetadata: Logger.Metadata, event: LogEvent) -> String {
+    static func journalLine(handlerMetadata: Logger.Metadata, event: LogEvent) -> String {
         let text = LogLine.format(tag: event.source, handlerMetadata: handlerMetadata, event: event)
         // A message of several lines keeps its priority on each.
         return text.split(separator: "\n", omittingEmptySubsequences: false)
