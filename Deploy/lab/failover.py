@@ -4,7 +4,7 @@
 Standard library only; runs in the multi-host lab of lab.sh (network namespaces it creates and
 deletes). Run as root:
 
-    failover.py --bin DIR [--kills 10] [--round-trips 20] [--json FILE]
+    failover.py --bin DIR [--kills 10] [--round-trips 20] [--json FILE] [--keep-logs DIR]
 
 A lab of three hosts on a RabbitMQ cluster of three nodes (lab.sh --brokers 3): two guests reboot
 VMs without a pause, each reboot judged by the host's libvirtd (a success must have restarted the
@@ -13,11 +13,14 @@ robin) and the time until every guest has had a reboot sent after the kill succe
 the node is started again and rejoins before the next kill. Before the kills, and in a lab on a single broker, the same reboots
 are timed one after another: the round trip through the cluster against one broker.
 
-Prints a table; exits 1 on any false success.
+Prints a table, then every request sent around the slowest kills (times from the kill); exits 1
+on any false success. With --keep-logs, the cluster lab's directory (daemons' and brokers' logs)
+is copied there before the lab goes down.
 """
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -74,6 +77,7 @@ class Fencer(threading.Thread):
         self.lab, self.guest, self.names = lab, guest, names
         self.stop = threading.Event()
         self.successes = []  # (started, finished), monotonic, of confirmed successes
+        self.requests = []  # (started, finished, code, name) of every request
         self.failures = 0
         self.false = []
         self.lock = threading.Lock()
@@ -89,6 +93,7 @@ class Fencer(threading.Thread):
             finished = time.monotonic()
             after, state = self.lab.domain_id(name), self.lab.state(name)
             with self.lock:
+                self.requests.append((started, finished, code, name))
                 if code == 0:
                     if after is None or after == before or after == "-" or state != "running":
                         self.false.append(f"reboot {name}: 0, but libvirt id {before} -> {after}, {state}")
@@ -101,6 +106,11 @@ class Fencer(threading.Thread):
         """When the first success of a request sent after `moment` was answered."""
         with self.lock:
             return next((finished for started, finished in self.successes if started >= moment), None)
+
+    def around(self, first, last):
+        """Every request answered after `first` and sent before `last`."""
+        with self.lock:
+            return [request for request in self.requests if request[1] >= first and request[0] <= last]
 
 
 def round_trips(lab, count):
@@ -120,6 +130,7 @@ def main():
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--round-trips", type=int, default=20)
     parser.add_argument("--json")
+    parser.add_argument("--keep-logs", metavar="DIR")
     options = parser.parse_args()
 
     single = Lab(options.bin, 1)
@@ -129,7 +140,7 @@ def main():
         single.down()
 
     lab = Lab(options.bin, 3)
-    recoveries, outages = [], []
+    recoveries, outages, kills = [], [], []
     try:
         cluster = round_trips(lab, options.round_trips)
         fencers = [Fencer(lab, "g1", ["vm1", "vm2", "vm3"]), Fencer(lab, "g2", ["vm4", "vm5", "vm6"])]
@@ -151,6 +162,10 @@ def main():
                 outages.append(node)
             else:
                 recoveries.append(back - killed)
+            end = back if back is not None else deadline
+            kills.append({"node": node, "recovery": None if back is None else back - killed, "requests": [
+                {"guest": f.guest, "domain": name, "sent": round(started - killed, 3), "answered": round(finished - killed, 3), "code": code}
+                for f in fencers for started, finished, code, name in f.around(killed, end)]})
             lab.run("start", node)
             time.sleep(3)
         for fencer in fencers:
@@ -161,6 +176,10 @@ def main():
         successes = sum(len(f.successes) for f in fencers)
         failures = sum(f.failures for f in fencers)
     finally:
+        if options.keep_logs:
+            # Sockets and pipes cannot be copied; only files and directories are.
+            shutil.copytree(lab.dir, options.keep_logs, dirs_exist_ok=True, symlinks=True, ignore=lambda folder, names: [
+                name for name in names if not (os.path.isfile(os.path.join(folder, name)) or os.path.isdir(os.path.join(folder, name)))])
         lab.down()
 
     def median(values):
@@ -181,9 +200,15 @@ def main():
     print(f"| cluster / one broker | {ratio:.2f}x |")
     for line in false:
         print(f"false success: {line}")
+    for kill in sorted(kills, key=lambda k: -(k["recovery"] or 60))[:3]:
+        recovery = f"{kill['recovery']:.2f} s" if kill["recovery"] is not None else "not back"
+        print(f"\nkill of {kill['node']}: fencing back after {recovery}; requests (seconds from the kill):")
+        for request in sorted(kill["requests"], key=lambda r: r["sent"]):
+            print(f"  {request['guest']} reboot {request['domain']}: sent {request['sent']:+.2f}, answered {request['answered']:+.2f}, "
+                  f"{'success' if request['code'] == 0 else 'failure'}")
     if options.json:
         with open(options.json, "w") as out:
-            json.dump({"recoveries": recoveries, "outages": outages, "successes": successes, "failures": failures,
+            json.dump({"recoveries": recoveries, "outages": outages, "kills": kills, "successes": successes, "failures": failures,
                        "false": false, "one_broker": one_broker, "cluster": cluster}, out)
     return 1 if false else 0
 

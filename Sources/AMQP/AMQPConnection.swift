@@ -108,11 +108,14 @@ public final class AMQPConnection: Service, Sendable {
     public var generation: UInt64? { shared.generation }
 
     /// Sends and waits until the broker accepts the message (at least once: the caller retries on
-    /// failure). Messages wait for a connection until the deadline.
+    /// failure). Messages wait for a connection until the deadline; one whose sender is cancelled
+    /// before the connection took it is not sent.
     public func send(_ message: AMQPMessage, to address: String, deadline: ContinuousClock.Instant) async throws(AMQPError) {
         let bytes = try MessageCodec().encode(message)
         let result: Result<Void, AMQPError> = await CallbackWait.wait(until: deadline, expired: {
             .failure(AMQPError(.timedOut, "\(address): not accepted before the deadline"))
+        }, cancelled: {
+            .failure(AMQPError(.cancelled, "\(address): cancelled before the broker accepted the message"))
         }) { once in
             shared.enqueue(.send(Outgoing(address: address, bytes: bytes.map { CChar(bitPattern: $0) }, settled: once)))
         }

@@ -13,6 +13,8 @@ public struct AMQPError: Error, Hashable, Sendable, CustomStringConvertible {
         case invalidMessage = "invalid-message"
         /// The connection was closed by its owner.
         case closed
+        /// The waiting task was cancelled; what was handed to the broker may still arrive.
+        case cancelled
     }
 
     public let code: Code

@@ -31,6 +31,48 @@ public final class AMQPRequester: Sendable {
 
     /// Sends `message` to `address` and waits for its reply, all before `deadline`.
     public func request(_ message: AMQPMessage, to address: String, deadline: ContinuousClock.Instant) async throws(AMQPError) -> AMQPMessage {
+        try await request(to: address, deadline: deadline) { () throws(AMQPError) in message }
+    }
+
+    /// Sends the message `copy` makes and waits for a reply, all before `deadline`; each time
+    /// `resend` yields, sends a fresh copy, and the first reply to any copy answers. For a request
+    /// or reply that a connection may have lost — a node of the broker died with the queue it sat
+    /// in — when the receiver answers every copy of one request with the one result.
+    public func request(to address: String, deadline: ContinuousClock.Instant, resendingOn resend: AsyncStream<Void>? = nil,
+                        _ copy: @escaping @Sendable () throws(AMQPError) -> AMQPMessage) async throws(AMQPError) -> AMQPMessage {
+        let slot = ReplySlot()
+        defer { pending.withLock { pending in for id in slot.ids { pending.removeValue(forKey: id) } } }
+        do {
+            try await send(copy(), to: address, answeringTo: slot, deadline: deadline)
+        } catch {
+            // The settlement was lost, not necessarily the message: a reply already here counts.
+            if let reply = slot.early { return reply }
+            // Lost with the connection: a copy goes out when `resend` says the way is open again.
+            guard resend != nil, error.code == .disconnected else { throw error }
+        }
+        let result = await withTaskGroup(of: Void.self) { group -> Result<AMQPMessage, AMQPError> in
+            if let resend {
+                group.addTask {
+                    for await _ in resend {
+                        guard let message = try? copy() else { return }
+                        try? await self.send(message, to: address, answeringTo: slot, deadline: deadline)
+                    }
+                }
+            }
+            defer { group.cancelAll() }
+            return await CallbackWait.wait(until: deadline, expired: {
+                .failure(AMQPError(.timedOut, "\(address): no reply before the deadline"))
+            }, cancelled: {
+                .failure(AMQPError(.cancelled, "\(address): cancelled while waiting for the reply"))
+            }) { once in
+                slot.attach(once)
+            }
+        }
+        return try result.get()
+    }
+
+    /// Sends one copy under a correlation id of its own, whose reply goes to `slot`.
+    private func send(_ message: AMQPMessage, to address: String, answeringTo slot: ReplySlot, deadline: ContinuousClock.Instant) async throws(AMQPError) {
         var message = message
         let id = message.correlationID ?? counter.withLock { counter in
             counter += 1
@@ -39,22 +81,9 @@ public final class AMQPRequester: Sendable {
         message.correlationID = id
         message.replyTo = replyAddress
         // Waiting before the message leaves: the reply may come back before `send` returns.
-        let slot = ReplySlot()
+        slot.expect(id)
         pending.withLock { $0[id] = slot }
-        defer { _ = pending.withLock { $0.removeValue(forKey: id) } }
-        do {
-            try await connection.send(message, to: address, deadline: deadline)
-        } catch {
-            // The settlement was lost, not necessarily the message: a reply already here counts.
-            guard let reply = slot.early else { throw error }
-            return reply
-        }
-        let result: Result<AMQPMessage, AMQPError> = await CallbackWait.wait(until: deadline, expired: {
-            .failure(AMQPError(.timedOut, "\(address): no reply before the deadline"))
-        }) { once in
-            slot.attach(once)
-        }
-        return try result.get()
+        try await connection.send(message, to: address, deadline: deadline)
     }
 
     /// Ends the reply subscription.
@@ -68,9 +97,17 @@ private final class ReplySlot: Sendable {
     private struct State {
         var reply: AMQPMessage?
         var waiter: ResumeOnce<Result<AMQPMessage, AMQPError>>?
+        /// The correlation ids of the request's copies.
+        var ids: [String] = []
     }
 
     private let state = Mutex(State())
+
+    var ids: [String] { state.withLock { $0.ids } }
+
+    func expect(_ id: String) {
+        state.withLock { $0.ids.append(id) }
+    }
 
     func deliver(_ reply: AMQPMessage) {
         let waiter = state.withLock { state in

@@ -32,10 +32,34 @@ public enum CallbackWait {
     /// Calls `start` with a one-shot resumer and waits; at `deadline`, resumes with `expired()`
     /// unless `start`'s work resumed first.
     ///
-    /// The deadline is a timer on an event loop (the caller's own when it runs on one), left to
-    /// fire even after the work finished: cancelling it from another thread would wake the loop
-    /// for nothing, and a late timer finds the waiter resumed and does nothing.
+    /// The deadline is a timer on an event loop, left to fire even after the work finished:
+    /// cancelling it from another thread would wake the loop for nothing, and a late timer finds
+    /// the waiter resumed and does nothing.
+    ///
+    /// With `cancelled`, cancelling the waiting task resumes it at once with `cancelled()`; the
+    /// work goes on, and finds the waiter resumed. Without it, the wait outlasts cancellation:
+    /// for work whose end the caller must see (a libvirt call that may have acted).
     public static func wait<T: Sendable>(
+        until deadline: ContinuousClock.Instant,
+        expired: @escaping @Sendable () -> T,
+        cancelled: (@Sendable () -> T)? = nil,
+        _ start: (ResumeOnce<T>) -> Void
+    ) async -> T {
+        guard let cancelled else { return await waitOutlastingCancellation(until: deadline, expired: expired, start) }
+        let waiter = Mutex<ResumeOnce<T>?>(nil)
+        return await withTaskCancellationHandler {
+            await waitOutlastingCancellation(until: deadline, expired: expired) { once in
+                waiter.withLock { $0 = once }
+                // Cancelled before the waiter was known: the handler found nothing to resume.
+                if Task.isCancelled { once.resume(cancelled()) }
+                start(once)
+            }
+        } onCancel: {
+            waiter.withLock { $0 }?.resume(cancelled())
+        }
+    }
+
+    private static func waitOutlastingCancellation<T: Sendable>(
         until deadline: ContinuousClock.Instant,
         expired: @escaping @Sendable () -> T,
         _ start: (ResumeOnce<T>) -> Void

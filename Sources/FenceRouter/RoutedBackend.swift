@@ -41,6 +41,7 @@ public final class RoutedBackend: FenceBackend, Service {
     /// asked by): status then asks the agents until the inventory shows the domain running again.
     private let actedOn = Mutex<[String: ContinuousClock.Instant]>([:])
     private let subscription: Mutex<(BusSubscription, AMQPRequester)?> = Mutex(nil)
+    private let inFlight = CommandsInFlight()
     private let logger: Logger
 
     /// Throws when the saved host state exists but cannot be read.
@@ -77,6 +78,7 @@ public final class RoutedBackend: FenceBackend, Service {
                 group.addTask { await requester.run() }
                 group.addTask { await self.announceWarmUp() }
                 group.addTask { await self.askForSnapshots() }
+                group.addTask { await self.followConnection() }
                 group.addTask { await self.sampleInventory() }
                 group.addTask { try? await self.bus.drops.run() }
                 for await (envelope, _) in stream {
@@ -97,6 +99,19 @@ public final class RoutedBackend: FenceBackend, Service {
             } catch {
                 logger.warning("cannot ask a host for a snapshot", metadata: ["host": "\(host)", "error": "\(error)"])
             }
+        }
+    }
+
+    /// After a reconnect: commands in flight go again (their answers may have gone with the node),
+    /// and every host is asked for a snapshot (this router missed what they published meanwhile).
+    private func followConnection() async {
+        for await event in bus.connection.events {
+            guard case .connected(let generation) = event, generation > 1 else { continue }
+            let resent = inFlight.signal(.routerReconnected)
+            logger.notice("reconnected to the broker: asking every host for its inventory", metadata: [
+                "generation": "\(generation)", "commands-resent": "\(resent)",
+            ])
+            await askForSnapshots()
         }
     }
 
@@ -165,6 +180,10 @@ public final class RoutedBackend: FenceBackend, Service {
             return (before == nil && inventory.hosts[about] != nil, before?.confirmedDown == true, inventory.hosts[about]?.confirmedDown == true, ignored)
         }
         noteClock(of: envelope, receivedAt: receivedAt)
+        if case .snapshot = envelope.message, ignored == nil {
+            let resent = inFlight.signal(.hostSnapshot, host: about)
+            if resent > 0 { logger.info("a host published its inventory: commands in flight to it go again", metadata: ["host": "\(about)", "commands-resent": "\(resent)"]) }
+        }
         if case .delta(let delta) = envelope.message {
             logDelta(delta, ignored: ignored)
         } else if let ignored, ignored != .outOfOrder {
@@ -354,7 +373,8 @@ public final class RoutedBackend: FenceBackend, Service {
         }
     }
 
-    /// Sends one command per host, all at once, and waits for every answer (or the deadline).
+    /// Sends one command per host, all at once, and waits for every answer (or the deadline). A
+    /// command whose answer may have been lost with a broker node goes again (`CommandsInFlight`).
     private func send(_ action: FenceAction, target: DomainTarget, uuid: String?, to hosts: [String], deadline: ContinuousClock.Instant) async -> [CommandReply] {
         guard let (_, requester) = subscription.withLock({ $0 }) else {
             return hosts.map { CommandReply(host: $0, result: .failure(FenceFailure(.hypervisorUnavailable, "not subscribed to the bus"))) }
@@ -365,9 +385,12 @@ public final class RoutedBackend: FenceBackend, Service {
                 group.addTask {
                     let command = FenceCommand(id: self.bus.nextID(), host: host, action: action, target: "\(target)", uuid: uuid, deadline: wallDeadline, issuer: self.settings.routerID)
                     let sent = ContinuousClock.now
+                    let (token, resend) = self.inFlight.register(host)
+                    defer { self.inFlight.unregister(token) }
                     do throws(AMQPError) {
-                        let message = try self.bus.amqpMessage(.command(command), for: .one(host), timeToLive: max(deadline - .now, .milliseconds(1)))
-                        let reply = try await requester.request(message, to: self.bus.addresses.commands(for: host), deadline: deadline)
+                        let reply = try await requester.request(to: self.bus.addresses.commands(for: host), deadline: deadline, resendingOn: resend) { () throws(AMQPError) in
+                            try self.bus.amqpMessage(.command(command), for: .one(host), timeToLive: max(deadline - .now, .milliseconds(1)))
+                        }
                         Timer(label: "fence_command_rtt_seconds", dimensions: [("host", host)]).record(duration: .now - sent)
                         guard let envelope = self.bus.open(reply), envelope.sender == host, case .result(let result) = envelope.message,
                               result.commandID == command.id, result.host == host else {

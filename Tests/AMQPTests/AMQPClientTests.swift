@@ -136,6 +136,71 @@ struct AMQPClientTests {
         }
     }
 
+    @Test("a request sent again on a signal: the first copy lost, the reply to the second answers; each copy has its own correlation id")
+    func resentRequest() async throws {
+        let broker = try await BrokerProcess.shared()
+        try await connected(broker) { server in
+            try await connected(broker) { client in
+                let service = queue(unique("service"))
+                let requests = try await server.receiver(from: service, deadline: deadline)
+                let requester = try await AMQPRequester(connection: client, replyAddress: profile.address(unique("reply")), deadline: deadline)
+                let (signals, signal) = AsyncStream.makeStream(of: Void.self)
+                let copies = Mutex(0)
+                let (reply, ids) = try await withThrowingTaskGroup(of: [String]?.self) { group in
+                    group.addTask {
+                        await requester.run()
+                        return nil
+                    }
+                    group.addTask {
+                        var ids: [String] = []
+                        for await request in requests.messages {
+                            ids.append(request.correlationID ?? "")
+                            // The first copy is "lost": not answered, and the requester told to send again.
+                            guard ids.count == 2, let replyTo = request.replyTo else {
+                                signal.yield()
+                                continue
+                            }
+                            try? await server.send(AMQPMessage(body: [42], correlationID: request.correlationID), to: replyTo, deadline: .now + .seconds(5))
+                            return ids
+                        }
+                        return nil
+                    }
+                    let reply = try await requester.request(to: service, deadline: .now + .seconds(10), resendingOn: signals) { () throws(AMQPError) in
+                        copies.withLock { $0 += 1 }
+                        return AMQPMessage(body: [7])
+                    }
+                    var ids: [String]?
+                    while ids == nil, let result = try await group.next() { ids = result }
+                    group.cancelAll()
+                    return (reply.body, ids ?? [])
+                }
+                #expect(reply == [42])
+                #expect(copies.withLock { $0 } == 2)
+                #expect(ids.count == 2 && ids[0] != ids[1], "each copy is matched by its own id")
+            }
+        }
+    }
+
+    @Test("a request whose task is cancelled stops waiting at once")
+    func cancelledRequest() async throws {
+        try await connected(try await BrokerProcess.shared()) { connection in
+            let service = queue(unique("silent"))
+            let requests = try await connection.receiver(from: service, deadline: deadline)
+            let requester = try await AMQPRequester(connection: connection, replyAddress: profile.address(unique("reply")), deadline: deadline)
+            let waiting = Task { () async throws(AMQPError) -> AMQPMessage in
+                try await requester.request(AMQPMessage(body: [1]), to: service, deadline: .now + .seconds(60))
+            }
+            // The request is out: its task now waits for the reply.
+            _ = try #require(try await next(requests))
+            let cancelled = ContinuousClock.now
+            waiting.cancel()
+            let result = await waiting.result
+            #expect(ContinuousClock.now - cancelled < .seconds(5), "cancellation ends the wait, not the 60 s deadline")
+            let error = #expect(throws: AMQPError.self) { try result.get() }
+            #expect(error?.code == .cancelled)
+        }
+    }
+
     @Test("the time to live is honoured by the broker")
     func timeToLive() async throws {
         try await connected(try await BrokerProcess.shared()) { connection in

@@ -237,6 +237,26 @@ struct RoutedFencingTests {
         }
     }
 
+    @Test("an agent killed and started again while the router waits for it: the command goes again once the agent is back, runs once, and its confirmation is the answer")
+    func agentBackDuringRequest() async throws {
+        try await MultiHostLab.with(hosts: 2) { lab in
+            try await lab.define("hv2", "beta", uuid: uuid(2))
+            try await lab.waitUntilListed("beta", on: true)
+            try await lab.kill("agent-hv2")
+            async let answer = lab.fence("off", "beta", timeout: 25)
+            // The command is out, and no subscription of hv2's takes it: the broker drops it.
+            try await waitUntil("the router waits for hv2's answer", within: .seconds(10)) {
+                try await lab.metrics("router-hv1")["fence_commands_in_flight"] == 1
+            }
+            try await lab.start("agent-hv2")
+            #expect(try await answer == 0)
+            #expect(try await lab.state("hv2", "beta") == "shut off")
+            #expect(lab.log("router-hv1").contains("commands in flight to it go again"))
+            let executions = lab.log("agent-hv2").split(separator: "\n").filter { $0.contains("command answered") && $0.contains(" op=off ") && !$0.contains("repeated=true") }
+            #expect(executions.count == 1, "every copy after the first is answered from the agent's ledger")
+        }
+    }
+
     @Test("an agent frozen with a command in flight: the router answers failure at its deadline; the agent, thawed, refuses the late command")
     func agentFrozen() async throws {
         try await MultiHostLab.with(hosts: 2) { lab in
