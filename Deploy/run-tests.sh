@@ -91,6 +91,12 @@ for program in fence-routerd fence-hostd fencectl; do
         exit 1
     fi
 done
+# fencectl links no Foundation (ICU alone is most of it): the operator's tool is no larger than a daemon.
+largest=$(stat -c %s "$stage/usr/sbin/fence-routerd" "$stage/usr/sbin/fence-hostd" | sort -n | tail -1)
+if (($(stat -c %s "$stage/usr/sbin/fencectl") > largest)); then
+    echo "fencectl is $(stat -c %s "$stage/usr/sbin/fencectl") bytes installed, more than the larger daemon's $largest" >&2
+    exit 1
+fi
 "$stage/usr/sbin/fence-routerd" -h >/dev/null
 "$stage/usr/sbin/fencectl" config check --skip-files "$stage/usr/share/doc/fence-router/examples/fence_virt.conf.multi-host" >/dev/null
 Deploy/install.sh --uninstall --destdir "$stage"

@@ -85,8 +85,7 @@ extension DaemonProcess {
     private static func fail(_ program: String, _ message: String) -> Never {
         // Under systemd the journal files it as an error, so journalctl -p err shows why it stopped.
         let priority = SystemLogHandler.isJournal() ? "<3>" : ""
-        let line = Array("\(priority)\(program): \(message)\n".utf8)
-        _ = write(2, line, line.count)
+        StandardError.write("\(priority)\(program): \(message)\n")
         exit(1)
     }
 }

@@ -58,8 +58,7 @@ public enum Detach {
     }
 
     private static func fail(_ program: String, _ message: String) -> Never {
-        let line = Array("\(program): \(message)\n".utf8)
-        _ = write(2, line, line.count)
+        StandardError.write("\(program): \(message)\n")
         exit(1)
     }
 }

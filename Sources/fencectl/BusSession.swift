@@ -3,7 +3,11 @@ import ArgumentParser
 import BusClient
 import DaemonSupport
 import FenceConfig
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 import Logging
 
 /// fencectl on the bus, as `fencectl`, with the settings of the configuration file.
@@ -14,7 +18,7 @@ enum BusSession {
         let settings = try BusSettings(document: document)
         var logger = Logger(label: "fencectl")
         logger.logLevel = .error
-        let endpoint = try BusSetup.endpoint(settings: settings, signer: signer, containerID: "fencectl-\(ProcessInfo.processInfo.processIdentifier)", logger: logger)
+        let endpoint = try BusSetup.endpoint(settings: settings, signer: signer, containerID: "fencectl-\(getpid())", logger: logger)
         return try await endpoint.connection.whileRunning {
             try await BusSetup.waitForBroker(endpoint, wait: false, logger: logger)
             return try await body(endpoint)
@@ -30,8 +34,8 @@ enum BusSession {
 
     /// The operator, for the routers' audit logs.
     static var operatorName: String {
-        let environment = ProcessInfo.processInfo.environment
-        return environment["SUDO_USER"] ?? environment["LOGNAME"] ?? environment["USER"] ?? "unknown"
+        let name = ["SUDO_USER", "LOGNAME", "USER"].lazy.compactMap { (variable: String) in getenv(variable).map { String(cString: $0) } }.first
+        return name ?? "unknown"
     }
 }
 

@@ -2,7 +2,6 @@ import ArgumentParser
 import DaemonSupport
 import FenceBus
 import FenceConfig
-import Foundation
 import JSONValue
 
 struct ConfigureCommand: ParsableCommand {
@@ -56,7 +55,7 @@ struct ConfigCommand: ParsableCommand {
             let report = ConfigurationCheck.run(file: configFile ?? file ?? "/etc/fence_virt.conf", checkFiles: !skipFiles, hostname: Hostname.current())
             print(json ? report.json : report.text, terminator: "")
             if !json {
-                for error in report.errors { FileHandle.standardError.write(Data("error: \(error)\n".utf8)) }
+                for error in report.errors { StandardError.write("error: \(error)\n") }
             }
             if !report.errors.isEmpty { throw ExitCode.failure }
         }

@@ -94,8 +94,9 @@ struct ConfigurationCheck {
 
     /// Whether `amqp://user:password@host` carries a password.
     static func hasPassword(_ url: String) -> Bool {
-        guard let scheme = url.range(of: "://") else { return false }
-        let authority = url[scheme.upperBound...].prefix { $0 != "/" }
+        let parts = url.split(separator: "://", maxSplits: 1)
+        guard parts.count == 2 else { return false }
+        let authority = parts[1].prefix { $0 != "/" }
         guard let at = authority.lastIndex(of: "@") else { return false }
         return authority[..<at].contains(":")
     }

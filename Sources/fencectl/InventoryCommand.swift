@@ -2,7 +2,6 @@ import ArgumentParser
 import BusClient
 import FenceBus
 import FenceCore
-import Foundation
 import JSONValue
 import Routing
 
@@ -64,7 +63,7 @@ struct InventoryCommand: AsyncParsableCommand {
     static func format(_ rows: [[String]]) -> String {
         let widths = rows[0].indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
         return rows.map { row in
-            row.enumerated().map { index, cell in index == row.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0) }
+            row.enumerated().map { index, cell in index == row.count - 1 ? cell : cell + String(repeating: " ", count: widths[index] - cell.count) }
                 .joined(separator: "  ")
         }.joined(separator: "\n") + "\n"
     }
