@@ -18,7 +18,8 @@
 #   pacemaker.sh kill DIR NODE            SIGKILL to all of NODE's processes at once (corosync,
 #                                         pacemakerd and its daemons), as a crash
 #   pacemaker.sh stop DIR NODE            a clean stop (pacemakerd, then corosync)
-#   pacemaker.sh start DIR NODE           starts a node of the cluster again (after kill or stop)
+#   pacemaker.sh start DIR NODE           starts a node of the cluster again (after kill or stop, or once
+#                                         it stopped itself on learning it was fenced: waits 60 s for that)
 #   pacemaker.sh running DIR NODE         exit 0 while NODE's processes run
 #   pacemaker.sh wait DIR NODE [COUNT]    until NODE sees quorum, a DC and COUNT nodes online (default: all; 120 s at most)
 set -euo pipefail
@@ -33,10 +34,10 @@ nodes() { cat "$dir/nodes"; }
 init_pid() {
     local pid
     pid=$(cat "$dir/$1/pid" 2>/dev/null) || return 0
-    running "$pid" || return 0
-    # unshare --fork: the recorded pid is unshare, its only child the namespace's init.
-    ps --ppid "$pid" -o pid= 2>/dev/null | awk '{print $1}'
+    init_of "$pid"
 }
+# unshare --fork: the recorded pid is unshare, its only child the namespace's init.
+init_of() { running "$1" && ps --ppid "$1" -o pid= 2>/dev/null | awk '{print $1}' || true; }
 in_node() {
     local node=$1 pid
     shift
@@ -82,6 +83,9 @@ node_init() {
 start_node() {
     local node=$1 namespace
     namespace=$(cat "$dir/$node/namespace")
+    # A node that is stopping (a fenced one stops its own Pacemaker) ends first: one run at a time.
+    for _ in $(seq 1200); do [[ -n $(init_pid "$node") ]] || break; sleep 0.05; done
+    [[ -z $(init_pid "$node") ]] || { echo "pacemaker: $node is still running" >&2; return 1; }
     rm -f "$dir/$node/run/node-ready" "$dir/$node/run/"*.pid
     ip netns exec "$namespace" setsid unshare --pid --fork --mount-proc --mount --uts --propagation private \
         "$0" _init "$dir" "$node" >> "$dir/$node/boot.log" 2>&1 < /dev/null &
@@ -96,15 +100,24 @@ start_node() {
     return 1
 }
 
-kill_node() {
-    local node=$1 pid init
+# stop_node NODE SIGNAL SECONDS: SIGNAL to NODE's init (SIGKILL: the kernel kills every process of
+# a PID namespace when its init dies), SIGKILL after SECONDS. Only the run found at the call: a
+# run started meanwhile (start waits for this one to end) is left alone.
+stop_node() {
+    local node=$1 signal=$2 seconds=$3 pid init
     pid=$(cat "$dir/$node/pid" 2>/dev/null) || return 0
-    init=$(init_pid "$node")
-    # The kernel kills every process of a PID namespace when its init dies.
-    [[ -n $init ]] && kill -9 "$init" 2>/dev/null
-    for _ in $(seq 200); do running "$pid" || break; sleep 0.05; done
-    rm -f "$dir/$node/pid"
+    init=$(init_of "$pid")
+    [[ -z $init ]] || kill "-$signal" "$init" 2>/dev/null || true
+    for _ in $(seq $((seconds * 20))); do running "$pid" || break; sleep 0.05; done
+    if running "$pid"; then
+        echo "pacemaker: $node did not stop in ${seconds}s: killed" >&2
+        init=$(init_of "$pid")
+        [[ -z $init ]] || kill -9 "$init" 2>/dev/null || true
+        for _ in $(seq 200); do running "$pid" || break; sleep 0.05; done
+    fi
+    [[ $(cat "$dir/$node/pid" 2>/dev/null) != "$pid" ]] || rm -f "$dir/$node/pid"
 }
+kill_node() { stop_node "$1" KILL 10; }
 
 # wait_cluster NODE COUNT: quorum, a DC, COUNT nodes online, as NODE sees it.
 cluster_ready() {
@@ -245,13 +258,7 @@ CONF
 down) down ;;
 crm) node=$1; shift; in_node "$node" "$@" ;;
 kill) kill_node "$1" ;;
-stop)
-    init=$(init_pid "$1")
-    pid=$(cat "$dir/$1/pid" 2>/dev/null || true)
-    [[ -n $init ]] && kill -TERM "$init"
-    [[ -n $pid ]] && for _ in $(seq 3000); do running "$pid" || break; sleep 0.05; done
-    kill_node "$1"
-    ;;
+stop) stop_node "$1" TERM 150 ;;
 start) start_node "$1" ;;
 running) [[ -n $(init_pid "$1") ]] ;;
 wait) wait_cluster "$1" "${2:-$(wc -w < "$dir/nodes")}" ;;

@@ -65,8 +65,9 @@ public final class PacemakerCluster: @unchecked Sendable {
         try await Command.check([Self.script, "kill", path, node])
     }
 
-    /// Starts `node` again (after `kill`, or after it stopped itself on learning it was fenced),
-    /// as its VM's boot would; returns once its corosync and pacemakerd run, not once it joined.
+    /// Starts `node` again (after `kill`, or once it stopped itself on learning it was fenced: a
+    /// run still stopping is waited for), as its VM's boot would; returns once its corosync and
+    /// pacemakerd run, not once it joined.
     public func start(_ node: String) async throws {
         try await Command.check([Self.script, "start", path, node])
     }
