@@ -23,6 +23,10 @@ if [[ ${1:-} != --build-only ]]; then
         systemd-container  # systemd-nspawn boots a minimal Debian to run the units under a real systemd
         debootstrap        # which it makes
         man-db             # man -l renders the installed man pages, warnings checked
+        corosync           # a real Pacemaker cluster of lab guests (Deploy/lab/pacemaker.sh),
+        pacemaker          #   each node in namespaces of its own; not as services of this machine
+        pacemaker-cli-utils  # stonith_admin, crm_mon, cibadmin inside a node
+        pcs                # the stonith device created as an operator creates it
     )
 fi
 
@@ -34,7 +38,23 @@ if ((${#missing[@]})); then
     echo "installing: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # No package here is used as a service of this machine (the labs start their own copies in
+    # namespaces), and corosync, pacemaker and pcsd (which listens on every interface) would start
+    # at installation: Debian's policy-rc.d switch keeps every service stopped while installing.
+    denied=""
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        denied=1
+    fi
+    status=0
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || status=$?
+    [[ -z $denied ]] || rm -f /usr/sbin/policy-rc.d
+    ((status == 0)) || exit "$status"
+    # Nor do the cluster's start at the next boot.
+    if [[ " ${missing[*]} " =~ \ (corosync|pacemaker|pcs)\  ]] && command -v systemctl >/dev/null; then
+        systemctl disable --quiet corosync.service pacemaker.service pcsd.service pcsd-ruby.service 2>/dev/null || true
+    fi
 fi
 
 command -v swift >/dev/null || {

@@ -16,6 +16,8 @@
 #   lab.sh migrate DIR NAME FROM TO                   start it on TO, then destroy and undefine it on FROM
 #   lab.sh virsh DIR HOST ARGS...                     virsh against HOST's libvirtd (the true state)
 #   lab.sh xvm DIR GUEST ARGS...                      the real fence_xvm in GUEST, with the lab's key
+#   lab.sh device-options DIR                         what a guest's fence_xvm stonith device needs in this lab
+#                                                     (key_file=…, multicast_address=…), one a line
 #   lab.sh fencectl DIR HOST ARGS...                  fencectl in HOST's namespace, with HOST's configuration
 #   lab.sh stop|start DIR PART                        PART: broker (every node), brokerK (node K of a cluster),
 #                                                     libvirtd-HOST (a host's hypervisor: its domains are
@@ -30,7 +32,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 source "$here/Deploy/lib/process.sh"
-command=${1:?usage: lab.sh up|down|define|populate|migrate|virsh|xvm|fencectl|metrics|stop|start|kill|attached|pid|wait DIR ...}
+command=${1:?usage: lab.sh up|down|define|populate|migrate|virsh|xvm|device-options|fencectl|metrics|stop|start|kill|attached|pid|wait DIR ...}
 dir=${2:?a lab directory is needed}
 shift 2
 
@@ -228,6 +230,8 @@ fence_virtd {
 listeners {
 	multicast {
 		key_file = "$dir/fence_xvm.key";
+		address = "225.0.0.12";
+		port = "1229";
 		interface = "eth0";
 	}
 }
@@ -293,6 +297,11 @@ migrate)
     ;;
 virsh) host=$1; shift; virsh -c "$(uri "$host")" "$@" ;;
 xvm) guest=$1; shift; in_ns "$guest" fence_xvm -k "$dir/fence_xvm.key" "$@" ;;
+device-options)
+    # The routers' group and port are fence_xvm's defaults (written out in fence_virt.conf).
+    echo "key_file=$dir/fence_xvm.key"
+    echo "multicast_address=225.0.0.12"
+    ;;
 metrics)
     # The default endpoints (loopback of the host's namespace), read with bash alone.
     part=$1 port=9231

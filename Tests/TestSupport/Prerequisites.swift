@@ -33,6 +33,13 @@ public enum Prerequisite: Sendable, CustomStringConvertible {
     public static let libvirtd: [Prerequisite] = [
         .command("libvirtd", package: "libvirt-daemon"), .command("virsh", package: "libvirt-clients"),
     ]
+    /// A Pacemaker cluster of guests (Deploy/lab/pacemaker.sh): the cluster stack, its command line
+    /// tools, pcs to create the stonith device as an operator does, nsenter to reach inside a node.
+    public static let pacemaker: [Prerequisite] = [
+        .command("corosync", package: "corosync"), .command("pacemakerd", package: "pacemaker"),
+        .command("stonith_admin", package: "pacemaker-cli-utils"), .command("pcs", package: "pcs"),
+        .command("nsenter", package: "util-linux"),
+    ]
 }
 
 public struct PrerequisiteMissing: Error, CustomStringConvertible {
