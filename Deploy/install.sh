@@ -136,7 +136,8 @@ put Deploy/systemd/fence-routerd.service "$units/fence-routerd.service" 0644
 # Completions: fencectl's from its own parser, the daemons' (fence_virtd's options) written out.
 for shell in bash zsh; do
     script=$(mktemp)
-    "$prebuilt/fencectl" --generate-completion-script "$shell" >"$script"
+    # A completion is sourced, not run: the #!/bin/bash the generator puts first goes.
+    "$prebuilt/fencectl" --generate-completion-script "$shell" | sed '1{/^#!/d}' >"$script"
     if [[ $shell == bash ]]; then put "$script" "$bashcompletions/fencectl" 0644; else put "$script" "$zshcompletions/_fencectl" 0644; fi
     rm -f "$script"
 done
