@@ -22,6 +22,8 @@ if [[ ${1:-} != --build-only ]]; then
         systemd            # systemd-analyze verifies the units
         systemd-container  # systemd-nspawn boots a minimal Debian to run the units under a real systemd
         debootstrap        # which it makes
+        dpkg-dev           # dpkg-shlibdeps and dpkg-gencontrol, for the Debian package (Deploy/package/deb.sh)
+        lintian            # checks that package
         man-db             # man -l renders the installed man pages, warnings checked
         corosync           # a real Pacemaker cluster of lab guests (Deploy/lab/pacemaker.sh),
         pacemaker          #   each node in namespaces of its own; not as services of this machine

@@ -5,24 +5,28 @@
 #   sudo Deploy/install.sh --uninstall         remove every file the install wrote
 #   Deploy/install.sh --destdir DIR            install under DIR instead of / (DESTDIR= works too)
 #   Deploy/install.sh --prebuilt BINDIR        install the binaries found in BINDIR, without building
+#   Deploy/install.sh --no-manifest ...        write no list of files (Deploy/package/deb.sh: dpkg keeps it)
 #
 # Installed: fence-routerd, fence-hostd and fencectl in /usr/sbin; their man pages (made from their
 # help); the systemd units; the firewalld service; the example configurations. The list of files
 # is kept in /usr/share/doc/fence-router/installed-files, which --uninstall reads. Configuration
 # files and keys (/etc/fence_virt.conf, the key files) are never written nor removed here:
-# `fencectl configure` and `fencectl keygen` make them.
+# `fencectl configure` and `fencectl keygen` make them. Where the fence-router Debian package is
+# installed, this script neither installs nor removes anything: apt owns those files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 destdir=${DESTDIR:-}
 prebuilt=
 uninstall=false
+manifest_wanted=true
 while (($#)); do
     case $1 in
         --destdir) destdir=$2; shift 2 ;;
         --prebuilt) prebuilt=$2; shift 2 ;;
         --uninstall) uninstall=true; shift ;;
-        -h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --no-manifest) manifest_wanted=false; shift ;;
+        -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "install.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -41,6 +45,15 @@ units=/usr/lib/systemd/system
 firewalld=/usr/lib/firewalld/services
 doc=/usr/share/doc/fence-router
 manifest=$doc/installed-files
+
+# The Debian package owns the same paths: dpkg alone may replace or remove them.
+if command -v dpkg-query >/dev/null && [[ -d $destdir/var/lib/dpkg ]]; then
+    status=$(dpkg-query --admindir="$destdir/var/lib/dpkg" -W -f='${db:Status-Status}' fence-router 2>/dev/null || true)
+    if [[ -n $status && $status != not-installed && $status != config-files ]]; then
+        echo "install.sh: the fence-router package is installed in ${destdir:-/} ($status): use apt (apt-get remove fence-router) instead of this script" >&2
+        exit 1
+    fi
+fi
 
 if $uninstall; then
     if [[ ! -f $destdir$manifest ]]; then
@@ -123,7 +136,8 @@ put Deploy/systemd/fence-routerd.service "$units/fence-routerd.service" 0644
 # Completions: fencectl's from its own parser, the daemons' (fence_virtd's options) written out.
 for shell in bash zsh; do
     script=$(mktemp)
-    "$prebuilt/fencectl" --generate-completion-script "$shell" >"$script"
+    # A completion is sourced, not run: the #!/bin/bash the generator puts first goes.
+    "$prebuilt/fencectl" --generate-completion-script "$shell" | sed '1{/^#!/d}' >"$script"
     if [[ $shell == bash ]]; then put "$script" "$bashcompletions/fencectl" 0644; else put "$script" "$zshcompletions/_fencectl" 0644; fi
     rm -f "$script"
 done
@@ -149,8 +163,10 @@ for example in Deploy/examples/fence_virt.conf.*; do
 done
 put Deploy/examples/systemd/protect-home-read-only.conf "$doc/examples/systemd/protect-home-read-only.conf" 0644
 
-mkdir -p "$destdir$doc"
-printf '%s\n' "${installed[@]}" >"$destdir$manifest"
+if $manifest_wanted; then
+    mkdir -p "$destdir$doc"
+    printf '%s\n' "${installed[@]}" >"$destdir$manifest"
+fi
 
 if [[ -z $destdir ]]; then
     if [[ -d /run/systemd/system ]]; then systemctl daemon-reload; fi
@@ -160,5 +176,9 @@ if [[ -z $destdir ]]; then
     done
     if ((${#missing[@]})); then echo "runtime libraries missing: apt-get install ${missing[*]}" >&2; fi
 fi
-echo "installed fence-router under ${destdir:-/} (${#installed[@]} files, listed in $manifest)"
+if $manifest_wanted; then
+    echo "installed fence-router under ${destdir:-/} (${#installed[@]} files, listed in $manifest)"
+else
+    echo "installed fence-router under ${destdir:-/} (${#installed[@]} files, no list kept)"
+fi
 echo "next: fencectl keygen /etc/cluster/fence_xvm.key; fencectl configure; systemctl enable --now fence-routerd (Docs/install.md)"

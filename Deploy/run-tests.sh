@@ -56,29 +56,9 @@ if grep -E "^$(pwd)/(Sources|Tests)/[^:]+:[0-9]+:[0-9]+: warning:" "$log"; then
     exit 1
 fi
 
-# One broker for the tests that share it, stopped whatever happens.
-broker=$(mktemp -d "$run/fr-broker-shared.XXXXXX")
-trap 'Deploy/broker/rabbitmq.sh stop "$broker" >/dev/null 2>&1; sweep "$run"' EXIT
-# Its port: the first free one from 20000 (the tests' own daemons and brokers take theirs elsewhere,
-# see Ports in Tests/TestSupport), with its TLS, epmd and distribution ports (P+1, P+10000, P+20000).
-port=20000
-# (The match is awk's own: grep -q leaving early would break the pipe, and pipefail would then read a busy port as free.)
-while ss -Htan | awk -v ports=":$port:$((port + 1)):$((port + 10000)):$((port + 20000)):" \
-        '{n = split($4, part, ":"); if (index(ports, ":" part[n] ":")) busy = 1} END {exit !busy}'; do
-    port=$((port + 2))
-    ((port < 21000)) || { echo "no free port for the test broker in 20000-20999" >&2; exit 1; }
-done
-Deploy/broker/rabbitmq.sh start "$broker" "$port"
-
-step "the tests"
-FENCE_ROUTER_TEST_BROKER=$broker swift test --skip-build
-
-# The decoders of untrusted input under libFuzzer, 30 s each (Fuzz/run.sh; 10 million inputs by hand).
-step "libFuzzer"
-Fuzz/run.sh --seconds 30
-
 # The install script as an operator runs it: a release build with the Swift runtime linked in,
-# installed into a staging root, run from there, and removed again without a trace.
+# installed into a staging root, run from there, and removed again without a trace. Before the
+# tests, which check the package made of it.
 step "release build and install into a staging root"
 stage=$run/install-root
 if ! Deploy/install.sh --destdir "$stage" >"$run/install.log" 2>&1; then
@@ -107,7 +87,36 @@ if [[ -n $(find "$stage" -type f) ]]; then
 fi
 echo "install and uninstall: ok"
 
-# The unit under a real systemd: the release binaries in a minimal Debian booted with systemd-nspawn.
-step "fence-routerd.service under systemd (systemd-nspawn)"
-Deploy/systemd/boot-check.sh "$run/boot-check" "$(swift build -c release --static-swift-stdlib --scratch-path .build/install --show-bin-path)"
+# The Debian package of the same binaries. The package test (Tests/DeploymentTests/PackageTests.swift)
+# checks it, lintian included; the boot check installs it.
+step "the Debian package"
+release=$(swift build -c release --static-swift-stdlib --scratch-path .build/install --show-bin-path)
+deb=$(Deploy/package/deb.sh --prebuilt "$release" --output "$run/package")
+echo "package: $deb"
+
+# One broker for the tests that share it, stopped whatever happens.
+broker=$(mktemp -d "$run/fr-broker-shared.XXXXXX")
+trap 'Deploy/broker/rabbitmq.sh stop "$broker" >/dev/null 2>&1; sweep "$run"' EXIT
+# Its port: the first free one from 20000 (the tests' own daemons and brokers take theirs elsewhere,
+# see Ports in Tests/TestSupport), with its TLS, epmd and distribution ports (P+1, P+10000, P+20000).
+port=20000
+# (The match is awk's own: grep -q leaving early would break the pipe, and pipefail would then read a busy port as free.)
+while ss -Htan | awk -v ports=":$port:$((port + 1)):$((port + 10000)):$((port + 20000)):" \
+        '{n = split($4, part, ":"); if (index(ports, ":" part[n] ":")) busy = 1} END {exit !busy}'; do
+    port=$((port + 2))
+    ((port < 21000)) || { echo "no free port for the test broker in 20000-20999" >&2; exit 1; }
+done
+Deploy/broker/rabbitmq.sh start "$broker" "$port"
+
+step "the tests"
+FENCE_ROUTER_TEST_BROKER=$broker FENCE_ROUTER_TEST_PACKAGE=$deb swift test --skip-build
+
+# The decoders of untrusted input under libFuzzer, 30 s each (Fuzz/run.sh; 10 million inputs by hand).
+step "libFuzzer"
+Fuzz/run.sh --seconds 30
+
+# The unit under a real systemd: the package installed with apt-get in a minimal Debian booted
+# with systemd-nspawn, then purged.
+step "fence-routerd.service under systemd (systemd-nspawn, the package installed with apt)"
+Deploy/systemd/boot-check.sh "$run/boot-check" "$deb"
 step ""

@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Runs fence-routerd.service under a real systemd: a minimal Debian 12 booted with systemd-nspawn
-# in a network namespace of its own (loopback only), the project installed by Deploy/install.sh.
-# Checks that the sandboxed unit starts (Type=notify), serves a request, logs to the journal at
-# each line's priority, reloads, is restarted by its watchdog when the daemon hangs, and stops
-# cleanly. Run as root:
+# in a network namespace of its own (loopback only), the project installed from its Debian package
+# with apt-get inside it. Checks that the package enables and starts nothing; that the sandboxed
+# unit starts (Type=notify), serves a request, logs to the journal at each line's priority,
+# reloads, is restarted by its watchdog when the daemon hangs, and stops cleanly; that an upgrade
+# restarts it; that apt-get purge stops it and leaves no file of the package or of its unit
+# behind, and the operator's configuration and key in place. Run as root:
 #
-#   Deploy/systemd/boot-check.sh WORKDIR BINDIR     BINDIR: static release binaries (install.sh's build)
+#   Deploy/systemd/boot-check.sh WORKDIR DEB     DEB: fence-router_<version>_<arch>.deb (Deploy/package/deb.sh)
 set -euo pipefail
-here=$(cd "$(dirname "$0")/../.." && pwd)
-work=${1:?usage: boot-check.sh WORKDIR BINDIR}
-bin=${2:?usage: boot-check.sh WORKDIR BINDIR}
+work=${1:?usage: boot-check.sh WORKDIR DEB}
+deb=${2:?usage: boot-check.sh WORKDIR DEB}
+[[ -f $deb ]] || { echo "boot-check: $deb is missing (Deploy/package/deb.sh builds it)" >&2; exit 1; }
 root=$work/rootfs
-for tool in debootstrap:debootstrap systemd-nspawn:systemd-container nsenter:util-linux; do
+for tool in debootstrap:debootstrap systemd-nspawn:systemd-container nsenter:util-linux dpkg-deb:dpkg; do
     command -v "${tool%%:*}" >/dev/null || { echo "boot-check: ${tool%%:*} is missing: apt-get install ${tool#*:}" >&2; exit 1; }
 done
 
@@ -22,13 +24,17 @@ fail() {
 }
 
 mkdir -p "$work"
+# The container has no network: debootstrap brings every package the .deb depends on, so that apt
+# installs it offline (the first of alternatives; versions are Debian 12's).
+depends=$(dpkg-deb -f "$deb" Depends | sed -e 's/([^)]*)//g' -e 's/|[^,]*//g' -e 's/[[:space:]]//g')
 echo "boot-check: a minimal Debian 12 with systemd in $root..."
-debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,libvirt0,libqpid-proton11,libssl3,procps \
+debootstrap --variant=minbase --include="systemd,systemd-sysv,dbus,procps,$depends" \
     bookworm "$root" http://deb.debian.org/debian >"$work/debootstrap.log" 2>&1 || { tail -20 "$work/debootstrap.log"; fail "debootstrap failed"; }
-"$here/Deploy/install.sh" --prebuilt "$bin" --destdir "$root" >/dev/null
+package=/$(basename "$deb")
+install -m 0644 "$deb" "$root$package"
 
 # One host, the libvirt backend on libvirt's in-process test driver, the tcp listener on loopback.
-mkdir -p "$root/etc/cluster" "$root/etc/systemd/system/multi-user.target.wants"
+mkdir -p "$root/etc/cluster"
 (umask 077 && head -c 4096 /dev/urandom >"$root/etc/cluster/fence_xvm.key")
 # comment_for_the_journal: an unknown key, for a warning the journal must file as one.
 cat >"$root/etc/fence_virt.conf" <<'CONF'
@@ -52,7 +58,6 @@ backends {
 	}
 }
 CONF
-ln -sf /usr/lib/systemd/system/fence-routerd.service "$root/etc/systemd/system/multi-user.target.wants/fence-routerd.service"
 
 # No machined on a host without systemd: --register=no. --private-network: only lo inside.
 systemd-nspawn -D "$root" --boot --private-network --register=no --keep-unit --machine "frbc$$" >"$work/boot.log" 2>&1 &
@@ -65,15 +70,33 @@ cleanup() {
 trap cleanup EXIT
 
 init=""
+state=""
 for _ in $(seq 300); do
     init=$(pgrep -P "$nspawn" | head -1 || true)
-    [[ -n $init ]] && nsenter -t "$init" -a systemctl is-active --quiet fence-routerd 2>/dev/null && break
+    [[ -n $init ]] && state=$(nsenter -t "$init" -a systemctl is-system-running 2>/dev/null || true)
+    [[ $state == running || $state == degraded ]] && break
     sleep 0.2
 done
-[[ -n $init ]] || fail "the container did not boot: $(tail -5 "$work/boot.log")"
+[[ $state == running || $state == degraded ]] || fail "the container did not boot ($state): $(tail -5 "$work/boot.log")"
 in_container() { nsenter -t "$init" -a "$@"; }
 # Read whole, then searched: grep -q would leave its writer to die of SIGPIPE under pipefail.
 journal_has() { [[ $(in_container journalctl -u fence-routerd --no-pager) == *"$1"* ]]; }
+# Every path of the root, to find afterwards what the package or its unit left (the container's
+# own mounts are not seen from here: this is the disk).
+paths() { (cd "$root" && find . -xdev | LC_ALL=C sort); }
+paths >"$work/before"
+
+# The package as an operator installs it: systemd told of the units, nothing enabled or started.
+if ! in_container env DEBIAN_FRONTEND=noninteractive apt-get install -y "$package" >"$work/apt-install.log" 2>&1; then
+    cat "$work/apt-install.log" >&2
+    fail "apt-get install $package failed"
+fi
+for unit in fence-routerd fence-hostd; do
+    [[ $(in_container systemctl is-enabled "$unit" || true) == disabled ]] || fail "installing the package enabled $unit"
+    [[ $(in_container systemctl is-active "$unit" || true) == inactive ]] || fail "installing the package started $unit"
+done
+echo "boot-check: apt-get installed $(basename "$deb") offline; it enabled and started nothing"
+in_container systemctl enable --now fence-routerd 2>/dev/null || fail "systemctl enable --now fence-routerd failed"
 in_container systemctl is-active --quiet fence-routerd || fail "fence-routerd.service is not active"
 
 expect() { # expect STATUS COMMAND...
@@ -122,3 +145,44 @@ in_container systemctl stop fence-routerd
 [[ $(in_container systemctl show fence-routerd -p Result --value) == success ]] || fail "the stop was not clean"
 journal_has "[DaemonSupport] stopped" || fail "no graceful stop in the journal"
 echo "boot-check: stopped cleanly"
+
+# An upgrade (here the same version again) restarts the daemon that runs, and starts no other.
+in_container systemctl start fence-routerd
+pid=$(in_container systemctl show fence-routerd -p MainPID --value)
+if ! in_container env DEBIAN_FRONTEND=noninteractive apt-get install -y --reinstall "$package" >"$work/apt-reinstall.log" 2>&1; then
+    cat "$work/apt-reinstall.log" >&2
+    fail "apt-get install --reinstall $package failed"
+fi
+in_container systemctl is-active --quiet fence-routerd || fail "fence-routerd is not running after the upgrade"
+[[ $(in_container systemctl show fence-routerd -p MainPID --value) != "$pid" ]] || fail "the upgrade did not restart fence-routerd"
+[[ $(in_container systemctl is-enabled fence-routerd || true) == enabled ]] || fail "the upgrade disabled fence-routerd"
+[[ $(in_container systemctl is-active fence-hostd || true) == inactive ]] || fail "the upgrade started fence-hostd"
+expect 0 /usr/sbin/fencectl fence test --action status
+echo "boot-check: an upgrade restarted the running daemon, kept it enabled, and started nothing else"
+
+# Purge: the running daemon stopped by the package, then nothing of it left.
+in_container dpkg -L fence-router >"$work/owned"
+if ! in_container env DEBIAN_FRONTEND=noninteractive apt-get purge -y fence-router >"$work/apt-purge.log" 2>&1; then
+    cat "$work/apt-purge.log" >&2
+    fail "apt-get purge fence-router failed"
+fi
+! in_container pgrep -x fence-routerd >/dev/null || fail "fence-routerd still runs after the purge"
+[[ $(in_container systemctl show fence-routerd -p LoadState --value) == not-found ]] || fail "systemd still knows fence-routerd.service after the purge"
+! in_container dpkg-query -W fence-router >/dev/null 2>&1 || fail "dpkg still lists fence-router after the purge"
+rm -f "$root$package"
+left=()
+while IFS= read -r path; do
+    # A directory stays when it was there before (dpkg shares it with the system).
+    [[ $path == /. ]] && continue
+    if [[ -e $root$path || -L $root$path ]] && ! grep -qxF ".$path" "$work/before"; then left+=("$path"); fi
+done <"$work/owned"
+# Whatever else appeared since before the install: any path that names fence, and any outside the
+# logs, caches and bookkeeping of apt, dpkg, systemd and the journal.
+while IFS= read -r path; do
+    left+=("${path#.}")
+done < <(paths | comm -13 "$work/before" - |
+    awk '/fence/ || !/^\.\/(var\/log|var\/cache|var\/lib\/apt|var\/lib\/dpkg|var\/lib\/systemd|tmp|var\/tmp)(\/|$)/')
+((${#left[@]} == 0)) || fail "apt-get purge left: ${left[*]}"
+[[ ! -e $root/var/lib/fence-router ]] || fail "the state directory /var/lib/fence-router is left"
+[[ -f $root/etc/fence_virt.conf && -f $root/etc/cluster/fence_xvm.key ]] || fail "the purge removed the operator's configuration or key"
+echo "boot-check: apt-get purge stopped the daemon and left nothing of the package ($(wc -l <"$work/owned") paths) nor its state directory; the configuration and key stay"

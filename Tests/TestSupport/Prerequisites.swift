@@ -6,11 +6,14 @@ public enum Prerequisite: Sendable, CustomStringConvertible {
     case root
     /// A command and the Debian package that provides it.
     case command(String, package: String)
+    /// A file something other than this build makes (an absolute path), and what makes it.
+    case file(String, madeBy: String)
 
     public var isMet: Bool {
         switch self {
         case .root: geteuid() == 0
         case .command(let name, _): Prerequisite.find(name) != nil
+        case .file(let path, _): FileManager.default.fileExists(atPath: path)
         }
     }
 
@@ -18,6 +21,7 @@ public enum Prerequisite: Sendable, CustomStringConvertible {
         switch self {
         case .root: "root (network namespaces)"
         case .command(let name, let package): "\(name) (apt-get install \(package))"
+        case .file(let path, let madeBy): "\(path) (\(madeBy))"
         }
     }
 
