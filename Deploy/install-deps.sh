@@ -40,22 +40,26 @@ if ((${#missing[@]})); then
     echo "installing: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    # No package here is used as a service of this machine (the labs start their own copies in
-    # namespaces), and corosync, pacemaker and pcsd (which listens on every interface) would start
-    # at installation: Debian's policy-rc.d switch keeps every service stopped while installing.
+    # The labs start their own corosync and pacemaker in namespaces; Debian would start the
+    # machine's at installation, and pcsd on every interface. Debian's policy-rc.d switch keeps
+    # those three stopped while installing (and only them: every other service is handled as
+    # usual), and is removed whatever happens.
     denied=""
     if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+        printf '#!/bin/sh\ncase "$1" in corosync*|pacemaker*|pcsd*) exit 101 ;; esac\nexit 104\n' > /usr/sbin/policy-rc.d
         chmod 755 /usr/sbin/policy-rc.d
         denied=1
     fi
     status=0
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || status=$?
-    [[ -z $denied ]] || rm -f /usr/sbin/policy-rc.d
+    [[ -z $denied ]] || { rm -f /usr/sbin/policy-rc.d; trap - EXIT; }
     ((status == 0)) || exit "$status"
-    # Nor do the cluster's start at the next boot.
+    # Nor do they run now (a policy-rc.d of the machine's may have let them start) or at the next boot.
     if [[ " ${missing[*]} " =~ \ (corosync|pacemaker|pcs)\  ]] && command -v systemctl >/dev/null; then
-        systemctl disable --quiet corosync.service pacemaker.service pcsd.service pcsd-ruby.service 2>/dev/null || true
+        now=()
+        [[ ! -d /run/systemd/system ]] || now=(--now)
+        systemctl disable "${now[@]}" --quiet corosync.service pacemaker.service pcsd.service pcsd-ruby.service 2>/dev/null || true
     fi
 fi
 

@@ -49,8 +49,10 @@ manifest=$doc/installed-files
 # The Debian package owns the same paths: dpkg alone may replace or remove them.
 if command -v dpkg-query >/dev/null && [[ -d $destdir/var/lib/dpkg ]]; then
     status=$(dpkg-query --admindir="$destdir/var/lib/dpkg" -W -f='${db:Status-Status}' fence-router 2>/dev/null || true)
-    if [[ -n $status && $status != not-installed && $status != config-files ]]; then
-        echo "install.sh: the fence-router package is installed in ${destdir:-/} ($status): use apt (apt-get remove fence-router) instead of this script" >&2
+    if [[ -n $status && $status != not-installed ]]; then
+        # Removed but not purged counts too: a purge later would take this copy's state directory
+        # and enable links with it.
+        echo "install.sh: the fence-router package is installed in ${destdir:-/} ($status): use apt (apt-get purge fence-router first) instead of this script" >&2
         exit 1
     fi
 fi

@@ -330,7 +330,7 @@ running-brokers)
     ;;
 attached)
     # The last "connected to the broker" of PART's current run names the node's address and port.
-    port=$(tail -n +$(($(cat "$dir/logs/$1.mark") + 1)) "$dir/logs/$1.log" | grep "connected to the broker" | tail -1 | grep -o 'broker=198.18.0.100:[0-9]*' | cut -d: -f2 || true)
+    port=$(tail -n +$(($(cat "$dir/logs/$1.mark") + 1)) "$dir/logs/$1.log" | grep "connected to the broker" | grep -o 'broker=198.18.0.100:[0-9]*' | tail -1 | cut -d: -f2 || true)
     [[ -n $port ]] || { echo "lab: $1 has not connected to the broker" >&2; exit 1; }
     echo "broker$(( (port - $(cat "$dir/broker-port")) / 2 + 1 ))"
     ;;

@@ -58,19 +58,21 @@ node_init() {
     [[ ! -e /proc/sysrq-trigger ]] || mount --bind /dev/null /proc/sysrq-trigger
     hostname "$node"
     export PCMK_logfile=/var/log/pacemaker/pacemaker.log PCMK_logfacility=none PCMK_fail_fast=no
+    local corosync="" pacemakerd=""
+    stop() {
+        [[ -z $pacemakerd ]] || stop_pid "$pacemakerd" 120
+        [[ -z $corosync ]] || stop_pid "$corosync" 30
+        exit 0
+    }
+    # Before anything starts: PID 1 ignores a signal it has no handler for.
+    trap stop TERM
     corosync -f &
-    local corosync=$! pacemakerd=""
+    corosync=$!
     for _ in $(seq 200); do
         corosync-cmapctl totem.cluster_name >/dev/null 2>&1 && break
         running "$corosync" || { echo "corosync exited" >&2; exit 1; }
         sleep 0.05
     done
-    stop() {
-        [[ -n $pacemakerd ]] && stop_pid "$pacemakerd" 120
-        stop_pid "$corosync" 30
-        exit 0
-    }
-    trap stop TERM
     pacemakerd -f &
     pacemakerd=$!
     echo ready > /run/node-ready

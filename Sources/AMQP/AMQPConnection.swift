@@ -16,6 +16,15 @@ public enum AMQPConnectionEvent: Hashable, Sendable {
     case disconnected(reason: String)
 }
 
+/// What cancelling the sending task does to a send.
+public enum SendCancellation: Sendable {
+    /// Nothing: the send goes on until the broker settles it or the deadline passes (a result
+    /// computed must still reach its requester during a graceful shutdown).
+    case finish
+    /// The sender stops waiting at once; a message the connection has not taken yet is not sent.
+    case abandon
+}
+
 /// A subscription: the messages arriving on one address, across reconnects.
 public final class AMQPReceiver: Sendable {
     public let address: String
@@ -108,15 +117,17 @@ public final class AMQPConnection: Service, Sendable {
     public var generation: UInt64? { shared.generation }
 
     /// Sends and waits until the broker accepts the message (at least once: the caller retries on
-    /// failure). Messages wait for a connection until the deadline; one whose sender is cancelled
-    /// before the connection took it is not sent.
-    public func send(_ message: AMQPMessage, to address: String, deadline: ContinuousClock.Instant) async throws(AMQPError) {
+    /// failure). Messages wait for a connection until the deadline.
+    public func send(_ message: AMQPMessage, to address: String, deadline: ContinuousClock.Instant,
+                     whenCancelled: SendCancellation = .finish) async throws(AMQPError) {
         let bytes = try MessageCodec().encode(message)
+        let cancelled: (@Sendable () -> Result<Void, AMQPError>)? = switch whenCancelled {
+        case .finish: nil
+        case .abandon: { .failure(AMQPError(.cancelled, "\(address): cancelled before the broker accepted the message")) }
+        }
         let result: Result<Void, AMQPError> = await CallbackWait.wait(until: deadline, expired: {
             .failure(AMQPError(.timedOut, "\(address): not accepted before the deadline"))
-        }, cancelled: {
-            .failure(AMQPError(.cancelled, "\(address): cancelled before the broker accepted the message"))
-        }) { once in
+        }, cancelled: cancelled) { once in
             shared.enqueue(.send(Outgoing(address: address, bytes: bytes.map { CChar(bitPattern: $0) }, settled: once)))
         }
         try result.get()

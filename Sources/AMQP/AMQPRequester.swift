@@ -31,19 +31,20 @@ public final class AMQPRequester: Sendable {
 
     /// Sends `message` to `address` and waits for its reply, all before `deadline`.
     public func request(_ message: AMQPMessage, to address: String, deadline: ContinuousClock.Instant) async throws(AMQPError) -> AMQPMessage {
-        try await request(to: address, deadline: deadline) { () throws(AMQPError) in message }
+        try await request(to: address, deadline: deadline) { (_: Int) throws(AMQPError) in message }
     }
 
-    /// Sends the message `copy` makes and waits for a reply, all before `deadline`; each time
-    /// `resend` yields, sends a fresh copy, and the first reply to any copy answers. For a request
-    /// or reply that a connection may have lost — a node of the broker died with the queue it sat
-    /// in — when the receiver answers every copy of one request with the one result.
+    /// Sends the message `copy(0)` makes and waits for a reply, all before `deadline`; each time
+    /// `resend` yields, sends the next copy (`copy(1)`, …), and the first reply to any copy
+    /// answers. For a request or reply that a connection may have lost — a node of the broker
+    /// died with the queue it sat in — when the receiver answers every copy of one request with
+    /// the one result.
     public func request(to address: String, deadline: ContinuousClock.Instant, resendingOn resend: AsyncStream<Void>? = nil,
-                        _ copy: @escaping @Sendable () throws(AMQPError) -> AMQPMessage) async throws(AMQPError) -> AMQPMessage {
+                        _ copy: @escaping @Sendable (Int) throws(AMQPError) -> AMQPMessage) async throws(AMQPError) -> AMQPMessage {
         let slot = ReplySlot()
         defer { pending.withLock { pending in for id in slot.ids { pending.removeValue(forKey: id) } } }
         do {
-            try await send(copy(), to: address, answeringTo: slot, deadline: deadline)
+            try await send(copy(0), to: address, answeringTo: slot, deadline: deadline)
         } catch {
             // The settlement was lost, not necessarily the message: a reply already here counts.
             if let reply = slot.early { return reply }
@@ -53,8 +54,10 @@ public final class AMQPRequester: Sendable {
         let result = await withTaskGroup(of: Void.self) { group -> Result<AMQPMessage, AMQPError> in
             if let resend {
                 group.addTask {
+                    var number = 0
                     for await _ in resend {
-                        guard let message = try? copy() else { return }
+                        number += 1
+                        guard let message = try? copy(number) else { return }
                         try? await self.send(message, to: address, answeringTo: slot, deadline: deadline)
                     }
                 }
@@ -83,7 +86,7 @@ public final class AMQPRequester: Sendable {
         // Waiting before the message leaves: the reply may come back before `send` returns.
         slot.expect(id)
         pending.withLock { $0[id] = slot }
-        try await connection.send(message, to: address, deadline: deadline)
+        try await connection.send(message, to: address, deadline: deadline, whenCancelled: .abandon)
     }
 
     /// Ends the reply subscription.

@@ -32,7 +32,7 @@ extension BusMessage {
                 ("id", .string(command.id)), ("host", .string(command.host)), ("action", .string(command.action.rawValue)),
                 ("target", .string(command.target)), ("uuid", command.uuid.map(JSON.string) ?? .null),
                 ("deadline", .integer(command.deadline)), ("issuer", .string(command.issuer)),
-            ])
+            ] + (command.agentEpoch.map { [("agentEpoch", JSON.integer($0))] } ?? []))
         case .result(let result):
             var outcome: [(String, JSON)]
             switch result.outcome {
@@ -101,7 +101,8 @@ extension BusMessage {
             guard uuid == .null || uuid.stringValue != nil else { throw BusError(.malformed, "command: \"uuid\" is neither null nor a string") }
             self = .command(FenceCommand(
                 id: try string("id"), host: try string("host"), action: action, target: try string("target"),
-                uuid: uuid.stringValue, deadline: try unsigned("deadline"), issuer: try string("issuer")
+                uuid: uuid.stringValue, deadline: try unsigned("deadline"), issuer: try string("issuer"),
+                agentEpoch: json["agentEpoch"] == nil ? nil : try unsigned("agentEpoch")
             ))
         case "result":
             let outcome: CommandResult.Outcome

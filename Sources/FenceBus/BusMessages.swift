@@ -83,8 +83,13 @@ public struct FenceCommand: Hashable, Sendable {
     public var deadline: UInt64
     /// Who asked (a router id, or fencectl).
     public var issuer: String
+    /// Set on a copy sent again: the run of the agent (its epoch; 0 when unknown) that the first
+    /// copy went to. Another run refuses the copy unless it has the id already, since it cannot
+    /// know whether that run acted.
+    public var agentEpoch: UInt64?
 
-    public init(id: String, host: String, action: FenceAction, target: String, uuid: String? = nil, deadline: UInt64, issuer: String) {
+    public init(id: String, host: String, action: FenceAction, target: String, uuid: String? = nil, deadline: UInt64, issuer: String,
+                agentEpoch: UInt64? = nil) {
         self.id = id
         self.host = host
         self.action = action
@@ -92,6 +97,7 @@ public struct FenceCommand: Hashable, Sendable {
         self.uuid = uuid
         self.deadline = deadline
         self.issuer = issuer
+        self.agentEpoch = agentEpoch
     }
 }
 

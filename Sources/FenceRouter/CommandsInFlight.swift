@@ -4,7 +4,9 @@ import Synchronization
 /// The commands waiting for their hosts' answers: gauged, and told when to send a copy again —
 /// when this router's connection or a host's came back, a command or its answer may have been
 /// lost with the broker node that held it. The agent runs a command id once and answers every
-/// copy with that one result, so a copy never acts twice.
+/// copy with that one result, and a copy names the agent's run its first copy went to, which a
+/// restarted agent refuses: a copy never acts twice. Ten copies per command at most, whatever a
+/// host publishes (a command lives 20 s by default; hosts publish a snapshot every 5 s).
 final class CommandsInFlight: Sendable {
     enum Reason: String, Sendable {
         /// This router reconnected: answers sent to its old subscription are gone.
@@ -17,7 +19,10 @@ final class CommandsInFlight: Sendable {
     private struct Waiting {
         let host: String
         let signal: AsyncStream<Void>.Continuation
+        var copies = 0
     }
+
+    private static let mostCopies = 10
 
     private let waiting = Mutex<(next: UInt64, byToken: [UInt64: Waiting])>((0, [:]))
 
@@ -42,12 +47,17 @@ final class CommandsInFlight: Sendable {
         removed?.signal.finish()
     }
 
-    /// Has every command waiting for `host` (or for any host, without one) sent again; returns
-    /// how many.
+    /// Has every command waiting for `host` (or for any host, without one) sent again, unless it
+    /// went ten times already; returns how many.
     @discardableResult
     func signal(_ reason: Reason, host: String? = nil) -> Int {
         let signals = waiting.withLock { waiting in
-            waiting.byToken.values.filter { host == nil || $0.host == host }.map(\.signal)
+            var due: [AsyncStream<Void>.Continuation] = []
+            for (token, command) in waiting.byToken where (host == nil || command.host == host) && command.copies < Self.mostCopies {
+                waiting.byToken[token]?.copies += 1
+                due.append(command.signal)
+            }
+            return due
         }
         for signal in signals { signal.yield() }
         if !signals.isEmpty {

@@ -92,12 +92,16 @@ public final class RoutedBackend: FenceBackend, Service {
     /// Asks every expected host for a snapshot at once: otherwise a restarted router waits a
     /// snapshot interval before it can vouch for anything.
     private func askForSnapshots() async {
-        for host in currentInventory.expectedHosts {
-            do {
-                try await bus.publish(.snapshotRequest(SnapshotRequest(router: settings.routerID)), to: bus.addresses.commands(for: host), for: .one(host),
-                                      timeToLive: .seconds(5), deadline: .now + .seconds(5))
-            } catch {
-                logger.warning("cannot ask a host for a snapshot", metadata: ["host": "\(host)", "error": "\(error)"])
+        await withDiscardingTaskGroup { group in
+            for host in currentInventory.expectedHosts {
+                group.addTask {
+                    do {
+                        try await self.bus.publish(.snapshotRequest(SnapshotRequest(router: self.settings.routerID)), to: self.bus.addresses.commands(for: host),
+                                                   for: .one(host), timeToLive: .seconds(5), deadline: .now + .seconds(5))
+                    } catch {
+                        self.logger.warning("cannot ask a host for a snapshot", metadata: ["host": "\(host)", "error": "\(error)"])
+                    }
+                }
             }
         }
     }
@@ -108,7 +112,7 @@ public final class RoutedBackend: FenceBackend, Service {
         for await event in bus.connection.events {
             guard case .connected(let generation) = event, generation > 1 else { continue }
             let resent = inFlight.signal(.routerReconnected)
-            logger.notice("reconnected to the broker: asking every host for its inventory", metadata: [
+            logger.notice("back on the bus: commands in flight go again, every host is asked for its inventory", metadata: [
                 "generation": "\(generation)", "commands-resent": "\(resent)",
             ])
             await askForSnapshots()
@@ -380,16 +384,20 @@ public final class RoutedBackend: FenceBackend, Service {
             return hosts.map { CommandReply(host: $0, result: .failure(FenceFailure(.hypervisorUnavailable, "not subscribed to the bus"))) }
         }
         let wallDeadline = WallClock.deadline(for: deadline)
+        let epochs = currentInventory.hosts.mapValues(\.epoch)
         return await withTaskGroup(of: CommandReply.self) { group in
             for host in hosts {
                 group.addTask {
                     let command = FenceCommand(id: self.bus.nextID(), host: host, action: action, target: "\(target)", uuid: uuid, deadline: wallDeadline, issuer: self.settings.routerID)
+                    // Copies name the agent's run the first one went to: a restarted agent refuses them.
+                    var copy = command
+                    copy.agentEpoch = epochs[host] ?? 0
                     let sent = ContinuousClock.now
                     let (token, resend) = self.inFlight.register(host)
                     defer { self.inFlight.unregister(token) }
                     do throws(AMQPError) {
-                        let reply = try await requester.request(to: self.bus.addresses.commands(for: host), deadline: deadline, resendingOn: resend) { () throws(AMQPError) in
-                            try self.bus.amqpMessage(.command(command), for: .one(host), timeToLive: max(deadline - .now, .milliseconds(1)))
+                        let reply = try await requester.request(to: self.bus.addresses.commands(for: host), deadline: deadline, resendingOn: resend) { [copy] (number: Int) throws(AMQPError) in
+                            try self.bus.amqpMessage(.command(number == 0 ? command : copy), for: .one(host), timeToLive: max(deadline - .now, .milliseconds(1)))
                         }
                         Timer(label: "fence_command_rtt_seconds", dimensions: [("host", host)]).record(duration: .now - sent)
                         guard let envelope = self.bus.open(reply), envelope.sender == host, case .result(let result) = envelope.message,

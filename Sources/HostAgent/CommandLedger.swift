@@ -17,17 +17,28 @@ final class CommandLedger: Sendable {
         self.retention = retention
     }
 
-    /// The result of command `id`, running `execute` only if no earlier copy did.
-    func result(for id: String, now: UInt64, execute: @escaping @Sendable () async -> CommandResult) async -> (CommandResult, repeated: Bool) {
-        let (run, repeated) = entries.withLock { entries in
-            if let entry = entries[id] { return (entry.run, true) }
+    /// The result of command `id`, running `execute` only if no earlier copy did; `refusal`, not
+    /// remembered, when no earlier copy did and this one must not run.
+    func result(for id: String, now: UInt64, unlessNew refusal: CommandResult? = nil,
+                execute: @escaping @Sendable () async -> CommandResult) async -> (CommandResult, repeated: Bool) {
+        let answer = entries.withLock { entries -> Answer in
+            if let entry = entries[id] { return .runOf(entry.run, repeated: true) }
+            if let refusal { return .now(refusal) }
             if entries.count >= 4096 {
                 entries = entries.filter { $0.value.received + retention > now }
             }
             let run = Task { await execute() }
             entries[id] = Entry(run: run, received: now)
-            return (run, false)
+            return .runOf(run, repeated: false)
         }
-        return (await run.value, repeated)
+        switch answer {
+        case .runOf(let run, let repeated): return (await run.value, repeated)
+        case .now(let result): return (result, false)
+        }
+    }
+
+    private enum Answer {
+        case runOf(Task<CommandResult, Never>, repeated: Bool)
+        case now(CommandResult)
     }
 }

@@ -94,7 +94,7 @@ struct ConfigurationCheck {
 
     /// Whether `amqp://user:password@host` carries a password.
     static func hasPassword(_ url: String) -> Bool {
-        let parts = url.split(separator: "://", maxSplits: 1)
+        let parts = url.split(separator: "://", maxSplits: 1, omittingEmptySubsequences: false)
         guard parts.count == 2 else { return false }
         let authority = parts[1].prefix { $0 != "/" }
         guard let at = authority.lastIndex(of: "@") else { return false }

@@ -145,7 +145,7 @@ struct AMQPClientTests {
                 let requests = try await server.receiver(from: service, deadline: deadline)
                 let requester = try await AMQPRequester(connection: client, replyAddress: profile.address(unique("reply")), deadline: deadline)
                 let (signals, signal) = AsyncStream.makeStream(of: Void.self)
-                let copies = Mutex(0)
+                let copies = Mutex<[Int]>([])
                 let (reply, ids) = try await withThrowingTaskGroup(of: [String]?.self) { group in
                     group.addTask {
                         await requester.run()
@@ -165,9 +165,9 @@ struct AMQPClientTests {
                         }
                         return nil
                     }
-                    let reply = try await requester.request(to: service, deadline: .now + .seconds(10), resendingOn: signals) { () throws(AMQPError) in
-                        copies.withLock { $0 += 1 }
-                        return AMQPMessage(body: [7])
+                    let reply = try await requester.request(to: service, deadline: .now + .seconds(10), resendingOn: signals) { (number: Int) throws(AMQPError) in
+                        copies.withLock { $0.append(number) }
+                        return AMQPMessage(body: [7, UInt8(number)])
                     }
                     var ids: [String]?
                     while ids == nil, let result = try await group.next() { ids = result }
@@ -175,7 +175,7 @@ struct AMQPClientTests {
                     return (reply.body, ids ?? [])
                 }
                 #expect(reply == [42])
-                #expect(copies.withLock { $0 } == 2)
+                #expect(copies.withLock { $0 } == [0, 1], "the first copy, then one more on the signal")
                 #expect(ids.count == 2 && ids[0] != ids[1], "each copy is matched by its own id")
             }
         }

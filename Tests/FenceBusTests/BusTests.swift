@@ -89,6 +89,7 @@ struct BusMessageTests {
         .heartbeat(Heartbeat(host: "h1", epoch: 1, sequence: 5, libvirtConnected: true, domainCount: 2)),
         .command(FenceCommand(id: "c-1", host: "h1", action: .reboot, target: "vm1", deadline: 1_795_000_020_000, issuer: "router-a")),
         .command(FenceCommand(id: "c-6", host: "h1", action: .off, target: "vm1", uuid: vm1.uuid, deadline: 1_795_000_020_000, issuer: "router-a")),
+        .command(FenceCommand(id: "c-6", host: "h1", action: .off, target: "vm1", uuid: vm1.uuid, deadline: 1_795_000_020_000, issuer: "router-a", agentEpoch: 1_794_000_000_000)),
         .result(CommandResult(commandID: "c-1", host: "h1", outcome: .success, observed: vm1)),
         .result(CommandResult(commandID: "c-2", host: "h1", outcome: .failed(code: "hypervisor-unavailable", message: "libvirt: connection refused"), observed: nil)),
         .result(CommandResult(commandID: "c-3", host: "h1", outcome: .off, observed: nil)),

@@ -150,9 +150,9 @@ final class AgentLab: @unchecked Sendable {
     }
 
     /// Sends a command and waits for its result.
-    func command(_ action: FenceAction, _ target: String, id: String = UUID().uuidString, deadline: UInt64? = nil) async throws -> CommandResult {
+    func command(_ action: FenceAction, _ target: String, id: String = UUID().uuidString, deadline: UInt64? = nil, agentEpoch: UInt64? = nil) async throws -> CommandResult {
         let command = FenceCommand(id: id, host: host, action: action, target: target,
-                                   deadline: deadline ?? WallClock.now() + 10_000, issuer: "router-test")
+                                   deadline: deadline ?? WallClock.now() + 10_000, issuer: "router-test", agentEpoch: agentEpoch)
         let reply = try await requester.request(try bus.amqpMessage(.command(command), for: .one(host), timeToLive: .seconds(10)),
                                                 to: bus.addresses.commands(for: host), deadline: .now + .seconds(10))
         guard let envelope = bus.open(reply), case .result(let result) = envelope.message else {

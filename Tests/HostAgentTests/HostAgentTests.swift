@@ -85,6 +85,25 @@ struct HostAgentTests {
         }
     }
 
+    @Test("a copy sent again names the agent's run the first copy went to: another run refuses it without acting; that run executes it; a repeat gets the first result, whatever run it names")
+    func copiesNameTheRun() async throws {
+        try await withLab { lab in
+            let heartbeat = try await lab.nextFromHost { if case .heartbeat = $0 { true } else { false } }
+            guard case .heartbeat(let beat) = heartbeat else { throw TimedOut(what: "a heartbeat") }
+            let refused = try await lab.command(.off, "guest1", id: "copy-1", agentEpoch: beat.epoch - 1)
+            #expect(refused.outcome == .failed(code: "agent-restarted", message: "a copy of a command sent to run \(beat.epoch - 1) of this agent; this is run \(beat.epoch), which never saw it, and whether that run acted is unknown: not executed"))
+            #expect(try await lab.trueState("guest1") == "running", "an earlier run may have acted: this one does not act again")
+
+            let executed = try await lab.command(.off, "guest1", id: "copy-2", agentEpoch: beat.epoch)
+            #expect(executed.outcome == .success, "its own run's copy of a command it never saw (the first copy was lost)")
+            #expect(try await lab.trueState("guest1") == "shut off")
+
+            let repeated = try await lab.command(.off, "guest1", id: "copy-2", agentEpoch: 7)
+            #expect(repeated == executed, "the first result again, nothing run twice")
+            #expect(lab.agent.log.contains("repeated=true"))
+        }
+    }
+
     @Test("a command past its deadline is refused and not executed")
     func expiredRefused() async throws {
         try await withLab { lab in

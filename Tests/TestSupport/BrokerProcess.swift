@@ -113,41 +113,56 @@ private enum SharedBrokerExit {
     }
 }
 
-/// Ports for the daemons and brokers of the tests, on loopback. Each comes from a range of its
-/// own, below Linux's ephemeral range (32768 and up, where outgoing connections take theirs), and
-/// is never handed out twice in one test process: parallel tests cannot draw the same port between
-/// the check that it is free and the daemon's bind, and a daemon's port never falls on a broker's.
-/// The shared broker of `Deploy/run-tests.sh` lives in 20000–20999, the lab's in namespaces.
+/// Ports for the daemons and brokers of the tests, on loopback, none handed out twice in one test
+/// process (nor a port of a broker's four), so that parallel tests never draw the same one
+/// between the check that it is free and the bind. A daemon's port is the kernel's choice: bound
+/// to port 0 and read back. A broker needs four in a fixed layout, which the kernel cannot choose
+/// together: the first P from 21000 whose P, P+1 (TLS), P+10000 (its epmd) and P+20000 (its
+/// distribution) are free. The shared broker of `Deploy/run-tests.sh` lives in 20000–20999, the
+/// lab's in namespaces.
 public enum Ports {
     private static let given = Mutex(Set<Int>())
 
-    /// A TCP port that nothing uses right now, from 10000–19999.
+    /// A TCP port on 127.0.0.1 that the kernel picked as free.
     public static func freeTCP() throws -> Int {
-        try take(from: 10_000..<20_000, what: "a free TCP port") { isFree($0) }
-    }
-
-    /// A port P from 21000–22767 for a broker such that P, P+1 (TLS), P+10000 (its epmd) and
-    /// P+20000 (its distribution, the one port in the ephemeral range) are free.
-    public static func freeForBroker() throws -> Int {
-        try take(from: 21_000..<22_768, what: "a free port for a broker") { port in
-            [port, port + 1, port + 10_000, port + 20_000].allSatisfy(isFree)
+        for _ in 0..<100 {
+            let port = try kernelChosen()
+            if given.withLock({ $0.insert(port).inserted }) { return port }
         }
+        throw NoFreePort(reason: "the kernel gave only ports handed out before")
     }
 
-    private static func take(from range: Range<Int>, what: String, _ usable: (Int) -> Bool) throws -> Int {
-        let start = Int.random(in: range)
-        for offset in 0..<range.count {
-            let port = range.lowerBound + (start - range.lowerBound + offset) % range.count
-            guard usable(port) else { continue }
-            // A broker takes P and P+1: neighbours of a port given out are refused too, in the
-            // same critical section as the claim, so two threads cannot win P and P+1.
+    /// The first port P from 21000 for a broker whose four ports are free and not handed out.
+    public static func freeForBroker() throws -> Int {
+        for port in 21_000..<22_768 {
+            let ports: Set = [port, port + 1, port + 10_000, port + 20_000]
+            guard ports.allSatisfy(isFree) else { continue }
             let won = given.withLock { given in
-                guard !given.contains(port - 1), !given.contains(port + 1) else { return false }
-                return given.insert(port).inserted
+                guard given.isDisjoint(with: ports) else { return false }
+                given.formUnion(ports)
+                return true
             }
             if won { return port }
         }
-        throw TimedOut(what: what)
+        throw NoFreePort(reason: "no P in 21000–22767 with P, P+1, P+10000 and P+20000 free")
+    }
+
+    private static func kernelChosen() throws -> Int {
+        let socket = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard socket >= 0 else { throw NoFreePort(reason: "socket: errno \(errno)") }
+        defer { close(socket) }
+        var address = sockaddr_in(sin_family: sa_family_t(AF_INET), sin_port: 0, sin_addr: in_addr(s_addr: inet_addr("127.0.0.1")), sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) == 0 && getsockname(socket, $0, &length) == 0 }
+        }
+        guard bound else { throw NoFreePort(reason: "bind to port 0: errno \(errno)") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    public struct NoFreePort: Error, CustomStringConvertible {
+        public let reason: String
+        public var description: String { "no free port: \(reason)" }
     }
 
     static func isFree(_ port: Int) -> Bool {
