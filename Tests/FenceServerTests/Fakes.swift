@@ -7,8 +7,8 @@ import TestSupport
 @testable import FenceServer
 
 /// Event loops of the pipeline tests' own, apart from the process-wide singleton: the unit tests
-/// run beside everything else in one test process, and a stall of a shared loop there (seen in CI:
-/// a fake client's channel not even closing for 30 s) must not decide their outcome.
+/// run beside everything else in one test process, and the time others' work takes on a shared
+/// loop must not decide their outcome.
 enum TestLoops {
     /// Where the fake clients accept call-backs.
     static let clients = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -83,10 +83,10 @@ final class FakeFenceClient: Sendable {
     }
 
     private static func converse(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>, exchange: ChallengeResponse, behaviour: Behaviour, stage: Stage) async throws -> [UInt8] {
-        // A bound on a hang, not on the daemon's speed: in CI the whole test process was seen
-        // stalled for about 30 s at the start (every fake client then timed out together, one of
-        // them after reading its whole answer), so the bound sits well beyond such a stall.
-        try await withTimeout(.seconds(120), "the fake client's conversation") {
+        // A bound on a hang, not on the daemon's speed. (The stalls once seen here, every fake
+        // client waiting for its end of stream together for up to 120 s, were copies of the
+        // pipeline's sockets inherited by brokers that other tests started: see Spawn.)
+        try await withTimeout(.seconds(30), "the fake client's conversation") {
             try await connection.executeThenClose { inbound, outbound in
                 var reader = ByteReader(inbound.makeAsyncIterator())
                 if exchange.algorithm != .none {
