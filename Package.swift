@@ -10,7 +10,6 @@ let package = Package(
         .executable(name: "fencectl", targets: ["fencectl"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
         .package(url: "https://github.com/apple/swift-nio", exact: "2.101.3"),
         .package(url: "https://github.com/apple/swift-log", exact: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", exact: "2.13.0"),
@@ -163,7 +162,6 @@ let package = Package(
             name: "fencectl",
             dependencies: [
                 "DaemonSupport", "FenceConfig", "BusClient", "FenceBus", "FenceCore", "Routing", "AMQP", "Cryptography", "JSONValue", "BuildInfo",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -25,6 +25,7 @@ if [[ ${1:-} != --build-only ]]; then
         dpkg-dev           # dpkg-shlibdeps and dpkg-gencontrol, for the Debian package (Deploy/package/deb.sh)
         lintian            # checks that package
         man-db             # man -l renders the installed man pages, warnings checked
+        zsh                # parses the zsh completions fencectl writes (zsh -n)
         corosync           # a real Pacemaker cluster of lab guests (Deploy/lab/pacemaker.sh),
         pacemaker          #   each node in namespaces of its own; not as services of this machine
         pacemaker-cli-utils  # stonith_admin, crm_mon, cibadmin inside a node

@@ -128,18 +128,16 @@ manpage fence-hostd "a hypervisor host's agent: its domains on the bus, fencing 
 help=$("$prebuilt/fencectl" --help)
 for command in keygen "config check" configure inventory "host confirm-down" "host forget" fence; do
     # shellcheck disable=SC2086 # a command name may be two words
-    if text=$("$prebuilt/fencectl" $command --help 2>/dev/null); then
-        help+=$'\n\n'"fencectl $command"$'\n'"$text"
-    fi
+    text=$("$prebuilt/fencectl" $command --help)
+    help+=$'\n\n'"fencectl $command"$'\n'"$text"
 done
 manpage fencectl "the operator's tool for fence-router" "$help"
 
 put Deploy/systemd/fence-routerd.service "$units/fence-routerd.service" 0644
-# Completions: fencectl's from its own parser, the daemons' (fence_virtd's options) written out.
+# Completions: fencectl's written from its own usages, the daemons' (fence_virtd's options) by hand.
 for shell in bash zsh; do
     script=$(mktemp)
-    # A completion is sourced, not run: the #!/bin/bash the generator puts first goes.
-    "$prebuilt/fencectl" --generate-completion-script "$shell" | sed '1{/^#!/d}' >"$script"
+    "$prebuilt/fencectl" --generate-completion-script "$shell" >"$script"
     if [[ $shell == bash ]]; then put "$script" "$bashcompletions/fencectl" 0644; else put "$script" "$zshcompletions/_fencectl" 0644; fi
     rm -f "$script"
 done

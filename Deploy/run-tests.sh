@@ -71,15 +71,22 @@ for program in fence-routerd fence-hostd fencectl; do
         exit 1
     fi
 done
-# No program links Foundation or ICU (82 MB of fencectl when it did). swift-argument-parser still
-# brings FoundationEssentials into fencectl: 35 MB installed against the daemons' 25 MB.
+# No program links Foundation or ICU (82 MB of fencectl when it did), and fencectl is no larger
+# than the larger daemon (35 MB against 25 while swift-argument-parser brought FoundationEssentials).
 for program in fence-routerd fence-hostd fencectl; do
     symbols=$(nm "$stage/usr/sbin/$program")
-    if [[ $symbols == *'$s10Foundation'* || $symbols == *icudt* ]]; then
+    if [[ $symbols == *'$s10Foundation'* || $symbols == *'$s20FoundationEssentials'* || $symbols == *icudt* ]]; then
         echo "$program links Foundation or ICU" >&2
         exit 1
     fi
 done
+sizes=$(stat -c '%s %n' "$stage"/usr/sbin/{fence-routerd,fence-hostd,fencectl})
+echo "installed sizes (bytes):" $sizes
+largest=$(stat -c %s "$stage"/usr/sbin/fence-{routerd,hostd} | sort -n | tail -1)
+if (($(stat -c %s "$stage/usr/sbin/fencectl") > largest)); then
+    echo "fencectl is larger than the larger daemon ($largest bytes)" >&2
+    exit 1
+fi
 "$stage/usr/sbin/fence-routerd" -h >/dev/null
 "$stage/usr/sbin/fencectl" config check --skip-files "$stage/usr/share/doc/fence-router/examples/fence_virt.conf.multi-host" >/dev/null
 Deploy/install.sh --uninstall --destdir "$stage"

@@ -69,9 +69,7 @@ public struct SystemLogHandler: LogHandler {
                 withVaList([line]) { vsyslog(event.level.syslogPriority, "%s", $0) }
             }
         case .journal:
-            let line = Array(Self.journalLine(handlerMetadata: metadata, event: event).utf8)
-            // One write per line: lines of several threads never interleave.
-            _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+            StandardError.write(Self.journalLine(handlerMetadata: metadata, event: event))
         }
     }
 

@@ -1,5 +1,4 @@
 import AMQP
-import ArgumentParser
 import BusClient
 import DaemonSupport
 import FenceConfig
@@ -13,8 +12,8 @@ import Logging
 /// fencectl on the bus, as `fencectl`, with the settings of the configuration file.
 enum BusSession {
     /// Connects, runs `body` on the bus, and closes the connection.
-    static func with<T: Sendable>(_ options: ConfigFileOption, signer: BusSigner, _ body: (BusEndpoint) async throws -> T) async throws -> T {
-        let document = try ConfigurationFile.load(options.configFile)
+    static func with<T: Sendable>(_ configFile: String, signer: BusSigner, _ body: (BusEndpoint) async throws -> T) async throws -> T {
+        let document = try ConfigurationFile.load(configFile)
         let settings = try BusSettings(document: document)
         var logger = Logger(label: "fencectl")
         logger.logLevel = .error
@@ -27,8 +26,8 @@ enum BusSession {
 
     /// This machine's router: the hosts seal their inventory for each router, so reading it takes
     /// a router's identity key.
-    static func router(_ options: ConfigFileOption) throws -> BusSigner {
-        let routing = try RouterConfiguration(document: ConfigurationFile.load(options.configFile)).routing
+    static func router(_ configFile: String) throws -> BusSigner {
+        let routing = try RouterConfiguration(document: ConfigurationFile.load(configFile)).routing
         return .daemon(name: routing.routerID ?? "router-\(Hostname.current())", role: .router)
     }
 
@@ -41,12 +40,15 @@ enum BusSession {
 
 /// Who makes a statement on the bus: an operator with a key of their own, whose public key every
 /// router holds under `operators/NAME.pub`.
-struct OperatorOption: ParsableArguments {
-    @Option(name: .customLong("operator"), help: "Your name on the bus (default: the login that ran sudo, or yours).")
-    var name: String?
+struct OperatorSigner {
+    static let nameOption = Usage.Option.value("operator", "name", "Your name on the bus (default: the login that ran sudo, or yours).")
+    static let keyOption = Usage.Option.value("operator-key", "file", "Your private key (fencectl keygen --operator NAME FILE).",
+                                              default: "/etc/fence-router/operator.key", completion: .files)
+    static let options = [nameOption, keyOption]
 
-    @Option(name: .customLong("operator-key"), help: ArgumentHelp("Your private key (fencectl keygen --operator NAME FILE).", valueName: "file"))
-    var keyFile = "/etc/fence-router/operator.key"
+    let signer: BusSigner
 
-    var signer: BusSigner { .operator(name: name ?? BusSession.operatorName, keyFile: keyFile) }
+    init(_ line: ParsedCommandLine) {
+        signer = .operator(name: line.value(Self.nameOption) ?? BusSession.operatorName, keyFile: line.value(defaulted: Self.keyOption))
+    }
 }

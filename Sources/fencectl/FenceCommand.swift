@@ -1,4 +1,3 @@
-import ArgumentParser
 import DaemonSupport
 import FenceBus
 import FenceConfig
@@ -6,52 +5,60 @@ import FenceCore
 import FenceWire
 import JSONValue
 
-struct FenceCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "fence",
+struct FenceCommand: Subcommand {
+    static let actionOption = Usage.Option.value("action", "action", "What to do to the domain.",
+                                                 completion: .words(FenceAction.allCases.map(\.rawValue)), required: true)
+    static let viaOption = Usage.Option.value("via", "listener", "Which listener of the file to use (default: the first one it lists).",
+                                              completion: .words(ListenerKind.allCases.map(\.rawValue)))
+    static let timeoutOption = Usage.Option.value("timeout", "seconds", "Give up after this many seconds, as fence_xvm's -t.", default: "30")
+
+    static let usage = Usage(
+        path: ["fence"],
         abstract: "Send a fence request through the router, as a guest's fence_xvm would.",
         discussion: """
             A test path for operators without a guest at hand. The request goes to the first listener of the \
             configuration file, signed with its key: to the multicast group (leaving by the listener's interface, \
             looped back to a router on this host, called back on this host's address there), or to the tcp \
             listener. Exit status as fence_xvm's: 0 done (status: on), 1 failed, 2 off, 3 permission denied.
-            """
+            """,
+        arguments: [Usage.Argument(name: "domain", help: "The domain's name or UUID.")],
+        options: [actionOption, .configFile, viaOption, timeoutOption, .json]
     )
 
-    @Argument(help: ArgumentHelp("The domain's name or UUID.", valueName: "domain"))
-    var domain: String
+    let domain: String
+    let action: FenceAction
+    let configFile: String
+    let via: ListenerKind?
+    let timeout: Int
+    let json: Bool
 
-    @Option(help: "What to do to the domain.")
-    var action: FenceAction
+    init(_ line: ParsedCommandLine) throws(UsageError) {
+        domain = line.arguments[0]
+        // Required, and one of FenceAction's cases: the parser checked both.
+        action = line.choice(Self.actionOption, as: FenceAction.self)!
+        configFile = line.value(defaulted: .configFile)
+        via = line.choice(Self.viaOption, as: ListenerKind.self)
+        timeout = try line.integer(defaulted: Self.timeoutOption)
+        json = line.flag(.json)
+    }
 
-    @OptionGroup var file: ConfigFileOption
-
-    @Option(help: "Which listener of the file to use (default: the first one it lists).")
-    var via: ListenerKind?
-
-    @Option(help: ArgumentHelp("Give up after this many seconds, as fence_xvm's -t.", valueName: "seconds"))
-    var timeout = 30
-
-    @Flag(help: "Print JSON.")
-    var json = false
-
-    func run() throws {
-        let configuration = try RouterConfiguration(document: ConfigurationFile.load(file.configFile))
+    func run() throws -> ExitStatus {
+        let configuration = try RouterConfiguration(document: ConfigurationFile.load(configFile))
         let kind = via ?? configuration.daemon.listeners[0]
         let deadline = ContinuousClock.now + .seconds(timeout)
         let code: UInt8
         do {
             switch kind {
             case .multicast:
-                guard let listener = configuration.multicastListeners.first else { throw ValidationError("\(file.configFile) has no multicast listener") }
+                guard let listener = configuration.multicastListeners.first else { throw UsageError("\(configFile) has no multicast listener") }
                 code = try client(listener.security, deadline).request(operation, domain: domain, multicast: listener)
             case .tcp:
-                guard let listener = configuration.tcpListeners.first else { throw ValidationError("\(file.configFile) has no tcp listener") }
+                guard let listener = configuration.tcpListeners.first else { throw UsageError("\(configFile) has no tcp listener") }
                 code = try client(listener.security, deadline).request(operation, domain: domain, tcp: listener)
             }
         } catch let failure as XVMClient.Failure {
             report(result: "failed: \(failure)", code: nil)
-            throw ExitCode.failure
+            return .failure
         }
         let result: String = switch ResponseCode(rawValue: code) {
         case .success: action == .status ? "on" : "done"
@@ -61,7 +68,7 @@ struct FenceCommand: ParsableCommand {
         default: "unknown response \(code)"
         }
         report(result: result, code: code)
-        if code != 0 { throw ExitCode(Int32(code)) }
+        return code == 0 ? .success : .response(code)
     }
 
     /// The request's op code for the action (the wire's numbers, FenceCore's names).
@@ -90,6 +97,3 @@ struct FenceCommand: ParsableCommand {
         }
     }
 }
-
-extension FenceAction: ExpressibleByArgument {}
-extension ListenerKind: ExpressibleByArgument {}

@@ -1,28 +1,32 @@
-import ArgumentParser
 import BusClient
 import FenceBus
 import FenceCore
 import JSONValue
 import Routing
 
-struct InventoryCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "inventory",
+struct InventoryCommand: Subcommand {
+    static let listenOption = Usage.Option.value("listen", "seconds", "How long to listen, in seconds (at least one snapshot interval).", default: "6")
+
+    static let usage = Usage(
+        path: ["inventory"],
         abstract: "Show every domain on every host, as the routers see it.",
-        discussion: "Listens to the hosts' inventory on the bus for a snapshot interval, then prints each domain with its UUID, state and host, and each host with its liveness. Run it on a router's machine: the hosts seal their inventory for each router, so it reads with that router's identity key (router_id, identity_key_file)."
+        discussion: "Listens to the hosts' inventory on the bus for a snapshot interval, then prints each domain with its UUID, state and host, and each host with its liveness. Run it on a router's machine: the hosts seal their inventory for each router, so it reads with that router's identity key (router_id, identity_key_file).",
+        options: [.configFile, .json, listenOption]
     )
 
-    @OptionGroup var bus: ConfigFileOption
+    let configFile: String
+    let json: Bool
+    let listen: Int
 
-    @Flag(help: "Print JSON.")
-    var json = false
+    init(_ line: ParsedCommandLine) throws(UsageError) {
+        configFile = line.value(defaulted: .configFile)
+        json = line.flag(.json)
+        listen = try line.integer(defaulted: Self.listenOption)
+    }
 
-    @Option(help: ArgumentHelp("How long to listen, in seconds (at least one snapshot interval).", valueName: "seconds"))
-    var listen: Int = 6
-
-    func run() async throws {
+    func run() async throws -> ExitStatus {
         let listen = self.listen
-        let inventory = try await BusSession.with(bus, signer: BusSession.router(bus)) { endpoint in
+        let inventory = try await BusSession.with(configFile, signer: BusSession.router(configFile)) { endpoint in
             let stream = try await endpoint.subscribe(endpoint.addresses.inventory, deadline: .now + .seconds(10))
             let limit = ContinuousClock.now + .seconds(listen)
             return try await withThrowingTaskGroup(of: Inventory.self) { group in
@@ -37,6 +41,7 @@ struct InventoryCommand: AsyncParsableCommand {
             }
         }
         print(json ? Self.json(inventory) : Self.table(inventory), terminator: "")
+        return .success
     }
 
     static func rows(_ inventory: Inventory) -> [(domain: DomainInfo, host: String)] {

@@ -1,4 +1,3 @@
-import ArgumentParser
 import Cryptography
 import DaemonSupport
 import FenceBus
@@ -9,9 +8,16 @@ import Glibc
 import Musl
 #endif
 
-struct KeygenCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "keygen",
+struct KeygenCommand: Subcommand {
+    static let bytesOption = Usage.Option.value("bytes", "bytes", "How many random bytes (32 to 65536).", default: "4096")
+    static let hostOption = Usage.Option.value("host", "name", "An identity key pair for the fence-hostd of this host id.")
+    static let routerOption = Usage.Option.value("router", "name", "An identity key pair for the fence-routerd of this router id.")
+    static let operatorOption = Usage.Option.value("operator", "name", "An identity key pair for this operator.")
+    static let trustOption = Usage.Option.value("trust-directory", "directory", "Also file the public key in this trust directory.",
+                                                completion: .directories)
+
+    static let usage = Usage(
+        path: ["keygen"],
         abstract: "Write a new key, readable by its owner only (0600).",
         discussion: """
             Without a role: random bytes. The fence_xvm key (4096 bytes, the default) goes to every guest and host of a \
@@ -24,40 +30,38 @@ struct KeygenCommand: ParsableCommand {
             into every router's operators/NAME.pub. --trust-directory also files it there.
 
             An existing file is never replaced.
-            """
+            """,
+        arguments: [Usage.Argument(name: "path", help: "Where to write the key.", completion: .files)],
+        options: [bytesOption, hostOption, routerOption, operatorOption, trustOption]
     )
 
-    @Argument(help: "Where to write the key.") var path: String
-    @Option(help: "How many random bytes (32 to 65536).") var bytes = 4096
-    @Option(help: ArgumentHelp("An identity key pair for the fence-hostd of this host id.", valueName: "name")) var host: String?
-    @Option(help: ArgumentHelp("An identity key pair for the fence-routerd of this router id.", valueName: "name")) var router: String?
-    @Option(name: .customLong("operator"), help: ArgumentHelp("An identity key pair for this operator.", valueName: "name")) var operatorName: String?
-    @Option(help: ArgumentHelp("Also file the public key in this trust directory.", valueName: "directory")) var trustDirectory: String?
+    let path: String
+    let bytes: Int
+    let identity: (role: BusRole, name: String)?
+    let trustDirectory: String?
 
-    var identity: (role: BusRole, name: String)? {
-        if let host { return (.host, host) }
-        if let router { return (.router, router) }
-        return operatorName.map { (.operator, $0) }
-    }
-
-    func validate() throws {
-        guard (32...65_536).contains(bytes) else { throw ValidationError("--bytes must be between 32 and 65536") }
-        guard [host, router, operatorName].compactMap({ $0 }).count <= 1 else {
-            throw ValidationError("one of --host, --router and --operator at a time")
-        }
+    init(_ line: ParsedCommandLine) throws(UsageError) {
+        path = line.arguments[0]
+        bytes = try line.integer(defaulted: Self.bytesOption)
+        trustDirectory = line.value(Self.trustOption)
+        guard (32...65_536).contains(bytes) else { throw UsageError("--bytes must be between 32 and 65536") }
+        let roles: [(BusRole, String)] = [(.host, Self.hostOption), (.router, Self.routerOption), (.operator, Self.operatorOption)]
+            .compactMap { role, option in line.value(option).map { (role, $0) } }
+        guard roles.count <= 1 else { throw UsageError("one of --host, --router and --operator at a time") }
+        identity = roles.first.map { (role: $0.0, name: $0.1) }
         if let identity, !BusIdentity.isValidName(identity.name) {
-            throw ValidationError("\"\(identity.name)\" cannot be a name on the bus: letters, digits, '-', '_' and '.', at most 64")
+            throw UsageError("\"\(identity.name)\" cannot be a name on the bus: letters, digits, '-', '_' and '.', at most 64")
         }
         if trustDirectory != nil, identity == nil {
-            throw ValidationError("--trust-directory files an identity's public key: add --host, --router or --operator")
+            throw UsageError("--trust-directory files an identity's public key: add --host, --router or --operator")
         }
     }
 
-    func run() throws {
+    func run() throws -> ExitStatus {
         guard let identity else {
             try SecretFile.create(path, contents: SecureRandom.bytes(bytes))
             print("wrote \(bytes) random bytes to \(path) (mode 0600)")
-            return
+            return .success
         }
         let key = SigningKey()
         let publicPath = path.hasSuffix(".key") ? String(path.dropLast(4)) + ".pub" : path + ".pub"
@@ -80,5 +84,6 @@ struct KeygenCommand: ParsableCommand {
         print("wrote the \(identity.role.rawValue) key of \(identity.name) to \(path) (mode 0600) and its public key to \(publicPath)")
         print("every \(receivers) believes it as <trust_directory>/\(identity.role.directory)/\(identity.name).pub"
             + (trustDirectory.map { " (filed in \($0))" } ?? ""))
+        return .success
     }
 }
