@@ -105,17 +105,22 @@ struct LibvirtConnectionTests {
         )
         try await connection.open(deadline: deadline)
         let uuid = "6695eb01-f6a4-8304-79aa-97f2502e193f"
-        // The only thread is busy for a while: the destroy waits in the queue past its deadline.
-        final class Flag: Sendable { let raised = Atomic(false) }
-        let holding = Flag()
-        async let busy: Void = calls.run("hold the thread", deadline: deadline) {
-            holding.raised.store(true, ordering: .sequentiallyConsistent)
-            usleep(600_000)
+        // The only thread is held until the destroy has failed at its deadline, waiting in the
+        // queue (not for a fixed time: on a loaded machine the test may see the hold late).
+        final class Gate: Sendable {
+            let holding = Atomic(false)
+            let released = Atomic(false)
         }
-        while !holding.raised.load(ordering: .sequentiallyConsistent) { try await Task.sleep(for: .milliseconds(1)) }
+        let gate = Gate()
+        async let busy: Void = calls.run("hold the thread", deadline: deadline) {
+            gate.holding.store(true, ordering: .sequentiallyConsistent)
+            while !gate.released.load(ordering: .sequentiallyConsistent) { usleep(1_000) }
+        }
+        while !gate.holding.load(ordering: .sequentiallyConsistent) { try await Task.sleep(for: .milliseconds(1)) }
         await #expect(throws: LibvirtError.self) {
             try await connection.destroy(uuid: uuid, deadline: .now + .milliseconds(100))
         }
+        gate.released.store(true, ordering: .sequentiallyConsistent)
         try await busy
         #expect(try await connection.lookup(.uuid(uuid), deadline: deadline)?.state == .running, "the late destroy never ran")
     }
