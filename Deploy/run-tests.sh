@@ -121,12 +121,19 @@ Deploy/broker/rabbitmq.sh start "$broker" "$port"
 step "the tests"
 FENCE_ROUTER_TEST_BROKER=$broker FENCE_ROUTER_TEST_PACKAGE=$deb swift test --skip-build
 
-# The decoders of untrusted input under libFuzzer, 30 s each (Fuzz/run.sh; 10 million inputs by hand).
-step "libFuzzer"
-Fuzz/run.sh --seconds 30
-
-# The unit under a real systemd: the package installed with apt-get in a minimal Debian booted
-# with systemd-nspawn, then purged.
-step "fence-routerd.service under systemd (systemd-nspawn, the package installed with apt)"
-Deploy/systemd/boot-check.sh "$run/boot-check" "$deb"
+# Side by side, to keep the run under 30 minutes (each takes about two): the decoders of untrusted
+# input under libFuzzer, 30 s each (Fuzz/run.sh; 10 million inputs by hand), and the unit under a
+# real systemd: the package installed with apt-get in a minimal Debian booted with systemd-nspawn,
+# then purged. Each one's output follows when both are done.
+step "libFuzzer, and fence-routerd.service under systemd (systemd-nspawn, the package installed with apt)"
+Fuzz/run.sh --seconds 30 >"$run/fuzz.log" 2>&1 &
+fuzz=$!
+Deploy/systemd/boot-check.sh "$run/boot-check" "$deb" >"$run/boot-check.log" 2>&1 &
+boot=$!
+failed=0
+wait "$fuzz" || failed=1
+cat "$run/fuzz.log"
+wait "$boot" || failed=1
+cat "$run/boot-check.log"
+((failed == 0)) || { echo "libFuzzer or the boot check failed (above)" >&2; exit 1; }
 step ""

@@ -126,7 +126,10 @@ done <<<"$(in_container journalctl -u fence-routerd --no-pager -o cat)"
 echo "boot-check: journalctl -p warning shows the warning and no info line; no timestamp of ours"
 
 in_container systemctl reload fence-routerd
-sleep 1
+for _ in $(seq 100); do
+    journal_has "configuration reloaded" && break
+    sleep 0.1
+done
 journal_has "configuration reloaded" || fail "systemctl reload did not reload"
 echo "boot-check: systemctl reload re-read the configuration"
 
