@@ -13,11 +13,40 @@ enum Completions {
         }
     }
 
-    /// The first words of the commands: a group (`config`, `host`) or a command.
-    private static func firsts(_ usages: [Usage]) -> [String] {
-        usages.reduce(into: [String]()) { names, usage in
-            if !names.contains(usage.path[0]) { names.append(usage.path[0]) }
+    /// The commands under one first word: a group (`config`, `host`) or a single command.
+    private struct Group {
+        let first: String
+        let members: [Usage]
+        /// The command, when the first word is one by itself.
+        var command: Usage? { members.count == 1 && members[0].path.count == 1 ? members[0] : nil }
+    }
+
+    private static func groups(_ usages: [Usage]) -> [Group] {
+        usages.reduce(into: [Group]()) { groups, usage in
+            if let index = groups.firstIndex(where: { $0.first == usage.path[0] }) {
+                groups[index] = Group(first: usage.path[0], members: groups[index].members + [usage])
+            } else {
+                groups.append(Group(first: usage.path[0], members: [usage]))
+            }
         }
+    }
+
+    /// The arms of both scripts' `case` on the first word: a command's settings, or a group's
+    /// `opening` (which picks the subcommand) and one arm per member.
+    private static func arms(_ usages: [Usage], settings: (Usage, _ indent: Int) -> String, opening: (Group) -> String) -> String {
+        groups(usages).map { group in
+            var arm = "        \(group.first))\n"
+            if let command = group.command {
+                arm += settings(command, 12)
+            } else {
+                arm += opening(group)
+                for member in group.members {
+                    arm += "                \(member.path[1]))\n" + settings(member, 20) + "                    ;;\n"
+                }
+                arm += "            esac\n"
+            }
+            return arm + "            ;;\n"
+        }.joined()
     }
 
     // MARK: bash
@@ -29,27 +58,15 @@ enum Completions {
                 local current=${COMP_WORDS[COMP_CWORD]} previous=${COMP_WORDS[COMP_CWORD-1]}
                 local words="" files="" directories="" valued="" arguments=nothing
                 if ((COMP_CWORD == 1)); then
-                    mapfile -t COMPREPLY < <(compgen -W "\(firsts(usages).joined(separator: " ")) help --help --version" -- "$current")
+                    mapfile -t COMPREPLY < <(compgen -W "\(groups(usages).map(\.first).joined(separator: " ")) help --help --version" -- "$current")
                     return
                 fi
                 case "${COMP_WORDS[1]}" in
 
             """
-        for first in firsts(usages) {
-            let members = usages.filter { $0.path[0] == first }
-            script += "        \(first))\n"
-            if members.count == 1, members[0].path.count == 1 {
-                script += bashSettings(members[0], indent: 12)
-            } else {
-                let names = members.map { $0.path[1] }.joined(separator: " ")
-                script += "            if ((COMP_CWORD == 2)); then mapfile -t COMPREPLY < <(compgen -W \"\(names)\" -- \"$current\"); return; fi\n"
-                script += "            case \"${COMP_WORDS[2]}\" in\n"
-                for member in members {
-                    script += "                \(member.path[1]))\n" + bashSettings(member, indent: 20) + "                    ;;\n"
-                }
-                script += "            esac\n"
-            }
-            script += "            ;;\n"
+        script += arms(usages, settings: bashSettings) { group in
+            "            if ((COMP_CWORD == 2)); then mapfile -t COMPREPLY < <(compgen -W \"\(group.members.map { $0.path[1] }.joined(separator: " "))\" -- \"$current\"); return; fi\n"
+                + "            case \"${COMP_WORDS[2]}\" in\n"
         }
         script += """
                 esac
@@ -106,29 +123,18 @@ enum Completions {
             _fencectl() {
                 local -a commands
                 if (( CURRENT == 2 )); then
-                    commands=(\(firsts(usages).map { quoted("\($0):\(description(of: $0, usages))") }.joined(separator: " ")))
+                    commands=(\(groups(usages).map { quoted("\($0.first):\(description(of: $0))") }.joined(separator: " ")))
                     _describe -t commands 'fencectl command' commands
                     return
                 fi
                 case $words[2] in
 
             """
-        for first in firsts(usages) {
-            let members = usages.filter { $0.path[0] == first }
-            script += "        \(first))\n"
-            if members.count == 1, members[0].path.count == 1 {
-                script += "            shift words; (( CURRENT-- ))\n" + zshArguments(members[0], indent: 12)
-            } else {
-                let names = members.map { quoted("\($0.path[1]):\(summary($0))") }.joined(separator: " ")
-                script += "            if (( CURRENT == 3 )); then commands=(\(names)); _describe -t commands 'subcommand' commands; return; fi\n"
-                script += "            shift 2 words; (( CURRENT -= 2 ))\n"
-                script += "            case $words[1] in\n"
-                for member in members {
-                    script += "                \(member.path[1]))\n" + zshArguments(member, indent: 20) + "                    ;;\n"
-                }
-                script += "            esac\n"
-            }
-            script += "            ;;\n"
+        script += arms(usages, settings: zshSettings) { group in
+            let names = group.members.map { quoted("\($0.path[1]):\(summary($0))") }.joined(separator: " ")
+            return "            if (( CURRENT == 3 )); then commands=(\(names)); _describe -t commands 'subcommand' commands; return; fi\n"
+                + "            shift 2 words; (( CURRENT -= 2 ))\n"
+                + "            case $words[1] in\n"
         }
         script += """
                 esac
@@ -137,6 +143,12 @@ enum Completions {
 
             """
         return script
+    }
+
+    /// A command's `_arguments`; a command by itself first drops its name from the words.
+    private static func zshSettings(_ usage: Usage, indent: Int) -> String {
+        let margin = String(repeating: " ", count: indent)
+        return (usage.path.count == 1 ? margin + "shift words; (( CURRENT-- ))\n" : "") + zshArguments(usage, indent: indent)
     }
 
     private static func zshArguments(_ usage: Usage, indent: Int) -> String {
@@ -168,10 +180,9 @@ enum Completions {
     }
 
     /// A command's summary; a group's, the names of its subcommands.
-    private static func description(of first: String, _ usages: [Usage]) -> String {
-        let members = usages.filter { $0.path[0] == first }
-        if members.count == 1, members[0].path.count == 1 { return summary(members[0]) }
-        return members.map { $0.path[1] }.joined(separator: ", ")
+    private static func description(of group: Group) -> String {
+        if let command = group.command { return summary(command) }
+        return group.members.map { $0.path[1] }.joined(separator: ", ")
     }
 
     /// The first sentence, without the characters zsh's specs give a meaning.

@@ -38,7 +38,7 @@ enum ExitStatus: Equatable {
 enum Fencectl {
     static let commands: [any Subcommand.Type] = [
         KeygenCommand.self, ConfigCheckCommand.self, ConfigureCommand.self, InventoryCommand.self,
-        ConfirmDownCommand.self, ForgetCommand.self, FenceCommand.self,
+        HostStatementCommand<ConfirmDown>.self, HostStatementCommand<Forget>.self, FenceCommand.self,
     ]
     static let usages = commands.map { $0.usage }
 
