@@ -17,6 +17,7 @@ if [[ ${1:-} != --build-only ]]; then
         fence-virt         # the real fence_xvm / fence_virt clients
         fence-virtd        # the reference fence_virtd, for the side-by-side benchmark and the configurator test
         iproute2           # ip netns, veth, bridges for the labs
+        tcpdump            # the benchmark times the daemons on the wire (capture on its lab bridge)
         python3            # one test sends a hand-made datagram
         openssl            # identity keys made as an operator may make them (openssl genpkey)
         systemd            # systemd-analyze verifies the units

@@ -86,7 +86,7 @@ final class PairKeys: Sendable {
     private struct Entry {
         let ownKey: [UInt8]
         let peerKey: [UInt8]
-        let pairKey: [UInt8]
+        let pairKey: KeyedMAC
     }
 
     private struct Slot: Hashable {
@@ -96,15 +96,15 @@ final class PairKeys: Sendable {
 
     private let entries = Mutex<[Slot: Entry]>([:])
 
-    /// The pair key of `own` with `peer`, whose public key is `peerKey`; nil if that key gives no secret.
-    func key(_ own: BusIdentity, _ peer: BusPeer, _ peerKey: VerifyingKey) -> [UInt8]? {
+    /// The pair key of `own` with `peer`, whose public key is `peerKey`, prepared for HMAC; nil if that key gives no secret.
+    func key(_ own: BusIdentity, _ peer: BusPeer, _ peerKey: VerifyingKey) -> KeyedMAC? {
         let slot = Slot(own: BusPeer(role: own.role, name: own.name), peer: peer)
         if let entry = entries.withLock({ $0[slot] }), entry.peerKey == peerKey.raw, entry.ownKey == own.key.publicKeyBytes {
             return entry.pairKey
         }
         guard let secret = KeyAgreement.sharedSecret(own.key, peerKey) else { return nil }
         let names = ["\(own.role.rawValue)/\(own.name)", "\(peer.role.rawValue)/\(peer.name)"].sorted()
-        let pairKey = Digest.hmac(.sha256, key: secret, message: Array("fence-router pair key 1\n\(names[0])\n\(names[1])".utf8))
+        let pairKey = KeyedMAC(.sha256, key: Digest.hmac(.sha256, key: secret, message: Array("fence-router pair key 1\n\(names[0])\n\(names[1])".utf8)))
         entries.withLock { entries in
             // Bounded by the trust directory: only trusted peers get here.
             entries[slot] = Entry(ownKey: own.key.publicKeyBytes, peerKey: peerKey.raw, pairKey: pairKey)

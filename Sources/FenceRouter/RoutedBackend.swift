@@ -35,6 +35,8 @@ public final class RoutedBackend: FenceBackend, Service {
     private let started = ContinuousClock.now
     private let completeAnnounced = Mutex(false)
     private let skewedHosts = Mutex<Set<String>>([])
+    /// Each host's message-age gauge, made once: a host sends one message a second or more.
+    private let messageAges = Mutex<[String: Gauge]>([:])
     private let store: HostStateStore?
     private let serializer = KeyedSerializer<String>()
     /// When this router last finished an off, on or reboot, by domain (UUID, or the name it was
@@ -208,7 +210,13 @@ public final class RoutedBackend: FenceBackend, Service {
     /// Logged when a host crosses that bound, either way, and gauged per host.
     private func noteClock(of envelope: BusEnvelope, receivedAt: UInt64) {
         let offset = WallClock.difference(from: envelope.sentAt, to: receivedAt)
-        Gauge(label: "fence_host_message_age_milliseconds", dimensions: [("host", envelope.sender)]).record(offset)
+        let age = messageAges.withLock { gauges in
+            if let gauge = gauges[envelope.sender] { return gauge }
+            let gauge = Gauge(label: "fence_host_message_age_milliseconds", dimensions: [("host", envelope.sender)])
+            gauges[envelope.sender] = gauge
+            return gauge
+        }
+        age.record(offset)
         let (bound, _) = settings.freshness.components
         let beyond = offset > bound * 1000 || offset < -bound * 1000
         let changed = skewedHosts.withLock { skewed in

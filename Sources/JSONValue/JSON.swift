@@ -112,7 +112,7 @@ private struct Parser {
     var index = 0
 
     mutating func skipSpace() {
-        while index < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[index]) { index += 1 }
+        while index < bytes.count, bytes[index] == 0x20 || bytes[index] == 0x0A || bytes[index] == 0x09 || bytes[index] == 0x0D { index += 1 }
     }
 
     func fail(_ message: String) -> JSON.ParseError { JSON.ParseError(offset: index, message: message) }
@@ -206,38 +206,38 @@ private struct Parser {
 
     mutating func string() throws(JSON.ParseError) -> String {
         try expect("\"")
-        var scalars = String.UnicodeScalarView()
+        // Most strings hold no escape: one decoding of their bytes.
+        var text = ""
         var run = index
-        func flush(_ parser: Parser, _ upTo: Int, into scalars: inout String.UnicodeScalarView) {
-            scalars.append(contentsOf: String(decoding: parser.bytes[run..<upTo], as: UTF8.self).unicodeScalars)
-        }
         while true {
             guard index < bytes.count else { throw fail("unclosed string") }
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") {
-                flush(self, index, into: &scalars)
+                let rest = String(decoding: bytes[run..<index], as: UTF8.self)
                 index += 1
-                return String(scalars)
+                if text.isEmpty { return rest }
+                text += rest
+                return text
             }
             guard byte >= 0x20 else { throw fail("control character in a string") }
             guard byte == UInt8(ascii: "\\") else {
                 index += 1
                 continue
             }
-            flush(self, index, into: &scalars)
+            text += String(decoding: bytes[run..<index], as: UTF8.self)
             index += 1
             guard index < bytes.count else { throw fail("unclosed escape") }
             let escape = bytes[index]
             index += 1
             switch escape {
-            case UInt8(ascii: "\""): scalars.append("\"")
-            case UInt8(ascii: "\\"): scalars.append("\\")
-            case UInt8(ascii: "/"): scalars.append("/")
-            case UInt8(ascii: "b"): scalars.append("\u{08}")
-            case UInt8(ascii: "f"): scalars.append("\u{0C}")
-            case UInt8(ascii: "n"): scalars.append("\n")
-            case UInt8(ascii: "r"): scalars.append("\r")
-            case UInt8(ascii: "t"): scalars.append("\t")
+            case UInt8(ascii: "\""): text += "\""
+            case UInt8(ascii: "\\"): text += "\\"
+            case UInt8(ascii: "/"): text += "/"
+            case UInt8(ascii: "b"): text += "\u{08}"
+            case UInt8(ascii: "f"): text += "\u{0C}"
+            case UInt8(ascii: "n"): text += "\n"
+            case UInt8(ascii: "r"): text += "\r"
+            case UInt8(ascii: "t"): text += "\t"
             case UInt8(ascii: "u"):
                 var code = try hex4()
                 if (0xD800..<0xDC00).contains(code) {
@@ -247,7 +247,7 @@ private struct Parser {
                     code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
                 }
                 guard let scalar = Unicode.Scalar(code) else { throw fail("invalid code point") }
-                scalars.append(scalar)
+                text.unicodeScalars.append(scalar)
             default:
                 throw fail("unknown escape")
             }

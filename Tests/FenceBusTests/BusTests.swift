@@ -36,7 +36,8 @@ struct JSONTests {
 
 @Suite("Bus messages")
 struct BusMessageTests {
-    static let key = try! BusKey(fileContents: Array("bus-key-for-tests-0123456789abcdef".utf8))
+    static let keyBytes = Array("bus-key-for-tests-0123456789abcdef".utf8)
+    static let key = try! BusKey(fileContents: keyBytes)
     static let keys = ["h1": SigningKey(), "router-a": SigningKey(), "router-b": SigningKey(), "alice": SigningKey(), "bob": SigningKey()]
     static let trust = FixedTrust([
         .host: ["h1": keys["h1"]!.verifyingKey],
@@ -282,14 +283,29 @@ struct BusMessageTests {
         // Old ids are forgotten once they could only be refused as stale.
         try guardian.admit(envelope("e", at: now + 60_000), now: now + 60_000)
         #expect(guardian.remembered == 1)
+
+        // A steady stream (a message every 5 ms for 150 s): ids are kept while they could come
+        // again, then forgotten; memory holds one window of them.
+        var stream = ReplayGuard(tolerance: 30_000)
+        let sample = try envelope("sample", at: now)
+        var most = 0
+        for index in 0..<30_000 {
+            let at = now + UInt64(index) * 5
+            try stream.admit(BusEnvelope(id: "m\(index)", sentAt: at, sender: sample.sender, message: sample.message), now: at)
+            most = max(most, stream.remembered)
+        }
+        #expect(most <= 6_002)
+        let last = now + 29_999 * 5
+        #expect(throws: BusError.self, "an id of the window, sent again") {
+            try stream.admit(BusEnvelope(id: "m24000", sentAt: last, sender: sample.sender, message: sample.message), now: last)
+        }
     }
 
     @Test("unknown versions, types and incomplete bodies are refused even with a good MAC")
     func refusedForms() throws {
-        let key = Self.key
         func sealedRaw(_ text: String) -> SealedBusMessage {
             let body = Array(text.utf8)
-            return SealedBusMessage(body: body, mac: BusCodec.hex(Digest.hmac(.sha256, key: key.bytes, message: body)),
+            return SealedBusMessage(body: body, mac: BusCodec.hex(Digest.hmac(.sha256, key: Self.keyBytes, message: body)),
                                     proof: .signature(Self.keys["h1"]!.sign(body)))
         }
         let cases: [(String, BusError.Code)] = [

@@ -32,6 +32,20 @@ struct DigestTests {
         #expect(hex(mac) == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
     }
 
+    @Test("a prepared HMAC key equals OpenSSL's HMAC: keys shorter than, as long as and longer than a block, messages in parts", arguments: DigestAlgorithm.allCases)
+    func keyedMAC(_ algorithm: DigestAlgorithm) {
+        #expect(hex(KeyedMAC(.sha256, key: Array("Jefe".utf8)).mac(Array("what do ya ".utf8), Array("want for nothing?".utf8)))
+            == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+        for length in [1, 20, 63, 64, 65, 127, 128, 129, 4096] {
+            let key = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
+            let message = (0..<300).map { UInt8(truncatingIfNeeded: $0 &* 13) }
+            let prepared = KeyedMAC(algorithm, key: key)
+            #expect(prepared.mac(message) == Digest.hmac(algorithm, key: key, message: message), "key of \(length) bytes")
+            #expect(prepared.mac(Array(message[..<100]), Array(message[100...])) == Digest.hmac(algorithm, key: key, message: message))
+            #expect(prepared.mac([]) == Digest.hmac(algorithm, key: key, message: []))
+        }
+    }
+
     @Test("random bytes differ between calls and have the asked length")
     func random() {
         let first = SecureRandom.bytes(64)
