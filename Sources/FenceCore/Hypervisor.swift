@@ -7,8 +7,9 @@ public protocol Hypervisor: Sendable {
     /// never the same thing.
     func lookup(_ target: DomainTarget, deadline: ContinuousClock.Instant) async throws(FenceFailure) -> DomainInfo?
     func listDomains(deadline: ContinuousClock.Instant) async throws(FenceFailure) -> [DomainInfo]
-    /// Forces the domain off.
-    func destroy(uuid: String, deadline: ContinuousClock.Instant) async throws(FenceFailure)
+    /// Forces the domain off, and reads its state right after in the same call (nil: it is gone,
+    /// as a transient domain goes): the reading that confirms the off costs no second lookup.
+    func destroy(uuid: String, deadline: ContinuousClock.Instant) async throws(FenceFailure) -> DomainState?
     /// Starts a defined (persistent) domain.
     func start(uuid: String, deadline: ContinuousClock.Instant) async throws(FenceFailure)
     /// The domain's XML, to recreate a transient domain after destroying it.

@@ -208,19 +208,20 @@ public final class HypervisorFencer: FenceBackend {
     }
 
     /// Destroys the domain and polls until the hypervisor reports it off (or gone, for a transient
-    /// one: nil); returns that last reading.
+    /// one: nil); returns that last reading. The first reading comes with the destroy.
     private func forceOff(_ domain: DomainInfo, on hypervisor: any Hypervisor, deadline: ContinuousClock.Instant) async throws(FenceFailure) -> DomainInfo? {
-        try await hypervisor.destroy(uuid: domain.uuid, deadline: deadline)
+        let after = try await hypervisor.destroy(uuid: domain.uuid, deadline: deadline)
+        var now = after.map { DomainInfo(name: domain.name, uuid: domain.uuid, state: $0, persistent: domain.persistent) }
         let limit = min(deadline, .now + offWaitLimit)
         var pause = Duration.milliseconds(2)
         while true {
-            let now = try await hypervisor.lookup(.uuid(domain.uuid), deadline: deadline)
-            guard let now, !now.state.isOff else { return now }
+            guard let reading = now, !reading.state.isOff else { return now }
             guard ContinuousClock.now + pause < limit else {
-                throw FenceFailure(.stillRunning, "\(domain.name) is still \(now.state) after destroy")
+                throw FenceFailure(.stillRunning, "\(domain.name) is still \(reading.state) after destroy")
             }
             try? await Task.sleep(for: pause)
             pause = min(pause * 2, .milliseconds(100))
+            now = try await hypervisor.lookup(.uuid(domain.uuid), deadline: deadline)
         }
     }
 

@@ -75,12 +75,15 @@ struct AdmittedRequest: Sendable {
     /// The pipeline's logger with this request's metadata, built only when something is logged.
     var logger: Logger {
         var logger = baseLogger
-        logger[metadataKey: "request"] = "\(id)"
-        logger[metadataKey: "op"] = "\(request.operation)"
-        logger[metadataKey: "domain"] = "\(request.domain)"
-        logger[metadataKey: "seqno"] = "\(request.seqno)"
-        logger[metadataKey: "source"] = "\(source)"
-        logger[metadataKey: "listener"] = "\(listener)"
+        // Set in one assignment: a handler may render its metadata again on every change.
+        var metadata = logger.handler.metadata
+        metadata["request"] = "\(id)"
+        metadata["op"] = "\(request.operation)"
+        metadata["domain"] = "\(request.domain)"
+        metadata["seqno"] = "\(request.seqno)"
+        metadata["source"] = "\(source)"
+        metadata["listener"] = "\(listener)"
+        logger.handler.metadata = metadata
         return logger
     }
 }
@@ -447,7 +450,7 @@ public final class RequestPipeline: Sendable {
     }
 
     private func connect(to candidate: CallbackCandidate, on eventLoop: any EventLoop, timeout: Duration, credentials: ListenerCredentials) async throws -> any Channel {
-        let address = try SocketAddress(ipAddress: candidate.address.description, port: Int(candidate.port))
+        let address = try SocketAddress(packedIPAddress: ByteBuffer(bytes: candidate.address.bytes), port: Int(candidate.port))
         return try await ClientBootstrap(group: eventLoop)
             .connectTimeout(TimeAmount(timeout))
             .channelOption(.socketOption(.so_keepalive), value: 1)

@@ -129,10 +129,19 @@ public final class LibvirtConnection: Sendable {
         }
     }
 
-    public func destroy(uuid: String, deadline: ContinuousClock.Instant) async throws(LibvirtError) {
+    /// Destroys the domain and reads its state with the same handle, in one call on the blocking
+    /// pool (two round trips to a remote libvirtd after the lookup); nil when it is gone after.
+    @discardableResult
+    public func destroy(uuid: String, deadline: ContinuousClock.Instant) async throws(LibvirtError) -> DomainState? {
         try await withConnection("virDomainDestroy", deadline: deadline) { connection throws(LibvirtError) in
             let domain = try Self.lookup(.uuid(uuid), in: connection)
             try Self.check(virDomainDestroy(domain.pointer), "virDomainDestroy")
+            do throws(LibvirtError) {
+                return try Self.state(of: domain.pointer)
+            } catch {
+                guard error.code == .noDomain else { throw error }
+                return nil
+            }
         }
     }
 

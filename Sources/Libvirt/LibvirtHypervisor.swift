@@ -19,7 +19,7 @@ public struct LibvirtHypervisor: Hypervisor {
         try await mapped { () throws(LibvirtError) in try await connection.listDomains(deadline: deadline) }
     }
 
-    public func destroy(uuid: String, deadline: ContinuousClock.Instant) async throws(FenceFailure) {
+    public func destroy(uuid: String, deadline: ContinuousClock.Instant) async throws(FenceFailure) -> DomainState? {
         try await mapped { () throws(LibvirtError) in try await connection.destroy(uuid: uuid, deadline: deadline) }
     }
 

@@ -55,7 +55,7 @@ final class FakeHypervisor: Hypervisor {
         return record.withLock { $0.domains }
     }
 
-    func destroy(uuid: String, deadline: ContinuousClock.Instant) async throws(FenceFailure) {
+    func destroy(uuid: String, deadline: ContinuousClock.Instant) async throws(FenceFailure) -> DomainState? {
         let behaviour = try enter("destroy \(uuid)")
         record.withLock { record in
             record.destroysInFlight[uuid, default: 0] += 1
@@ -64,14 +64,17 @@ final class FakeHypervisor: Hypervisor {
             record.maximumOverall = max(record.maximumOverall, record.inFlightOverall)
         }
         if behaviour.destroyDuration > .zero { try? await Task.sleep(for: behaviour.destroyDuration) }
-        record.withLock { record in
+        return record.withLock { record in
             record.destroysInFlight[uuid]! -= 1
             record.inFlightOverall -= 1
-            guard !behaviour.destroyIsIgnored, let index = record.domains.firstIndex(where: { $0.uuid == uuid }) else { return }
+            guard let index = record.domains.firstIndex(where: { $0.uuid == uuid }) else { return nil }
+            guard !behaviour.destroyIsIgnored else { return record.domains[index].state }
             if record.domains[index].persistent {
                 record.domains[index].state = .shutOff
+                return .shutOff
             } else {
                 record.domains.remove(at: index)
+                return nil
             }
         }
     }

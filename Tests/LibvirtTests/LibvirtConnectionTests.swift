@@ -43,7 +43,7 @@ struct LibvirtConnectionTests {
     func destroyStartAndEvents() async throws {
         let connection = testnode()
         let uuid = "6695eb01-f6a4-8304-79aa-97f2502e193f"
-        try await connection.destroy(uuid: uuid, deadline: deadline)
+        #expect(try await connection.destroy(uuid: uuid, deadline: deadline) == .shutOff, "the state read with the destroy")
         #expect(try await connection.lookup(.uuid(uuid), deadline: deadline)?.state == .shutOff)
         try await connection.start(uuid: uuid, deadline: deadline)
         #expect(try await connection.lookup(.uuid(uuid), deadline: deadline)?.state == .running)
@@ -76,7 +76,7 @@ struct LibvirtConnectionTests {
         #expect(!domain.persistent)
         #expect(domain.state == .running)
         let saved = try await connection.xmlDescription(uuid: domain.uuid, deadline: deadline)
-        try await connection.destroy(uuid: domain.uuid, deadline: deadline)
+        #expect(try await connection.destroy(uuid: domain.uuid, deadline: deadline) == nil, "gone, as read with the destroy")
         #expect(try await connection.lookup(.name("transient1"), deadline: deadline) == nil)
         try await connection.startTransient(xml: saved, deadline: deadline)
         #expect(try await connection.lookup(.name("transient1"), deadline: deadline)?.state == .running)
