@@ -194,19 +194,17 @@ struct HypervisorFencerTests {
     }
 
     @Test("a request that waits past its deadline is dropped and never executed")
-    func deadlineWhileWaiting() async {
-        let fake = FakeHypervisor(domains: [Self.running], behaviour: .init(destroyDuration: .milliseconds(400)))
+    func deadlineWhileWaiting() async throws {
+        // The first request's destroy holds vm1's lock until the late request has answered.
+        let gate = FakeHypervisor.Gate()
+        let fake = FakeHypervisor(domains: [Self.running], behaviour: .init(destroyGate: gate))
         let fencer = HypervisorFencer(hypervisors: [fake], logger: logger)
-        async let first = fencer.perform(.off, on: DomainTarget("vm1"), deadline: .now + .seconds(5))
-        try? await Task.sleep(for: .milliseconds(50))
+        async let first = fencer.perform(.off, on: DomainTarget("vm1"), deadline: .now + .seconds(60))
+        try await waitUntil("the first request's destroy under way") { gate.arrivals == 1 }
         let late = await fencer.perform(.on, on: DomainTarget("vm1"), deadline: .now + .milliseconds(100))
-        guard case .failed(let failure) = late else {
-            Issue.record("the late request answered \(late)")
-            return
-        }
-        #expect(failure.code == .deadlineExceeded)
+        gate.open()
+        #expect(late.description == "failed(deadline-exceeded)", "the late request answered \(late)")
         #expect(await first == .success)
-        try? await Task.sleep(for: .milliseconds(50))
         #expect(!fake.calls.contains { $0.hasPrefix("start") })
         #expect(fake.state(of: "vm1") == .shutOff)
     }
