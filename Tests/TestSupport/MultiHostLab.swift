@@ -13,11 +13,16 @@ public final class MultiHostLab: @unchecked Sendable {
     }
 
     /// Builds a lab with the binaries of this build; `brokers` > 1 makes the broker a RabbitMQ cluster.
-    public static func up(hosts: Int = 3, guests: Int = 2, routers: Int = 1, brokers: Int = 1) async throws -> MultiHostLab {
+    /// `hostFreshness` and `requestTimeout` (seconds) replace the lab's 3 and 15 for the routers.
+    public static func up(hosts: Int = 3, guests: Int = 2, routers: Int = 1, brokers: Int = 1,
+                          hostFreshness: Int? = nil, requestTimeout: Int? = nil) async throws -> MultiHostLab {
         try TestEnvironment.require(prerequisites)
         let lab = MultiHostLab(directory: try TemporaryDirectory(prefix: "fr-lab"))
+        var options = ["--hosts", "\(hosts)", "--guests", "\(guests)", "--routers", "\(routers)", "--brokers", "\(brokers)", "--bin", Products.directory.path]
+        if let hostFreshness { options += ["--host-freshness", "\(hostFreshness)"] }
+        if let requestTimeout { options += ["--request-timeout", "\(requestTimeout)"] }
         do {
-            try await lab.run("up", "--hosts", "\(hosts)", "--guests", "\(guests)", "--routers", "\(routers)", "--brokers", "\(brokers)", "--bin", Products.directory.path)
+            try await Command.check([script, "up", lab.path] + options)
         } catch {
             await lab.down()
             throw error
@@ -26,8 +31,10 @@ public final class MultiHostLab: @unchecked Sendable {
     }
 
     /// Runs `body` in a fresh lab, taken down afterwards whatever happens.
-    public static func with<T: Sendable>(hosts: Int = 3, guests: Int = 2, routers: Int = 1, brokers: Int = 1, _ body: (MultiHostLab) async throws -> T) async throws -> T {
-        let lab = try await up(hosts: hosts, guests: guests, routers: routers, brokers: brokers)
+    public static func with<T: Sendable>(hosts: Int = 3, guests: Int = 2, routers: Int = 1, brokers: Int = 1,
+                                         hostFreshness: Int? = nil, requestTimeout: Int? = nil,
+                                         _ body: (MultiHostLab) async throws -> T) async throws -> T {
+        let lab = try await up(hosts: hosts, guests: guests, routers: routers, brokers: brokers, hostFreshness: hostFreshness, requestTimeout: requestTimeout)
         do {
             let result = try await body(lab)
             await lab.down()
