@@ -296,7 +296,8 @@ struct RoutedFencingTests {
 
     @Test("a router restarted asks its hosts for snapshots and answers correctly again")
     func routerRestart() async throws {
-        try await MultiHostLab.with(hosts: 2) { lab in
+        // A warm-up of 10 s, not 3: the first status must reach the restarted router within it.
+        try await MultiHostLab.with(hosts: 2, warmUp: 10) { lab in
             try await lab.define("hv2", "beta", uuid: uuid(2))
             try await lab.waitUntilListed("beta", on: true)
             try await lab.stop("router-hv1")

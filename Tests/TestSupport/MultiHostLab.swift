@@ -13,13 +13,15 @@ public final class MultiHostLab: @unchecked Sendable {
     }
 
     /// Builds a lab with the binaries of this build; `brokers` > 1 makes the broker a RabbitMQ cluster.
-    /// `hostFreshness` and `requestTimeout` (seconds) replace the lab's 3 and 15 for the routers.
+    /// The routers' `hostFreshness` (3 in the lab), `warmUp` (the freshness) and `requestTimeout`
+    /// (15), in seconds, for tests that need other values.
     public static func up(hosts: Int = 3, guests: Int = 2, routers: Int = 1, brokers: Int = 1,
-                          hostFreshness: Int? = nil, requestTimeout: Int? = nil) async throws -> MultiHostLab {
+                          hostFreshness: Int? = nil, warmUp: Int? = nil, requestTimeout: Int? = nil) async throws -> MultiHostLab {
         try TestEnvironment.require(prerequisites)
         let lab = MultiHostLab(directory: try TemporaryDirectory(prefix: "fr-lab"))
         var options = ["--hosts", "\(hosts)", "--guests", "\(guests)", "--routers", "\(routers)", "--brokers", "\(brokers)", "--bin", Products.directory.path]
         if let hostFreshness { options += ["--host-freshness", "\(hostFreshness)"] }
+        if let warmUp { options += ["--warm-up", "\(warmUp)"] }
         if let requestTimeout { options += ["--request-timeout", "\(requestTimeout)"] }
         do {
             try await Command.check([script, "up", lab.path] + options)
@@ -32,9 +34,10 @@ public final class MultiHostLab: @unchecked Sendable {
 
     /// Runs `body` in a fresh lab, taken down afterwards whatever happens.
     public static func with<T: Sendable>(hosts: Int = 3, guests: Int = 2, routers: Int = 1, brokers: Int = 1,
-                                         hostFreshness: Int? = nil, requestTimeout: Int? = nil,
+                                         hostFreshness: Int? = nil, warmUp: Int? = nil, requestTimeout: Int? = nil,
                                          _ body: (MultiHostLab) async throws -> T) async throws -> T {
-        let lab = try await up(hosts: hosts, guests: guests, routers: routers, brokers: brokers, hostFreshness: hostFreshness, requestTimeout: requestTimeout)
+        let lab = try await up(hosts: hosts, guests: guests, routers: routers, brokers: brokers,
+                               hostFreshness: hostFreshness, warmUp: warmUp, requestTimeout: requestTimeout)
         do {
             let result = try await body(lab)
             await lab.down()
