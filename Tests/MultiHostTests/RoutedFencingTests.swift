@@ -60,7 +60,7 @@ struct RoutedFencingTests {
             try xml.write(toFile: "\(lab.path)/hv3/beta.xml", atomically: true, encoding: .utf8)
             try await lab.run("virsh", "hv3", "define", "\(lab.path)/hv3/beta.xml")
             try await lab.run("virsh", "hv3", "start", "beta")
-            try await Task.sleep(for: .milliseconds(300))
+            try await lab.waitForChange("beta", on: "hv3", "running")
             #expect(try await lab.status("beta") == 0)
             #expect(try await lab.fence("off", "beta") == 0)
             #expect(try await lab.state("hv2", "beta") == "shut off")
@@ -74,7 +74,8 @@ struct RoutedFencingTests {
             try await lab.define("hv1", "epsilon", uuid: uuid(5))
             try await lab.waitUntilListed("epsilon", on: true)
             try await lab.migrate("epsilon", from: "hv1", to: "hv3")
-            try await Task.sleep(for: .milliseconds(300))
+            try await lab.waitForChange("epsilon", on: "hv3", "running")
+            try await lab.waitForChange("epsilon", on: "hv1", "removed")
             #expect(try await lab.fence("off", "epsilon") == 0)
             #expect(try await lab.state("hv3", "epsilon") == "shut off")
             #expect(try await lab.state("hv1", "epsilon") == nil)
@@ -199,14 +200,17 @@ struct RoutedFencingTests {
             try await lab.stop("agent-hv3")
             try await lab.stop("router-hv1")
             try await lab.start("router-hv1")
-            try await Task.sleep(for: .seconds(5.5))  // a snapshot interval: hv1 and hv2 are live again
+            // Past its warm-up, with hv1 and hv2 live again: only hv3's silence leaves absence unknown.
+            try await lab.waitForLog("router-hv1", "inventory trusted")
+            try await waitUntil("hv1 and hv2 live on the restarted router") {
+                try await lab.metrics("router-hv1")[#"fence_hosts{state="live"}"#] == 2
+            }
             #expect(try await lab.status("alpha") == 0)
             #expect(try await lab.status("ghost") == 1)
             #expect(try await lab.status("gamma") == 1)
             #expect(try await lab.fencectl(on: "hv1", "host", "forget", "hv3").status != 0, "forgetting needs --yes")
             #expect(try await lab.fencectl(on: "hv1", "host", "forget", "hv3", "--yes").status == 0)
-            try await Task.sleep(for: .milliseconds(300))
-            #expect(lab.log("router-hv1").contains("change=forget"))
+            try await lab.waitForLog("router-hv1", "change=forget")
             #expect(try await lab.status("ghost") == 2)
             #expect(try await lab.status("gamma") == 2, "gone with its host")
             // Forgotten for good: a restart does not bring hv3 back.

@@ -102,9 +102,15 @@ public final class MultiHostLab: @unchecked Sendable {
         return Dictionary(rows.compactMap { row in row.count >= 3 ? (String(row[0]), String(row[row.count - 1])) : nil }, uniquingKeysWith: { $1 })
     }
 
-    /// Waits until `part` logs `text` in its current run.
+    /// Waits until `part` logs `text` (a grep pattern) in its current run.
     public func waitForLog(_ part: String, _ text: String) async throws {
         try await run("wait", part, text)
+    }
+
+    /// Waits until `router` applied an event of `host`'s that shows `domain` in `state` (`running`,
+    /// `removed`, …): its inventory caught up with that change.
+    public func waitForChange(_ domain: String, on host: String, _ state: String, router: String = "router-hv1") async throws {
+        try await waitForLog(router, "domain=\(domain) .*host=\(host) outcome=applied .*state=\(state) .*inventory change")
     }
 
     /// Waits until the routers' `list` shows `name` as on or off (or, with nil, not at all).
