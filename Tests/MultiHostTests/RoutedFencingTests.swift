@@ -243,11 +243,14 @@ struct RoutedFencingTests {
 
     @Test("an agent killed and started again while the router waits for it: the command goes again, and the new run refuses the copy (whether the old run acted is unknown): failure at once, nothing executed")
     func agentBackDuringRequest() async throws {
-        try await MultiHostLab.with(hosts: 2) { lab in
+        // Margin for a loaded machine: hv2 stays live (10 s) past its agent's death until the
+        // command is out, and the request lives (30 s) until the agent is back and has refused
+        // the copy; the client waits longer than the router.
+        try await MultiHostLab.with(hosts: 2, hostFreshness: 10, requestTimeout: 30) { lab in
             try await lab.define("hv2", "beta", uuid: uuid(2))
             try await lab.waitUntilListed("beta", on: true)
             try await lab.kill("agent-hv2")
-            async let answer = lab.fence("off", "beta", timeout: 25)
+            async let answer = lab.fence("off", "beta", timeout: 45)
             // The command is out, and no subscription of hv2's takes it: the broker drops it.
             try await waitUntil("the router waits for hv2's answer", within: .seconds(10)) {
                 try await lab.metrics("router-hv1")["fence_commands_in_flight"] == 1
@@ -265,7 +268,8 @@ struct RoutedFencingTests {
 
     @Test("an agent frozen with a command in flight: the router answers failure at its deadline; the agent, thawed, refuses the late command")
     func agentFrozen() async throws {
-        try await MultiHostLab.with(hosts: 2) { lab in
+        // hv2 stays live (10 s) past the freeze until the command is out, on a loaded machine too.
+        try await MultiHostLab.with(hosts: 2, hostFreshness: 10) { lab in
             try await lab.define("hv2", "beta", uuid: uuid(2))
             try await lab.waitUntilListed("beta", on: true)
             let agent = try await lab.pid("agent-hv2")
@@ -382,7 +386,8 @@ struct RoutedFencingTests {
 
     @Test("shared storage, libvirtd restarted and the domain started again before its event reaches the router: a reboot restarts it where it really runs")
     func startedBeforeItsEventArrives() async throws {
-        try await MultiHostLab.with(hosts: 3) { lab in
+        // A freshness of 10 s: hv1's agent stays live while frozen below, however slow the steps.
+        try await MultiHostLab.with(hosts: 3, hostFreshness: 10) { lab in
             try await lab.define("hv2", "tl", uuid: uuid(8), running: false)
             try await lab.define("hv3", "tl", uuid: uuid(8), running: false)
             try await lab.define("hv1", "tl", uuid: uuid(8))
