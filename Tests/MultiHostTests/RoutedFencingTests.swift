@@ -230,7 +230,7 @@ struct RoutedFencingTests {
             kill(agent, SIGKILL)
             // The router still counts hv2 live for a moment: the command goes out and nobody answers.
             #expect(try await lab.fence("off", "beta", timeout: 25) == 1)
-            #expect(lab.answers("router-hv1", op: "off", domain: "beta").allSatisfy { $0.hasPrefix("failed") })
+            #expect(try await lab.waitForAnswers("router-hv1", op: "off", domain: "beta").allSatisfy { $0.hasPrefix("failed") })
             #expect(try await lab.state("hv2", "beta") == "running")
             // The agent comes back: the command waiting in its queue is past its deadline and never runs.
             try await lab.start("agent-hv2")
@@ -261,7 +261,7 @@ struct RoutedFencingTests {
             #expect(lab.log("router-hv1").contains("commands in flight to it go again"))
             #expect(lab.log("agent-hv2").contains("agent-restarted"), "the copy named the earlier run")
             #expect(!lab.log("agent-hv2").contains("outcome=success"))
-            let answered = try #require(lab.answers("router-hv1", op: "off", domain: "beta").first)
+            let answered = try #require(try await lab.waitForAnswers("router-hv1", op: "off", domain: "beta").first)
             #expect(answered.hasPrefix("failed(") && !answered.hasPrefix("failed(timed-out)"), "answered on the refusal, not at the deadline: \(answered)")
         }
     }
@@ -275,7 +275,7 @@ struct RoutedFencingTests {
             let agent = try await lab.pid("agent-hv2")
             kill(agent, SIGSTOP)
             #expect(try await lab.fence("off", "beta", timeout: 25) == 1)
-            #expect(lab.answers("router-hv1", op: "off", domain: "beta").first?.hasPrefix("failed(timed-out)") == true, "answered by the router's deadline, not the client's")
+            #expect(try await lab.waitForAnswers("router-hv1", op: "off", domain: "beta").first?.hasPrefix("failed(timed-out)") == true, "answered by the router's deadline, not the client's")
             kill(agent, SIGCONT)
             try await lab.waitUntilListed("beta", on: true)
             try await Task.sleep(for: .seconds(1))
@@ -343,6 +343,11 @@ struct RoutedFencingTests {
             #expect(try await lab.state("hv2", "beta") == "shut off")
             #expect(try await lab.fencectl(on: "hv1", "fence", "beta", "--action", "status").status == 2)
             #expect(try await lab.fencectl(on: "hv1", "fence", "ghost", "--action", "off").status == 1, "unknown everywhere: off fails")
+            // The router logs and counts a request after answering it (the duration last).
+            try await waitUntil("the router counted the two offs and the two statuses") {
+                let counted = try await lab.metrics("router-hv1")
+                return ["off", "status"].allSatisfy { (counted["fence_request_duration_seconds_count{op=\"\($0)\"}"] ?? 0) >= 2 }
+            }
             #expect(lab.answers("router-hv1", op: "off", domain: "beta").count == 1, "the router served the off once")
 
             let after = try await lab.metrics("router-hv1")
@@ -353,14 +358,10 @@ struct RoutedFencingTests {
             #expect(after["fence_command_rtt_seconds_count{host=\"hv2\"}"].map { $0 >= 3 } == true, "status, off, status went to hv2: \(after)")
             let agent = try await lab.metrics("agent-hv2")
             #expect(agent[agentOff] == 1, "\(agent)")
-            // The domain count is that of the last snapshot: one comes within an interval (5 s).
-            var domains = agent["fence_agent_snapshot_domains"]
-            let limit = ContinuousClock.now + .seconds(8)
-            while domains != 1 && ContinuousClock.now < limit {
-                try await Task.sleep(for: .milliseconds(500))
-                domains = try await lab.metrics("agent-hv2")["fence_agent_snapshot_domains"]
+            // The domain count is that of the last snapshot: one comes every interval (5 s).
+            try await waitUntil("a snapshot of hv2's one domain counted", every: .milliseconds(500)) {
+                try await lab.metrics("agent-hv2")["fence_agent_snapshot_domains"] == 1
             }
-            #expect(domains == 1)
             #expect((agent["fence_agent_published_total{kind=\"heartbeat\"}"] ?? 0) > 0)
         }
     }
@@ -449,8 +450,10 @@ struct RoutedFencingTests {
             let before = Int(try await lab.domainID("hv3", "gamma"))!
             #expect(try await lab.fence("reboot", "gamma") == 0)
             #expect(Int(try await lab.domainID("hv3", "gamma")) == before + 1, "rebooted once, not twice")
-            let answered = ["router-hv1", "router-hv2"].filter { lab.log($0).contains("op=reboot outcome=success") }
-            #expect(answered.count == 1)
+            // A router logs its answer after sending it.
+            func answered() -> [String] { ["router-hv1", "router-hv2"].filter { lab.log($0).contains("op=reboot outcome=success") } }
+            try await waitUntil("a router logged its answer") { !answered().isEmpty }
+            #expect(answered().count == 1)
         }
     }
 }

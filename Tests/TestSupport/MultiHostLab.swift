@@ -148,6 +148,13 @@ public final class MultiHostLab: @unchecked Sendable {
             .compactMap { line in line.split(separator: " ").first { $0.hasPrefix("outcome=") }.map { String($0.dropFirst("outcome=".count)) } }
     }
 
+    /// `answers`, once there is one: a router logs its answer after sending it, so the client can
+    /// be done before the line is written.
+    public func waitForAnswers(_ router: String, op: String, domain: String) async throws -> [String] {
+        try await waitUntil("\(router) logged its answer to \(op) \(domain)") { !answers(router, op: op, domain: domain).isEmpty }
+        return answers(router, op: op, domain: domain)
+    }
+
     /// The samples `router-HOST` or `agent-HOST` serves on its metrics endpoint, by series
     /// (`name{labels}` as written); histogram buckets left out.
     public func metrics(_ part: String) async throws -> [String: Double] {
