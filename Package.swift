@@ -196,7 +196,7 @@ let package = Package(
         .testTarget(name: "FenceConfigTests", dependencies: ["FenceConfig", "FenceWire", "TestSupport"]),
         .testTarget(
             name: "FenceCoreTests",
-            dependencies: ["FenceCore", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["FenceCore", "TestSupport", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "LibvirtTests",

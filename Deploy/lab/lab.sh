@@ -2,7 +2,7 @@
 # A multi-host fence-router lab on this machine, in network namespaces it creates (nothing touches
 # the real interfaces). Run as root.
 #
-#   lab.sh up DIR [--hosts N] [--guests M] [--routers R] [--brokers K] [--bare B] [--bin DIR] [--request-timeout S]
+#   lab.sh up DIR [--hosts N] [--guests M] [--routers R] [--brokers K] [--bare B] [--bin DIR] [--request-timeout S] [--host-freshness S] [--warm-up S]
 #        management network 198.18.0.0/24: the broker (.100) and hosts hv1..hvN (.1..); with K > 1
 #        the broker is a RabbitMQ cluster of K nodes on .100 (ports P, P+2, …), and host hvI lists
 #        them from node I on, so that the daemons spread over the nodes
@@ -142,10 +142,12 @@ define_domain() {
 
 case $command in
 up)
-    hosts=3 guests=2 routers=1 brokers=1 bare=0 bin="" timeout=15
+    hosts=3 guests=2 routers=1 brokers=1 bare=0 bin="" timeout=15 freshness=3 warm_up=""
     while (($#)); do
         case $1 in
         --request-timeout) timeout=$2; shift 2 ;;
+        --host-freshness) freshness=$2; shift 2 ;;
+        --warm-up) warm_up=$2; shift 2 ;;
         --hosts) hosts=$2; shift 2 ;;
         --guests) guests=$2; shift 2 ;;
         --routers) routers=$2; shift 2 ;;
@@ -244,6 +246,8 @@ $urls		allow_insecure_plain = "1";
 		trust_directory = "$dir/trust";
 		host_id = "$host";
 		router_id = "router-$host";
+		host_freshness = "$freshness";
+		warm_up = "${warm_up:-$freshness}";
 	}
 	libvirt {
 		uri = "$(uri $host)";

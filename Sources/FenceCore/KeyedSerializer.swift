@@ -35,6 +35,9 @@ public final class KeyedSerializer<Key: Hashable & Sendable>: Sendable {
     /// How many keys are held right now (for tests and statistics).
     public var heldKeys: Int { state.withLock { $0.queues.count } }
 
+    /// How many waiters are queued behind holders right now (for tests).
+    var queuedWaiters: Int { state.withLock { $0.queues.values.reduce(0) { $0 + $1.count } } }
+
     private func acquire(_ key: Key, until deadline: ContinuousClock.Instant) async -> Bool {
         let id: UInt64? = state.withLock { state in
             if state.queues[key] == nil {
@@ -52,16 +55,21 @@ public final class KeyedSerializer<Key: Hashable & Sendable>: Sendable {
         defer { timer.cancel() }
         return await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
-                let granted = state.withLock { state -> Bool in
+                // The answer now, or nil once queued.
+                let answer = state.withLock { state -> Bool? in
+                    // Cancelled or past the deadline before joining the queue: the cancellation
+                    // handler or the timer ran before there was anything to remove. Checked under
+                    // the lock, so one that comes later finds this waiter queued.
+                    guard !Task.isCancelled, ContinuousClock.now < deadline else { return false }
                     guard state.queues[key] != nil else {
                         // Released between the first check and now: take it.
                         state.queues[key] = []
                         return true
                     }
                     state.queues[key]!.append(Waiter(id: id, continuation: continuation))
-                    return false
+                    return nil
                 }
-                if granted { continuation.resume(returning: true) }
+                if let answer { continuation.resume(returning: answer) }
             }
         } onCancel: {
             self.abandon(key, id: id)

@@ -13,6 +13,27 @@ final class FakeHypervisor: Hypervisor {
         var startFails = false
         /// How long `destroy` takes.
         var destroyDuration: Duration = .zero
+        /// Holds every `destroy` until opened.
+        var destroyGate: Gate?
+    }
+
+    /// Where a call waits until the test opens it: the test knows the call is under way (and the
+    /// domain's lock held) without guessing how long that takes.
+    final class Gate: Sendable {
+        private let arrived = Atomic(0)
+        private let opened = Atomic(false)
+
+        /// How many calls reached the gate so far.
+        var arrivals: Int { arrived.load(ordering: .sequentiallyConsistent) }
+
+        func open() { opened.store(true, ordering: .sequentiallyConsistent) }
+
+        func pass() async {
+            arrived.add(1, ordering: .sequentiallyConsistent)
+            while !opened.load(ordering: .sequentiallyConsistent) {
+                guard (try? await Task.sleep(for: .milliseconds(5))) != nil else { return }
+            }
+        }
     }
 
     struct Record: Sendable {
@@ -64,6 +85,7 @@ final class FakeHypervisor: Hypervisor {
             record.maximumOverall = max(record.maximumOverall, record.inFlightOverall)
         }
         if behaviour.destroyDuration > .zero { try? await Task.sleep(for: behaviour.destroyDuration) }
+        await behaviour.destroyGate?.pass()
         return record.withLock { record in
             record.destroysInFlight[uuid]! -= 1
             record.inFlightOverall -= 1

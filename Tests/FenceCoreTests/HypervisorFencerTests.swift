@@ -1,5 +1,7 @@
 import Logging
+import Synchronization
 import Testing
+import TestSupport
 @testable import FenceCore
 
 @Suite("Single-host fencing rules (fake hypervisor)")
@@ -192,19 +194,17 @@ struct HypervisorFencerTests {
     }
 
     @Test("a request that waits past its deadline is dropped and never executed")
-    func deadlineWhileWaiting() async {
-        let fake = FakeHypervisor(domains: [Self.running], behaviour: .init(destroyDuration: .milliseconds(400)))
+    func deadlineWhileWaiting() async throws {
+        // The first request's destroy holds vm1's lock until the late request has answered.
+        let gate = FakeHypervisor.Gate()
+        let fake = FakeHypervisor(domains: [Self.running], behaviour: .init(destroyGate: gate))
         let fencer = HypervisorFencer(hypervisors: [fake], logger: logger)
-        async let first = fencer.perform(.off, on: DomainTarget("vm1"), deadline: .now + .seconds(5))
-        try? await Task.sleep(for: .milliseconds(50))
+        async let first = fencer.perform(.off, on: DomainTarget("vm1"), deadline: .now + .seconds(60))
+        try await waitUntil("the first request's destroy under way") { gate.arrivals == 1 }
         let late = await fencer.perform(.on, on: DomainTarget("vm1"), deadline: .now + .milliseconds(100))
-        guard case .failed(let failure) = late else {
-            Issue.record("the late request answered \(late)")
-            return
-        }
-        #expect(failure.code == .deadlineExceeded)
+        gate.open()
+        #expect(late.description == "failed(deadline-exceeded)", "the late request answered \(late)")
         #expect(await first == .success)
-        try? await Task.sleep(for: .milliseconds(50))
         #expect(!fake.calls.contains { $0.hasPrefix("start") })
         #expect(fake.state(of: "vm1") == .shutOff)
     }
@@ -212,24 +212,58 @@ struct HypervisorFencerTests {
 
 @Suite("Keyed serialiser and access policy")
 struct SerializerAndPolicyTests {
+    /// Holds `key` from a task of its own until `release` yields; returns once it is held.
+    private func hold(_ key: String, of serializer: KeyedSerializer<String>) async -> (holder: Task<Void?, Never>, release: AsyncStream<Void>.Continuation) {
+        let (held, holding) = AsyncStream<Void>.makeStream()
+        let (released, release) = AsyncStream<Void>.makeStream()
+        let holder = Task {
+            await serializer.withExclusiveAccess(to: key, until: .now + .seconds(600)) {
+                holding.yield()
+                for await _ in released { break }
+            }
+        }
+        for await _ in held { break }
+        return (holder, release)
+    }
+
+    // The waiters' deadlines are far: only their cancellation can end their wait.
+
     @Test("a cancelled waiter leaves the queue and the key is freed")
     func cancellation() async throws {
         let serializer = KeyedSerializer<String>()
-        let release = AsyncStream<Void>.makeStream()
-        let holder = Task {
-            await serializer.withExclusiveAccess(to: "k", until: .now + .seconds(5)) {
-                for await _ in release.stream { break }
-            }
-        }
-        try await Task.sleep(for: .milliseconds(20))
-        let waiter = Task { await serializer.withExclusiveAccess(to: "k", until: .now + .seconds(5)) { true } }
-        try await Task.sleep(for: .milliseconds(20))
+        let (holder, release) = await hold("k", of: serializer)
+        let waiter = Task { await serializer.withExclusiveAccess(to: "k", until: .now + .seconds(600)) { true } }
+        try await waitUntil("the waiter queued") { serializer.queuedWaiters == 1 }
         waiter.cancel()
-        #expect(await waiter.value == nil)
-        release.continuation.yield()
+        // Released before the waiter is awaited: one still queued would be granted the key.
+        release.yield()
         _ = await holder.value
+        #expect(await waiter.value == nil)
         #expect(serializer.heldKeys == 0)
         #expect(await serializer.withExclusiveAccess(to: "k", until: .now + .seconds(1)) { 7 } == 7)
+    }
+
+    @Test("a waiter cancelled before it joins the queue gives up at once")
+    func cancelledBeforeQueueing() async throws {
+        final class Flag: Sendable {
+            let raised = Atomic(false)
+        }
+        let serializer = KeyedSerializer<String>()
+        let (holder, release) = await hold("k", of: serializer)
+        let answered = Flag()
+        let waiter = Task {
+            defer { answered.raised.store(true, ordering: .sequentiallyConsistent) }
+            withUnsafeCurrentTask { $0?.cancel() }
+            return await serializer.withExclusiveAccess(to: "k", until: .now + .seconds(600)) { true }
+        }
+        // A waiter whose cancellation was lost sits in the queue instead: released then, it runs.
+        try await waitUntil("the cancelled waiter answered or queued") {
+            answered.raised.load(ordering: .sequentiallyConsistent) || serializer.queuedWaiters > 0
+        }
+        release.yield()
+        _ = await holder.value
+        #expect(await waiter.value == nil)
+        #expect(serializer.heldKeys == 0)
     }
 
     @Test("groups: open without groups; names, UUIDs and sources compare case-insensitively")

@@ -26,6 +26,8 @@ final class FakeFenceClient: Sendable {
         case wrongResponse
         /// Waits this long before sending its challenge.
         case slowChallenge(Duration)
+        /// Waits for this signal before sending its challenge.
+        case heldChallenge(AsyncStream<Void>)
         /// Sends this as its challenge instead of random bytes.
         case challenge([UInt8])
         /// Sends this many bytes of junk after its answer, while waiting for the result.
@@ -91,6 +93,7 @@ final class FakeFenceClient: Sendable {
                 var reader = ByteReader(inbound.makeAsyncIterator())
                 if exchange.algorithm != .none {
                     if case .slowChallenge(let delay) = behaviour { try await Task.sleep(for: delay) }
+                    if case .heldChallenge(let signal) = behaviour { for await _ in signal { break } }
                     var ours = (0..<64).map { _ in UInt8.random(in: .min ... .max) }
                     if case .challenge(let given) = behaviour { ours = given }
                     try await outbound.write(ByteBuffer(bytes: ours))
@@ -155,13 +158,15 @@ struct ByteReader {
 
 /// A backend that records its calls and how many ran at once, for unit tests only.
 final class RecordingBackend: FenceBackend {
-    let delay: Duration
+    /// Holds every call until this many are in at once (or the request's deadline passes): a
+    /// concurrency shown, not one a window of time makes likely.
+    let meeting: Int
     /// Waits for an answer that never comes: fails with `timedOut` at the request's deadline.
     let hangsUntilDeadline: Bool
     private let state = Mutex((calls: [String](), inFlight: 0, maximum: 0))
 
-    init(delay: Duration = .zero, hangsUntilDeadline: Bool = false) {
-        self.delay = delay
+    init(meeting: Int = 0, hangsUntilDeadline: Bool = false) {
+        self.meeting = meeting
         self.hangsUntilDeadline = hangsUntilDeadline
     }
 
@@ -174,7 +179,9 @@ final class RecordingBackend: FenceBackend {
             $0.inFlight += 1
             $0.maximum = max($0.maximum, $0.inFlight)
         }
-        if delay > .zero { try? await Task.sleep(for: delay) }
+        while maximumConcurrency < meeting, ContinuousClock.now < deadline {
+            guard (try? await Task.sleep(for: .milliseconds(5))) != nil else { break }
+        }
         if hangsUntilDeadline { try? await Task.sleep(until: deadline) }
         state.withLock { $0.inFlight -= 1 }
         if hangsUntilDeadline { return .failed(FenceFailure(.timedOut, "no answer before the deadline")) }

@@ -133,8 +133,10 @@ struct RequestPipelineTests {
 
     @Test("requests for different domains are served concurrently")
     func concurrency() async throws {
-        let backend = RecordingBackend(delay: .seconds(1))
-        let pipeline = pipeline(backend)
+        // The backend lets the requests go only once all five are in it at once; the deadline is
+        // far, so that a loaded machine's slow call-backs do not end them first.
+        let backend = RecordingBackend(meeting: 5)
+        let pipeline = pipeline(backend, timeout: .seconds(30))
         var clients: [FakeFenceClient] = []
         var admitted: [AdmittedRequest] = []
         for index in 0..<5 {
@@ -286,15 +288,16 @@ struct RequestPipelineTests {
 
     @Test("a second request for an endpoint during a call-back: the first is not executed, the client gets no answer")
     func conflictDuringCallback() async throws {
-        let client = try await FakeFenceClient(key: Self.key, behaviour: .slowChallenge(.milliseconds(300)))
+        let (held, challenge) = AsyncStream<Void>.makeStream()
+        let client = try await FakeFenceClient(key: Self.key, behaviour: .heldChallenge(held))
         let backend = RecordingBackend()
-        let pipeline = pipeline(backend)
+        let pipeline = pipeline(backend, timeout: .seconds(30))
         let off = try #require(pipeline.admit(datagram: datagram(.off, to: "127.0.0.1", port: client.port, seqno: 1), source: source("127.0.0.1"), listener: "t", credentials: credentials))
         let served = Task { await pipeline.serveDatagram(off, on: TestLoops.server.next()) }
-        try await withTimeout(.seconds(5), "the call-back") {
-            while client.callbacks == 0 { try await Task.sleep(for: .milliseconds(2)) }
-        }
+        try await waitUntil("the call-back", every: .milliseconds(2)) { client.callbacks > 0 }
         #expect(pipeline.admit(datagram: try datagram(.status, to: "127.0.0.1", port: client.port, seqno: 2), source: try source("127.0.0.1"), listener: "t", credentials: credentials) == nil)
+        // The client authenticates only now: the second request surely came during the call-back.
+        challenge.yield()
         await served.value
         await client.close()
         #expect(backend.calls.isEmpty, "not executed")

@@ -60,7 +60,7 @@ struct RoutedFencingTests {
             try xml.write(toFile: "\(lab.path)/hv3/beta.xml", atomically: true, encoding: .utf8)
             try await lab.run("virsh", "hv3", "define", "\(lab.path)/hv3/beta.xml")
             try await lab.run("virsh", "hv3", "start", "beta")
-            try await Task.sleep(for: .milliseconds(300))
+            try await lab.waitForChange("beta", on: "hv3", "running")
             #expect(try await lab.status("beta") == 0)
             #expect(try await lab.fence("off", "beta") == 0)
             #expect(try await lab.state("hv2", "beta") == "shut off")
@@ -74,7 +74,8 @@ struct RoutedFencingTests {
             try await lab.define("hv1", "epsilon", uuid: uuid(5))
             try await lab.waitUntilListed("epsilon", on: true)
             try await lab.migrate("epsilon", from: "hv1", to: "hv3")
-            try await Task.sleep(for: .milliseconds(300))
+            try await lab.waitForChange("epsilon", on: "hv3", "running")
+            try await lab.waitForChange("epsilon", on: "hv1", "removed")
             #expect(try await lab.fence("off", "epsilon") == 0)
             #expect(try await lab.state("hv3", "epsilon") == "shut off")
             #expect(try await lab.state("hv1", "epsilon") == nil)
@@ -199,14 +200,17 @@ struct RoutedFencingTests {
             try await lab.stop("agent-hv3")
             try await lab.stop("router-hv1")
             try await lab.start("router-hv1")
-            try await Task.sleep(for: .seconds(5.5))  // a snapshot interval: hv1 and hv2 are live again
+            // Past its warm-up, with hv1 and hv2 live again: only hv3's silence leaves absence unknown.
+            try await lab.waitForLog("router-hv1", "inventory trusted")
+            try await waitUntil("hv1 and hv2 live on the restarted router") {
+                try await lab.metrics("router-hv1")[#"fence_hosts{state="live"}"#] == 2
+            }
             #expect(try await lab.status("alpha") == 0)
             #expect(try await lab.status("ghost") == 1)
             #expect(try await lab.status("gamma") == 1)
             #expect(try await lab.fencectl(on: "hv1", "host", "forget", "hv3").status != 0, "forgetting needs --yes")
             #expect(try await lab.fencectl(on: "hv1", "host", "forget", "hv3", "--yes").status == 0)
-            try await Task.sleep(for: .milliseconds(300))
-            #expect(lab.log("router-hv1").contains("change=forget"))
+            try await lab.waitForLog("router-hv1", "change=forget")
             #expect(try await lab.status("ghost") == 2)
             #expect(try await lab.status("gamma") == 2, "gone with its host")
             // Forgotten for good: a restart does not bring hv3 back.
@@ -226,7 +230,7 @@ struct RoutedFencingTests {
             kill(agent, SIGKILL)
             // The router still counts hv2 live for a moment: the command goes out and nobody answers.
             #expect(try await lab.fence("off", "beta", timeout: 25) == 1)
-            #expect(lab.answers("router-hv1", op: "off", domain: "beta").allSatisfy { $0.hasPrefix("failed") })
+            #expect(try await lab.waitForAnswers("router-hv1", op: "off", domain: "beta").allSatisfy { $0.hasPrefix("failed") })
             #expect(try await lab.state("hv2", "beta") == "running")
             // The agent comes back: the command waiting in its queue is past its deadline and never runs.
             try await lab.start("agent-hv2")
@@ -239,11 +243,14 @@ struct RoutedFencingTests {
 
     @Test("an agent killed and started again while the router waits for it: the command goes again, and the new run refuses the copy (whether the old run acted is unknown): failure at once, nothing executed")
     func agentBackDuringRequest() async throws {
-        try await MultiHostLab.with(hosts: 2) { lab in
+        // Margin for a loaded machine: hv2 stays live (10 s) past its agent's death until the
+        // command is out, and the request lives (30 s) until the agent is back and has refused
+        // the copy; the client waits longer than the router.
+        try await MultiHostLab.with(hosts: 2, hostFreshness: 10, requestTimeout: 30) { lab in
             try await lab.define("hv2", "beta", uuid: uuid(2))
             try await lab.waitUntilListed("beta", on: true)
             try await lab.kill("agent-hv2")
-            async let answer = lab.fence("off", "beta", timeout: 25)
+            async let answer = lab.fence("off", "beta", timeout: 45)
             // The command is out, and no subscription of hv2's takes it: the broker drops it.
             try await waitUntil("the router waits for hv2's answer", within: .seconds(10)) {
                 try await lab.metrics("router-hv1")["fence_commands_in_flight"] == 1
@@ -254,20 +261,21 @@ struct RoutedFencingTests {
             #expect(lab.log("router-hv1").contains("commands in flight to it go again"))
             #expect(lab.log("agent-hv2").contains("agent-restarted"), "the copy named the earlier run")
             #expect(!lab.log("agent-hv2").contains("outcome=success"))
-            let answered = try #require(lab.answers("router-hv1", op: "off", domain: "beta").first)
+            let answered = try #require(try await lab.waitForAnswers("router-hv1", op: "off", domain: "beta").first)
             #expect(answered.hasPrefix("failed(") && !answered.hasPrefix("failed(timed-out)"), "answered on the refusal, not at the deadline: \(answered)")
         }
     }
 
     @Test("an agent frozen with a command in flight: the router answers failure at its deadline; the agent, thawed, refuses the late command")
     func agentFrozen() async throws {
-        try await MultiHostLab.with(hosts: 2) { lab in
+        // hv2 stays live (10 s) past the freeze until the command is out, on a loaded machine too.
+        try await MultiHostLab.with(hosts: 2, hostFreshness: 10) { lab in
             try await lab.define("hv2", "beta", uuid: uuid(2))
             try await lab.waitUntilListed("beta", on: true)
             let agent = try await lab.pid("agent-hv2")
             kill(agent, SIGSTOP)
             #expect(try await lab.fence("off", "beta", timeout: 25) == 1)
-            #expect(lab.answers("router-hv1", op: "off", domain: "beta").first?.hasPrefix("failed(timed-out)") == true, "answered by the router's deadline, not the client's")
+            #expect(try await lab.waitForAnswers("router-hv1", op: "off", domain: "beta").first?.hasPrefix("failed(timed-out)") == true, "answered by the router's deadline, not the client's")
             kill(agent, SIGCONT)
             try await lab.waitUntilListed("beta", on: true)
             try await Task.sleep(for: .seconds(1))
@@ -296,7 +304,8 @@ struct RoutedFencingTests {
 
     @Test("a router restarted asks its hosts for snapshots and answers correctly again")
     func routerRestart() async throws {
-        try await MultiHostLab.with(hosts: 2) { lab in
+        // A warm-up of 10 s, not 3: the first status must reach the restarted router within it.
+        try await MultiHostLab.with(hosts: 2, warmUp: 10) { lab in
             try await lab.define("hv2", "beta", uuid: uuid(2))
             try await lab.waitUntilListed("beta", on: true)
             try await lab.stop("router-hv1")
@@ -334,6 +343,11 @@ struct RoutedFencingTests {
             #expect(try await lab.state("hv2", "beta") == "shut off")
             #expect(try await lab.fencectl(on: "hv1", "fence", "beta", "--action", "status").status == 2)
             #expect(try await lab.fencectl(on: "hv1", "fence", "ghost", "--action", "off").status == 1, "unknown everywhere: off fails")
+            // The router logs and counts a request after answering it (the duration last).
+            try await waitUntil("the router counted the two offs and the two statuses") {
+                let counted = try await lab.metrics("router-hv1")
+                return ["off", "status"].allSatisfy { (counted["fence_request_duration_seconds_count{op=\"\($0)\"}"] ?? 0) >= 2 }
+            }
             #expect(lab.answers("router-hv1", op: "off", domain: "beta").count == 1, "the router served the off once")
 
             let after = try await lab.metrics("router-hv1")
@@ -344,14 +358,10 @@ struct RoutedFencingTests {
             #expect(after["fence_command_rtt_seconds_count{host=\"hv2\"}"].map { $0 >= 3 } == true, "status, off, status went to hv2: \(after)")
             let agent = try await lab.metrics("agent-hv2")
             #expect(agent[agentOff] == 1, "\(agent)")
-            // The domain count is that of the last snapshot: one comes within an interval (5 s).
-            var domains = agent["fence_agent_snapshot_domains"]
-            let limit = ContinuousClock.now + .seconds(8)
-            while domains != 1 && ContinuousClock.now < limit {
-                try await Task.sleep(for: .milliseconds(500))
-                domains = try await lab.metrics("agent-hv2")["fence_agent_snapshot_domains"]
+            // The domain count is that of the last snapshot: one comes every interval (5 s).
+            try await waitUntil("a snapshot of hv2's one domain counted", every: .milliseconds(500)) {
+                try await lab.metrics("agent-hv2")["fence_agent_snapshot_domains"] == 1
             }
-            #expect(domains == 1)
             #expect((agent["fence_agent_published_total{kind=\"heartbeat\"}"] ?? 0) > 0)
         }
     }
@@ -377,7 +387,8 @@ struct RoutedFencingTests {
 
     @Test("shared storage, libvirtd restarted and the domain started again before its event reaches the router: a reboot restarts it where it really runs")
     func startedBeforeItsEventArrives() async throws {
-        try await MultiHostLab.with(hosts: 3) { lab in
+        // A freshness of 10 s: hv1's agent stays live while frozen below, however slow the steps.
+        try await MultiHostLab.with(hosts: 3, hostFreshness: 10) { lab in
             try await lab.define("hv2", "tl", uuid: uuid(8), running: false)
             try await lab.define("hv3", "tl", uuid: uuid(8), running: false)
             try await lab.define("hv1", "tl", uuid: uuid(8))
@@ -439,8 +450,10 @@ struct RoutedFencingTests {
             let before = Int(try await lab.domainID("hv3", "gamma"))!
             #expect(try await lab.fence("reboot", "gamma") == 0)
             #expect(Int(try await lab.domainID("hv3", "gamma")) == before + 1, "rebooted once, not twice")
-            let answered = ["router-hv1", "router-hv2"].filter { lab.log($0).contains("op=reboot outcome=success") }
-            #expect(answered.count == 1)
+            // A router logs its answer after sending it.
+            func answered() -> [String] { ["router-hv1", "router-hv2"].filter { lab.log($0).contains("op=reboot outcome=success") } }
+            try await waitUntil("a router logged its answer") { !answered().isEmpty }
+            #expect(answered().count == 1)
         }
     }
 }

@@ -13,11 +13,18 @@ public final class MultiHostLab: @unchecked Sendable {
     }
 
     /// Builds a lab with the binaries of this build; `brokers` > 1 makes the broker a RabbitMQ cluster.
-    public static func up(hosts: Int = 3, guests: Int = 2, routers: Int = 1, brokers: Int = 1) async throws -> MultiHostLab {
+    /// The routers' `hostFreshness` (3 in the lab), `warmUp` (the freshness) and `requestTimeout`
+    /// (15), in seconds, for tests that need other values.
+    public static func up(hosts: Int = 3, guests: Int = 2, routers: Int = 1, brokers: Int = 1,
+                          hostFreshness: Int? = nil, warmUp: Int? = nil, requestTimeout: Int? = nil) async throws -> MultiHostLab {
         try TestEnvironment.require(prerequisites)
         let lab = MultiHostLab(directory: try TemporaryDirectory(prefix: "fr-lab"))
+        var options = ["--hosts", "\(hosts)", "--guests", "\(guests)", "--routers", "\(routers)", "--brokers", "\(brokers)", "--bin", Products.directory.path]
+        if let hostFreshness { options += ["--host-freshness", "\(hostFreshness)"] }
+        if let warmUp { options += ["--warm-up", "\(warmUp)"] }
+        if let requestTimeout { options += ["--request-timeout", "\(requestTimeout)"] }
         do {
-            try await lab.run("up", "--hosts", "\(hosts)", "--guests", "\(guests)", "--routers", "\(routers)", "--brokers", "\(brokers)", "--bin", Products.directory.path)
+            try await Command.check([script, "up", lab.path] + options)
         } catch {
             await lab.down()
             throw error
@@ -26,8 +33,11 @@ public final class MultiHostLab: @unchecked Sendable {
     }
 
     /// Runs `body` in a fresh lab, taken down afterwards whatever happens.
-    public static func with<T: Sendable>(hosts: Int = 3, guests: Int = 2, routers: Int = 1, brokers: Int = 1, _ body: (MultiHostLab) async throws -> T) async throws -> T {
-        let lab = try await up(hosts: hosts, guests: guests, routers: routers, brokers: brokers)
+    public static func with<T: Sendable>(hosts: Int = 3, guests: Int = 2, routers: Int = 1, brokers: Int = 1,
+                                         hostFreshness: Int? = nil, warmUp: Int? = nil, requestTimeout: Int? = nil,
+                                         _ body: (MultiHostLab) async throws -> T) async throws -> T {
+        let lab = try await up(hosts: hosts, guests: guests, routers: routers, brokers: brokers,
+                               hostFreshness: hostFreshness, warmUp: warmUp, requestTimeout: requestTimeout)
         do {
             let result = try await body(lab)
             await lab.down()
@@ -92,9 +102,15 @@ public final class MultiHostLab: @unchecked Sendable {
         return Dictionary(rows.compactMap { row in row.count >= 3 ? (String(row[0]), String(row[row.count - 1])) : nil }, uniquingKeysWith: { $1 })
     }
 
-    /// Waits until `part` logs `text` in its current run.
+    /// Waits until `part` logs `text` (a grep pattern) in its current run.
     public func waitForLog(_ part: String, _ text: String) async throws {
         try await run("wait", part, text)
+    }
+
+    /// Waits until `router` applied an event of `host`'s that shows `domain` in `state` (`running`,
+    /// `removed`, …): its inventory caught up with that change.
+    public func waitForChange(_ domain: String, on host: String, _ state: String, router: String = "router-hv1") async throws {
+        try await waitForLog(router, "domain=\(domain) .*host=\(host) outcome=applied .*state=\(state) .*inventory change")
     }
 
     /// Waits until the routers' `list` shows `name` as on or off (or, with nil, not at all).
@@ -130,6 +146,13 @@ public final class MultiHostLab: @unchecked Sendable {
     public func answers(_ router: String, op: String, domain: String) -> [String] {
         log(router).split(separator: "\n").filter { $0.contains("request answered") && $0.contains(" domain=\(domain) ") && $0.contains(" op=\(op) ") }
             .compactMap { line in line.split(separator: " ").first { $0.hasPrefix("outcome=") }.map { String($0.dropFirst("outcome=".count)) } }
+    }
+
+    /// `answers`, once there is one: a router logs its answer after sending it, so the client can
+    /// be done before the line is written.
+    public func waitForAnswers(_ router: String, op: String, domain: String) async throws -> [String] {
+        try await waitUntil("\(router) logged its answer to \(op) \(domain)") { !answers(router, op: op, domain: domain).isEmpty }
+        return answers(router, op: op, domain: domain)
     }
 
     /// The samples `router-HOST` or `agent-HOST` serves on its metrics endpoint, by series
