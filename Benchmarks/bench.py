@@ -165,7 +165,7 @@ def concurrent_reboots(key, port, count, guests=GUESTS, domains=None):
 #   ["loop", until, args...]   run it again and again until the monotonic time `until`; prints
 #                              how many runs answered 0 and how many did not
 GUEST_HELPER = """
-import json, subprocess, sys, time
+import json, os, subprocess, sys, time
 for line in sys.stdin:
     command = json.loads(line)
     if command[0] == "once":
@@ -173,10 +173,14 @@ for line in sys.stdin:
         print(time.monotonic(), code, flush=True)
     else:
         until, answered, failed = command[1], 0, 0
+        before = os.times()
         while time.monotonic() < until:
             code = subprocess.run(command[2:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
             answered, failed = answered + (code == 0), failed + (code != 0)
-        print(answered, failed, flush=True)
+        after = os.times()
+        # The client's CPU: fence_xvm's runs and this loop's own.
+        cpu = after.children_user + after.children_system + after.user + after.system - sum(before[:4])
+        print(answered, failed, cpu, flush=True)
 """
 
 
@@ -205,13 +209,16 @@ class Guests:
         return (max(float(ended) for ended, _ in answers) - started) * 1000, sum(1 for _, code in answers if code != "0")
 
     def throughput(self, port, seconds):
-        """Every guest asks status in a loop for `seconds`; (answers per second, runs not answered 0)."""
+        """Every guest asks status in a loop for `seconds`; (answers per second, runs not answered 0,
+        the clients' CPU per run in ms)."""
         until = time.monotonic() + seconds
         for index, helper in enumerate(self.helpers):
             helper.stdin.write(json.dumps(["loop", until] + self.status_args(index, port, 2)) + "\n")
             helper.stdin.flush()
-        counts = [tuple(map(int, helper.stdout.readline().split())) for helper in self.helpers]
-        return sum(answered for answered, _ in counts) / seconds, sum(failed for _, failed in counts)
+        counts = [helper.stdout.readline().split() for helper in self.helpers]
+        runs = sum(int(answered) + int(failed) for answered, failed, _ in counts)
+        return (sum(int(answered) for answered, _, _ in counts) / seconds, sum(int(failed) for _, failed, _ in counts),
+                sum(float(cpu) for _, _, cpu in counts) * 1000 / max(runs, 1))
 
     def close(self):
         for helper in self.helpers:
@@ -304,14 +311,19 @@ def measure(commands, work, runs):
                     result["burst_failures"] = result.get("burst_failures", 0) + failed
             for samples, result in zip(bursts, results):
                 result["burst_20"] = statistics.median(samples)
-            rates = [[], []]
+            rates, clients = [[], []], [[], []]
             for _ in range(3):
-                for samples, result, daemon in zip(rates, results, daemons):
-                    rate, failed = guests.throughput(daemon.port, 3)
+                for samples, client, result, daemon in zip(rates, clients, results, daemons):
+                    before = daemon.cpu_ms
+                    rate, failed, client_cpu = guests.throughput(daemon.port, 3)
                     samples.append(rate)
+                    client.append(client_cpu)
                     result["throughput_failures"] = result.get("throughput_failures", 0) + failed
-            for samples, result in zip(rates, results):
+                    result.setdefault("throughput_daemon_cpu", []).append((daemon.cpu_ms - before) / max(rate * 3, 1))
+            for samples, client, result in zip(rates, clients, results):
                 result["throughput"] = statistics.median(samples)
+                result["throughput_client_cpu"] = statistics.median(client)
+                result["throughput_daemon_cpu"] = statistics.median(result["throughput_daemon_cpu"])
         finally:
             guests.close()
         for result, daemon in zip(results, daemons):
@@ -369,6 +381,8 @@ def main():
         ("server time per status, capture on the bridge, median (ms)", "server_status", "≤ 0.36 ms"),
         ("20 guests ask status at once: all answered after (ms, median)", "burst_20", "≤ 60 ms"),
         ("status throughput, 20 guests in a loop (answers/s, median of 3 × 3 s)", "throughput", "≥ 1,500/s"),
+        ("  in those loops: client CPU per fence_xvm run (ms)", "throughput_client_cpu", ""),
+        ("  in those loops: daemon CPU per answer, all threads (ms)", "throughput_daemon_cpu", ""),
         ("list latency (20 domains), median (ms)", "list_median", "≤ 1.1×"),
         ("list latency (20 domains), p90 (ms)", "list_p90", ""),
         ("daemon CPU per list (20 domains), all threads (ms)", "list_cpu", ""),

@@ -254,6 +254,12 @@ $urls		allow_insecure_plain = "1";
 	}
 }
 CONF
+    done
+    # Started once every key is filed: an agent addresses the routers its trust directory lists
+    # when it starts (and lists them again only every few seconds), so one started before a
+    # router's key would leave that router without its heartbeats at first.
+    for i in $(seq $((hosts + bare))); do
+        host=hv$i
         start_part "libvirtd-$host"
         ((i > hosts)) || start_part "agent-$host"
         # The test driver's own sample domain would be on every host with one UUID: remove it.
