@@ -252,8 +252,10 @@ def server_times(key, daemons, runs):
 
 
 def exchange_server_times(text):
-    """Server time of every call-back exchange in tcpdump's text (see server_times)."""
-    times, step, started, mark, served = [], None, 0.0, 0.0, 0.0
+    """Server time of every call-back exchange in tcpdump's text (see server_times), in its three
+    parts: multicast request to call-back SYN, client's challenge to the answer, client's answer
+    to the result byte (ms each)."""
+    times, step, started, mark, served = [], None, 0.0, 0.0, []
     for line in text.splitlines():
         fields = line.split()
         if len(fields) < 5 or fields[1] != "IP":
@@ -264,15 +266,15 @@ def exchange_server_times(text):
             if step is None:
                 step, started = "call-back", at
         elif step == "call-back" and from_host and "[S]" in line:
-            step, served = "challenge", at - started
+            step, served = "challenge", [(at - started) * 1000]
         elif step == "challenge" and not from_host and length == 64:
             step, mark = "answer", at
         elif step == "answer" and from_host and length > 0:
-            step, served = "response", served + at - mark
+            step, served = "response", served + [(at - mark) * 1000]
         elif step == "response" and not from_host and length == 64:
             step, mark = "result", at
         elif step == "result" and from_host and length == 1:
-            times.append((served + at - mark) * 1000)
+            times.append(served + [(at - mark) * 1000])
             step = None
     return times
 
@@ -300,7 +302,9 @@ def measure(commands, work, runs):
                 # Per request; fence_xvm's copies and retransmissions included, as a client sends them.
                 result[f"{label}_cpu"] = (daemon.cpu_ms - start) / runs
         for result, times in zip(results, server_times(key, daemons, min(runs, 50))):
-            result["server_status"] = statistics.median(times)
+            result["server_status"] = statistics.median(sum(parts) for parts in times)
+            for index, name in enumerate(("server_callback", "server_challenge", "server_result")):
+                result[name] = statistics.median(parts[index] for parts in times)
         guests = Guests(key)
         try:
             bursts = [[], []]
@@ -379,6 +383,9 @@ def main():
         ("status latency, p90 (ms)", "status_p90", ""),
         ("daemon CPU per status, all threads (ms)", "status_cpu", ""),
         ("server time per status, capture on the bridge, median (ms)", "server_status", "≤ 0.36 ms"),
+        ("  of which: multicast request → call-back SYN (ms)", "server_callback", ""),
+        ("  of which: client's challenge → answer and own challenge (ms)", "server_challenge", ""),
+        ("  of which: client's answer → result byte (ms)", "server_result", ""),
         ("20 guests ask status at once: all answered after (ms, median)", "burst_20", "≤ 60 ms"),
         ("status throughput, 20 guests in a loop (answers/s, median of 3 × 3 s)", "throughput", "≥ 1,500/s"),
         ("  in those loops: client CPU per fence_xvm run (ms)", "throughput_client_cpu", ""),
