@@ -173,14 +173,15 @@ for line in sys.stdin:
         print(time.monotonic(), code, flush=True)
     else:
         until, answered, failed = command[1], 0, 0
-        before = os.times()
+        before, started = os.times(), time.monotonic()
         while time.monotonic() < until:
             code = subprocess.run(command[2:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
             answered, failed = answered + (code == 0), failed + (code != 0)
         after = os.times()
         # The client's CPU: fence_xvm's runs and this loop's own.
         cpu = after.children_user + after.children_system + after.user + after.system - sum(before[:4])
-        print(answered, failed, cpu, flush=True)
+        # Its own loop time: the last run ends after `until`.
+        print(answered, failed, cpu, time.monotonic() - started, flush=True)
 """
 
 
@@ -210,15 +211,16 @@ class Guests:
 
     def throughput(self, port, seconds):
         """Every guest asks status in a loop for `seconds`; (answers per second, runs not answered 0,
-        the clients' CPU per run in ms)."""
+        the clients' CPU per run in ms, answers)."""
         until = time.monotonic() + seconds
         for index, helper in enumerate(self.helpers):
             helper.stdin.write(json.dumps(["loop", until] + self.status_args(index, port, 2)) + "\n")
             helper.stdin.flush()
         counts = [helper.stdout.readline().split() for helper in self.helpers]
-        runs = sum(int(answered) + int(failed) for answered, failed, _ in counts)
-        return (sum(int(answered) for answered, _, _ in counts) / seconds, sum(int(failed) for _, failed, _ in counts),
-                sum(float(cpu) for _, _, cpu in counts) * 1000 / max(runs, 1))
+        runs = sum(int(answered) + int(failed) for answered, failed, _, _ in counts)
+        answers = sum(int(answered) for answered, _, _, _ in counts)
+        return (sum(int(answered) / float(elapsed) for answered, _, _, elapsed in counts), sum(int(failed) for _, failed, _, _ in counts),
+                sum(float(cpu) for _, _, cpu, _ in counts) * 1000 / max(runs, 1), answers)
 
     def close(self):
         for helper in self.helpers:
@@ -271,6 +273,9 @@ def exchange_server_times(text):
             step, mark = "answer", at
         elif step == "answer" and from_host and length > 0:
             step, served = "response", served + [(at - mark) * 1000]
+        elif step == "response" and from_host and length > 0:
+            # The answer and the daemon's own challenge may leave in two writes: both count.
+            served[-1] = (at - mark) * 1000
         elif step == "response" and not from_host and length == 64:
             step, mark = "result", at
         elif step == "result" and from_host and length == 1:
@@ -319,11 +324,12 @@ def measure(commands, work, runs):
             for _ in range(3):
                 for samples, client, result, daemon in zip(rates, clients, results, daemons):
                     before = daemon.cpu_ms
-                    rate, failed, client_cpu = guests.throughput(daemon.port, 3)
+                    rate, failed, client_cpu, answers = guests.throughput(daemon.port, 3)
                     samples.append(rate)
                     client.append(client_cpu)
                     result["throughput_failures"] = result.get("throughput_failures", 0) + failed
-                    result.setdefault("throughput_daemon_cpu", []).append((daemon.cpu_ms - before) / max(rate * 3, 1))
+                    # Per answer; failed runs (none in the runs reported) would add their share.
+                    result.setdefault("throughput_daemon_cpu", []).append((daemon.cpu_ms - before) / max(answers, 1))
             for samples, client, result in zip(rates, clients, results):
                 result["throughput"] = statistics.median(samples)
                 result["throughput_client_cpu"] = statistics.median(client)

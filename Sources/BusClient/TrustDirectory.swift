@@ -5,6 +5,7 @@ import Musl
 #endif
 import Cryptography
 import FenceBus
+import FenceConfig
 import Logging
 import Synchronization
 
@@ -33,7 +34,7 @@ public final class TrustDirectory: BusTrust {
         let modifiedNanoseconds: Int64
     }
 
-    public init(path: String, recheck: Duration = .seconds(5), logger: Logger) {
+    public init(path: String, recheck: Duration = BusSettings.trustRecheck, logger: Logger) {
         self.path = path
         self.recheck = recheck
         self.logger = logger

@@ -17,6 +17,14 @@ public enum DigestAlgorithm: Sendable, CaseIterable {
         }
     }
 
+    /// The block HMAC pads its key to.
+    var blockSize: Int {
+        switch self {
+        case .sha1, .sha256: 64
+        case .sha512: 128
+        }
+    }
+
     fileprivate var evp: OpaquePointer {
         switch self {
         case .sha1: EVP_sha1()
@@ -108,9 +116,8 @@ public final class KeyedMAC: Sendable {
 
     public init(_ algorithm: DigestAlgorithm, key: [UInt8]) {
         self.algorithm = algorithm
-        let blockSize = algorithm == .sha512 ? 128 : 64
-        var block = key.count > blockSize ? Digest.hash(algorithm, key) : key
-        block += [UInt8](repeating: 0, count: blockSize - block.count)
+        var block = key.count > algorithm.blockSize ? Digest.hash(algorithm, key) : key
+        block += [UInt8](repeating: 0, count: algorithm.blockSize - block.count)
         inner = KeyedDigest(algorithm, key: block.map { $0 ^ 0x36 })
         outer = KeyedDigest(algorithm, key: block.map { $0 ^ 0x5C })
     }

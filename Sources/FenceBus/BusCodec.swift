@@ -258,10 +258,12 @@ public struct BusCodec: Sendable {
 /// passed in (ms since the Unix epoch).
 public struct ReplayGuard: Sendable {
     public let tolerance: UInt64
-    private var seen: Set<String> = []
-    /// The ids in the order they came, each with the time from which it would be refused as stale
-    /// anyway. Forgotten from the front: an id behind one that expires later is kept longer, never
-    /// forgotten early, and each message costs O(1) (1,000 hosts' heartbeats keep ~30,000 ids).
+    /// Each id seen, with the time from which it would be refused as stale anyway: the latest
+    /// of its messages' (a refused copy dated later keeps it longer, as it must).
+    private var seen: [String: UInt64] = [:]
+    /// The same, in the order they came (an id again for each later time). Forgotten from the
+    /// front: an id behind one that expires later is kept longer, never forgotten early, and each
+    /// message costs O(1) (1,000 hosts' heartbeats keep ~30,000 ids).
     private var expiries: [(at: UInt64, id: String)] = []
     private var head = 0
 
@@ -276,17 +278,24 @@ public struct ReplayGuard: Sendable {
             throw BusError(.stale, "sent at \(envelope.sentAt), \(age) ms from this clock (tolerance \(tolerance) ms)")
         }
         purge(now: now)
-        guard seen.insert(envelope.id).inserted else {
+        let expiry = envelope.sentAt + tolerance
+        let known = seen[envelope.id]
+        if known.map({ expiry > $0 }) ?? true {
+            seen[envelope.id] = expiry
+            expiries.append((expiry, envelope.id))
+        }
+        guard known == nil else {
             throw BusError(.replayed, "message \(envelope.id) was already received")
         }
-        expiries.append((envelope.sentAt + tolerance, envelope.id))
     }
 
     public var remembered: Int { seen.count }
 
     private mutating func purge(now: UInt64) {
         while head < expiries.count, expiries[head].at < now {
-            seen.remove(expiries[head].id)
+            let (at, id) = expiries[head]
+            // Forgotten only by its latest time: an earlier entry of a renewed id is passed over.
+            if seen[id] == at { seen[id] = nil }
             head += 1
         }
         if head >= 1024, head * 2 >= expiries.count {

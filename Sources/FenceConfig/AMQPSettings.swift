@@ -1,5 +1,9 @@
 /// `backends/amqp`: the broker and the bus, shared by fence-routerd's amqp backend and fence-hostd.
 public struct BusSettings: Hashable, Sendable {
+    /// How often a daemon lists its trust directory again: a router's key filed now is addressed
+    /// by every agent within this time.
+    public static let trustRecheck: Duration = .seconds(5)
+
     /// `amqp://[user[:password]@]host[:port]` or `amqps://…`: `url`, then `url1`, `url2`, … (the
     /// nodes of one broker cluster, tried in this order), as fence_virt.conf numbers libvirt URIs.
     public var urls: [String]
@@ -169,8 +173,10 @@ public struct RouterBusSettings: Hashable, Sendable {
     /// A host is live for this long after its last message.
     public var freshness: Duration = .seconds(3)
     /// After start, "found nowhere" is a failure for this long: every live host must have had time
-    /// to be heard. A host counts only with a snapshot, so one freshness window is enough (the default).
-    public var warmUp: Duration = .seconds(3)
+    /// to be heard. By default a freshness window (a live host speaks within it) plus the time the
+    /// agents take to list a router whose key was filed just before it started: until then they
+    /// do not address it, and a host it has not heard cannot hold back an off.
+    public var warmUp: Duration = .seconds(3) + BusSettings.trustRecheck
 
     public init() {}
 
@@ -180,7 +186,7 @@ public struct RouterBusSettings: Hashable, Sendable {
         routerID = reader.string("router_id")
         expectedHosts = (reader.string("expected_hosts") ?? "").split(whereSeparator: { $0 == "," || $0 == " " }).map(String.init)
         freshness = try reader.seconds("host_freshness", in: 1...60) ?? .seconds(3)
-        warmUp = try reader.seconds("warm_up", in: 0...600) ?? freshness
+        warmUp = try reader.seconds("warm_up", in: 0...600) ?? freshness + BusSettings.trustRecheck
         if reader.string("state_directory") != nil {
             throw reader.invalid("state_directory", "moved: set state_directory in the fence_virtd block (it now also keeps the seen packets)")
         }

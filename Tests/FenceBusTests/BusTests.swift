@@ -295,6 +295,15 @@ struct BusMessageTests {
             most = max(most, stream.remembered)
         }
         #expect(most <= 6_002)
+
+        // An id sent again with a later date is refused, and remembered until that later date
+        // is stale too.
+        var renewed = ReplayGuard(tolerance: 30_000)
+        try renewed.admit(envelope("r", at: now), now: now)
+        #expect(throws: BusError.self) { try renewed.admit(envelope("r", at: now + 20_000), now: now + 20_000) }
+        #expect(throws: BusError.self, "still remembered after the first date is stale") {
+            try renewed.admit(envelope("r", at: now + 20_000), now: now + 40_000)
+        }
         let last = now + 29_999 * 5
         #expect(throws: BusError.self, "an id of the window, sent again") {
             try stream.admit(BusEnvelope(id: "m24000", sentAt: last, sender: sample.sender, message: sample.message), now: last)

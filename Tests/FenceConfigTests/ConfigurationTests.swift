@@ -189,6 +189,9 @@ struct ConfigurationTests {
         #expect(router.routing.expectedHosts == ["hv1", "hv2", "hv3"])
         #expect(router.routing.freshness == .seconds(4))
         #expect(router.routing.warmUp == .seconds(10))
+        // Unset, the warm-up outlasts a freshness window and the agents' 5 s to list a new router.
+        let defaultWarmUp = try RouterConfiguration(document: ConfigDocument(parsing: text.replacingOccurrences(of: "warm_up = \"10\";", with: ""), file: "f"))
+        #expect(defaultWarmUp.routing.warmUp == .seconds(9))
         #expect(router.daemon.stateDirectory == "/var/lib/fence-router")
         #expect(router.daemon.replayMemory == .seconds(86_400))
         #expect(router.warnings.isEmpty, "\(router.warnings)")
