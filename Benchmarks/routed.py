@@ -97,6 +97,12 @@ def reference_config(lab, host):
     return path
 
 
+def start_reference(lab, host):
+    """The reference fence_virtd in `host`'s namespace, on that host's libvirtd (port 1231)."""
+    return subprocess.Popen(["ip", "netns", "exec", lab.ns(host), "fence_virtd", "-F", "-f", reference_config(lab, host),
+                             "-p", f"{lab.dir}/{host}/fence_virtd.pid"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def convergence(lab, migrations):
     """Moves `mig` between hv1 and hv2; per move, the router's age of the destination's start event
     when it applied it (agent receipt of libvirt's event to the router's inventory)."""
@@ -129,8 +135,7 @@ def real_parts(bin_dir, work, runs, migrations):
         for host in range(1, 11):
             lab.populate(f"hv{host}", (host - 1) * 100 + 1, host * 100)
         lab.populate("hv11", 1, 1000)
-        reference = subprocess.Popen(["ip", "netns", "exec", lab.ns("hv11"), "fence_virtd", "-F", "-f", reference_config(lab, "hv11"),
-                                      "-p", f"{lab.dir}/hv11/fence_virtd.pid"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        reference = start_reference(lab, "hv11")
         lab.wait_listed(1000)
         targets = [REFERENCE, ROUTED]
         guest = lab.ns("g1")
@@ -167,8 +172,7 @@ def one_host(bin_dir, work, runs):
     reference = None
     try:
         lab.populate("hv1", 1, 100)
-        reference = subprocess.Popen(["ip", "netns", "exec", lab.ns("hv1"), "fence_virtd", "-F", "-f", reference_config(lab, "hv1"),
-                                      "-p", f"{lab.dir}/hv1/fence_virtd.pid"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        reference = start_reference(lab, "hv1")
         lab.wait_listed(100)
         targets, guest = [REFERENCE, ROUTED], lab.ns("g1")
         alternating_runs(lab.key, targets, ["-o", "status", "-H", "vm50"], 3, guest)  # warm-up
