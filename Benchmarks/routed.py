@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from collections import namedtuple
+from contextlib import contextmanager
 
 from bench import alternating_runs, concurrent_reboots, percentile, sh
 
@@ -97,10 +98,23 @@ def reference_config(lab, host):
     return path
 
 
-def start_reference(lab, host):
-    """The reference fence_virtd in `host`'s namespace, on that host's libvirtd (port 1231)."""
-    return subprocess.Popen(["ip", "netns", "exec", lab.ns(host), "fence_virtd", "-F", "-f", reference_config(lab, host),
-                             "-p", f"{lab.dir}/{host}/fence_virtd.pid"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+@contextmanager
+def lab_with_reference(directory, bin_dir, host, populate, **counts):
+    """A lab whose hosts `populate` lists as (host, first, last) domains, and the reference
+    fence_virtd in `host`'s namespace on that host's libvirtd (port 1231); both gone after."""
+    lab = Lab(directory, bin_dir, **counts)
+    reference = None
+    try:
+        for name, first, last in populate:
+            lab.populate(name, first, last)
+        reference = subprocess.Popen(["ip", "netns", "exec", lab.ns(host), "fence_virtd", "-F", "-f", reference_config(lab, host),
+                                      "-p", f"{lab.dir}/{host}/fence_virtd.pid"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        yield lab, reference
+    finally:
+        if reference:
+            reference.terminate()
+            reference.wait()
+        lab.down()
 
 
 def convergence(lab, migrations):
@@ -129,13 +143,8 @@ def convergence(lab, migrations):
 
 
 def real_parts(bin_dir, work, runs, migrations):
-    lab = Lab(f"{work}/real", bin_dir, hosts=10, routers=1, guests=20, bare=1)
-    reference = None
-    try:
-        for host in range(1, 11):
-            lab.populate(f"hv{host}", (host - 1) * 100 + 1, host * 100)
-        lab.populate("hv11", 1, 1000)
-        reference = start_reference(lab, "hv11")
+    populate = [(f"hv{host}", (host - 1) * 100 + 1, host * 100) for host in range(1, 11)] + [("hv11", 1, 1000)]
+    with lab_with_reference(f"{work}/real", bin_dir, "hv11", populate, hosts=10, routers=1, guests=20, bare=1) as (lab, reference):
         lab.wait_listed(1000)
         targets = [REFERENCE, ROUTED]
         guest = lab.ns("g1")
@@ -156,11 +165,6 @@ def real_parts(bin_dir, work, runs, migrations):
                             "agent": memory_mb(lab.pid("agent-hv2"))}
         result["convergence"] = convergence(lab, migrations)
         return result
-    finally:
-        if reference:
-            reference.terminate()
-            reference.wait()
-        lab.down()
 
 
 def one_host(bin_dir, work, runs):
@@ -168,11 +172,7 @@ def one_host(bin_dir, work, runs):
     (behind fence-routerd, through the broker) and the reference fence_virtd, on the same host;
     runs alternate. The ten-host lab above asks ten agents for every off; this one asks one, so
     the difference is the cost of the bus round trip alone."""
-    lab = Lab(f"{work}/one", bin_dir, hosts=1, routers=1, guests=1)
-    reference = None
-    try:
-        lab.populate("hv1", 1, 100)
-        reference = start_reference(lab, "hv1")
+    with lab_with_reference(f"{work}/one", bin_dir, "hv1", [("hv1", 1, 100)], hosts=1, routers=1, guests=1) as (lab, _):
         lab.wait_listed(100)
         targets, guest = [REFERENCE, ROUTED], lab.ns("g1")
         alternating_runs(lab.key, targets, ["-o", "status", "-H", "vm50"], 3, guest)  # warm-up
@@ -183,11 +183,6 @@ def one_host(bin_dir, work, runs):
         samples = alternating_runs(lab.key, targets, ["-o", "off", "-H", "vm60"], runs, guest, prepare=[start, start])
         result["off"] = [statistics.median(s) for s in samples]
         return result
-    finally:
-        if reference:
-            reference.terminate()
-            reference.wait()
-        lab.down()
 
 
 def simulation(bin_dir, work, hosts, domains):
