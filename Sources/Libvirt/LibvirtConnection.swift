@@ -114,7 +114,7 @@ public final class LibvirtConnection: Sendable {
     /// Nil when libvirt says there is no such domain.
     public func lookup(_ target: DomainTarget, deadline: ContinuousClock.Instant) async throws(LibvirtError) -> DomainInfo? {
         try await withConnection("lookup \(target)", deadline: deadline) { connection throws(LibvirtError) in
-            do throws(LibvirtError) {
+            try Self.nilIfGone { () throws(LibvirtError) in
                 let domain = try Self.lookup(target, in: connection)
                 return DomainInfo(
                     name: try Self.name(of: domain.pointer),
@@ -122,9 +122,6 @@ public final class LibvirtConnection: Sendable {
                     state: try Self.state(of: domain.pointer),
                     persistent: try Self.check(virDomainIsPersistent(domain.pointer), "virDomainIsPersistent") == 1
                 )
-            } catch {
-                guard error.code == .noDomain else { throw error }
-                return nil
             }
         }
     }
@@ -136,12 +133,7 @@ public final class LibvirtConnection: Sendable {
         try await withConnection("virDomainDestroy", deadline: deadline) { connection throws(LibvirtError) in
             let domain = try Self.lookup(.uuid(uuid), in: connection)
             try Self.check(virDomainDestroy(domain.pointer), "virDomainDestroy")
-            do throws(LibvirtError) {
-                return try Self.state(of: domain.pointer)
-            } catch {
-                guard error.code == .noDomain else { throw error }
-                return nil
-            }
+            return try Self.nilIfGone { () throws(LibvirtError) in try Self.state(of: domain.pointer) }
         }
     }
 
@@ -305,6 +297,16 @@ public final class LibvirtConnection: Sendable {
     }
 
     // MARK: - Reading domains (pool threads)
+
+    /// What `body` reads, or nil when libvirt says there is no such domain (the only failure that means "not there").
+    static func nilIfGone<T>(_ body: () throws(LibvirtError) -> T) throws(LibvirtError) -> T? {
+        do {
+            return try body()
+        } catch {
+            guard error.code == .noDomain else { throw error }
+            return nil
+        }
+    }
 
     @discardableResult
     static func check(_ result: Int32, _ operation: String) throws(LibvirtError) -> Int32 {
