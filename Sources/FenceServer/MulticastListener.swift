@@ -123,7 +123,7 @@ public final class MulticastListener: Service {
                             continue
                         }
                         guard let admitted = pipeline.admit(datagram: envelope.data, source: envelope.remoteAddress, listener: name, credentials: credentials.value) else { continue }
-                        group.addTask { await self.pipeline.serveDatagram(admitted, on: executor.eventLoop) }
+                        group.addTask { await self.pipeline.serveDatagram(admitted) }
                     }
                 } catch {
                     logger.error("receive failed", metadata: ["listener": "\(name)", "error": "\(error)"])

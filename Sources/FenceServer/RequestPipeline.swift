@@ -5,7 +5,6 @@ import FenceCore
 import FenceWire
 import Logging
 import NIOCore
-import NIOPosix
 import Synchronization
 
 /// The time limits of the front end.
@@ -104,6 +103,7 @@ public final class RequestPipeline: Sendable {
     private let replays: ReplayJournal
     private let logger: Logger
     private let history: Mutex<RequestHistory>
+    private let threads = RequestThreads()
 
     public init(
         backend: any FenceBackend,
@@ -196,9 +196,13 @@ public final class RequestPipeline: Sendable {
     }
 
     /// Calls back an admitted datagram request and serves it on the first candidate that proves
-    /// it holds the key. The call-back connection is made on `eventLoop` (the one the caller's
-    /// task runs on), so its I/O needs no thread hops.
-    func serveDatagram(_ admitted: AdmittedRequest, on eventLoop: any EventLoop) async {
+    /// it holds the key. Runs on a thread of its own (`RequestThreads`): the call-back's socket
+    /// is driven with blocking waits.
+    func serveDatagram(_ admitted: AdmittedRequest) async {
+        await threads.run { await callBack(admitted) }
+    }
+
+    private func callBack(_ admitted: AdmittedRequest) async {
         let started = ContinuousClock.now
         let timing = self.timing
         if !admitted.matchesSource, admitted.request.callbackAddress?.family == .ipv4,
@@ -219,15 +223,10 @@ public final class RequestPipeline: Sendable {
             let remaining = admitted.deadline - .now
             // Refused meanwhile (another request named this client's endpoint): stop dialling.
             guard remaining > .zero, history.withLock({ $0.mayExecute(admitted.key) }) else { break }
-            let session: StreamSession
-            do {
-                let channel = try await connect(to: candidate, on: eventLoop, timeout: min(timing.callbackConnectTimeout, remaining), credentials: admitted.credentials)
-                do {
-                    session = try await StreamSession.open(channel)
-                } catch {
-                    channel.close(promise: nil)
-                    throw error
-                }
+            let session: CallbackSession
+            do throws(SessionError) {
+                session = try CallbackSession(dialling: candidate.endpoint, credentials: admitted.credentials)
+                try session.connected(until: .now + min(timing.callbackConnectTimeout, remaining))
             } catch {
                 admitted.logger.debug("call-back failed", metadata: ["callback": "\(candidate.endpoint)", "error": "\(error)"])
                 continue
@@ -336,7 +335,7 @@ public final class RequestPipeline: Sendable {
     }
 
     /// Authenticates the client, then (once only) executes and answers.
-    private func converse(_ admitted: AdmittedRequest, requester: String, session: StreamSession, since: ContinuousClock.Instant) async -> Ending {
+    private func converse(_ admitted: AdmittedRequest, requester: String, session: some ClientStream, since: ContinuousClock.Instant) async -> Ending {
         let timing = self.timing
         do {
             guard case .authenticated = try await session.next(until: min(admitted.deadline, since + timing.exchangeTimeout)) else {
@@ -447,18 +446,5 @@ public final class RequestPipeline: Sendable {
     func drop(_ reason: DropReason, _ detail: String, source: String, listener: String) {
         let total = statistics.dropped(reason)
         drops.note(reason, detail: detail, source: source, listener: listener, total: total)
-    }
-
-    private func connect(to candidate: CallbackCandidate, on eventLoop: any EventLoop, timeout: Duration, credentials: ListenerCredentials) async throws -> any Channel {
-        let address = try SocketAddress(packedIPAddress: ByteBuffer(bytes: candidate.address.bytes), port: Int(candidate.port))
-        return try await ClientBootstrap(group: eventLoop)
-            .connectTimeout(TimeAmount(timeout))
-            .channelOption(.socketOption(.so_keepalive), value: 1)
-            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try StreamSession.prepare(channel, .callback, credentials: credentials) }
-            }
-            .connect(to: address)
-            .get()
     }
 }

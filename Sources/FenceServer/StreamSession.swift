@@ -19,6 +19,22 @@ struct SessionError: Error, CustomStringConvertible {
     var description: String { "\(code.rawValue): \(detail)" }
 }
 
+/// A milestone of a conversation with a client.
+enum SessionMilestone {
+    case request([UInt8])
+    case authenticated
+}
+
+/// The byte stream to one fence_xvm client, as the pipeline uses it once the conversation runs.
+protocol ClientStream {
+    /// The next milestone, by `limit` at the latest.
+    func next(until limit: ContinuousClock.Instant) async throws(SessionError) -> SessionMilestone
+    /// Nil while the client kept quiet since it authenticated and the connection is open.
+    var interruption: SessionError? { get async }
+    /// Writes and waits until the bytes are handed to the kernel, by `limit` at the latest.
+    func write(_ bytes: [UInt8], until limit: ContinuousClock.Instant) async throws(SessionError)
+}
+
 /// Drives one `Conversation` on its channel: feeds it what the client sends, writes what it says
 /// to write at once (on the event loop, no task hop), and hands its milestones (a stream's
 /// request, an authenticated client, a refusal) to whoever waits for them. One per connection,
@@ -26,23 +42,17 @@ struct SessionError: Error, CustomStringConvertible {
 final class ConversationHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
 
-    /// A milestone of the conversation.
-    enum Milestone {
-        case request([UInt8])
-        case authenticated
-    }
-
     /// The credentials the conversation was made with, for whatever else checks the request.
     let credentials: ListenerCredentials
     private var conversation: Conversation
     private var context: ChannelHandlerContext?
-    private var reached: [Result<Milestone, SessionError>] = []
-    private var waiting: EventLoopPromise<Milestone>?
+    private var reached: [Result<SessionMilestone, SessionError>] = []
+    private var waiting: EventLoopPromise<SessionMilestone>?
     private var ended = false
 
-    init(_ kind: Conversation.Kind, credentials: ListenerCredentials) {
+    init(credentials: ListenerCredentials) {
         self.credentials = credentials
-        self.conversation = credentials.conversation(kind)
+        self.conversation = credentials.conversation(.stream)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -78,7 +88,7 @@ final class ConversationHandler: ChannelInboundHandler, RemovableChannelHandler 
     }
 
     /// Completes `promise` with the next milestone, or fails it when the conversation ends first.
-    func next(_ promise: EventLoopPromise<Milestone>) {
+    func next(_ promise: EventLoopPromise<SessionMilestone>) {
         precondition(waiting == nil, "one wait at a time")
         if !reached.isEmpty {
             promise.completeWith(reached.removeFirst().mapError { $0 as any Error })
@@ -110,7 +120,7 @@ final class ConversationHandler: ChannelInboundHandler, RemovableChannelHandler 
         }
     }
 
-    private func deliver(_ result: Result<Milestone, SessionError>) {
+    private func deliver(_ result: Result<SessionMilestone, SessionError>) {
         if let waiting {
             self.waiting = nil
             waiting.completeWith(result.mapError { $0 as any Error })
@@ -120,9 +130,9 @@ final class ConversationHandler: ChannelInboundHandler, RemovableChannelHandler 
     }
 }
 
-/// The byte stream to one fence_xvm client, whether we called it back or it connected to us:
-/// waits for the conversation's milestones within a limit, and writes the answer.
-struct StreamSession {
+/// The byte stream to one `fence_virt -T` client, on a NIO channel: waits for the
+/// conversation's milestones within a limit, and writes the answer.
+struct StreamSession: ClientStream {
     let channel: any Channel
     /// The credentials read once, when the connection was made: a reload meanwhile cannot mix keys.
     let credentials: ListenerCredentials
@@ -145,15 +155,15 @@ struct StreamSession {
     }
 
     /// Adds the handler a session needs; for channel initialisers (on the channel's event loop).
-    static func prepare(_ channel: any Channel, _ kind: Conversation.Kind, credentials: ListenerCredentials) throws {
-        try channel.pipeline.syncOperations.addHandler(ConversationHandler(kind, credentials: credentials))
+    static func prepare(_ channel: any Channel, credentials: ListenerCredentials) throws {
+        try channel.pipeline.syncOperations.addHandler(ConversationHandler(credentials: credentials))
     }
 
     /// The next milestone, by `limit` at the latest (then the channel is closed).
-    func next(until limit: ContinuousClock.Instant) async throws(SessionError) -> ConversationHandler.Milestone {
+    func next(until limit: ContinuousClock.Instant) async throws(SessionError) -> SessionMilestone {
         let guardian = StepGuard(channel: channel, limit: limit)
         defer { guardian.cancel() }
-        let promise = channel.eventLoop.makePromise(of: ConversationHandler.Milestone.self)
+        let promise = channel.eventLoop.makePromise(of: SessionMilestone.self)
         let handler = self.handler
         channel.eventLoop.execute { handler.value.next(promise) }
         do {

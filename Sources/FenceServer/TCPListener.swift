@@ -45,7 +45,7 @@ public final class TCPListener: Service {
                 .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .bind(to: try SocketAddress(ipAddress: settings.address.description, port: Int(settings.port))) { child in
                     child.eventLoop.makeCompletedFuture {
-                        try StreamSession.prepare(child, .stream, credentials: current.value)
+                        try StreamSession.prepare(child, credentials: current.value)
                         return child
                     }
                 }

@@ -12,8 +12,6 @@ import TestSupport
 enum TestLoops {
     /// Where the fake clients accept call-backs.
     static let clients = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-    /// Where the pipeline under test makes its call-backs.
-    static let server = MultiThreadedEventLoopGroup(numberOfThreads: 2)
 }
 
 /// A stand-in for the call-back side of fence_xvm, for unit tests of the pipeline: it listens on

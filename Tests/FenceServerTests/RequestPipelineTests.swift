@@ -42,7 +42,7 @@ struct RequestPipelineTests {
         for _ in 0..<3 {
             #expect(pipeline.admit(datagram: try datagram(to: "127.0.0.1", port: client.port), source: try source("127.0.0.1"), listener: "t", credentials: credentials) == nil)
         }
-        await pipeline.serveDatagram(first, on: TestLoops.server.next())
+        await pipeline.serveDatagram(first)
         #expect(pipeline.admit(datagram: try datagram(to: "127.0.0.1", port: client.port), source: try source("127.0.0.1"), listener: "t", credentials: credentials) == nil)
         await client.close()
         #expect(client.callbacks == 1)
@@ -61,7 +61,7 @@ struct RequestPipelineTests {
         // The first copy names 127.0.0.2 but came from 127.0.0.1; the second names 127.0.0.1.
         let first = try #require(pipeline.admit(datagram: datagram(to: "127.0.0.2", port: decoy.port), source: source("127.0.0.1"), listener: "t", credentials: credentials))
         #expect(pipeline.admit(datagram: try datagram(to: "127.0.0.1", port: client.port), source: try source("127.0.0.1"), listener: "t", credentials: credentials) == nil)
-        await pipeline.serveDatagram(first, on: TestLoops.server.next())
+        await pipeline.serveDatagram(first)
         await decoy.close()
         await client.close()
         #expect(decoy.callbacks == 0)
@@ -77,7 +77,7 @@ struct RequestPipelineTests {
         let pipeline = pipeline(backend)
         let first = try #require(pipeline.admit(datagram: datagram(to: "127.0.0.2", port: impostor.port), source: source("127.0.0.2"), listener: "t", credentials: credentials))
         #expect(pipeline.admit(datagram: try datagram(to: "127.0.0.1", port: client.port), source: try source("127.0.0.9"), listener: "t", credentials: credentials) == nil)
-        await pipeline.serveDatagram(first, on: TestLoops.server.next())
+        await pipeline.serveDatagram(first)
         await impostor.close()
         await client.close()
         #expect(impostor.callbacks == 1)
@@ -93,7 +93,7 @@ struct RequestPipelineTests {
         let backend = RecordingBackend()
         let pipeline = pipeline(backend, timeout: .milliseconds(300))
         let admitted = try #require(pipeline.admit(datagram: datagram(to: "127.0.0.1", port: slow.port), source: source("127.0.0.1"), listener: "t", credentials: credentials))
-        await pipeline.serveDatagram(admitted, on: TestLoops.server.next())
+        await pipeline.serveDatagram(admitted)
         await slow.close()
         #expect(backend.calls.isEmpty)
         #expect(slow.received.allSatisfy { $0.isEmpty })
@@ -107,7 +107,7 @@ struct RequestPipelineTests {
         // backend is reached before the deadline and then runs out of time in it.
         let pipeline = pipeline(backend, timeout: .seconds(3))
         let admitted = try #require(pipeline.admit(datagram: datagram(to: "127.0.0.1", port: client.port), source: source("127.0.0.1"), listener: "t", credentials: credentials))
-        await pipeline.serveDatagram(admitted, on: TestLoops.server.next())
+        await pipeline.serveDatagram(admitted)
         await client.close()
         #expect(backend.calls == ["off vm-a"])
         #expect(client.received == [[ResponseCode.failure.rawValue]])
@@ -119,7 +119,7 @@ struct RequestPipelineTests {
         let pipeline = pipeline(backend, timeout: .milliseconds(200))
         // Nobody listens on the call-back port: the call-back fails and the request may be retried...
         let unreachable = try #require(pipeline.admit(datagram: datagram(to: "127.0.0.1", port: 9), source: source("127.0.0.1"), listener: "t", credentials: credentials))
-        await pipeline.serveDatagram(unreachable, on: TestLoops.server.next())
+        await pipeline.serveDatagram(unreachable)
         try await Task.sleep(for: .milliseconds(300))
         // ...but only within its deadline: a client that now listens on that port gets nothing.
         let late = try await FakeFenceClient(key: Self.key)
@@ -148,7 +148,7 @@ struct RequestPipelineTests {
             )))
         }
         await withTaskGroup(of: Void.self) { group in
-            for request in admitted { group.addTask { await pipeline.serveDatagram(request, on: TestLoops.server.next()) } }
+            for request in admitted { group.addTask { await pipeline.serveDatagram(request) } }
         }
         for client in clients { await client.close() }
         #expect(backend.maximumConcurrency == 5)
@@ -186,7 +186,7 @@ struct RequestPipelineTests {
         let server = try await ServerBootstrap(group: TestLoops.clients)
             .bind(host: "127.0.0.1", port: 0) { child in
                 child.eventLoop.makeCompletedFuture {
-                    try StreamSession.prepare(child, .stream, credentials: credentials)
+                    try StreamSession.prepare(child, credentials: credentials)
                     return child
                 }
             }
@@ -249,7 +249,7 @@ struct RequestPipelineTests {
         let packet = try datagram(to: "127.0.0.1", port: client.port)
         let first = try #require(pipeline.admit(datagram: packet, source: source("127.0.0.1"), listener: "t", credentials: credentials))
         #expect(pipeline.admit(datagram: packet, source: try source("127.0.0.1"), listener: "t", credentials: credentials) == nil)
-        await pipeline.serveDatagram(first, on: TestLoops.server.next())
+        await pipeline.serveDatagram(first)
         #expect(pipeline.admit(datagram: packet, source: try source("127.0.0.7"), listener: "t", credentials: credentials) == nil)
         await client.close()
         #expect(client.callbacks == 1)
@@ -264,7 +264,7 @@ struct RequestPipelineTests {
         let backend = RecordingBackend()
         let pipeline = pipeline(backend)
         let admitted = try #require(pipeline.admit(datagram: datagram(to: "127.0.0.1", port: reflector.port), source: source("127.0.0.1"), listener: "t", credentials: credentials))
-        await pipeline.serveDatagram(admitted, on: TestLoops.server.next())
+        await pipeline.serveDatagram(admitted)
         await reflector.close()
         #expect(reflector.callbacks == 1)
         #expect(reflector.received == [[]], "no response to the reflected challenge, no result")
@@ -279,7 +279,7 @@ struct RequestPipelineTests {
         let pipeline = pipeline(backend)
         let off = try #require(pipeline.admit(datagram: datagram(.off, to: "127.0.0.1", port: client.port, seqno: 1), source: source("127.0.0.1"), listener: "t", credentials: credentials))
         #expect(pipeline.admit(datagram: try datagram(.deviceStatus, domain: "", to: "127.0.0.1", port: client.port, seqno: 2), source: try source("127.0.0.1"), listener: "t", credentials: credentials) == nil)
-        await pipeline.serveDatagram(off, on: TestLoops.server.next())
+        await pipeline.serveDatagram(off)
         await client.close()
         #expect(client.callbacks == 0)
         #expect(backend.calls.isEmpty)
@@ -293,7 +293,7 @@ struct RequestPipelineTests {
         let backend = RecordingBackend()
         let pipeline = pipeline(backend, timeout: .seconds(30))
         let off = try #require(pipeline.admit(datagram: datagram(.off, to: "127.0.0.1", port: client.port, seqno: 1), source: source("127.0.0.1"), listener: "t", credentials: credentials))
-        let served = Task { await pipeline.serveDatagram(off, on: TestLoops.server.next()) }
+        let served = Task { await pipeline.serveDatagram(off) }
         try await waitUntil("the call-back", every: .milliseconds(2)) { client.callbacks > 0 }
         #expect(pipeline.admit(datagram: try datagram(.status, to: "127.0.0.1", port: client.port, seqno: 2), source: try source("127.0.0.1"), listener: "t", credentials: credentials) == nil)
         // The client authenticates only now: the second request surely came during the call-back.
