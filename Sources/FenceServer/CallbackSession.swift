@@ -177,6 +177,7 @@ final class CallbackSession: ClientStream {
     }
 }
 
-private func closeDescriptor(_ descriptor: Int32) {
+/// close(2), for types whose own `close()` hides it.
+func closeDescriptor(_ descriptor: Int32) {
     close(descriptor)
 }

@@ -6,17 +6,19 @@ import Musl
 import FenceConfig
 import FenceWire
 import Logging
-import NIOCore
-import NIOPosix
 import ServiceLifecycle
 import Synchronization
 
 /// Receives fence_xvm's signed multicast datagrams (IPv4 or IPv6) and hands each new request to the
 /// pipeline, which calls the client back. With `interface` set, only datagrams that arrived on that
 /// interface are accepted (checked per packet; the reference accepts them from anywhere).
+///
+/// A request thread waits for the next datagram; when one brings a new request, that thread
+/// serves it and another takes over the waiting. The request meets no thread hand-over before
+/// its call-back leaves.
 public final class MulticastListener: Service {
     public let name: String
-    private let channel: NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>
+    private let socket: MulticastSocket
     private let interfaceIndex: Int?
     private let credentials: CurrentCredentials
     private let pipeline: RequestPipeline
@@ -39,47 +41,33 @@ public final class MulticastListener: Service {
         settings: MulticastListenerSettings,
         credentials: ListenerCredentials,
         pipeline: RequestPipeline,
-        eventLoopGroup: any EventLoopGroup,
         logger: Logger
-    ) async throws -> MulticastListener {
+    ) throws -> MulticastListener {
         let name = "multicast \(settings.group) port \(settings.port)\(settings.interface.map { " on \($0)" } ?? "")"
         let interfaceIndex = try interfaceIndex(of: settings)
-        let ipv6 = settings.family == .ipv6
-        let channel: NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>
+        let socket: MulticastSocket
         do {
-            var bootstrap = DatagramBootstrap(group: eventLoopGroup)
-                .channelOption(ChannelOptions.receivePacketInfo, value: true)
-            if ipv6 {
-                // IPv6 only, so that an IPv4 listener on the same port can run beside it.
-                bootstrap = bootstrap.channelOption(ChannelOptions.Types.SocketOption(level: .ipv6, name: .ipv6_v6only), value: 1)
-            }
-            channel = try await bootstrap.bind(to: try SocketAddress(ipAddress: ipv6 ? "::" : "0.0.0.0", port: Int(settings.port))) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>(wrappingChannelSynchronously: channel)
-                }
-            }
+            socket = try MulticastSocket(group: settings.group, port: settings.port, interfaceIndex: interfaceIndex ?? 0)
         } catch {
-            throw ListenerError(code: .bindFailed, message: "\(name): cannot bind UDP port \(settings.port): \(error)")
+            let message = switch error.code {
+            case .joinFailed: "\(name): cannot join the group: \(error) (is there a route for the group, or an interface set?)"
+            default: "\(name): cannot bind UDP port \(settings.port): \(error)"
+            }
+            throw ListenerError(code: error.code, message: message)
         }
-        do {
-            try await join(channel.channel, group: settings.group, interfaceIndex: interfaceIndex ?? 0)
-        } catch {
-            try? await channel.channel.close()
-            throw ListenerError(code: .joinFailed, message: "\(name): cannot join the group: \(error) (is there a route for the group, or an interface set?)")
-        }
-        return MulticastListener(name: name, channel: channel, interfaceIndex: interfaceIndex, credentials: credentials, pipeline: pipeline, logger: logger)
+        return MulticastListener(name: name, socket: socket, interfaceIndex: interfaceIndex, credentials: credentials, pipeline: pipeline, logger: logger)
     }
 
     private init(
         name: String,
-        channel: NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>,
+        socket: MulticastSocket,
         interfaceIndex: Int?,
         credentials: ListenerCredentials,
         pipeline: RequestPipeline,
         logger: Logger
     ) {
         self.name = name
-        self.channel = channel
+        self.socket = socket
         self.interfaceIndex = interfaceIndex
         self.credentials = CurrentCredentials(credentials)
         self.pipeline = pipeline
@@ -88,7 +76,7 @@ public final class MulticastListener: Service {
 
     /// Releases the socket of a listener that will never run (another part failed to start).
     public func close() async {
-        try? await channel.executeThenClose { _, _ in }
+        socket.stop()
     }
 
     /// A reloaded key and digests, for requests received from now on.
@@ -99,57 +87,49 @@ public final class MulticastListener: Service {
     /// Serves until graceful shutdown, then lets requests under way finish (each within its deadline).
     public func run() async throws {
         logger.info("listening", metadata: ["listener": "\(name)"])
-        // The receive loop and every request run on the socket's event loop: no thread hops
-        // between NIO and Swift's cooperative pool.
-        let executor = EventLoopExecutor(channel.channel.eventLoop)
-        try await withGracefulShutdownHandler {
-            try await withTaskExecutorPreference(executor) {
-                try await serve(executor: executor)
+        await withGracefulShutdownHandler {
+            await withDiscardingTaskGroup { group in
+                var receiving = true
+                while receiving {
+                    // The thread that waits; it serves what it receives, and the next one waits.
+                    let thread = pipeline.threads.take()
+                    receiving = await withTaskExecutorPreference(thread) {
+                        while true {
+                            let datagram: MulticastSocket.Datagram?
+                            do throws(ListenerError) {
+                                datagram = try socket.receive()
+                            } catch {
+                                logger.error("receive failed", metadata: ["listener": "\(name)", "error": "\(error)"])
+                                datagram = nil
+                            }
+                            guard let datagram else {
+                                pipeline.threads.giveBack(thread)
+                                return false
+                            }
+                            // What is dropped costs no thread hand-over: this thread reads on.
+                            guard let admitted = admit(datagram) else { continue }
+                            // Queued on this thread, which runs it as soon as this loop moves on.
+                            group.addTask(executorPreference: thread) {
+                                await self.pipeline.callBack(admitted)
+                                self.pipeline.threads.giveBack(thread)
+                            }
+                            return true
+                        }
+                    }
+                }
             }
         } onGracefulShutdown: {
-            self.channel.channel.close(promise: nil)
+            self.socket.stop()
         }
         logger.info("stopped", metadata: ["listener": "\(name)"])
     }
 
-    private func serve(executor: EventLoopExecutor) async throws {
-        try await channel.executeThenClose { inbound, _ in
-            // Requests are child tasks: they inherit the executor, and the group waits for them.
-            await withDiscardingTaskGroup { group in
-                do {
-                    for try await envelope in inbound {
-                        if let interfaceIndex, let arrived = envelope.metadata?.packetInfo?.interfaceIndex, arrived != interfaceIndex {
-                            pipeline.drop(.wrongInterface, "arrived on interface index \(arrived)", source: envelope.remoteAddress.ipAddress ?? "?", listener: name)
-                            continue
-                        }
-                        guard let admitted = pipeline.admit(datagram: envelope.data, source: envelope.remoteAddress, listener: name, credentials: credentials.value) else { continue }
-                        group.addTask { await self.pipeline.serveDatagram(admitted) }
-                    }
-                } catch {
-                    logger.error("receive failed", metadata: ["listener": "\(name)", "error": "\(error)"])
-                }
-            }
+    private func admit(_ datagram: MulticastSocket.Datagram) -> AdmittedRequest? {
+        let source = datagram.source?.description ?? "?"
+        if let interfaceIndex, let arrived = datagram.interfaceIndex, arrived != interfaceIndex {
+            pipeline.drop(.wrongInterface, "arrived on interface index \(arrived)", source: source, listener: name)
+            return nil
         }
-    }
-
-    /// Joins by interface index (`ip_mreqn`/`ipv6_mreq`), as the reference does; NIO's own join
-    /// needs an address on the interface. Also stops the socket from receiving groups that other
-    /// sockets of the host joined (`IP_MULTICAST_ALL`).
-    private static func join(_ channel: any Channel, group: CallbackAddress, interfaceIndex: Int) async throws {
-        guard let socket = channel as? any SocketOptionProvider else { return }
-        switch group.family {
-        case .ipv4:
-            var request = ip_mreqn()
-            withUnsafeMutableBytes(of: &request.imr_multiaddr) { $0.copyBytes(from: group.bytes) }
-            request.imr_ifindex = Int32(interfaceIndex)
-            try await socket.unsafeSetSocketOption(level: .ip, name: .init(rawValue: IP_ADD_MEMBERSHIP), value: request).get()
-            try await socket.unsafeSetSocketOption(level: .ip, name: .init(rawValue: 49 /* IP_MULTICAST_ALL */), value: Int32(0)).get()
-        case .ipv6:
-            var request = ipv6_mreq()
-            withUnsafeMutableBytes(of: &request.ipv6mr_multiaddr) { $0.copyBytes(from: group.bytes) }
-            request.ipv6mr_interface = UInt32(interfaceIndex)
-            try await socket.unsafeSetSocketOption(level: .ipv6, name: .init(rawValue: IPV6_ADD_MEMBERSHIP), value: request).get()
-            try await socket.unsafeSetSocketOption(level: .ipv6, name: .init(rawValue: 29 /* IPV6_MULTICAST_ALL */), value: Int32(0)).get()
-        }
+        return pipeline.admit(datagram: datagram.bytes, source: source, listener: name, credentials: credentials.value)
     }
 }

@@ -103,7 +103,8 @@ public final class RequestPipeline: Sendable {
     private let replays: ReplayJournal
     private let logger: Logger
     private let history: Mutex<RequestHistory>
-    private let threads = RequestThreads()
+    /// The threads that call clients back.
+    let threads = RequestThreads()
 
     public init(
         backend: any FenceBackend,
@@ -147,9 +148,8 @@ public final class RequestPipeline: Sendable {
 
     /// The cheap, synchronous part for one datagram. Returns the request only for its first copy
     /// (or a retry after a failed call-back); everything else is dropped and counted here.
-    func admit(datagram: ByteBuffer, source: SocketAddress?, listener: String, credentials: ListenerCredentials) -> AdmittedRequest? {
-        let sourceText = source?.ipAddress ?? "?"
-        let checked = decode(datagram.readableBytesView, credentials: credentials, source: sourceText, listener: listener) { request in
+    func admit(datagram: [UInt8], source sourceText: String, listener: String, credentials: ListenerCredentials) -> AdmittedRequest? {
+        let checked = decode(datagram, credentials: credentials, source: sourceText, listener: listener) { request in
             guard let address = request.callbackAddress else {
                 return (.badFamily, "address family \(request.family) is neither IPv4 (2) nor IPv6 (10)")
             }
@@ -202,7 +202,8 @@ public final class RequestPipeline: Sendable {
         await threads.run { await callBack(admitted) }
     }
 
-    private func callBack(_ admitted: AdmittedRequest) async {
+    /// `serveDatagram` on the request thread the caller runs on.
+    func callBack(_ admitted: AdmittedRequest) async {
         let started = ContinuousClock.now
         let timing = self.timing
         if !admitted.matchesSource, admitted.request.callbackAddress?.family == .ipv4,

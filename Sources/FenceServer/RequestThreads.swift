@@ -15,38 +15,36 @@ import Synchronization
 /// Threads are made on demand (the request history bounds how many call-backs run at once) and
 /// kept for reuse up to `idleLimit`; the rest end when their request does.
 final class RequestThreads: Sendable {
-    private let idle: Mutex<(threads: [RequestThread], closed: Bool)> = Mutex(([], false))
+    private let idle = Mutex<[RequestThread]>([])
     private let idleLimit: Int
 
-    init(idleLimit: Int = 4) {
+    init(idleLimit: Int = 16) {
         self.idleLimit = idleLimit
     }
 
     deinit {
-        for thread in idle.withLock({ $0.threads }) { thread.stop() }
+        for thread in idle.withLock({ $0 }) { thread.stop() }
     }
 
     /// Runs `body` on a thread of its own.
     func run<T: Sendable>(_ body: () async -> T) async -> T {
-        let thread = idle.withLock { $0.threads.popLast() } ?? RequestThread()
-        let result = await withTaskExecutorPreference(thread, operation: body)
+        let thread = take()
+        defer { giveBack(thread) }
+        return await withTaskExecutorPreference(thread, operation: body)
+    }
+
+    /// An idle thread, or a new one; the caller gives it back when its task is done with it.
+    func take() -> RequestThread {
+        idle.withLock { $0.popLast() } ?? RequestThread()
+    }
+
+    func giveBack(_ thread: RequestThread) {
         let kept = idle.withLock { idle in
-            guard !idle.closed, idle.threads.count < idleLimit else { return false }
-            idle.threads.append(thread)
+            guard idle.count < idleLimit else { return false }
+            idle.append(thread)
             return true
         }
         if !kept { thread.stop() }
-        return result
-    }
-
-    /// Ends the idle threads; threads still serving end with their request.
-    func close() {
-        let threads = idle.withLock { idle in
-            idle.closed = true
-            defer { idle.threads = [] }
-            return idle.threads
-        }
-        for thread in threads { thread.stop() }
     }
 }
 
@@ -79,6 +77,12 @@ final class RequestThread: TaskExecutor, Sendable {
     }
 
     private func run() {
+        // Named for ps and perf (pthread_setname_np is not visible to Swift here).
+        let comm = open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
+        if comm >= 0 {
+            _ = write(comm, "fence-request", 13)
+            close(comm)
+        }
         while true {
             ready.wait()
             guard let job = jobs.withLock({ $0.removeFirst() }) else { return }

@@ -80,7 +80,7 @@ struct RouterDaemon: Sendable {
         var tcp: [TCPListener] = []
         do {
             for (settings, credentials) in zip(configuration.multicastListeners, credentials.multicast) {
-                multicast.append(try await MulticastListener.bind(settings: settings, credentials: credentials, pipeline: pipeline, eventLoopGroup: eventLoopGroup, logger: logger))
+                multicast.append(try MulticastListener.bind(settings: settings, credentials: credentials, pipeline: pipeline, logger: logger))
             }
             for (settings, credentials) in zip(configuration.tcpListeners, credentials.tcp) {
                 tcp.append(try await TCPListener.bind(settings: settings, credentials: credentials, pipeline: pipeline, eventLoopGroup: eventLoopGroup, logger: logger))

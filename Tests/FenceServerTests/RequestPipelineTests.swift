@@ -25,25 +25,23 @@ struct RequestPipelineTests {
         )
     }
 
-    func datagram(_ operation: FenceOperation = .off, domain: String = "vm-a", to address: String, port: Int, seqno: UInt32 = 77) throws -> ByteBuffer {
+    func datagram(_ operation: FenceOperation = .off, domain: String = "vm-a", to address: String, port: Int, seqno: UInt32 = 77) throws -> [UInt8] {
         var request = try FenceRequest(operation: operation, hash: .sha256, domain: domain, callback: CallbackAddress(address), port: UInt16(port), seqno: seqno)
         request.sign(key: Self.key, random: (0..<6).map { _ in .random(in: .min ... .max) })
-        return ByteBuffer(bytes: request.bytes)
+        return request.bytes
     }
-
-    func source(_ address: String) throws -> SocketAddress { try SocketAddress(ipAddress: address, port: 40000) }
 
     @Test("copies are merged before the call-back: one call-back, one execution, one answer")
     func duplicatesBeforeCallback() async throws {
         let client = try await FakeFenceClient(key: Self.key)
         let backend = RecordingBackend()
         let pipeline = pipeline(backend)
-        let first = try #require(pipeline.admit(datagram: datagram(to: "127.0.0.1", port: client.port), source: source("127.0.0.1"), listener: "t", credentials: credentials))
+        let first = try #require(pipeline.admit(datagram: datagram(to: "127.0.0.1", port: client.port), source: "127.0.0.1", listener: "t", credentials: credentials))
         for _ in 0..<3 {
-            #expect(pipeline.admit(datagram: try datagram(to: "127.0.0.1", port: client.port), source: try source("127.0.0.1"), listener: "t", credentials: credentials) == nil)
+            #expect(pipeline.admit(datagram: try datagram(to: "127.0.0.1", port: client.port), source: "127.0.0.1", listener: "t", credentials: credentials) == nil)
         }
         await pipeline.serveDatagram(first)
-        #expect(pipeline.admit(datagram: try datagram(to: "127.0.0.1", port: client.port), source: try source("127.0.0.1"), listener: "t", credentials: credentials) == nil)
+        #expect(pipeline.admit(datagram: try datagram(to: "127.0.0.1", port: client.port), source: "127.0.0.1", listener: "t", credentials: credentials) == nil)
         await client.close()
         #expect(client.callbacks == 1)
         #expect(client.received == [[ResponseCode.success.rawValue]])
@@ -59,8 +57,8 @@ struct RequestPipelineTests {
         let backend = RecordingBackend()
         let pipeline = pipeline(backend)
         // The first copy names 127.0.0.2 but came from 127.0.0.1; the second names 127.0.0.1.
-        let first = try #require(pipeline.admit(datagram: datagram(to: "127.0.0.2", port: decoy.port), source: source("127.0.0.1"), listener: "t", credentials: credentials))
-        #expect(pipeline.admit(datagram: try datagram(to: "127.0.0.1", port: client.port), source: try source("127.0.0.1"), listener: "t", credentials: credentials) == nil)
+        let first = try #require(pipeline.admit(datagram: datagram(to: "127.0.0.2", port: decoy.port), source: "127.0.0.1", listener: "t", credentials: credentials))
+        #expect(pipeline.admit(datagram: try datagram(to: "127.0.0.1", port: client.port), source: "127.0.0.1", listener: "t", credentials: credentials) == nil)
         await pipeline.serveDatagram(first)
         await decoy.close()
         await client.close()
@@ -75,8 +73,8 @@ struct RequestPipelineTests {
         let client = try await FakeFenceClient(address: "127.0.0.1", key: Self.key)
         let backend = RecordingBackend()
         let pipeline = pipeline(backend)
-        let first = try #require(pipeline.admit(datagram: datagram(to: "127.0.0.2", port: impostor.port), source: source("127.0.0.2"), listener: "t", credentials: credentials))
-        #expect(pipeline.admit(datagram: try datagram(to: "127.0.0.1", port: client.port), source: try source("127.0.0.9"), listener: "t", credentials: credentials) == nil)
+        let first = try #require(pipeline.admit(datagram: datagram(to: "127.0.0.2", port: impostor.port), source: "127.0.0.2", listener: "t", credentials: credentials))
+        #expect(pipeline.admit(datagram: try datagram(to: "127.0.0.1", port: client.port), source: "127.0.0.9", listener: "t", credentials: credentials) == nil)
         await pipeline.serveDatagram(first)
         await impostor.close()
         await client.close()
@@ -92,7 +90,7 @@ struct RequestPipelineTests {
         let slow = try await FakeFenceClient(key: Self.key, behaviour: .slowChallenge(.milliseconds(600)))
         let backend = RecordingBackend()
         let pipeline = pipeline(backend, timeout: .milliseconds(300))
-        let admitted = try #require(pipeline.admit(datagram: datagram(to: "127.0.0.1", port: slow.port), source: source("127.0.0.1"), listener: "t", credentials: credentials))
+        let admitted = try #require(pipeline.admit(datagram: datagram(to: "127.0.0.1", port: slow.port), source: "127.0.0.1", listener: "t", credentials: credentials))
         await pipeline.serveDatagram(admitted)
         await slow.close()
         #expect(backend.calls.isEmpty)
@@ -106,7 +104,7 @@ struct RequestPipelineTests {
         // Long enough for the call-back and the challenges to finish on a loaded machine, so the
         // backend is reached before the deadline and then runs out of time in it.
         let pipeline = pipeline(backend, timeout: .seconds(3))
-        let admitted = try #require(pipeline.admit(datagram: datagram(to: "127.0.0.1", port: client.port), source: source("127.0.0.1"), listener: "t", credentials: credentials))
+        let admitted = try #require(pipeline.admit(datagram: datagram(to: "127.0.0.1", port: client.port), source: "127.0.0.1", listener: "t", credentials: credentials))
         await pipeline.serveDatagram(admitted)
         await client.close()
         #expect(backend.calls == ["off vm-a"])
@@ -118,12 +116,12 @@ struct RequestPipelineTests {
         let backend = RecordingBackend()
         let pipeline = pipeline(backend, timeout: .milliseconds(200))
         // Nobody listens on the call-back port: the call-back fails and the request may be retried...
-        let unreachable = try #require(pipeline.admit(datagram: datagram(to: "127.0.0.1", port: 9), source: source("127.0.0.1"), listener: "t", credentials: credentials))
+        let unreachable = try #require(pipeline.admit(datagram: datagram(to: "127.0.0.1", port: 9), source: "127.0.0.1", listener: "t", credentials: credentials))
         await pipeline.serveDatagram(unreachable)
         try await Task.sleep(for: .milliseconds(300))
         // ...but only within its deadline: a client that now listens on that port gets nothing.
         let late = try await FakeFenceClient(key: Self.key)
-        #expect(pipeline.admit(datagram: try datagram(to: "127.0.0.1", port: 9), source: try source("127.0.0.1"), listener: "t", credentials: credentials) == nil)
+        #expect(pipeline.admit(datagram: try datagram(to: "127.0.0.1", port: 9), source: "127.0.0.1", listener: "t", credentials: credentials) == nil)
         await late.close()
         #expect(late.callbacks == 0)
         #expect(backend.calls.isEmpty)
@@ -144,7 +142,7 @@ struct RequestPipelineTests {
             clients.append(client)
             admitted.append(try #require(pipeline.admit(
                 datagram: datagram(domain: "vm-\(index)", to: "127.0.0.1", port: client.port, seqno: UInt32(index)),
-                source: source("127.0.0.1"), listener: "t", credentials: credentials
+                source: "127.0.0.1", listener: "t", credentials: credentials
             )))
         }
         await withTaskGroup(of: Void.self) { group in
@@ -173,10 +171,10 @@ struct RequestPipelineTests {
             request.sign(key: Self.key, random: [0, 0, 0, 0, 0, 0])
             bytes = request.bytes
         default:
-            bytes = Array(try datagram(to: "127.0.0.1", port: 1229).readableBytesView)
+            bytes = try datagram(to: "127.0.0.1", port: 1229)
             bytes[4] ^= 1   // a letter of the domain
         }
-        #expect(pipeline.admit(datagram: ByteBuffer(bytes: bytes), source: try source("127.0.0.1"), listener: "t", credentials: credentials) == nil)
+        #expect(pipeline.admit(datagram: bytes, source: "127.0.0.1", listener: "t", credentials: credentials) == nil)
         #expect(pipeline.statistics.snapshot.dropped[DropReason(rawValue: reason)!] == 1)
     }
 
@@ -227,7 +225,7 @@ struct RequestPipelineTests {
         let packet = try datagram(to: "127.0.0.1", port: 1229)
         let client = try await connect(port)
         let received = try await client.executeThenClose { inbound, outbound in
-            try await outbound.write(packet)
+            try await outbound.write(ByteBuffer(bytes: packet))
             try await outbound.write(ByteBuffer(bytes: [UInt8](repeating: 7, count: 64)))   // a challenge
             var received: [UInt8] = []
             for try await chunk in inbound { received += chunk.readableBytesView }
@@ -238,7 +236,7 @@ struct RequestPipelineTests {
         #expect(pipeline.statistics.snapshot.dropped[.notAStreamRequest] == 1)
         #expect(backend.calls.isEmpty)
         // Not journalled there: a copy raced onto the stream does not make the guest's own a replay.
-        #expect(pipeline.admit(datagram: packet, source: try source("127.0.0.1"), listener: "t", credentials: credentials) != nil)
+        #expect(pipeline.admit(datagram: packet, source: "127.0.0.1", listener: "t", credentials: credentials) != nil)
     }
 
     @Test("an exact repeat of an accepted packet is a replay: no call-back, during the request or after it")
@@ -247,10 +245,10 @@ struct RequestPipelineTests {
         let backend = RecordingBackend()
         let pipeline = pipeline(backend)
         let packet = try datagram(to: "127.0.0.1", port: client.port)
-        let first = try #require(pipeline.admit(datagram: packet, source: source("127.0.0.1"), listener: "t", credentials: credentials))
-        #expect(pipeline.admit(datagram: packet, source: try source("127.0.0.1"), listener: "t", credentials: credentials) == nil)
+        let first = try #require(pipeline.admit(datagram: packet, source: "127.0.0.1", listener: "t", credentials: credentials))
+        #expect(pipeline.admit(datagram: packet, source: "127.0.0.1", listener: "t", credentials: credentials) == nil)
         await pipeline.serveDatagram(first)
-        #expect(pipeline.admit(datagram: packet, source: try source("127.0.0.7"), listener: "t", credentials: credentials) == nil)
+        #expect(pipeline.admit(datagram: packet, source: "127.0.0.7", listener: "t", credentials: credentials) == nil)
         await client.close()
         #expect(client.callbacks == 1)
         #expect(backend.calls == ["off vm-a"])
@@ -263,7 +261,7 @@ struct RequestPipelineTests {
         let reflector = try await FakeFenceClient(key: Self.key, behaviour: .challenge(issued))
         let backend = RecordingBackend()
         let pipeline = pipeline(backend)
-        let admitted = try #require(pipeline.admit(datagram: datagram(to: "127.0.0.1", port: reflector.port), source: source("127.0.0.1"), listener: "t", credentials: credentials))
+        let admitted = try #require(pipeline.admit(datagram: datagram(to: "127.0.0.1", port: reflector.port), source: "127.0.0.1", listener: "t", credentials: credentials))
         await pipeline.serveDatagram(admitted)
         await reflector.close()
         #expect(reflector.callbacks == 1)
@@ -277,8 +275,8 @@ struct RequestPipelineTests {
         let client = try await FakeFenceClient(key: Self.key)
         let backend = RecordingBackend()
         let pipeline = pipeline(backend)
-        let off = try #require(pipeline.admit(datagram: datagram(.off, to: "127.0.0.1", port: client.port, seqno: 1), source: source("127.0.0.1"), listener: "t", credentials: credentials))
-        #expect(pipeline.admit(datagram: try datagram(.deviceStatus, domain: "", to: "127.0.0.1", port: client.port, seqno: 2), source: try source("127.0.0.1"), listener: "t", credentials: credentials) == nil)
+        let off = try #require(pipeline.admit(datagram: datagram(.off, to: "127.0.0.1", port: client.port, seqno: 1), source: "127.0.0.1", listener: "t", credentials: credentials))
+        #expect(pipeline.admit(datagram: try datagram(.deviceStatus, domain: "", to: "127.0.0.1", port: client.port, seqno: 2), source: "127.0.0.1", listener: "t", credentials: credentials) == nil)
         await pipeline.serveDatagram(off)
         await client.close()
         #expect(client.callbacks == 0)
@@ -292,10 +290,10 @@ struct RequestPipelineTests {
         let client = try await FakeFenceClient(key: Self.key, behaviour: .heldChallenge(held))
         let backend = RecordingBackend()
         let pipeline = pipeline(backend, timeout: .seconds(30))
-        let off = try #require(pipeline.admit(datagram: datagram(.off, to: "127.0.0.1", port: client.port, seqno: 1), source: source("127.0.0.1"), listener: "t", credentials: credentials))
+        let off = try #require(pipeline.admit(datagram: datagram(.off, to: "127.0.0.1", port: client.port, seqno: 1), source: "127.0.0.1", listener: "t", credentials: credentials))
         let served = Task { await pipeline.serveDatagram(off) }
         try await waitUntil("the call-back", every: .milliseconds(2)) { client.callbacks > 0 }
-        #expect(pipeline.admit(datagram: try datagram(.status, to: "127.0.0.1", port: client.port, seqno: 2), source: try source("127.0.0.1"), listener: "t", credentials: credentials) == nil)
+        #expect(pipeline.admit(datagram: try datagram(.status, to: "127.0.0.1", port: client.port, seqno: 2), source: "127.0.0.1", listener: "t", credentials: credentials) == nil)
         // The client authenticates only now: the second request surely came during the call-back.
         challenge.yield()
         await served.value
