@@ -30,19 +30,15 @@ let package = Package(
         // Domains, actions, outcomes, the backend protocol and the single-host fencing rules.
         .target(name: "FenceCore", dependencies: [.product(name: "Logging", package: "swift-log")]),
         // Deadline-bounded waits for results that arrive from C threads (libvirt, Proton).
-        .target(
-            name: "CallbackWaits",
-            dependencies: [
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-            ]
-        ),
+        .target(name: "CallbackWaits"),
+        // Threads of their own for requests whose steps block (sockets driven with poll(2), libvirt calls).
+        .target(name: "RequestThreads"),
         // libvirt: the C library once, then one thin Swift owner of its handles.
         .systemLibrary(name: "CLibvirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
         .target(
             name: "Libvirt",
             dependencies: [
-                "CLibvirt", "FenceCore", "CallbackWaits",
+                "CLibvirt", "FenceCore", "CallbackWaits", "RequestThreads",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -106,7 +102,7 @@ let package = Package(
         .target(
             name: "FenceServer",
             dependencies: [
-                "FenceWire", "FenceCore", "FenceConfig", "Cryptography", "DropReporting",
+                "FenceWire", "FenceCore", "FenceConfig", "Cryptography", "DropReporting", "RequestThreads",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -198,9 +194,10 @@ let package = Package(
             name: "FenceCoreTests",
             dependencies: ["FenceCore", "TestSupport", .product(name: "Logging", package: "swift-log")]
         ),
+        .testTarget(name: "CallbackWaitsTests", dependencies: ["CallbackWaits"]),
         .testTarget(
             name: "LibvirtTests",
-            dependencies: ["Libvirt", "FenceCore", "TestSupport", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["Libvirt", "FenceCore", "RequestThreads", "TestSupport", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "FenceServerTests",

@@ -1,5 +1,3 @@
-import NIOCore
-import NIOPosix
 import Synchronization
 
 /// A continuation that the first of several racers resumes (a C thread's callback, a deadline);
@@ -32,8 +30,7 @@ public enum CallbackWait {
     /// Calls `start` with a one-shot resumer and waits; at `deadline`, resumes with `expired()`
     /// unless `start`'s work resumed first.
     ///
-    /// The deadline is a timer on an event loop, left to fire even after the work finished:
-    /// cancelling it from another thread would wake the loop for nothing, and a late timer finds
+    /// The deadline is left to fire even after the work finished (`Deadlines`): a late one finds
     /// the waiter resumed and does nothing.
     ///
     /// With `cancelled`, cancelling the waiting task resumes it at once with `cancelled()`; the
@@ -66,8 +63,9 @@ public enum CallbackWait {
     ) async -> T {
         await withCheckedContinuation { continuation in
             let once = ResumeOnce(continuation)
-            MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: TimeAmount(deadline - .now)) {
-                once.resume(expired())
+            Deadlines.shared.at(deadline) {
+                // `expired` only for a waiter still waiting: it may act (rescue a stuck thread).
+                if !once.isDone { once.resume(expired()) }
             }
             start(once)
         }

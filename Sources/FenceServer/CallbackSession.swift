@@ -23,9 +23,10 @@ final class CallbackSession: ClientStream {
         let ipv4 = endpoint.address.family == .ipv4
         descriptor = socket(ipv4 ? AF_INET : AF_INET6, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard descriptor >= 0 else { throw Self.failure("socket") }
+        // The challenge and the answer go out as they are written. (No keepalive: a call-back
+        // ends by the request's deadline, long before a first probe.)
         var one: Int32 = 1
         _ = setsockopt(descriptor, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-        _ = setsockopt(descriptor, SOL_SOCKET, SO_KEEPALIVE, &one, socklen_t(MemoryLayout<Int32>.size))
         let started: Int32
         if ipv4 {
             var address = sockaddr_in()
@@ -80,11 +81,18 @@ final class CallbackSession: ClientStream {
 
     var interruption: SessionError? {
         // What the client sent meanwhile, without waiting: anything at all breaks the protocol.
-        if !peerClosed, !conversation.isRefused, descriptor >= 0, (try? wait(for: Int16(POLLIN), until: .now)) != nil {
-            switch Result(catching: { () throws(SessionError) in try receive(until: .now) }) {
-            case .success(let bytes) where bytes.isEmpty: peerClosed = true
-            case .success(let bytes): handle(conversation.receive(bytes), until: .now)
-            case .failure: peerClosed = true
+        if !peerClosed, !conversation.isRefused, descriptor >= 0 {
+            do throws(SessionError) {
+                let bytes = try receive(until: .now)
+                if bytes.isEmpty {
+                    peerClosed = true
+                } else {
+                    handle(conversation.receive(bytes), until: .now)
+                }
+            } catch where error.code == .timedOut {
+                // Nothing waiting: the client keeps quiet, as it should.
+            } catch {
+                peerClosed = true
             }
         }
         if conversation.isRefused { return SessionError(code: .refused, detail: "excess-data: the client sent data while waiting for its answer", refusal: .excessData) }
@@ -142,11 +150,13 @@ final class CallbackSession: ClientStream {
         var buffer = [UInt8](repeating: 0, count: 512)
         while true {
             guard descriptor >= 0 else { throw SessionError(code: .closed, detail: "the connection is closed") }
+            // Waits first: the client has rarely answered yet when we ask.
+            try wait(for: Int16(POLLIN), until: limit)
             let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
             if count >= 0 {
                 return Array(buffer[..<count])
             } else if errno == EAGAIN || errno == EWOULDBLOCK {
-                try wait(for: Int16(POLLIN), until: limit)
+                continue
             } else if errno == ECONNRESET {
                 return []
             } else if errno != EINTR {

@@ -6,6 +6,7 @@ import Musl
 import FenceConfig
 import FenceWire
 import Logging
+import RequestThreads
 import ServiceLifecycle
 import Synchronization
 
@@ -110,7 +111,7 @@ public final class MulticastListener: Service {
                             guard let admitted = admit(datagram) else { continue }
                             // Queued on this thread, which runs it as soon as this loop moves on.
                             group.addTask(executorPreference: thread) {
-                                await self.pipeline.callBack(admitted)
+                                await thread.hosting { await self.pipeline.callBack(admitted) }
                                 self.pipeline.threads.giveBack(thread)
                             }
                             return true

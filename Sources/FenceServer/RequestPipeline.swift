@@ -5,6 +5,7 @@ import FenceCore
 import FenceWire
 import Logging
 import NIOCore
+import RequestThreads
 import Synchronization
 
 /// The time limits of the front end.
@@ -103,6 +104,9 @@ public final class RequestPipeline: Sendable {
     private let replays: ReplayJournal
     private let logger: Logger
     private let history: Mutex<RequestHistory>
+    /// Request ids for the logs: counted from a random start, so that two runs' ids differ
+    /// (without a system call for randomness per request).
+    private static let requestIDs = Atomic<UInt32>(.random(in: 0...UInt32.max))
     /// The threads that call clients back.
     let threads = RequestThreads()
 
@@ -317,7 +321,7 @@ public final class RequestPipeline: Sendable {
             drop(.historyFull, "every request remembered is under way", source: source, listener: listener)
             return nil
         }
-        let id = String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        let id = String(Self.requestIDs.add(1, ordering: .relaxed).newValue, radix: 16)
         return AdmittedRequest(
             request: request, key: key, deadline: deadline, matchesSource: candidate?.matchesSource ?? true,
             listener: listener, source: source, credentials: credentials,

@@ -1,5 +1,6 @@
 import CallbackWaits
 import NIOPosix
+import RequestThreads
 
 /// Runs blocking libvirt calls on dedicated threads, never on Swift's cooperative pool, and stops
 /// waiting for them at a deadline.
@@ -26,20 +27,31 @@ struct BlockingCalls: Sendable {
         guard ContinuousClock.now < deadline else {
             throw LibvirtError(code: .timedOut, operation: operation, message: "deadline passed before the call")
         }
+        // On a request's own thread the call runs there, between the request's steps: no thread
+        // is woken for it, and a call that outlasts its deadline gives the request a new thread.
+        let host = RequestThread.current
         let result: Result<T, LibvirtError> = await CallbackWait.wait(until: deadline, expired: {
-            .failure(LibvirtError(code: .timedOut, operation: operation, message: "no answer before the deadline"))
+            host?.rescue()
+            return .failure(LibvirtError(code: .timedOut, operation: operation, message: "no answer before the deadline"))
         }) { once in
-            pool.submit { state in
-                guard case .active = state else {
-                    once.resume(.failure(LibvirtError(code: .callFailed, operation: operation, message: "thread pool shut down")))
-                    return
-                }
+            let call: @Sendable () -> Void = {
                 guard !once.isDone, ContinuousClock.now < deadline else {
                     once.resume(.failure(LibvirtError(code: .timedOut, operation: operation, message: "waited for a thread past the deadline; not started")))
                     return
                 }
                 once.resume(Result(catching: body))
             }
+            guard let host else {
+                pool.submit { state in
+                    guard case .active = state else {
+                        once.resume(.failure(LibvirtError(code: .callFailed, operation: operation, message: "thread pool shut down")))
+                        return
+                    }
+                    call()
+                }
+                return
+            }
+            host.runBetweenJobs(call)
         }
         return try result.get()
     }

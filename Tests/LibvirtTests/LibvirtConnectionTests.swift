@@ -4,6 +4,7 @@ import Synchronization
 import Testing
 import TestSupport
 import FenceCore
+import RequestThreads
 @testable import Libvirt
 
 /// The wrapper against libvirt's real test driver, in process (each connection to a host XML owns
@@ -123,6 +124,43 @@ struct LibvirtConnectionTests {
         gate.released.store(true, ordering: .sequentiallyConsistent)
         try await busy
         #expect(try await connection.lookup(.uuid(uuid), deadline: deadline)?.state == .running, "the late destroy never ran")
+    }
+
+    @Test("on a request's own thread a call runs there; one that outlasts its deadline fails at it, and the request goes on on a new thread")
+    func requestThread() async throws {
+        let calls = BlockingCalls(threads: 1)
+        final class Gate: Sendable {
+            let released = Atomic(false)
+        }
+        let gate = Gate()
+        let threads = RequestThreads()
+        let (ranThere, hung, stillHung) = await withTaskGroup { group in
+            // Without the rescue the request would wait for its stuck call: let the call go after
+            // a while, so that the test fails rather than hangs.
+            group.addTask {
+                try? await Task.sleep(for: .seconds(20))
+                gate.released.store(true, ordering: .sequentiallyConsistent)
+            }
+            defer { group.cancelAll() }
+            return await threads.run {
+                let requestThread = pthread_self()
+                let ranThere = try? await calls.run("where", deadline: deadline) { pthread_equal(pthread_self(), requestThread) != 0 }
+                let hung: LibvirtError?
+                do throws(LibvirtError) {
+                    try await calls.run("hang", deadline: .now + .milliseconds(200)) {
+                        while !gate.released.load(ordering: .sequentiallyConsistent) { usleep(1_000) }
+                    }
+                    hung = nil
+                } catch {
+                    hung = error
+                }
+                return (ranThere, hung, !gate.released.load(ordering: .sequentiallyConsistent))
+            }
+        }
+        gate.released.store(true, ordering: .sequentiallyConsistent)
+        #expect(ranThere == true, "the call ran on the request's thread")
+        #expect(hung?.code == .timedOut)
+        #expect(stillHung, "the request went on while its call was still stuck")
     }
 
     @Test("an unreachable URI fails to connect, then waits out the backoff without retrying")

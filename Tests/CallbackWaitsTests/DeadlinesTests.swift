@@ -1,0 +1,43 @@
+import Synchronization
+import Testing
+@testable import CallbackWaits
+
+@Suite("deadlines and waits with a deadline")
+struct DeadlinesTests {
+    /// Waits (never a fixed sleep) until `condition` holds, for 10 s at most.
+    func eventually(_ condition: () -> Bool) async throws -> Bool {
+        let limit = ContinuousClock.now + .seconds(10)
+        while !condition() {
+            guard ContinuousClock.now < limit else { return false }
+            try await Task.sleep(for: .milliseconds(2))
+        }
+        return true
+    }
+
+    @Test("a deadline set after a later one fires first, without waiting for the later one")
+    func earlierLater() async throws {
+        let fired = Mutex<[String]>([])
+        Deadlines.shared.at(.now + .seconds(3600)) { fired.withLock { $0.append("late") } }
+        Deadlines.shared.at(.now + .milliseconds(20)) { fired.withLock { $0.append("early") } }
+        #expect(try await eventually { fired.withLock { $0 } == ["early"] })
+    }
+
+    @Test("deadlines fire in the order of their times, whatever the order they were set in")
+    func order() async throws {
+        let fired = Mutex<[Int]>([])
+        let start = ContinuousClock.now + .milliseconds(50)
+        for index in (0..<40).shuffled() {
+            Deadlines.shared.at(start + .milliseconds(2 * index)) { fired.withLock { $0.append(index) } }
+        }
+        #expect(try await eventually { fired.withLock { $0.count } == 40 })
+        #expect(fired.withLock { $0 } == Array(0..<40))
+    }
+
+    @Test("a wait ends with the work's result, or with expired() at the deadline when the work never answers")
+    func wait() async {
+        let answered = await CallbackWait.wait(until: .now + .seconds(3600), expired: { "expired" }) { once in once.resume("answered") }
+        #expect(answered == "answered")
+        let silent = await CallbackWait.wait(until: .now + .milliseconds(20), expired: { "expired" }) { _ in }
+        #expect(silent == "expired")
+    }
+}
