@@ -109,9 +109,12 @@ public final class MulticastListener: Service {
                             }
                             // What is dropped costs no thread hand-over: this thread reads on.
                             guard let admitted = admit(datagram) else { continue }
-                            // Queued on this thread, which runs it as soon as this loop moves on.
+                            // The call-back's SYN leaves now; the rest is queued on this thread,
+                            // which runs it as soon as this loop moves on.
+                            let start = pipeline.startCallBack(admitted)
+                            if case .none = start { continue }
                             group.addTask(executorPreference: thread) {
-                                await thread.hosting { await self.pipeline.callBack(admitted) }
+                                await thread.hosting { await self.pipeline.callBack(admitted, start: start) }
                                 self.pipeline.threads.giveBack(thread)
                             }
                             return true

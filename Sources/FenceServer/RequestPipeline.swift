@@ -64,6 +64,7 @@ final class CurrentCredentials: Sendable {
 struct AdmittedRequest: Sendable {
     let request: FenceRequest
     let key: RequestKey
+    let admitted: ContinuousClock.Instant
     let deadline: ContinuousClock.Instant
     let matchesSource: Bool
     let listener: String
@@ -199,38 +200,70 @@ public final class RequestPipeline: Sendable {
         return request
     }
 
+    /// How a datagram request's call-back begins.
+    enum CallbackStart {
+        /// The request names another address than its source: a copy from the source may come.
+        case afterSourceMatchWait
+        /// The candidates, the first already being dialled (its SYN has left, or dialling failed).
+        case dialling([CallbackCandidate], first: Result<CallbackSession, SessionError>?)
+        /// Dropped (and counted) here: nothing to call back.
+        case none
+    }
+
     /// Calls back an admitted datagram request and serves it on the first candidate that proves
     /// it holds the key. Runs on a thread of its own (`RequestThreads`): the call-back's socket
     /// is driven with blocking waits.
     func serveDatagram(_ admitted: AdmittedRequest) async {
-        await threads.run { await callBack(admitted) }
+        await threads.run { await callBack(admitted, start: startCallBack(admitted)) }
     }
 
-    /// `serveDatagram` on the request thread the caller runs on.
-    func callBack(_ admitted: AdmittedRequest) async {
-        let started = ContinuousClock.now
-        let timing = self.timing
+    /// The synchronous start of a call-back, for the thread that received the request: the first
+    /// candidate is dialled at once, so that its SYN leaves before anything else is done for the
+    /// request, and the rest overlaps with the client's accepting it.
+    func startCallBack(_ admitted: AdmittedRequest) -> CallbackStart {
         if !admitted.matchesSource, admitted.request.callbackAddress?.family == .ipv4,
            !history.withLock({ $0.hasSourceMatch(admitted.key) }) {
-            try? await Task.sleep(for: timing.sourceMatchWait)
+            return .afterSourceMatchWait
         }
-        let candidates: [CallbackCandidate]
+        return candidates(for: admitted)
+    }
+
+    private func candidates(for admitted: AdmittedRequest) -> CallbackStart {
         switch history.withLock({ $0.beginCallback(admitted.key, now: .now) }) {
         case .candidates(let list):
-            candidates = list
+            return .dialling(list, first: list.first.map { candidate in Result { () throws(SessionError) in try dial(candidate, for: admitted) } })
         case .busy:
             drop(.callbacksBusy, "too many call-backs under way; a later copy may try again", source: admitted.source, listener: admitted.listener)
-            return
+            return .none
         case .refused:
-            return
+            return .none
         }
+    }
+
+    private func dial(_ candidate: CallbackCandidate, for admitted: AdmittedRequest) throws(SessionError) -> CallbackSession {
+        try CallbackSession(dialling: candidate.endpoint, credentials: admitted.credentials)
+    }
+
+    /// The rest of `serveDatagram`, on the request thread the caller runs on.
+    func callBack(_ admitted: AdmittedRequest, start: consuming CallbackStart) async {
+        let timing = self.timing
+        if case .afterSourceMatchWait = start {
+            try? await Task.sleep(for: timing.sourceMatchWait)
+            start = candidates(for: admitted)
+        }
+        guard case .dialling(let candidates, var first) = start else { return }
         for candidate in candidates {
+            let dialled = first.take()
             let remaining = admitted.deadline - .now
             // Refused meanwhile (another request named this client's endpoint): stop dialling.
             guard remaining > .zero, history.withLock({ $0.mayExecute(admitted.key) }) else { break }
             let session: CallbackSession
             do throws(SessionError) {
-                session = try CallbackSession(dialling: candidate.endpoint, credentials: admitted.credentials)
+                if let dialled {
+                    session = try dialled.get()
+                } else {
+                    session = try dial(candidate, for: admitted)
+                }
                 try session.connected(until: .now + min(timing.callbackConnectTimeout, remaining))
             } catch {
                 admitted.logger.debug("call-back failed", metadata: ["callback": "\(candidate.endpoint)", "error": "\(error)"])
@@ -243,7 +276,7 @@ public final class RequestPipeline: Sendable {
                 continue
             }
             history.withLock { $0.finished(admitted.key, now: .now) }
-            report(ending, admitted: admitted, requester: candidate.address.description, started: started)
+            report(ending, admitted: admitted, requester: candidate.address.description, started: admitted.admitted)
             return
         }
         history.withLock { $0.callbackFailed(admitted.key, now: .now) }
@@ -323,7 +356,7 @@ public final class RequestPipeline: Sendable {
         }
         let id = String(Self.requestIDs.add(1, ordering: .relaxed).newValue, radix: 16)
         return AdmittedRequest(
-            request: request, key: key, deadline: deadline, matchesSource: candidate?.matchesSource ?? true,
+            request: request, key: key, admitted: .now, deadline: deadline, matchesSource: candidate?.matchesSource ?? true,
             listener: listener, source: source, credentials: credentials,
             id: String(repeating: "0", count: 8 - id.count) + id, baseLogger: logger
         )
