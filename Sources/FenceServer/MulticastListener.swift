@@ -75,7 +75,8 @@ public final class MulticastListener: Service {
         self.logger = logger
     }
 
-    /// Releases the socket of a listener that will never run (another part failed to start).
+    /// Stops a listener that will never run (another part failed to start); its socket is
+    /// released with it.
     public func close() async {
         socket.stop()
     }
@@ -85,53 +86,86 @@ public final class MulticastListener: Service {
         self.credentials.value = credentials
     }
 
-    /// Serves until graceful shutdown, then lets requests under way finish (each within its deadline).
+    /// How a receiving thread's turn ended.
+    private enum Turn {
+        /// It serves the request it admitted; another thread receives next.
+        case handedOver
+        case stopped
+        case failed(ListenerError)
+    }
+
+    /// Serves until graceful shutdown or cancellation, then lets requests under way finish (each
+    /// within its deadline).
     public func run() async throws {
         logger.info("listening", metadata: ["listener": "\(name)"])
-        await withGracefulShutdownHandler {
+        let failure: ListenerError? = await withTaskCancellationOrGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
-                var receiving = true
-                while receiving {
-                    // The thread that waits; it serves what it receives, and the next one waits.
-                    let thread = pipeline.threads.take()
-                    receiving = await withTaskExecutorPreference(thread) {
+                while true {
+                    guard let thread = pipeline.threads.take() else {
+                        // The system refuses a thread: datagrams wait in the socket's buffer.
+                        logger.error("no thread to receive on; trying again", metadata: ["listener": "\(name)"])
+                        do { try await Task.sleep(for: .milliseconds(100)) } catch { return nil }
+                        continue
+                    }
+                    // The thread that waits; it serves what it admits, and the next one waits.
+                    let turn: Turn = await withTaskExecutorPreference(thread) {
                         while true {
                             let datagram: MulticastSocket.Datagram?
                             do throws(ListenerError) {
                                 datagram = try socket.receive()
                             } catch {
-                                logger.error("receive failed", metadata: ["listener": "\(name)", "error": "\(error)"])
-                                datagram = nil
+                                return .failed(error)
                             }
-                            guard let datagram else {
-                                pipeline.threads.giveBack(thread)
-                                return false
-                            }
+                            guard let datagram else { return .stopped }
                             // What is dropped costs no thread hand-over: this thread reads on.
                             guard let admitted = admit(datagram) else { continue }
-                            // The call-back's SYN leaves now; the rest is queued on this thread,
-                            // which runs it as soon as this loop moves on.
-                            let start = pipeline.startCallBack(admitted)
-                            if case .none = start { continue }
-                            group.addTask(executorPreference: thread) {
-                                await thread.hosting { await self.pipeline.callBack(admitted, start: start) }
-                                self.pipeline.threads.giveBack(thread)
+                            switch pipeline.startCallBack(admitted) {
+                            case .none:
+                                continue
+                            case .afterSourceMatchWait:
+                                // Waits without holding a thread.
+                                group.addTask(executorPreference: globalConcurrentExecutor) {
+                                    await self.pipeline.serveDatagram(admitted, start: .afterSourceMatchWait)
+                                }
+                                continue
+                            case .dialling(let candidates, let first):
+                                // Its SYN has left; the rest is queued on this thread, which runs
+                                // it as soon as this turn ends.
+                                group.addTask(executorPreference: thread) {
+                                    await thread.hosting { await self.pipeline.callBack(admitted, candidates: candidates, first: first) }
+                                    self.pipeline.threads.giveBack(thread)
+                                }
+                                return .handedOver
                             }
-                            return true
                         }
+                    }
+                    switch turn {
+                    case .handedOver:
+                        continue
+                    case .stopped:
+                        pipeline.threads.giveBack(thread)
+                        return nil
+                    case .failed(let error):
+                        pipeline.threads.giveBack(thread)
+                        return error
                     }
                 }
             }
-        } onGracefulShutdown: {
+        } onCancelOrGracefulShutdown: {
             self.socket.stop()
+        }
+        if let failure {
+            logger.error("receive failed", metadata: ["listener": "\(name)", "error": "\(failure)"])
+            throw failure
         }
         logger.info("stopped", metadata: ["listener": "\(name)"])
     }
 
     private func admit(_ datagram: MulticastSocket.Datagram) -> AdmittedRequest? {
         let source = datagram.source?.description ?? "?"
-        if let interfaceIndex, let arrived = datagram.interfaceIndex, arrived != interfaceIndex {
-            pipeline.drop(.wrongInterface, "arrived on interface index \(arrived)", source: source, listener: name)
+        if let interfaceIndex, datagram.interfaceIndex != interfaceIndex {
+            let arrived = datagram.interfaceIndex.map { "arrived on interface index \($0)" } ?? "arrived without its interface (no packet information)"
+            pipeline.drop(.wrongInterface, arrived, source: source, listener: name)
             return nil
         }
         return pipeline.admit(datagram: datagram.bytes, source: source, listener: name, credentials: credentials.value)

@@ -13,7 +13,7 @@ final class MulticastSocket: Sendable {
     struct Datagram {
         let bytes: [UInt8]
         let source: CallbackAddress?
-        /// The interface it arrived on, when the kernel said.
+        /// The interface it arrived on; nil when the kernel did not say (never expected).
         let interfaceIndex: Int?
     }
 
@@ -106,6 +106,7 @@ final class MulticastSocket: Sendable {
         var bytes = [UInt8](repeating: 0, count: 2048)
         var source = sockaddr_storage()
         var control = [UInt64](repeating: 0, count: 8)
+        var flags: Int32 = 0
         let count: Int = bytes.withUnsafeMutableBytes { buffer in
             control.withUnsafeMutableBytes { controlBuffer in
                 withUnsafeMutableBytes(of: &source) { sourceBuffer in
@@ -118,7 +119,9 @@ final class MulticastSocket: Sendable {
                         message.msg_iovlen = 1
                         message.msg_control = controlBuffer.baseAddress
                         message.msg_controllen = controlBuffer.count
-                        return recvmsg(descriptor, &message, Int32(MSG_DONTWAIT))
+                        let count = recvmsg(descriptor, &message, Int32(MSG_DONTWAIT))
+                        flags = message.msg_flags
+                        return count
                     }
                 }
             }
@@ -127,7 +130,9 @@ final class MulticastSocket: Sendable {
             guard errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR else { throw Self.failure(.receiveFailed, "recvmsg") }
             return nil
         }
-        return Datagram(bytes: Array(bytes[..<count]), source: Self.address(source), interfaceIndex: arrivalInterface(control))
+        // Cut control messages might have lost the packet information: then no interface is known.
+        let interface = flags & Int32(MSG_CTRUNC) == 0 ? arrivalInterface(control) : nil
+        return Datagram(bytes: Array(bytes[..<count]), source: Self.address(source), interfaceIndex: interface)
     }
 
     private static func address(_ storage: sockaddr_storage) -> CallbackAddress? {
@@ -160,10 +165,10 @@ final class MulticastSocket: Sendable {
                 let type = raw.loadUnaligned(fromByteOffset: offset + MemoryLayout<Int>.size + 4, as: Int32.self)
                 let data = offset + header
                 switch family {
-                case .ipv4 where level == IPPROTO_IP && type == IP_PKTINFO:
+                case .ipv4 where level == IPPROTO_IP && type == IP_PKTINFO && length >= header + 12:
                     // struct in_pktinfo { int ipi_ifindex; ... }
                     return Int(raw.loadUnaligned(fromByteOffset: data, as: Int32.self))
-                case .ipv6 where level == IPPROTO_IPV6 && type == 50 /* IPV6_PKTINFO */:
+                case .ipv6 where level == IPPROTO_IPV6 && type == 50 /* IPV6_PKTINFO */ && length >= header + 20:
                     // struct in6_pktinfo { struct in6_addr ipi6_addr; unsigned ipi6_ifindex; }
                     return Int(raw.loadUnaligned(fromByteOffset: data + 16, as: UInt32.self))
                 default:

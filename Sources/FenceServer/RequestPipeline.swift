@@ -211,10 +211,25 @@ public final class RequestPipeline: Sendable {
     }
 
     /// Calls back an admitted datagram request and serves it on the first candidate that proves
-    /// it holds the key. Runs on a thread of its own (`RequestThreads`): the call-back's socket
-    /// is driven with blocking waits.
-    func serveDatagram(_ admitted: AdmittedRequest) async {
-        await threads.run { await callBack(admitted, start: startCallBack(admitted)) }
+    /// it holds the key: from any executor. A request that names another address than its
+    /// source first waits for a copy from the source; the call-back runs on a request thread of
+    /// its own (`RequestThreads`), whose socket it drives with blocking waits.
+    func serveDatagram(_ admitted: AdmittedRequest, start: CallbackStart? = nil) async {
+        var start = start ?? startCallBack(admitted)
+        if case .afterSourceMatchWait = start {
+            try? await Task.sleep(for: timing.sourceMatchWait)
+            start = candidates(for: admitted)
+        }
+        guard case .dialling(let candidates, let first) = start else { return }
+        guard let thread = threads.take() else {
+            history.withLock { $0.callbackFailed(admitted.key, now: .now) }
+            drop(.callbacksBusy, "the system refuses a thread for the call-back; a later copy may try again", source: admitted.source, listener: admitted.listener)
+            return
+        }
+        await withTaskExecutorPreference(thread) {
+            await thread.hosting { await callBack(admitted, candidates: candidates, first: first) }
+        }
+        threads.giveBack(thread)
     }
 
     /// The synchronous start of a call-back, for the thread that received the request: the first
@@ -244,14 +259,10 @@ public final class RequestPipeline: Sendable {
         try CallbackSession(dialling: candidate.endpoint, credentials: admitted.credentials)
     }
 
-    /// The rest of `serveDatagram`, on the request thread the caller runs on.
-    func callBack(_ admitted: AdmittedRequest, start: consuming CallbackStart) async {
+    /// The call-back itself, on the request thread the caller runs on (`startCallBack` gave the
+    /// candidates and dialled the first).
+    func callBack(_ admitted: AdmittedRequest, candidates: [CallbackCandidate], first: consuming Result<CallbackSession, SessionError>?) async {
         let timing = self.timing
-        if case .afterSourceMatchWait = start {
-            try? await Task.sleep(for: timing.sourceMatchWait)
-            start = candidates(for: admitted)
-        }
-        guard case .dialling(let candidates, var first) = start else { return }
         for candidate in candidates {
             let dialled = first.take()
             let remaining = admitted.deadline - .now

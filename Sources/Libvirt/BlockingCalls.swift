@@ -1,6 +1,7 @@
 import CallbackWaits
 import NIOPosix
 import RequestThreads
+import Synchronization
 
 /// Runs blocking libvirt calls on dedicated threads, never on Swift's cooperative pool, and stops
 /// waiting for them at a deadline.
@@ -29,9 +30,10 @@ struct BlockingCalls: Sendable {
         }
         // On a request's own thread the call runs there, between the request's steps: no thread
         // is woken for it, and a call that outlasts its deadline gives the request a new thread.
-        let host = RequestThread.current
+        let host = RequestThread.current.flatMap { $0.acceptsBlockingWork ? $0 : nil }
+        let hosted = Mutex<Int?>(nil)
         let result: Result<T, LibvirtError> = await CallbackWait.wait(until: deadline, expired: {
-            host?.rescue()
+            if let host, let token = hosted.withLock({ $0 }) { host.rescue(token) }
             return .failure(LibvirtError(code: .timedOut, operation: operation, message: "no answer before the deadline"))
         }) { once in
             let call: @Sendable () -> Void = {
@@ -51,7 +53,8 @@ struct BlockingCalls: Sendable {
                 }
                 return
             }
-            host.runBetweenJobs(call)
+            let token = host.runBetweenJobs(call)
+            hosted.withLock { $0 = token }
         }
         return try result.get()
     }

@@ -45,7 +45,8 @@ public final class LibvirtConnection: Sendable {
     }
 
     private let state = Mutex(State())
-    /// Serialises opening, which blocks; held only on pool threads, never by event callbacks.
+    /// Serialises opening, which blocks; held only where blocking calls run (the pool, a request's
+    /// own thread), never by event callbacks, and not taken at all while a connection is open.
     private let opening = Mutex(())
     private let eventSink: AsyncStream<LibvirtEvent>.Continuation
     private let subscribeToLifecycle: Bool
@@ -205,7 +206,9 @@ public final class LibvirtConnection: Sendable {
     }
 
     private func connectedHandle() throws(LibvirtError) -> ConnectionHandle {
-        try opening.withLock { _ throws(LibvirtError) -> ConnectionHandle in
+        // The usual case: open, and no call waits behind one that is opening (and may hang).
+        if let open = state.withLock({ $0.closedByLibvirt ? nil : $0.handle }) { return open }
+        return try opening.withLock { _ throws(LibvirtError) -> ConnectionHandle in
             let (current, closed, nextAttempt) = state.withLock { ($0.handle, $0.closedByLibvirt, $0.nextAttempt) }
             if let current {
                 guard closed else { return current }

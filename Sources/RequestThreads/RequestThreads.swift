@@ -26,15 +26,9 @@ public final class RequestThreads: Sendable {
         for thread in idle.withLock({ $0 }) { thread.stop() }
     }
 
-    /// Runs `body` on a thread of its own.
-    public func run<T: Sendable>(_ body: () async -> T) async -> T {
-        let thread = take()
-        defer { giveBack(thread) }
-        return await withTaskExecutorPreference(thread) { await thread.hosting(body) }
-    }
-
-    /// An idle thread, or a new one; the caller gives it back when its task is done with it.
-    public func take() -> RequestThread {
+    /// An idle thread, or a new one (nil when the system refuses one); the caller gives it back
+    /// when its task is done with it.
+    public func take() -> RequestThread? {
         idle.withLock { $0.popLast() } ?? RequestThread()
     }
 
@@ -52,16 +46,20 @@ public final class RequestThreads: Sendable {
 /// that task hands it (`runBetweenJobs`): the task suspends, the work runs on the same thread,
 /// and the task resumes there, with no other thread woken.
 ///
-/// When blocking work outlasts its deadline (a hung libvirt call), `rescue()` gives the queue to a
-/// new OS thread, so that the waiting task is answered in time; the stuck one ends once the work
-/// returns.
+/// When blocking work outlasts its deadline (a hung libvirt call), `rescue(_:)` gives the queue
+/// to a new OS thread, so that the waiting task is answered in time; the stuck one ends once the
+/// work returns. At most `stuckLimit` threads are left stuck so: past it, blocking work is not
+/// taken here (`acceptsBlockingWork`), and goes where a hung call holds a bounded pool.
 public final class RequestThread: TaskExecutor, Sendable {
     /// The request thread whose task runs now, for blocking work that may run on it.
     @TaskLocal public static var current: RequestThread?
 
+    public static let stuckLimit = 8
+    private static let stuck = Atomic<Int>(0)
+
     private enum Item {
         case job(UnownedJob)
-        case work(@Sendable () -> Void)
+        case work(Int, @Sendable () -> Void)
         case stop
     }
 
@@ -69,15 +67,19 @@ public final class RequestThread: TaskExecutor, Sendable {
         var items: [Item] = []
         /// The generation of the OS thread that serves the queue; a rescue starts the next.
         var server = 0
-        /// The server is inside blocking work.
-        var working = false
+        /// That OS thread, once it runs.
+        var serving: pthread_t?
+        /// The blocking work it is inside, if any.
+        var running: Int?
+        var lastWork = 0
     }
 
     private let queue = Mutex(Queue())
     private let ready = DispatchSemaphore(value: 0)
 
-    public init() {
-        serve(generation: 0)
+    /// Nil when the system refuses a thread.
+    public init?() {
+        guard serve(generation: 0, after: nil) else { return nil }
     }
 
     public func enqueue(_ job: consuming ExecutorJob) {
@@ -89,21 +91,41 @@ public final class RequestThread: TaskExecutor, Sendable {
         await Self.$current.withValue(self, operation: body)
     }
 
-    /// Runs `work` on this thread after the job that runs now.
-    public func runBetweenJobs(_ work: @escaping @Sendable () -> Void) {
-        push(.work(work))
+    /// Whether blocking work may run here: the caller runs on this very thread (a task-local
+    /// outlives the executor preference in a task made elsewhere), and few threads are stuck.
+    public var acceptsBlockingWork: Bool {
+        let serving = queue.withLock { $0.serving }
+        return serving.map { pthread_equal($0, pthread_self()) != 0 } == true
+            && Self.stuck.load(ordering: .relaxed) < Self.stuckLimit
     }
 
-    /// Called at a blocking step's deadline: if the thread is stuck in blocking work, a new OS
-    /// thread takes over the queue.
-    public func rescue() {
-        let generation: Int? = queue.withLock { queue in
-            guard queue.working else { return nil }
-            queue.working = false
-            queue.server += 1
-            return queue.server
+    /// Runs `work` on this thread after the job that runs now; returns its token for `rescue`.
+    public func runBetweenJobs(_ work: @escaping @Sendable () -> Void) -> Int {
+        let token = queue.withLock { queue in
+            queue.lastWork += 1
+            queue.items.append(.work(queue.lastWork, work))
+            return queue.lastWork
         }
-        if let generation { serve(generation: generation) }
+        ready.signal()
+        return token
+    }
+
+    /// Called at a blocking step's deadline: if the thread is still inside that work, a new OS
+    /// thread takes over the queue (unless the system refuses one: then the queue waits for the
+    /// work to return).
+    public func rescue(_ token: Int) {
+        guard let current = queue.withLock({ $0.running == token ? $0.server : nil }) else { return }
+        // The new thread waits until the hand-over is decided: the work may return meanwhile.
+        let handOver = HandOver()
+        guard serve(generation: current + 1, after: handOver) else { return }
+        let committed = queue.withLock { queue in
+            guard queue.running == token, queue.server == current else { return false }
+            queue.running = nil
+            queue.server = current + 1
+            return true
+        }
+        if committed { Self.stuck.add(1, ordering: .relaxed) }
+        handOver.decide(committed)
     }
 
     /// The thread ends once the items queued before this ran.
@@ -116,59 +138,81 @@ public final class RequestThread: TaskExecutor, Sendable {
         ready.signal()
     }
 
-    private func serve(generation: Int) {
-        let context = Unmanaged.passRetained(Server(thread: self, generation: generation)).toOpaque()
+    private func serve(generation: Int, after handOver: HandOver?) -> Bool {
+        let context = Unmanaged.passRetained(Server(thread: self, generation: generation, handOver: handOver)).toOpaque()
         var thread = pthread_t()
         let created = pthread_create(&thread, nil, { context in
             Unmanaged<Server>.fromOpaque(context!).takeRetainedValue().run()
             return nil
         }, context)
-        precondition(created == 0, "cannot start a request thread")
+        guard created == 0 else {
+            Unmanaged<Server>.fromOpaque(context).release()
+            return false
+        }
         pthread_detach(thread)
+        return true
+    }
+
+    /// Whether a rescuing thread takes over, decided once it runs.
+    private final class HandOver: Sendable {
+        private let decided = DispatchSemaphore(value: 0)
+        private let taken = Atomic(false)
+
+        func decide(_ take: Bool) {
+            taken.store(take, ordering: .sequentiallyConsistent)
+            decided.signal()
+        }
+
+        func wait() -> Bool {
+            decided.wait()
+            return taken.load(ordering: .sequentiallyConsistent)
+        }
     }
 
     /// One OS thread's loop over the queue, until it is stopped or replaced by a rescue.
     private final class Server {
         let thread: RequestThread
         let generation: Int
+        let handOver: HandOver?
 
-        init(thread: RequestThread, generation: Int) {
+        init(thread: RequestThread, generation: Int, handOver: HandOver?) {
             self.thread = thread
             self.generation = generation
+            self.handOver = handOver
         }
 
         func run() {
+            if let handOver, !handOver.wait() { return }
             // Named for ps and perf (pthread_setname_np is not visible to Swift here).
             let comm = open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
             if comm >= 0 {
                 _ = write(comm, "fence-request", 13)
                 close(comm)
             }
+            thread.queue.withLock { $0.serving = pthread_self() }
             while true {
                 thread.ready.wait()
-                let item: Item? = thread.queue.withLock { queue in
-                    guard queue.server == generation else { return nil }
+                let item = thread.queue.withLock { queue in
                     let item = queue.items.removeFirst()
-                    if case .work = item { queue.working = true }
+                    if case .work(let token, _) = item { queue.running = token }
                     return item
                 }
                 switch item {
-                case nil:
-                    // Replaced: the signal belongs to the new server.
-                    thread.ready.signal()
-                    return
                 case .stop:
                     return
                 case .job(let job):
                     job.runSynchronously(on: thread.asUnownedTaskExecutor())
-                case .work(let work):
+                case .work(_, let work):
                     work()
                     let replaced = thread.queue.withLock { queue in
                         guard queue.server == generation else { return true }
-                        queue.working = false
+                        queue.running = nil
                         return false
                     }
-                    if replaced { return }
+                    if replaced {
+                        RequestThread.stuck.subtract(1, ordering: .relaxed)
+                        return
+                    }
                 }
             }
         }
