@@ -75,6 +75,9 @@ public final class MulticastListener: Service {
         self.logger = logger
     }
 
+    /// The UDP port it listens on.
+    var port: UInt16 { socket.port }
+
     /// Stops a listener that will never run (another part failed to start); its socket is
     /// released with it.
     public func close() async {

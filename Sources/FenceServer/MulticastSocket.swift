@@ -79,6 +79,17 @@ final class MulticastSocket: Sendable {
         closeDescriptor(wake.write)
     }
 
+    /// The port bound (the kernel's choice when the settings said 0).
+    var port: UInt16 {
+        var address = sockaddr_in6()
+        var length = socklen_t(MemoryLayout<sockaddr_in6>.size)
+        let named = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
+        }
+        // sin_port and sin6_port lie at the same offset.
+        return named == 0 ? UInt16(bigEndian: address.sin6_port) : 0
+    }
+
     /// The next datagram; nil once `stop()` was called. Blocks the calling thread.
     func receive() throws(ListenerError) -> Datagram? {
         var entries = [pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0), pollfd(fd: wake.read, events: Int16(POLLIN), revents: 0)]

@@ -1,9 +1,11 @@
+import Glibc
 import FenceConfig
 import FenceCore
 import FenceWire
 import Logging
 import NIOCore
 import NIOPosix
+import Synchronization
 import Testing
 import TestSupport
 @testable import FenceServer
@@ -29,6 +31,33 @@ struct RequestPipelineTests {
         var request = try FenceRequest(operation: operation, hash: .sha256, domain: domain, callback: CallbackAddress(address), port: UInt16(port), seqno: seqno)
         request.sign(key: Self.key, random: (0..<6).map { _ in .random(in: .min ... .max) })
         return request.bytes
+    }
+
+    @Test("the multicast listener ends when its task is cancelled (as when another service fails), not only at a graceful shutdown")
+    func listenerEndsOnCancellation() async throws {
+        let pipeline = pipeline(RecordingBackend())
+        var settings = MulticastListenerSettings()
+        settings.group = try #require(CallbackAddress("239.255.42.99"))
+        settings.port = 0
+        settings.interface = "lo"   // joined on loopback: nothing is sent anywhere
+        let listener = try MulticastListener.bind(settings: settings, credentials: credentials, pipeline: pipeline, logger: Logger(label: "pipeline-test"))
+        final class Ended: Sendable { let value = Atomic(false) }
+        let ended = Ended()
+        let running = Task {
+            try? await listener.run()
+            ended.value.store(true, ordering: .sequentiallyConsistent)
+        }
+        // A datagram to its port on loopback, dropped as malformed: the listener waits in its receive.
+        let sender = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(sender) }
+        var address = sockaddr_in(sin_family: sa_family_t(AF_INET), sin_port: listener.port.bigEndian, sin_addr: in_addr(s_addr: inet_addr("127.0.0.1")), sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))
+        let sent = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(sender, [UInt8](repeating: 1, count: 10), 10, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        #expect(sent == 10)
+        try await waitUntil("the datagram dropped") { pipeline.statistics.snapshot.dropped.values.reduce(0, +) == 1 }
+        running.cancel()
+        try await waitUntil("the listener ended") { ended.value.load(ordering: .sequentiallyConsistent) }
     }
 
     @Test("copies are merged before the call-back: one call-back, one execution, one answer")
