@@ -195,6 +195,7 @@ let package = Package(
             dependencies: ["FenceCore", "TestSupport", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(name: "CallbackWaitsTests", dependencies: ["CallbackWaits"]),
+        .testTarget(name: "RequestThreadsTests", dependencies: ["RequestThreads"]),
         .testTarget(
             name: "LibvirtTests",
             dependencies: ["Libvirt", "FenceCore", "RequestThreads", "TestSupport", .product(name: "Logging", package: "swift-log")]

@@ -99,6 +99,9 @@ public final class RequestThread: TaskExecutor, Sendable {
             && Self.stuck.load(ordering: .relaxed) < Self.stuckLimit
     }
 
+    /// How many times a rescue gave this thread's queue to a new OS thread.
+    public var rescues: Int { queue.withLock { $0.server } }
+
     /// Runs `work` on this thread after the job that runs now; returns its token for `rescue`.
     public func runBetweenJobs(_ work: @escaping @Sendable () -> Void) -> Int {
         let token = queue.withLock { queue in
