@@ -24,6 +24,7 @@ public final class MulticastListener: Service {
     private let credentials: CurrentCredentials
     private let pipeline: RequestPipeline
     private let logger: Logger
+    private let stopping = Atomic(false)
 
     /// The interface index of the `interface` setting; nil when none is set. Checked for every
     /// listener before any is bound.
@@ -103,13 +104,18 @@ public final class MulticastListener: Service {
         logger.info("listening", metadata: ["listener": "\(name)"])
         let failure: ListenerError? = await withTaskCancellationOrGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
+                var refused = false
                 while true {
                     guard let thread = pipeline.threads.take() else {
                         // The system refuses a thread: datagrams wait in the socket's buffer.
-                        logger.error("no thread to receive on; trying again", metadata: ["listener": "\(name)"])
-                        do { try await Task.sleep(for: .milliseconds(100)) } catch { return nil }
+                        if !refused {
+                            logger.error("the system refuses a thread to receive on; trying again every 100 ms", metadata: ["listener": "\(name)"])
+                            refused = true
+                        }
+                        guard !stopping.load(ordering: .relaxed), (try? await Task.sleep(for: .milliseconds(100))) != nil else { return nil }
                         continue
                     }
+                    refused = false
                     // The thread that waits; it serves what it admits, and the next one waits.
                     let turn: Turn = await withTaskExecutorPreference(thread) {
                         while true {
@@ -155,6 +161,7 @@ public final class MulticastListener: Service {
                 }
             }
         } onCancelOrGracefulShutdown: {
+            self.stopping.store(true, ordering: .relaxed)
             self.socket.stop()
         }
         if let failure {

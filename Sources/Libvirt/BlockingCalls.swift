@@ -30,7 +30,7 @@ struct BlockingCalls: Sendable {
         }
         // On a request's own thread the call runs there, between the request's steps: no thread
         // is woken for it, and a call that outlasts its deadline gives the request a new thread.
-        let host = RequestThread.current.flatMap { $0.acceptsBlockingWork ? $0 : nil }
+        let host = RequestThread.current
         let hosted = Mutex<Int?>(nil)
         let result: Result<T, LibvirtError> = await CallbackWait.wait(until: deadline, expired: {
             if let host, let token = hosted.withLock({ $0 }) { host.rescue(token) }
@@ -43,18 +43,17 @@ struct BlockingCalls: Sendable {
                 }
                 once.resume(Result(catching: body))
             }
-            guard let host else {
-                pool.submit { state in
-                    guard case .active = state else {
-                        once.resume(.failure(LibvirtError(code: .callFailed, operation: operation, message: "thread pool shut down")))
-                        return
-                    }
-                    call()
-                }
+            if let token = host?.runBetweenJobs(call) {
+                hosted.withLock { $0 = token }
                 return
             }
-            let token = host.runBetweenJobs(call)
-            hosted.withLock { $0 = token }
+            pool.submit { state in
+                guard case .active = state else {
+                    once.resume(.failure(LibvirtError(code: .callFailed, operation: operation, message: "thread pool shut down")))
+                    return
+                }
+                call()
+            }
         }
         return try result.get()
     }

@@ -17,9 +17,11 @@ import Synchronization
 public final class RequestThreads: Sendable {
     private let idle = Mutex<[RequestThread]>([])
     private let idleLimit: Int
+    private let budget: BlockingBudget
 
-    public init(idleLimit: Int = 16) {
+    public init(idleLimit: Int = 16, budget: BlockingBudget = BlockingBudget()) {
         self.idleLimit = idleLimit
+        self.budget = budget
     }
 
     deinit {
@@ -29,7 +31,7 @@ public final class RequestThreads: Sendable {
     /// An idle thread, or a new one (nil when the system refuses one); the caller gives it back
     /// when its task is done with it.
     public func take() -> RequestThread? {
-        idle.withLock { $0.popLast() } ?? RequestThread()
+        idle.withLock { $0.popLast() } ?? RequestThread(budget: budget)
     }
 
     public func giveBack(_ thread: RequestThread) {
@@ -42,20 +44,43 @@ public final class RequestThreads: Sendable {
     }
 }
 
+/// How much blocking work the request threads that share it may hold at once: no more of them
+/// than that can be left stuck in work that never returns (a hung libvirt).
+public final class BlockingBudget: Sendable {
+    public let limit: Int
+    private let taken = Atomic<Int>(0)
+
+    public init(limit: Int = 8) {
+        self.limit = limit
+    }
+
+    func take() -> Bool {
+        guard taken.add(1, ordering: .relaxed).newValue <= limit else {
+            taken.subtract(1, ordering: .relaxed)
+            return false
+        }
+        return true
+    }
+
+    func giveBack() {
+        taken.subtract(1, ordering: .relaxed)
+    }
+}
+
 /// An OS thread that runs the jobs of the task that prefers it, in order, and the blocking work
 /// that task hands it (`runBetweenJobs`): the task suspends, the work runs on the same thread,
 /// and the task resumes there, with no other thread woken.
 ///
 /// When blocking work outlasts its deadline (a hung libvirt call), `rescue(_:)` gives the queue
 /// to a new OS thread, so that the waiting task is answered in time; the stuck one ends once the
-/// work returns. At most `stuckLimit` threads are left stuck so: past it, blocking work is not
-/// taken here (`acceptsBlockingWork`), and goes where a hung call holds a bounded pool.
+/// work returns. The threads of one pool share a `BlockingBudget`, so that no more threads than
+/// its limit can be left stuck: past it, `runBetweenJobs` declines, and the work goes where a
+/// hung call holds a bounded pool.
 public final class RequestThread: TaskExecutor, Sendable {
     /// The request thread whose task runs now, for blocking work that may run on it.
     @TaskLocal public static var current: RequestThread?
 
-    public static let stuckLimit = 8
-    private static let stuck = Atomic<Int>(0)
+    private let budget: BlockingBudget
 
     private enum Item {
         case job(UnownedJob)
@@ -78,7 +103,8 @@ public final class RequestThread: TaskExecutor, Sendable {
     private let ready = DispatchSemaphore(value: 0)
 
     /// Nil when the system refuses a thread.
-    public init?() {
+    public init?(budget: BlockingBudget) {
+        self.budget = budget
         guard serve(generation: 0, after: nil) else { return nil }
     }
 
@@ -91,22 +117,22 @@ public final class RequestThread: TaskExecutor, Sendable {
         await Self.$current.withValue(self, operation: body)
     }
 
-    /// Whether blocking work may run here: the caller runs on this very thread (a task-local
-    /// outlives the executor preference in a task made elsewhere), and few threads are stuck.
-    public var acceptsBlockingWork: Bool {
-        let serving = queue.withLock { $0.serving }
-        return serving.map { pthread_equal($0, pthread_self()) != 0 } == true
-            && Self.stuck.load(ordering: .relaxed) < Self.stuckLimit
-    }
-
     /// How many times a rescue gave this thread's queue to a new OS thread.
     public var rescues: Int { queue.withLock { $0.server } }
 
-    /// Runs `work` on this thread after the job that runs now; returns its token for `rescue`.
-    public func runBetweenJobs(_ work: @escaping @Sendable () -> Void) -> Int {
+    /// Runs `work` on this thread after the job that runs now, and returns its token for
+    /// `rescue`; nil, and nothing done, when the caller does not run on this thread (a task-local
+    /// outlives the executor preference in a task made elsewhere) or the budget is spent.
+    public func runBetweenJobs(_ work: @escaping @Sendable () -> Void) -> Int? {
+        guard queue.withLock({ $0.serving.map { pthread_equal($0, pthread_self()) != 0 } }) == true,
+              budget.take() else { return nil }
+        let budget = self.budget
         let token = queue.withLock { queue in
             queue.lastWork += 1
-            queue.items.append(.work(queue.lastWork, work))
+            queue.items.append(.work(queue.lastWork, {
+                work()
+                budget.giveBack()
+            }))
             return queue.lastWork
         }
         ready.signal()
@@ -127,7 +153,6 @@ public final class RequestThread: TaskExecutor, Sendable {
             queue.server = current + 1
             return true
         }
-        if committed { Self.stuck.add(1, ordering: .relaxed) }
         handOver.decide(committed)
     }
 
@@ -202,6 +227,7 @@ public final class RequestThread: TaskExecutor, Sendable {
                 }
                 switch item {
                 case .stop:
+                    thread.queue.withLock { $0.serving = nil }
                     return
                 case .job(let job):
                     job.runSynchronously(on: thread.asUnownedTaskExecutor())
@@ -212,10 +238,7 @@ public final class RequestThread: TaskExecutor, Sendable {
                         queue.running = nil
                         return false
                     }
-                    if replaced {
-                        RequestThread.stuck.subtract(1, ordering: .relaxed)
-                        return
-                    }
+                    if replaced { return }
                 }
             }
         }

@@ -133,9 +133,10 @@ struct LibvirtConnectionTests {
             let released = Atomic(false)
         }
         let gate = Gate()
-        let thread = try #require(RequestThread())
+        let budget = BlockingBudget(limit: 8)
+        let thread = try #require(RequestThread(budget: budget))
         defer { thread.stop() }
-        let (ranThere, hung, stillHung, acceptsAfter) = await withTaskGroup { group in
+        let (ranThere, hung, stillHung) = await withTaskGroup { group in
             // Without the rescue the request would wait for its stuck calls: let them go after a
             // while, so that the test fails rather than hangs.
             group.addTask {
@@ -147,11 +148,11 @@ struct LibvirtConnectionTests {
                 await thread.hosting {
                     let requestThread = pthread_self()
                     let ranThere = try? await calls.run("where", deadline: deadline) { pthread_equal(pthread_self(), requestThread) != 0 }
-                    // More stuck calls than threads may be left stuck: the last ones go to the pool.
+                    // More stuck calls than the budget: the last one goes to the pool.
                     var hung: [LibvirtError?] = []
-                    for _ in 0...RequestThread.stuckLimit {
+                    for _ in 0...budget.limit {
                         do throws(LibvirtError) {
-                            try await calls.run("hang", deadline: .now + .milliseconds(100)) {
+                            try await calls.run("hang", deadline: .now + .milliseconds(500)) {
                                 while !gate.released.load(ordering: .sequentiallyConsistent) { usleep(1_000) }
                             }
                             hung.append(nil)
@@ -159,15 +160,15 @@ struct LibvirtConnectionTests {
                             hung.append(error)
                         }
                     }
-                    return (ranThere, hung, !gate.released.load(ordering: .sequentiallyConsistent), thread.acceptsBlockingWork)
+                    return (ranThere, hung, !gate.released.load(ordering: .sequentiallyConsistent))
                 }
             }
         }
         gate.released.store(true, ordering: .sequentiallyConsistent)
         #expect(ranThere == true, "the call ran on the request's thread")
-        #expect(hung.map { $0?.code } == Array(repeating: .timedOut, count: RequestThread.stuckLimit + 1))
+        #expect(hung.map { $0?.code } == Array(repeating: .timedOut, count: budget.limit + 1))
         #expect(stillHung, "the request went on while its calls were still stuck")
-        #expect(!acceptsAfter, "with \(RequestThread.stuckLimit) threads stuck, blocking work goes to the bounded pool")
+        #expect(thread.rescues == budget.limit, "\(budget.limit) calls held on request threads, each rescued; the one past the budget went to the bounded pool")
     }
 
     @Test("an unreachable URI fails to connect, then waits out the backoff without retrying")

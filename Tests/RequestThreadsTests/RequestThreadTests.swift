@@ -21,34 +21,68 @@ struct RequestThreadTests {
         return true
     }
 
-    @Test("blocking work runs on the thread between its task's jobs; a rescue after it returned changes nothing")
+    /// `runBetweenJobs` from a task on `thread`, as its callers do.
+    func runBetweenJobs(on thread: RequestThread, _ work: @escaping @Sendable () -> Void) async -> Int? {
+        await withTaskExecutorPreference(thread) { thread.runBetweenJobs(work) }
+    }
+
+    final class Gate: Sendable {
+        let entered = Atomic(false)
+        let released = Atomic(false)
+
+        func hold() {
+            entered.store(true, ordering: .sequentiallyConsistent)
+            while !released.load(ordering: .sequentiallyConsistent) { usleep(1_000) }
+        }
+    }
+
+    @Test("blocking work runs on the thread between its task's jobs; a rescue names its work, and one after the work returned changes nothing")
     func lateRescue() async throws {
-        let thread = try #require(RequestThread())
+        let thread = try #require(RequestThread(budget: BlockingBudget()))
         defer { thread.stop() }
         let before = await osThread(on: thread)
         let ran = Mutex<pthread_t?>(nil)
-        let token = thread.runBetweenJobs { ran.withLock { $0 = pthread_self() } }
-        #expect(try await eventually { ran.withLock { $0 } != nil })
+        let first = try #require(await runBetweenJobs(on: thread) { ran.withLock { $0 = pthread_self() } })
+        // A job queued after the work runs after it has returned.
+        _ = await osThread(on: thread)
         #expect(pthread_equal(try #require(ran.withLock { $0 }), before) != 0, "the work ran on the request's thread")
-        thread.rescue(token)
+        thread.rescue(first)
         #expect(thread.rescues == 0, "no new thread for work that had returned")
+        // Another piece of work, stuck: a rescue naming the first changes nothing either.
+        let gate = Gate()
+        _ = try #require(await runBetweenJobs(on: thread) { gate.hold() })
+        #expect(try await eventually { gate.entered.load(ordering: .sequentiallyConsistent) })
+        thread.rescue(first)
+        let rescuesForFirst = thread.rescues
+        gate.released.store(true, ordering: .sequentiallyConsistent)
+        #expect(rescuesForFirst == 0, "a rescue only for the work it names")
         #expect(pthread_equal(await osThread(on: thread), before) != 0)
+    }
+
+    @Test("blocking work is declined from a task that does not run on the thread, and past the budget")
+    func declined() async throws {
+        let budget = BlockingBudget(limit: 1)
+        let holder = try #require(RequestThread(budget: budget))
+        let other = try #require(RequestThread(budget: budget))
+        defer {
+            holder.stop()
+            other.stop()
+        }
+        #expect(other.runBetweenJobs {} == nil, "not from a task on another thread")
+        let gate = Gate()
+        #expect(await runBetweenJobs(on: holder) { gate.hold() } != nil)
+        let beyond = await runBetweenJobs(on: other) {}
+        gate.released.store(true, ordering: .sequentiallyConsistent)
+        #expect(beyond == nil, "the budget of one is held by the other thread")
     }
 
     @Test("a rescue hands the queue to a new thread while the work is stuck, and that thread goes on serving it")
     func rescueStuck() async throws {
-        let thread = try #require(RequestThread())
+        let thread = try #require(RequestThread(budget: BlockingBudget()))
         defer { thread.stop() }
         let before = await osThread(on: thread)
-        final class Gate: Sendable {
-            let entered = Atomic(false)
-            let released = Atomic(false)
-        }
         let gate = Gate()
-        let token = thread.runBetweenJobs {
-            gate.entered.store(true, ordering: .sequentiallyConsistent)
-            while !gate.released.load(ordering: .sequentiallyConsistent) { usleep(1_000) }
-        }
+        let token = try #require(await runBetweenJobs(on: thread) { gate.hold() })
         #expect(try await eventually { gate.entered.load(ordering: .sequentiallyConsistent) })
         thread.rescue(token)
         // The task's jobs run again, on another OS thread, while the work is still stuck. (Without
