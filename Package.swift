@@ -194,8 +194,8 @@ let package = Package(
             name: "FenceCoreTests",
             dependencies: ["FenceCore", "TestSupport", .product(name: "Logging", package: "swift-log")]
         ),
-        .testTarget(name: "CallbackWaitsTests", dependencies: ["CallbackWaits"]),
-        .testTarget(name: "RequestThreadsTests", dependencies: ["RequestThreads"]),
+        .testTarget(name: "CallbackWaitsTests", dependencies: ["CallbackWaits", "TestSupport"]),
+        .testTarget(name: "RequestThreadsTests", dependencies: ["RequestThreads", "TestSupport"]),
         .testTarget(
             name: "LibvirtTests",
             dependencies: ["Libvirt", "FenceCore", "RequestThreads", "TestSupport", .product(name: "Logging", package: "swift-log")]

@@ -20,31 +20,13 @@ final class CallbackSession: ClientStream {
     init(dialling endpoint: Endpoint, credentials: ListenerCredentials) throws(SessionError) {
         self.credentials = credentials
         conversation = credentials.conversation(.callback)
-        let ipv4 = endpoint.address.family == .ipv4
-        descriptor = socket(ipv4 ? AF_INET : AF_INET6, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        descriptor = socket(endpoint.address.family == .ipv4 ? AF_INET : AF_INET6, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard descriptor >= 0 else { throw Self.failure("socket") }
         // The challenge and the answer go out as they are written. (No keepalive: a call-back
         // ends by the request's deadline, long before a first probe.)
         var one: Int32 = 1
         _ = setsockopt(descriptor, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-        let started: Int32
-        if ipv4 {
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = endpoint.port.bigEndian
-            withUnsafeMutableBytes(of: &address.sin_addr) { $0.copyBytes(from: endpoint.address.bytes) }
-            started = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-        } else {
-            var address = sockaddr_in6()
-            address.sin6_family = sa_family_t(AF_INET6)
-            address.sin6_port = endpoint.port.bigEndian
-            withUnsafeMutableBytes(of: &address.sin6_addr) { $0.copyBytes(from: endpoint.address.bytes) }
-            started = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
-            }
-        }
+        let started = withSocketAddress(endpoint.address.family, endpoint.address.bytes, port: endpoint.port) { connect(descriptor, $0, $1) }
         guard started == 0 || errno == EINPROGRESS else {
             let error = Self.failure("connect")
             close()
@@ -185,9 +167,4 @@ final class CallbackSession: ClientStream {
     private static func failure(_ call: String) -> SessionError {
         SessionError(code: .ioFailed, detail: "\(call): \(String(cString: strerror(errno)))")
     }
-}
-
-/// close(2), for types whose own `close()` hides it.
-func closeDescriptor(_ descriptor: Int32) {
-    close(descriptor)
 }

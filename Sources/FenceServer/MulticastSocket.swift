@@ -41,10 +41,7 @@ final class MulticastSocket: Sendable {
             if ipv4 {
                 // The interface each datagram arrived on, checked per packet.
                 try option(Int32(IPPROTO_IP), IP_PKTINFO, Int32(1), .bindFailed)
-                var address = sockaddr_in()
-                address.sin_family = sa_family_t(AF_INET)
-                address.sin_port = port.bigEndian
-                try bindSocket(&address)
+                try bindSocket(port: port)
                 var request = ip_mreqn()
                 withUnsafeMutableBytes(of: &request.imr_multiaddr) { $0.copyBytes(from: group.bytes) }
                 request.imr_ifindex = Int32(interfaceIndex)
@@ -55,10 +52,7 @@ final class MulticastSocket: Sendable {
                 // IPv6 only, so that an IPv4 listener on the same port can run beside it.
                 try option(Int32(IPPROTO_IPV6), IPV6_V6ONLY, Int32(1), .bindFailed)
                 try option(Int32(IPPROTO_IPV6), 49 /* IPV6_RECVPKTINFO */, Int32(1), .bindFailed)
-                var address = sockaddr_in6()
-                address.sin6_family = sa_family_t(AF_INET6)
-                address.sin6_port = port.bigEndian
-                try bindSocket(&address)
+                try bindSocket(port: port)
                 var request = ipv6_mreq()
                 withUnsafeMutableBytes(of: &request.ipv6mr_multiaddr) { $0.copyBytes(from: group.bytes) }
                 request.ipv6mr_interface = UInt32(interfaceIndex)
@@ -197,11 +191,10 @@ final class MulticastSocket: Sendable {
         }
     }
 
-    private func bindSocket<Address>(_ address: inout Address) throws(ListenerError) {
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<Address>.size)) }
-        }
-        guard bound == 0 else { throw Self.failure(.bindFailed, "bind") }
+    /// Binds `port` on every address of the socket's family.
+    private func bindSocket(port: UInt16) throws(ListenerError) {
+        let any = [UInt8](repeating: 0, count: family == .ipv4 ? 4 : 16)
+        guard withSocketAddress(family, any, port: port, { bind(descriptor, $0, $1) }) == 0 else { throw Self.failure(.bindFailed, "bind") }
     }
 
     private static func failure(_ code: ListenerError.Code, _ call: String) -> ListenerError {

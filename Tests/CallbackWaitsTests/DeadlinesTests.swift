@@ -1,25 +1,16 @@
 import Synchronization
 import Testing
+import TestSupport
 @testable import CallbackWaits
 
 @Suite("deadlines and waits with a deadline")
 struct DeadlinesTests {
-    /// Waits (never a fixed sleep) until `condition` holds, for 10 s at most.
-    func eventually(_ condition: () -> Bool) async throws -> Bool {
-        let limit = ContinuousClock.now + .seconds(10)
-        while !condition() {
-            guard ContinuousClock.now < limit else { return false }
-            try await Task.sleep(for: .milliseconds(2))
-        }
-        return true
-    }
-
     @Test("a deadline set after a later one fires first, without waiting for the later one")
     func earlierLater() async throws {
         let fired = Mutex<[String]>([])
         Deadlines.shared.at(.now + .seconds(3600)) { fired.withLock { $0.append("late") } }
         Deadlines.shared.at(.now + .milliseconds(20)) { fired.withLock { $0.append("early") } }
-        #expect(try await eventually { fired.withLock { $0 } == ["early"] })
+        try await waitUntil("the earlier deadline fired, alone", within: .seconds(10), every: .milliseconds(2)) { fired.withLock { $0 } == ["early"] }
     }
 
     @Test("deadlines fire in the order of their times, whatever the order they were set in")
@@ -29,7 +20,7 @@ struct DeadlinesTests {
         for index in (0..<40).shuffled() {
             Deadlines.shared.at(start + .milliseconds(2 * index)) { fired.withLock { $0.append(index) } }
         }
-        #expect(try await eventually { fired.withLock { $0.count } == 40 })
+        try await waitUntil("every deadline fired", within: .seconds(10), every: .milliseconds(2)) { fired.withLock { $0.count } == 40 }
         #expect(fired.withLock { $0 } == Array(0..<40))
     }
 

@@ -2,6 +2,7 @@ import Dispatch
 import Glibc
 import Synchronization
 import Testing
+import TestSupport
 import RequestThreads
 
 @Suite("request threads")
@@ -9,16 +10,6 @@ struct RequestThreadTests {
     /// The OS thread a task preferring `thread` runs on now.
     func osThread(on thread: RequestThread) async -> pthread_t {
         await withTaskExecutorPreference(thread) { pthread_self() }
-    }
-
-    /// Waits (never a fixed sleep) until `condition` holds, for 10 s at most.
-    func eventually(_ condition: () -> Bool) async throws -> Bool {
-        let limit = ContinuousClock.now + .seconds(10)
-        while !condition() {
-            guard ContinuousClock.now < limit else { return false }
-            try await Task.sleep(for: .milliseconds(2))
-        }
-        return true
     }
 
     /// `runBetweenJobs` from a task on `thread`, as its callers do.
@@ -51,7 +42,7 @@ struct RequestThreadTests {
         // Another piece of work, stuck: a rescue naming the first changes nothing either.
         let gate = Gate()
         _ = try #require(await runBetweenJobs(on: thread) { gate.hold() })
-        #expect(try await eventually { gate.entered.load(ordering: .sequentiallyConsistent) })
+        try await waitUntil("the work runs", within: .seconds(10), every: .milliseconds(2)) { gate.entered.load(ordering: .sequentiallyConsistent) }
         thread.rescue(first)
         let rescuesForFirst = thread.rescues
         gate.released.store(true, ordering: .sequentiallyConsistent)
@@ -83,7 +74,7 @@ struct RequestThreadTests {
         let before = await osThread(on: thread)
         let gate = Gate()
         let token = try #require(await runBetweenJobs(on: thread) { gate.hold() })
-        #expect(try await eventually { gate.entered.load(ordering: .sequentiallyConsistent) })
+        try await waitUntil("the work runs", within: .seconds(10), every: .milliseconds(2)) { gate.entered.load(ordering: .sequentiallyConsistent) }
         thread.rescue(token)
         // The task's jobs run again, on another OS thread, while the work is still stuck. (Without
         // the rescue they would wait for the work: it is let go after a while, so that the test
