@@ -27,18 +27,36 @@ public enum SendCancellation: Sendable {
 
 /// A subscription: the messages arriving on one address, across reconnects.
 public final class AMQPReceiver: Sendable {
+    /// Who settles a message the broker delivers.
+    public enum Settlement: Sendable {
+        /// The client accepts each message when it arrives (one disposition frame back per
+        /// message): the broker keeps it until then.
+        case clientAccepts
+        /// The broker sends each message settled and forgets it (at most once): for messages whose
+        /// loss the receiver notices and survives, many a second. The bus's addresses are topics
+        /// whose queue lives and dies with the subscription, so a message the client has not
+        /// accepted is lost with its connection either way.
+        case brokerSettles
+    }
+
     public let address: String
-    /// Every message, in arrival order; accepted by the client when it arrives here.
+    /// Every message, in arrival order; accepted by the client when it arrives here (unless the
+    /// broker settled it).
     public let messages: AMQPMessages
-    let id: UInt64
+    private let subscription: Subscription
+    var id: UInt64 { subscription.id }
 
     /// Messages received and not yet consumed: never more than the receiver's capacity.
     public var buffered: Int { messages.buffer.count }
 
-    init(address: String, messages: AMQPMessages, id: UInt64) {
-        self.address = address
-        self.messages = messages
-        self.id = id
+    /// Whether the broker sends the messages settled, as asked with `.brokerSettles`, on the link
+    /// attached last.
+    public var settledByBroker: Bool { subscription.settledByBroker.load(ordering: .relaxed) }
+
+    init(subscription: Subscription) {
+        address = subscription.address
+        messages = AMQPMessages(buffer: subscription.buffer)
+        self.subscription = subscription
     }
 }
 
@@ -136,14 +154,19 @@ public final class AMQPConnection: Service, Sendable {
     /// Subscribes to `address` and waits for the broker to confirm the attach. The subscription
     /// is attached again after every reconnect, until `detach`. At most `capacity` messages wait
     /// for the consumer; the broker holds back the rest until it takes some.
-    public func receiver(from address: String, capacity: Int = 256, deadline: ContinuousClock.Instant) async throws(AMQPError) -> AMQPReceiver {
+    public func receiver(from address: String, capacity: Int = 256, settlement: AMQPReceiver.Settlement = .clientAccepts,
+                         deadline: ContinuousClock.Instant) async throws(AMQPError) -> AMQPReceiver {
         let id = shared.nextID()
         let shared = self.shared
         let buffer = MessageBuffer(capacity: capacity) { grant in shared.enqueue(.grant(id: id, grant)) }
+        // Made in the wait's start, which runs before the wait returns.
+        let made = Mutex<Subscription?>(nil)
         let result: Result<Void, AMQPError> = await CallbackWait.wait(until: deadline, expired: {
             .failure(AMQPError(.timedOut, "\(address): the attach was not confirmed before the deadline"))
         }) { once in
-            shared.enqueue(.attach(Subscription(id: id, address: address, buffer: buffer, firstAttach: once)))
+            let subscription = Subscription(id: id, address: address, settlement: settlement, buffer: buffer, firstAttach: once)
+            made.withLock { $0 = subscription }
+            shared.enqueue(.attach(subscription))
         }
         do {
             try result.get()
@@ -154,7 +177,8 @@ public final class AMQPConnection: Service, Sendable {
             engine.interrupt()
             throw error
         }
-        return AMQPReceiver(address: address, messages: AMQPMessages(buffer: buffer), id: id)
+        guard let subscription = made.withLock({ $0 }) else { preconditionFailure("CallbackWait.wait ran its start") }
+        return AMQPReceiver(subscription: subscription)
     }
 
     /// Ends a subscription; its message stream finishes, connected or not.
@@ -197,12 +221,17 @@ struct Outgoing: Sendable {
 final class Subscription: Sendable {
     let id: UInt64
     let address: String
+    let settlement: AMQPReceiver.Settlement
+    /// For `.brokerSettles`: whether the broker agreed, on the link attached last.
+    let settledByBroker = Atomic(false)
     let buffer: MessageBuffer
     let firstAttach: ResumeOnce<Result<Void, AMQPError>>
 
-    init(id: UInt64, address: String, buffer: MessageBuffer, firstAttach: ResumeOnce<Result<Void, AMQPError>>) {
+    init(id: UInt64, address: String, settlement: AMQPReceiver.Settlement, buffer: MessageBuffer,
+         firstAttach: ResumeOnce<Result<Void, AMQPError>>) {
         self.id = id
         self.address = address
+        self.settlement = settlement
         self.buffer = buffer
         self.firstAttach = firstAttach
     }

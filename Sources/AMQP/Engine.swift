@@ -206,6 +206,7 @@ final class Engine: @unchecked Sendable {
             let link = pn_event_link(event)!
             if let subscription = receiverLinks[link] {
                 if pn_terminus_get_address(pn_link_remote_source(link)) != nil {
+                    noteSettlement(of: subscription, on: link)
                     subscription.firstAttach.resume(.success(()))
                 }
             }
@@ -297,6 +298,7 @@ final class Engine: @unchecked Sendable {
         let link = pn_receiver(session, "\(configuration.containerID)-r\(linkNames)")!
         pn_terminus_set_address(pn_link_source(link), subscription.address)
         pn_link_set_max_message_size(link, UInt64(configuration.maximumMessageSize))
+        if subscription.settlement == .brokerSettles { pn_link_set_snd_settle_mode(link, PN_SND_SETTLED) }
         pn_link_open(link)
         pn_link_flow(link, Int32(clamping: subscription.buffer.creditForNewLink().credit))
         receiverLinks[link] = subscription
@@ -341,8 +343,7 @@ final class Engine: @unchecked Sendable {
             logger.warning("refused a message larger than the limit", metadata: [
                 "address": "\(address)", "limit": "\(configuration.maximumMessageSize)", "size-so-far": "\(bytes.count + pending)",
             ])
-            pn_delivery_update(delivery, UInt64(PN_REJECTED))
-            pn_delivery_settle(delivery)
+            finish(delivery, UInt64(PN_REJECTED))
             pn_link_flow(link, 1)
             return
         }
@@ -360,17 +361,36 @@ final class Engine: @unchecked Sendable {
             partial[delivery] = bytes
             return
         }
-        if let subscription = receiverLinks[link] {
-            do {
-                subscription.buffer.deliver(try codec.decode(bytes))
-                pn_delivery_update(delivery, UInt64(PN_ACCEPTED))
-            } catch {
-                logger.warning("dropped an undecodable message", metadata: ["address": "\(subscription.address)", "error": "\(error)"])
-                pn_delivery_update(delivery, UInt64(PN_REJECTED))
-                // Nobody will consume it: its credit comes back at once.
-                pn_link_flow(link, 1)
-            }
+        guard let subscription = receiverLinks[link] else {
+            pn_delivery_settle(delivery)
+            return
         }
+        do {
+            subscription.buffer.deliver(try codec.decode(bytes))
+            finish(delivery, UInt64(PN_ACCEPTED))
+        } catch {
+            logger.warning("dropped an undecodable message", metadata: ["address": "\(subscription.address)", "error": "\(error)"])
+            finish(delivery, UInt64(PN_REJECTED))
+            // Nobody will consume it: its credit comes back at once.
+            pn_link_flow(link, 1)
+        }
+    }
+
+    /// Whether the broker agreed to send a subscription's messages settled; said when it did not
+    /// (each message is then accepted, as the link's default).
+    private func noteSettlement(of subscription: Subscription, on link: OpaquePointer) {
+        guard subscription.settlement == .brokerSettles else { return }
+        let agreed = pn_link_remote_snd_settle_mode(link) == PN_SND_SETTLED
+        if subscription.settledByBroker.exchange(agreed, ordering: .relaxed) != agreed || !agreed {
+            logger.log(level: agreed ? .debug : .notice, agreed ? "the broker sends this subscription's messages settled"
+                : "the broker does not send this subscription's messages settled; each is accepted", metadata: ["address": "\(subscription.address)"])
+        }
+    }
+
+    /// Settles a received message with `outcome`, told to the broker unless it settled the
+    /// message itself (`AMQPReceiver.Settlement.brokerSettles`: no frame goes back).
+    private func finish(_ delivery: OpaquePointer, _ outcome: UInt64) {
+        if !pn_delivery_settled(delivery) { pn_delivery_update(delivery, outcome) }
         pn_delivery_settle(delivery)
     }
 

@@ -125,8 +125,9 @@ public final class BusEndpoint: Sendable {
 
     /// Subscribes to `address`; the sequence carries only messages that passed the checks, and is
     /// read at the consumer's pace (link credit is granted as it takes messages).
-    public func subscribe(_ address: String, deadline: ContinuousClock.Instant) async throws(AMQPError) -> BusSubscription {
-        BusSubscription(messages: try await connection.receiver(from: address, deadline: deadline).messages, endpoint: self)
+    public func subscribe(_ address: String, settlement: AMQPReceiver.Settlement = .clientAccepts,
+                          deadline: ContinuousClock.Instant) async throws(AMQPError) -> BusSubscription {
+        BusSubscription(messages: try await connection.receiver(from: address, settlement: settlement, deadline: deadline).messages, endpoint: self)
     }
 
     /// Answers `request` (a command from `router`) on its reply-to address with its correlation id.

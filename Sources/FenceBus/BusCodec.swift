@@ -213,12 +213,18 @@ public struct BusCodec: Sendable {
 
     /// This receiver's MAC in the `fr-to` property, without splitting the rest.
     static func pairMAC(for name: String, in property: String?) -> [UInt8]? {
-        guard let property, property.utf8.count <= SealedBusMessage.maximumReceivers * 140 else { return nil }
-        for entry in property.utf8.split(separator: UInt8(ascii: ",")) {
-            guard let equals = entry.firstIndex(of: UInt8(ascii: "=")), entry[..<equals].elementsEqual(name.utf8) else { continue }
-            return bytes(hex: String(decoding: entry[entry.index(after: equals)...], as: UTF8.self))
+        guard var property, property.utf8.count <= SealedBusMessage.maximumReceivers * 140 else { return nil }
+        return property.withUTF8 { text -> [UInt8]? in
+            var start = 0
+            while start < text.count {
+                let end = text[start...].firstIndex(of: UInt8(ascii: ",")) ?? text.count
+                let entry = UnsafeBufferPointer(rebasing: text[start..<end])
+                start = end + 1
+                guard let equals = entry.firstIndex(of: UInt8(ascii: "=")), entry[..<equals].elementsEqual(name.utf8) else { continue }
+                return bytes(hex: UnsafeBufferPointer(rebasing: entry[(equals + 1)...]))
+            }
+            return nil
         }
-        return nil
     }
 
     static func hex(_ bytes: [UInt8]) -> String {
@@ -230,7 +236,11 @@ public struct BusCodec: Sendable {
     }
 
     static func bytes(hex: String) -> [UInt8]? {
-        let digits = Array(hex.utf8)
+        var hex = hex
+        return hex.withUTF8 { bytes(hex: $0) }
+    }
+
+    private static func bytes(hex digits: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
         guard digits.count % 2 == 0 else { return nil }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(digits.count / 2)

@@ -65,7 +65,10 @@ public final class RoutedBackend: FenceBackend, Service {
 
     /// Subscribes to the inventory and attaches this router's reply address; ready once it returns.
     public func prepare(deadline: ContinuousClock.Instant) async throws(AMQPError) {
-        let stream = try await bus.subscribe(bus.addresses.inventory, deadline: deadline)
+        // Settled by the broker: a thousand hosts' heartbeats a second without a frame back for
+        // each. A lost inventory message is noticed (its sequence number; a heartbeat's absence
+        // makes its host stale) and costs only certainty, never a wrong answer.
+        let stream = try await bus.subscribe(bus.addresses.inventory, settlement: .brokerSettles, deadline: deadline)
         let requester = try await AMQPRequester(connection: bus.connection, replyAddress: bus.addresses.replies(for: settings.routerID), deadline: deadline)
         subscription.withLock { $0 = (stream, requester) }
     }
@@ -181,9 +184,11 @@ public final class RoutedBackend: FenceBackend, Service {
         }
         let receivedAt = WallClock.now()
         let (learned, wasDown, isDown, ignored) = inventory.withLock { inventory in
-            let before = inventory.hosts[about]
+            // Read in place (a copy of a host's view costs a retain and release of each of its parts).
+            func isDown() -> Bool { inventory.hosts.index(forKey: about).map { inventory.hosts.values[$0].confirmedDown } ?? false }
+            let (hostsBefore, wasDown) = (inventory.hosts.count, isDown())
             let ignored = inventory.apply(envelope.message, sentAt: envelope.sentAt, receivedAt: receivedAt, now: .now)
-            return (before == nil && inventory.hosts[about] != nil, before?.confirmedDown == true, inventory.hosts[about]?.confirmedDown == true, ignored)
+            return (inventory.hosts.count > hostsBefore, wasDown, isDown(), ignored)
         }
         noteClock(of: envelope, receivedAt: receivedAt)
         if case .snapshot = envelope.message, ignored == nil {

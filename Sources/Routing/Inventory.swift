@@ -90,7 +90,19 @@ public struct Inventory: Sendable {
         case .command, .result, .hostState, .snapshotRequest: return .notInventory
         }
         if epoch > sentAt { return .epochAfterSending }
-        var host = hosts[id] ?? HostView(id: id)
+        guard hosts.index(forKey: id) != nil else {
+            var host = HostView(id: id)
+            let ignored = Self.apply(message, epoch: epoch, sequence: sequence, sentAt: sentAt, receivedAt: receivedAt, now: now, to: &host)
+            if ignored == nil { hosts[id] = host }
+            return ignored
+        }
+        // In place: a copy of the view would copy its domain list on every delta.
+        return Self.apply(message, epoch: epoch, sequence: sequence, sentAt: sentAt, receivedAt: receivedAt, now: now, to: &hosts[id]!)
+    }
+
+    /// Applies one host's message to its view; it changes nothing when it returns why it was ignored.
+    private static func apply(_ message: BusMessage, epoch: UInt64, sequence: UInt64, sentAt: UInt64, receivedAt: UInt64,
+                              now: ContinuousClock.Instant, to host: inout HostView) -> Ignored? {
         if epoch < host.epoch { return .olderRun }
         if epoch > host.epoch {
             // A new run of the agent: nothing it said before counts until its first snapshot.
@@ -138,7 +150,6 @@ public struct Inventory: Sendable {
         case .command, .result, .hostState, .snapshotRequest:
             break
         }
-        hosts[id] = host
         return nil
     }
 

@@ -85,6 +85,25 @@ struct AMQPClientTests {
         }
     }
 
+    @Test("a subscription the broker settles: RabbitMQ agrees, and every message arrives")
+    func brokerSettles() async throws {
+        try await connected(try await BrokerProcess.shared()) { connection in
+            let topic = profile.address(unique("settled"))
+            let settled = try await connection.receiver(from: topic, settlement: .brokerSettles, deadline: deadline)
+            let accepting = try await connection.receiver(from: topic, deadline: deadline)
+            #expect(settled.settledByBroker)
+            #expect(!accepting.settledByBroker)
+            for index in 0..<300 {
+                try await connection.send(AMQPMessage(body: [UInt8(index % 256), UInt8(index / 256)]), to: topic, deadline: deadline)
+            }
+            // More than the receiver's capacity: credit still comes back as they are consumed.
+            for index in 0..<300 {
+                #expect(try await next(settled)?.body == [UInt8(index % 256), UInt8(index / 256)])
+                #expect(try await next(accepting)?.body == [UInt8(index % 256), UInt8(index / 256)])
+            }
+        }
+    }
+
     @Test("request and reply through a reply address of the bus's kind (a topic on RabbitMQ 3)")
     func requestReply() async throws {
         let broker = try await BrokerProcess.shared()

@@ -423,3 +423,31 @@ struct TrustDirectoryTests {
         #expect(trust.verifyingKey(role: .host, name: "hv1") == key.verifyingKey)
     }
 }
+
+@Suite("Bus names and receiver MACs")
+struct BusNameTests {
+    @Test("a name is ASCII letters, digits, '-', '_' and '.', 1 to 64 bytes, not starting with '.'")
+    func names() {
+        for name in ["hv1", "router-a", "a_b.c", "Z9", String(repeating: "x", count: 64)] {
+            #expect(BusIdentity.isValidName(name), "\(name)")
+        }
+        for name in ["", ".hidden", "a/b", "a b", "é", "hv1\u{0}", "ａ", "a\nb", String(repeating: "x", count: 65)] {
+            #expect(!BusIdentity.isValidName(name), "\(name)")
+        }
+    }
+
+    @Test("the receiver's MAC is found among the others by its whole name")
+    func receiverMAC() {
+        let property = "hv1=0a0b,hv10=ffff,router-a=01FF"
+        #expect(BusCodec.pairMAC(for: "hv1", in: property) == [0x0A, 0x0B])
+        #expect(BusCodec.pairMAC(for: "hv10", in: property) == [0xFF, 0xFF])
+        #expect(BusCodec.pairMAC(for: "router-a", in: property) == [0x01, 0xFF])
+        #expect(BusCodec.pairMAC(for: "hv", in: property) == nil)
+        #expect(BusCodec.pairMAC(for: "hv2", in: property) == nil)
+        #expect(BusCodec.pairMAC(for: "hv1", in: nil) == nil)
+        #expect(BusCodec.pairMAC(for: "hv1", in: "hv1=0g") == nil)
+        #expect(BusCodec.pairMAC(for: "hv1", in: "hv1=abc") == nil)
+        #expect(BusCodec.pairMAC(for: "hv1", in: ",,hv1=,") == [])
+        #expect(BusCodec.pairMAC(for: "", in: "=00") == [0])
+    }
+}
