@@ -108,13 +108,13 @@ final class MulticastSocket: Sendable {
 
     /// One datagram if one is waiting (nil when another reader took it).
     private func read() throws(ListenerError) -> Datagram? {
-        var bytes = [UInt8](repeating: 0, count: 2048)
-        var source = sockaddr_storage()
-        var control = [UInt64](repeating: 0, count: 8)
-        var flags: Int32 = 0
-        let count: Int = bytes.withUnsafeMutableBytes { buffer in
-            control.withUnsafeMutableBytes { controlBuffer in
-                withUnsafeMutableBytes(of: &source) { sourceBuffer in
+        // Buffers on the stack: a fresh 2 KB array per datagram cost as much as reading it.
+        try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 2048) { buffer throws(ListenerError) -> Datagram? in
+            try withUnsafeTemporaryAllocation(of: UInt64.self, capacity: 8) { control throws(ListenerError) -> Datagram? in
+                var source = sockaddr_storage()
+                var flags: Int32 = 0
+                var controlLength = 0
+                let count = withUnsafeMutableBytes(of: &source) { sourceBuffer in
                     var vector = iovec(iov_base: buffer.baseAddress, iov_len: buffer.count)
                     return withUnsafeMutablePointer(to: &vector) { vector in
                         var message = msghdr()
@@ -122,22 +122,22 @@ final class MulticastSocket: Sendable {
                         message.msg_namelen = socklen_t(sourceBuffer.count)
                         message.msg_iov = vector
                         message.msg_iovlen = 1
-                        message.msg_control = controlBuffer.baseAddress
-                        message.msg_controllen = controlBuffer.count
+                        message.msg_control = UnsafeMutableRawPointer(control.baseAddress)
+                        message.msg_controllen = control.count * MemoryLayout<UInt64>.size
                         let count = recvmsg(descriptor, &message, Int32(MSG_DONTWAIT))
-                        flags = message.msg_flags
+                        (flags, controlLength) = (message.msg_flags, min(Int(message.msg_controllen), control.count * MemoryLayout<UInt64>.size))
                         return count
                     }
                 }
+                guard count >= 0 else {
+                    guard errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR else { throw Self.failure(.receiveFailed, "recvmsg") }
+                    return nil
+                }
+                // Cut control messages might have lost the packet information: then no interface is known.
+                let interface = flags & Int32(MSG_CTRUNC) == 0 ? arrivalInterface(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(control)[..<controlLength])) : nil
+                return Datagram(bytes: Array(buffer[..<count]), source: Self.address(source), interfaceIndex: interface)
             }
         }
-        guard count >= 0 else {
-            guard errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR else { throw Self.failure(.receiveFailed, "recvmsg") }
-            return nil
-        }
-        // Cut control messages might have lost the packet information: then no interface is known.
-        let interface = flags & Int32(MSG_CTRUNC) == 0 ? arrivalInterface(control) : nil
-        return Datagram(bytes: Array(bytes[..<count]), source: Self.address(source), interfaceIndex: interface)
     }
 
     private static func address(_ storage: sockaddr_storage) -> CallbackAddress? {
@@ -157,31 +157,30 @@ final class MulticastSocket: Sendable {
     }
 
     /// The interface index of the packet-information control message.
-    private func arrivalInterface(_ control: [UInt64]) -> Int? {
-        control.withUnsafeBytes { raw -> Int? in
-            // struct cmsghdr { size_t cmsg_len; int cmsg_level; int cmsg_type; data... }, each
-            // message aligned to a size_t.
-            let header = MemoryLayout<Int>.size + 8
-            var offset = 0
-            while offset + header <= raw.count {
-                let length = raw.loadUnaligned(fromByteOffset: offset, as: Int.self)
-                guard length >= header, offset + length <= raw.count else { return nil }
-                let level = raw.loadUnaligned(fromByteOffset: offset + MemoryLayout<Int>.size, as: Int32.self)
-                let type = raw.loadUnaligned(fromByteOffset: offset + MemoryLayout<Int>.size + 4, as: Int32.self)
-                let data = offset + header
-                switch family {
-                case .ipv4 where level == IPPROTO_IP && type == IP_PKTINFO && length >= header + 12:
-                    // struct in_pktinfo { int ipi_ifindex; ... }
-                    return Int(raw.loadUnaligned(fromByteOffset: data, as: Int32.self))
-                case .ipv6 where level == IPPROTO_IPV6 && type == 50 /* IPV6_PKTINFO */ && length >= header + 20:
-                    // struct in6_pktinfo { struct in6_addr ipi6_addr; unsigned ipi6_ifindex; }
-                    return Int(raw.loadUnaligned(fromByteOffset: data + 16, as: UInt32.self))
-                default:
-                    offset += (length + MemoryLayout<Int>.size - 1) & ~(MemoryLayout<Int>.size - 1)
-                }
+    /// - Parameter raw: the control messages, as long as the kernel wrote them.
+    private func arrivalInterface(_ raw: UnsafeRawBufferPointer) -> Int? {
+        // struct cmsghdr { size_t cmsg_len; int cmsg_level; int cmsg_type; data... }, each
+        // message aligned to a size_t.
+        let header = MemoryLayout<Int>.size + 8
+        var offset = 0
+        while offset + header <= raw.count {
+            let length = raw.loadUnaligned(fromByteOffset: offset, as: Int.self)
+            guard length >= header, offset + length <= raw.count else { return nil }
+            let level = raw.loadUnaligned(fromByteOffset: offset + MemoryLayout<Int>.size, as: Int32.self)
+            let type = raw.loadUnaligned(fromByteOffset: offset + MemoryLayout<Int>.size + 4, as: Int32.self)
+            let data = offset + header
+            switch family {
+            case .ipv4 where level == IPPROTO_IP && type == IP_PKTINFO && length >= header + 12:
+                // struct in_pktinfo { int ipi_ifindex; ... }
+                return Int(raw.loadUnaligned(fromByteOffset: data, as: Int32.self))
+            case .ipv6 where level == IPPROTO_IPV6 && type == 50 /* IPV6_PKTINFO */ && length >= header + 20:
+                // struct in6_pktinfo { struct in6_addr ipi6_addr; unsigned ipi6_ifindex; }
+                return Int(raw.loadUnaligned(fromByteOffset: data + 16, as: UInt32.self))
+            default:
+                offset += (length + MemoryLayout<Int>.size - 1) & ~(MemoryLayout<Int>.size - 1)
             }
-            return nil
         }
+        return nil
     }
 
     private func option<Value>(_ level: Int32, _ name: Int32, _ value: Value, _ code: ListenerError.Code) throws(ListenerError) {

@@ -70,8 +70,15 @@ struct AdmittedRequest: Sendable {
     let listener: String
     let source: String
     let credentials: ListenerCredentials
-    let id: String
+    let number: UInt32
     let baseLogger: Logger
+
+    /// The request id in the logs: eight hex digits, formatted only when something is logged
+    /// (not on the way to the call-back's SYN).
+    var id: String {
+        let digits = String(number, radix: 16)
+        return String(repeating: "0", count: 8 - digits.count) + digits
+    }
 
     /// The pipeline's logger with this request's metadata, built only when something is logged.
     var logger: Logger {
@@ -365,11 +372,10 @@ public final class RequestPipeline: Sendable {
             drop(.historyFull, "every request remembered is under way", source: source, listener: listener)
             return nil
         }
-        let id = String(Self.requestIDs.add(1, ordering: .relaxed).newValue, radix: 16)
         return AdmittedRequest(
             request: request, key: key, admitted: .now, deadline: deadline, matchesSource: candidate?.matchesSource ?? true,
             listener: listener, source: source, credentials: credentials,
-            id: String(repeating: "0", count: 8 - id.count) + id, baseLogger: logger
+            number: Self.requestIDs.add(1, ordering: .relaxed).newValue, baseLogger: logger
         )
     }
 

@@ -48,14 +48,21 @@ public struct FenceRequest: Hashable, Sendable {
         guard field[end...].allSatisfy({ $0 == 0 }) else {
             throw MalformedRequest(code: .domainNotZeroPadded, detail: "bytes after the domain's NUL are not zero")
         }
-        guard let domain = String(validating: field[..<end], as: UTF8.self) else {
+        self.bytes = bytes
+        self.domain = try Self.domain(field[..<end])
+    }
+
+    /// The domain field's text: printable ASCII at once (what names and UUIDs are), anything else
+    /// validated as UTF-8 and checked for control characters scalar by scalar.
+    private static func domain(_ name: ArraySlice<UInt8>) throws(MalformedRequest) -> String {
+        if name.allSatisfy({ (0x20..<0x7F).contains($0) }) { return String(decoding: name, as: UTF8.self) }
+        guard let domain = String(validating: name, as: UTF8.self) else {
             throw MalformedRequest(code: .domainNotUTF8, detail: "domain is not valid UTF-8")
         }
         guard !domain.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
             throw MalformedRequest(code: .domainControlCharacter, detail: "domain holds a control character")
         }
-        self.bytes = bytes
-        self.domain = domain
+        return domain
     }
 
     /// Builds an unsigned request, as fence_xvm does before signing: zeroed, then filled in.

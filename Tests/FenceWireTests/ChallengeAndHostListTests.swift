@@ -73,7 +73,7 @@ struct ChallengeAndHostListTests {
 
     @Test("call-back addresses format and parse both families")
     func addresses() throws {
-        let cases = ["10.9.0.1", "fd00:9::1", "fe80::6c05:44ff:fe92:7a14", "::1", "1:2:3:4:5:6:7:8", "ff05::3:1", "1::"]
+        let cases = ["10.9.0.1", "0.0.0.0", "255.255.255.255", "1.20.100.9", "fd00:9::1", "fe80::6c05:44ff:fe92:7a14", "::1", "1:2:3:4:5:6:7:8", "ff05::3:1", "1::"]
         for text in cases {
             #expect(CallbackAddress(text)?.description == text)
         }

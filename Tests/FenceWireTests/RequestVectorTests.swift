@@ -143,6 +143,18 @@ struct RequestVectorTests {
         } catch {
             #expect(error.code == .domainNotUTF8)
         }
+
+        // ASCII controls are refused as well as others (printable ASCII takes a shorter way).
+        for control: UInt8 in [0x01, 0x1F, 0x7F] {
+            packet = Self.vectors.requests[0].packet
+            packet[5] = control
+            do {
+                _ = try FenceRequest(decoding: packet)
+                Issue.record("a domain with control character \(control) was accepted")
+            } catch {
+                #expect(error.code == .domainControlCharacter)
+            }
+        }
     }
 
     @Test("a name longer than 63 bytes cannot be put on the wire")
