@@ -124,7 +124,8 @@ public final class HypervisorFencer: FenceBackend {
     }
 
     private static func uuids(of found: [Found]) -> [String] {
-        Array(Set(found.map(\.domain.uuid))).sorted()
+        // One connection is the common case: no set to build and sort.
+        found.count == 1 ? [found[0].domain.uuid] : Array(Set(found.map(\.domain.uuid))).sorted()
     }
 
     /// Runs `body` holding the lock of every key, taken in order (so two requests never wait for

@@ -331,12 +331,23 @@ public final class LibvirtConnection: Sendable {
         return String(cString: name)
     }
 
+    /// The UUID as libvirt writes it (36 lowercase hexadecimal characters and dashes), formatted
+    /// here: `virDomainGetUUIDString` formats with `snprintf`, a byte at a time.
     static func uuid(of domain: OpaquePointer) throws(LibvirtError) -> String {
-        var buffer: (UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0)  // VIR_UUID_STRING_BUFLEN (37) bytes and more
-        let result = withUnsafeMutableBytes(of: &buffer) { virDomainGetUUIDString(domain, $0.baseAddress!.assumingMemoryBound(to: CChar.self)) }
-        try check(result, "virDomainGetUUIDString")
-        // libvirt formats UUIDs as 36 lowercase hexadecimal characters and dashes.
-        return withUnsafeBytes(of: &buffer) { String(decoding: $0.prefix(Int(VIR_UUID_STRING_BUFLEN) - 1), as: UTF8.self) }
+        var raw: (UInt64, UInt64) = (0, 0)  // VIR_UUID_BUFLEN (16) bytes
+        let result = withUnsafeMutableBytes(of: &raw) { virDomainGetUUID(domain, $0.baseAddress!.assumingMemoryBound(to: UInt8.self)) }
+        try check(result, "virDomainGetUUID")
+        let digits = Array("0123456789abcdef".utf8)
+        var text: [UInt8] = []
+        text.reserveCapacity(36)
+        withUnsafeBytes(of: &raw) { bytes in
+            for (index, byte) in bytes.enumerated() {
+                if index == 4 || index == 6 || index == 8 || index == 10 { text.append(UInt8(ascii: "-")) }
+                text.append(digits[Int(byte >> 4)])
+                text.append(digits[Int(byte & 0x0F)])
+            }
+        }
+        return String(decoding: text, as: UTF8.self)
     }
 
     static func state(of domain: OpaquePointer) throws(LibvirtError) -> DomainState {
