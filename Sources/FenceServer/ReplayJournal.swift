@@ -30,14 +30,20 @@ public struct ReplayJournalError: Error, CustomStringConvertible {
 
 /// Remembers every accepted signed packet (`SeenPackets`) and keeps a journal of them in the state
 /// directory, so that a restart forgets nothing: one 24-byte record per packet (seconds since
-/// the epoch and the fingerprint, little-endian), appended as it is accepted and rewritten whole
-/// when it has grown to twice what is remembered.
+/// the epoch and the fingerprint, little-endian), appended by `persist` before the request it
+/// carries can run, and rewritten whole when it has grown to twice what is remembered.
 public final class ReplayJournal: Sendable {
     private struct State: ~Copyable, Sendable {
         var seen: SeenPackets
         var descriptor: Int32
         var appended: Int
+        /// Remembered, not yet in the journal.
+        var pending: [SeenPackets.Record] = []
     }
+
+    /// Packets remembered and not yet written stay at most this many: `firstSighting` writes
+    /// them when nobody else did (packets that reach no call-back).
+    static let pendingLimit = 64
 
     public static let recordLength = 24
 
@@ -72,37 +78,61 @@ public final class ReplayJournal: Sendable {
     }
 
     deinit {
+        let path = self.path
         state.withLock { state in
+            if let path, !state.pending.isEmpty { _ = Self.writePending(&state, path) }
             if state.descriptor >= 0 { close(state.descriptor) }
         }
     }
 
     /// True the first time a signed packet is accepted, false for every repeat of it.
-    /// Unsigned packets are always new (nothing tells their copies apart).
+    /// Unsigned packets are always new (nothing tells their copies apart). The packet is
+    /// remembered at once; its record reaches the journal with the next `persist`.
     public func firstSighting(of request: FenceRequest) -> Bool {
         guard let fingerprint = SeenPackets.Fingerprint(request) else { return true }
         let now = clock.now
+        let path = self.path
         let (fresh, error): (Bool, String?) = state.withLock { state in
             guard state.seen.insert(fingerprint, now: now) else { return (false, nil) }
             guard let path, state.descriptor >= 0 else { return (true, nil) }
-            state.appended += 1
-            if state.appended > state.seen.capacity {
-                // Whether or not the rewrite works, the next one is due after as many records
-                // again: a failing disk is not retried on every packet.
-                state.appended = 0
-                do throws(ReplayJournalError) {
-                    let descriptor = try Self.rewrite(path, state.seen.records)
-                    close(state.descriptor)
-                    state.descriptor = descriptor
-                    return (true, nil)
-                } catch {
-                    // Keep appending to the journal as it is.
-                    _ = Self.append(fingerprint, at: now, to: state.descriptor)
-                    return (true, error.description)
-                }
-            }
-            return (true, Self.append(fingerprint, at: now, to: state.descriptor))
+            state.pending.append(SeenPackets.Record(time: now, fingerprint: fingerprint))
+            return (true, state.pending.count >= Self.pendingLimit ? Self.writePending(&state, path) : nil)
         }
+        report(error)
+        return fresh
+    }
+
+    /// Writes the records of the packets first seen since the last call, and returns once they
+    /// are written (or the failure logged). A request runs only after this: a restart then still
+    /// knows its packet, and a replay of it is refused. Called while a call-back's SYN is on its
+    /// way, so that the write costs the client no time.
+    public func persist() {
+        guard let path else { return }
+        report(state.withLock { state in state.pending.isEmpty ? nil : Self.writePending(&state, path) })
+    }
+
+    /// Appends the pending records, or rewrites the journal when it has grown to twice what is
+    /// remembered (the pending records are remembered already); returns what went wrong.
+    private static func writePending(_ state: inout State, _ path: String) -> String? {
+        defer { state.pending.removeAll(keepingCapacity: true) }
+        state.appended += state.pending.count
+        guard state.appended > state.seen.capacity else { return append(state.pending, to: state.descriptor) }
+        // Whether or not the rewrite works, the next one is due after as many records again: a
+        // failing disk is not retried on every packet.
+        state.appended = 0
+        do throws(ReplayJournalError) {
+            let descriptor = try rewrite(path, state.seen.records)
+            close(state.descriptor)
+            state.descriptor = descriptor
+            return nil
+        } catch {
+            // Keep appending to the journal as it is.
+            _ = append(state.pending, to: state.descriptor)
+            return error.description
+        }
+    }
+
+    private func report(_ error: String?) {
         if let error {
             // The packet is still remembered until the next restart; say so, but not for every packet.
             let count = failures.add(1, ordering: .relaxed).newValue
@@ -112,20 +142,21 @@ public final class ReplayJournal: Sendable {
                 ])
             }
         }
-        return fresh
     }
 
     public var count: Int { state.withLock { $0.seen.count } }
 
     // MARK: - The file
 
-    /// Appends one record; on a short write (a full disk) cuts the file back to whole records, so
-    /// that what follows is read back aligned. Returns what went wrong, if anything.
-    private static func append(_ fingerprint: SeenPackets.Fingerprint, at time: UInt64, to descriptor: Int32) -> String? {
-        var record = encode(SeenPackets.Record(time: time, fingerprint: fingerprint))
-        let written = record.withUnsafeMutableBytes { write(descriptor, $0.baseAddress, $0.count) }
-        guard written != recordLength else { return nil }
-        let detail = written < 0 ? String(cString: strerror(errno)) : "\(written) of \(recordLength) bytes written"
+    /// Appends records in one write; on a short write (a full disk) cuts the file back to whole
+    /// records, so that what follows is read back aligned. Returns what went wrong, if anything.
+    private static func append(_ records: [SeenPackets.Record], to descriptor: Int32) -> String? {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(records.count * recordLength)
+        for record in records { bytes += encode(record) }
+        let written = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+        guard written != bytes.count else { return nil }
+        let detail = written < 0 ? String(cString: strerror(errno)) : "\(written) of \(bytes.count) bytes written"
         var status = stat()
         if fstat(descriptor, &status) == 0, status.st_size % off_t(recordLength) != 0 {
             _ = ftruncate(descriptor, status.st_size - status.st_size % off_t(recordLength))

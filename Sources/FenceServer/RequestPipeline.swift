@@ -270,6 +270,8 @@ public final class RequestPipeline: Sendable {
     /// candidates and dialled the first).
     func callBack(_ admitted: AdmittedRequest, candidates: [CallbackCandidate], first: consuming Result<CallbackSession, SessionError>?) async {
         let timing = self.timing
+        // While the first SYN is on its way (`converse` makes sure of it before anything runs).
+        replays.persist()
         for candidate in candidates {
             let dialled = first.take()
             let remaining = admitted.deadline - .now
@@ -405,6 +407,8 @@ public final class RequestPipeline: Sendable {
         guard ContinuousClock.now < admitted.deadline else { return .notRun(.expired) }
         // A client that is gone, or broke the protocol, would never hear of what was done.
         if let interruption = await session.interruption { return .clientGone(interruption) }
+        // Its packet in the journal before it runs: after a restart, a replay is still refused.
+        replays.persist()
         let (bytes, outcome) = await execute(admitted, requester: requester)
         if let interruption = await session.interruption {
             if let refusal = interruption.refusal {

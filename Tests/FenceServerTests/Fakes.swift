@@ -161,17 +161,21 @@ final class RecordingBackend: FenceBackend {
     let meeting: Int
     /// Waits for an answer that never comes: fails with `timedOut` at the request's deadline.
     let hangsUntilDeadline: Bool
+    /// Called as each call begins.
+    let beginning: (@Sendable () -> Void)?
     private let state = Mutex((calls: [String](), inFlight: 0, maximum: 0))
 
-    init(meeting: Int = 0, hangsUntilDeadline: Bool = false) {
+    init(meeting: Int = 0, hangsUntilDeadline: Bool = false, beginning: (@Sendable () -> Void)? = nil) {
         self.meeting = meeting
         self.hangsUntilDeadline = hangsUntilDeadline
+        self.beginning = beginning
     }
 
     var calls: [String] { state.withLock { $0.calls } }
     var maximumConcurrency: Int { state.withLock { $0.maximum } }
 
     func perform(_ action: FenceAction, on target: DomainTarget, deadline: ContinuousClock.Instant) async -> FenceOutcome {
+        beginning?()
         state.withLock {
             $0.calls.append("\(action) \(target)")
             $0.inFlight += 1

@@ -43,12 +43,36 @@ struct ReplayJournalTests {
         let directory = try TemporaryDirectory(prefix: "fr-replay")
         let wall = FakeWallClock()
         let guardian = try ReplayJournal(directory: directory.url.path, capacity: 10, lifetime: 3600, clock: wall.clock, logger: logger)
-        for seqno in 0..<25 { _ = guardian.firstSighting(of: try packet(UInt32(seqno))) }
+        for seqno in 0..<25 {
+            _ = guardian.firstSighting(of: try packet(UInt32(seqno)))
+            guardian.persist()
+        }
         let size = try #require(try FileManager.default.attributesOfItem(atPath: directory.path("seen-packets"))[.size] as? Int)
         #expect(size <= 20 * ReplayJournal.recordLength, "\(size) bytes")
         wall.seconds.store(1_000_000 + 7200, ordering: .relaxed)
         let later = try ReplayJournal(directory: directory.url.path, capacity: 10, lifetime: 3600, clock: wall.clock, logger: logger)
         #expect(later.count == 0, "two hours later, an hour's memory is empty")
+    }
+
+    @Test("a packet is remembered at once and written by persist (or once enough wait), each record once")
+    func persist() throws {
+        let directory = try TemporaryDirectory(prefix: "fr-replay")
+        let guardian = try ReplayJournal(directory: directory.url.path, logger: logger)
+        func size() throws -> Int { try #require(try FileManager.default.attributesOfItem(atPath: directory.path("seen-packets"))[.size] as? Int) }
+        let first = try packet(1)
+        #expect(guardian.firstSighting(of: first))
+        #expect(!guardian.firstSighting(of: first), "remembered before it is written")
+        #expect(try size() == 0)
+        guardian.persist()
+        #expect(try size() == ReplayJournal.recordLength)
+        guardian.persist()
+        #expect(try size() == ReplayJournal.recordLength, "nothing written twice")
+        for seqno in 2...UInt32(ReplayJournal.pendingLimit) { _ = guardian.firstSighting(of: try packet(seqno)) }
+        #expect(try size() == ReplayJournal.recordLength, "\(ReplayJournal.pendingLimit - 1) waiting")
+        _ = guardian.firstSighting(of: try packet(1000))
+        #expect(try size() == (ReplayJournal.pendingLimit + 1) * ReplayJournal.recordLength, "written once the limit is reached")
+        let restarted = try ReplayJournal(directory: directory.url.path, logger: logger)
+        #expect(restarted.count == ReplayJournal.pendingLimit + 1)
     }
 
     @Test("a torn last record (a crash during a write) is ignored, the rest restored")

@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 import FenceConfig
 import FenceCore
@@ -16,13 +17,13 @@ struct RequestPipelineTests {
     static let key = FenceKey(fileContents: Array("pipeline-test-key".utf8))
     let credentials = ListenerCredentials(key: RequestPipelineTests.key, security: ListenerSecurity())
 
-    func pipeline(_ backend: RecordingBackend, timeout: Duration = .seconds(5)) -> RequestPipeline {
+    func pipeline(_ backend: RecordingBackend, timeout: Duration = .seconds(5), replays: ReplayJournal? = nil) -> RequestPipeline {
         var timing = FrontEndTiming()
         timing.requestTimeout = timeout
         let logger = Logger(label: "pipeline-test")
         return RequestPipeline(
             backend: backend, policy: AccessPolicy(groups: []), timing: timing,
-            replays: ReplayJournal(inMemoryCapacity: 1024, logger: logger), statistics: FrontEndStatistics(),
+            replays: replays ?? ReplayJournal(inMemoryCapacity: 1024, logger: logger), statistics: FrontEndStatistics(),
             drops: .packets(logger: logger), logger: logger
         )
     }
@@ -77,6 +78,25 @@ struct RequestPipelineTests {
         #expect(backend.calls == ["off vm-a"])
         #expect(pipeline.statistics.snapshot.dropped[.duplicate] == 4)
         #expect(pipeline.statistics.snapshot.answered["off/success"] == 1)
+    }
+
+    @Test("a request's packet is in the journal before the request runs")
+    func journalledBeforeRunning() async throws {
+        let directory = try TemporaryDirectory(prefix: "fr-pipeline")
+        let journal = directory.path("seen-packets")
+        final class Sizes: Sendable { let atRun = Mutex<[Int]>([]) }
+        let sizes = Sizes()
+        let backend = RecordingBackend(beginning: {
+            let size = (try? FileManager.default.attributesOfItem(atPath: journal)[.size] as? Int) ?? -1
+            sizes.atRun.withLock { $0.append(size) }
+        })
+        let pipeline = pipeline(backend, replays: try ReplayJournal(directory: directory.url.path, logger: Logger(label: "pipeline-test")))
+        let client = try await FakeFenceClient(key: Self.key)
+        let admitted = try #require(pipeline.admit(datagram: datagram(to: "127.0.0.1", port: client.port), source: "127.0.0.1", listener: "t", credentials: credentials))
+        await pipeline.serveDatagram(admitted)
+        await client.close()
+        #expect(backend.calls == ["off vm-a"])
+        #expect(sizes.atRun.withLock { $0 } == [ReplayJournal.recordLength])
     }
 
     @Test("the copy whose address matches its UDP source is called back first")
