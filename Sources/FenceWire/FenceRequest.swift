@@ -137,7 +137,8 @@ public struct FenceRequest: Hashable, Sendable {
     /// The bytes the signature covers: the packet with its hash field zeroed.
     var signedBytes: [UInt8] {
         var copy = bytes
-        copy.replaceSubrange(WireLayout.hash, with: repeatElement(0, count: WireLayout.hashFieldLength))
+        // Byte by byte: the generic `replaceSubrange` ran unspecialised, a tenth of a verification.
+        for index in WireLayout.hash { copy[index] = 0 }
         return copy
     }
 

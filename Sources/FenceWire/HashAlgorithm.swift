@@ -41,10 +41,8 @@ public enum HashAlgorithm: UInt8, Sendable, CaseIterable, Comparable, CustomStri
     /// `HASH(key ‖ message)` zero-padded to 64 bytes: the one construction fence_xvm uses for both
     /// packet signatures and challenge responses. For `.none` the result is 64 zero bytes.
     func paddedDigest(key: FenceKey, message: [UInt8]) -> [UInt8] {
-        var output = [UInt8](repeating: 0, count: WireLayout.hashFieldLength)
-        if let digest {
-            output.replaceSubrange(0..<digest.length, with: key.digest(digest, message))
-        }
+        var output = digest.map { key.digest($0, message) } ?? []
+        while output.count < WireLayout.hashFieldLength { output.append(0) }
         return output
     }
 }
