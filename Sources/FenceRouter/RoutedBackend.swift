@@ -66,8 +66,10 @@ public final class RoutedBackend: FenceBackend, Service {
     /// Subscribes to the inventory and attaches this router's reply address; ready once it returns.
     public func prepare(deadline: ContinuousClock.Instant) async throws(AMQPError) {
         // Settled by the broker: a thousand hosts' heartbeats a second without a frame back for
-        // each. A lost inventory message is noticed (its sequence number; a heartbeat's absence
-        // makes its host stale) and costs only certainty, never a wrong answer.
+        // each. A lost message costs only certainty, never a wrong answer: a host's lost delta or
+        // heartbeat shows in its sequence numbers (or its silence) and makes it stale until its
+        // next snapshot; a lost operator statement leaves the host as it was (stale, or expected).
+        // The queue behind a topic subscription dies with the connection either way.
         let stream = try await bus.subscribe(bus.addresses.inventory, settlement: .brokerSettles, deadline: deadline)
         let requester = try await AMQPRequester(connection: bus.connection, replyAddress: bus.addresses.replies(for: settings.routerID), deadline: deadline)
         subscription.withLock { $0 = (stream, requester) }

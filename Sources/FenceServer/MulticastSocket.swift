@@ -108,8 +108,10 @@ final class MulticastSocket: Sendable {
 
     /// One datagram if one is waiting (nil when another reader took it).
     private func read() throws(ListenerError) -> Datagram? {
-        // Buffers on the stack: a fresh 2 KB array per datagram cost as much as reading it.
-        try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 2048) { buffer throws(ListenerError) -> Datagram? in
+        // Buffers on the stack (Swift puts up to 1 KB there): a fresh zeroed array per datagram
+        // cost as much as reading it. A longer datagram arrives cut to 1 KB and is dropped for its
+        // length like any other that is not 176 bytes.
+        try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 1024) { buffer throws(ListenerError) -> Datagram? in
             try withUnsafeTemporaryAllocation(of: UInt64.self, capacity: 8) { control throws(ListenerError) -> Datagram? in
                 var source = sockaddr_storage()
                 var flags: Int32 = 0

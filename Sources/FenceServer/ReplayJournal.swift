@@ -87,7 +87,8 @@ public final class ReplayJournal: Sendable {
 
     /// True the first time a signed packet is accepted, false for every repeat of it.
     /// Unsigned packets are always new (nothing tells their copies apart). The packet is
-    /// remembered at once; its record reaches the journal with the next `persist`.
+    /// remembered at once; its record reaches the journal with the next `persist` (which the
+    /// pipeline calls as soon as the packet's call-back is dialled or it is dropped).
     public func firstSighting(of request: FenceRequest) -> Bool {
         guard let fingerprint = SeenPackets.Fingerprint(request) else { return true }
         let now = clock.now
@@ -104,8 +105,8 @@ public final class ReplayJournal: Sendable {
 
     /// Writes the records of the packets first seen since the last call, and returns once they
     /// are written (or the failure logged). A request runs only after this: a restart then still
-    /// knows its packet, and a replay of it is refused. Called while a call-back's SYN is on its
-    /// way, so that the write costs the client no time.
+    /// knows its packet, and a replay of it is refused. Called once a call-back's SYN has left,
+    /// so that the write does not delay it.
     public func persist() {
         guard let path else { return }
         report(state.withLock { state in state.pending.isEmpty ? nil : Self.writePending(&state, path) })
@@ -148,15 +149,24 @@ public final class ReplayJournal: Sendable {
 
     // MARK: - The file
 
-    /// Appends records in one write; on a short write (a full disk) cuts the file back to whole
-    /// records, so that what follows is read back aligned. Returns what went wrong, if anything.
+    /// Appends records (one write, unless the kernel takes fewer bytes); when the disk refuses
+    /// the rest, cuts the file back to whole records, so that what follows is read back aligned.
+    /// Returns what went wrong, if anything.
     private static func append(_ records: [SeenPackets.Record], to descriptor: Int32) -> String? {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(records.count * recordLength)
         for record in records { bytes += encode(record) }
-        let written = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
-        guard written != bytes.count else { return nil }
-        let detail = written < 0 ? String(cString: strerror(errno)) : "\(written) of \(bytes.count) bytes written"
+        var offset = 0
+        var failure: String?
+        while offset < bytes.count, failure == nil {
+            let written = bytes[offset...].withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+            if written > 0 {
+                offset += written
+            } else if written == 0 || errno != EINTR {
+                failure = written < 0 ? String(cString: strerror(errno)) : "\(offset) of \(bytes.count) bytes written"
+            }
+        }
+        guard let detail = failure else { return nil }
         var status = stat()
         if fstat(descriptor, &status) == 0, status.st_size % off_t(recordLength) != 0 {
             _ = ftruncate(descriptor, status.st_size - status.st_size % off_t(recordLength))

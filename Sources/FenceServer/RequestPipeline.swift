@@ -172,7 +172,12 @@ public final class RequestPipeline: Sendable {
         }
         guard let request = checked, let address = request.callbackAddress else { return nil }
         let candidate = CallbackCandidate(address: address, port: request.port, matchesSource: address.description == sourceText)
-        return admit(request, candidate: candidate, source: sourceText, listener: listener, credentials: credentials)
+        guard let admitted = admit(request, candidate: candidate, source: sourceText, listener: listener, credentials: credentials) else {
+            // Seen and dropped (a copy, a conflict, …): journalled now, there is no SYN to go first.
+            replays.persist()
+            return nil
+        }
+        return admitted
     }
 
     /// Decodes one request, checks its form for this listener (`form` says what is wrong, nil
@@ -243,6 +248,9 @@ public final class RequestPipeline: Sendable {
     /// candidate is dialled at once, so that its SYN leaves before anything else is done for the
     /// request, and the rest overlaps with the client's accepting it.
     func startCallBack(_ admitted: AdmittedRequest) -> CallbackStart {
+        // The packet goes into the journal once its SYN has left (or nothing is dialled), before
+        // anything else is done for it; `converse` makes sure of it again before the request runs.
+        defer { replays.persist() }
         if !admitted.matchesSource, admitted.request.callbackAddress?.family == .ipv4,
            !history.withLock({ $0.hasSourceMatch(admitted.key) }) {
             return .afterSourceMatchWait
@@ -270,8 +278,6 @@ public final class RequestPipeline: Sendable {
     /// candidates and dialled the first).
     func callBack(_ admitted: AdmittedRequest, candidates: [CallbackCandidate], first: consuming Result<CallbackSession, SessionError>?) async {
         let timing = self.timing
-        // While the first SYN is on its way (`converse` makes sure of it before anything runs).
-        replays.persist()
         for candidate in candidates {
             let dialled = first.take()
             let remaining = admitted.deadline - .now
@@ -329,8 +335,10 @@ public final class RequestPipeline: Sendable {
         let checked = decode(bytes, credentials: credentials, source: peer, listener: listener) { request in
             request.isStreamRequest ? nil : (.notAStreamRequest, "a stream request names no call-back; this one names \(request.callbackAddress?.description ?? "family \(request.family)") port \(request.port)")
         }
-        guard let request = checked,
-              let admitted = admit(request, candidate: nil, source: peer, listener: listener, credentials: credentials) else { return }
+        let admission = checked.flatMap { admit($0, candidate: nil, source: peer, listener: listener, credentials: credentials) }
+        // Journalled before the stream's challenge is answered, admitted or not.
+        replays.persist()
+        guard let admitted = admission else { return }
         guard case .candidates = history.withLock({ $0.beginCallback(admitted.key, now: .now) }) else {
             drop(.callbacksBusy, "too many requests under way", source: peer, listener: listener)
             return

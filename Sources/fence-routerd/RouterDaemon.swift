@@ -25,6 +25,7 @@ struct RouterDaemon: Sendable {
     let state: StateDirectory
     let logger: Logger
     let pipeline: RequestPipeline
+    let replays: ReplayJournal
     let multicast: [MulticastListener]
     let tcp: [TCPListener]
 
@@ -39,12 +40,17 @@ struct RouterDaemon: Sendable {
         switch configuration.daemon.backend {
         case .libvirt:
             let backend = try await libvirtBackend(configuration.libvirt, wait: wait, logger: logger)
-            try await serve(try await front(for: backend, services: [], configuration: configuration, credentials: credentials, state: state, logger: logger))
+            let daemon = try await front(for: backend, services: [], configuration: configuration, credentials: credentials, state: state, logger: logger)
+            defer { daemon.replays.persist() }
+            try await serve(daemon)
         case .amqp:
             let (endpoint, routerID) = try busEndpoint(configuration, logger: logger)
             try await endpoint.connection.whileRunning {
                 let backend = try await routedBackend(endpoint, routerID: routerID, configuration: configuration, wait: wait, logger: logger)
-                try await serve(try await front(for: backend, services: [backend], configuration: configuration, credentials: credentials, state: state, logger: logger))
+                let daemon = try await front(for: backend, services: [backend], configuration: configuration, credentials: credentials, state: state, logger: logger)
+                // The last packets seen reach the journal before the process exits.
+                defer { daemon.replays.persist() }
+                try await serve(daemon)
             }
         }
     }
@@ -98,7 +104,7 @@ struct RouterDaemon: Sendable {
             "request-timeout": "\(configuration.daemon.requestTimeout)",
             "access-groups": "\(configuration.groups.count)",
         ])
-        return RouterDaemon(services: services, state: state, logger: logger, pipeline: pipeline, multicast: multicast, tcp: tcp)
+        return RouterDaemon(services: services, state: state, logger: logger, pipeline: pipeline, replays: replays, multicast: multicast, tcp: tcp)
     }
 
     /// Every listener's key, read from its file, with its digests.

@@ -31,6 +31,7 @@ struct ReplayJournalTests {
             let guardian = try ReplayJournal(directory: directory.url.path, logger: logger)
             #expect(packets.allSatisfy(guardian.firstSighting))
             #expect(!guardian.firstSighting(of: packets[7]))
+            guardian.persist()
         }
         let restarted = try ReplayJournal(directory: directory.url.path, logger: logger)
         #expect(restarted.count == 50)
@@ -82,6 +83,7 @@ struct ReplayJournalTests {
         do {
             let guardian = try ReplayJournal(directory: directory.url.path, logger: logger)
             _ = guardian.firstSighting(of: first)
+            guardian.persist()
         }
         let handle = try FileHandle(forWritingTo: directory.url.appendingPathComponent("seen-packets"))
         try handle.seekToEnd()

@@ -99,6 +99,44 @@ struct RequestPipelineTests {
         #expect(sizes.atRun.withLock { $0 } == [ReplayJournal.recordLength])
     }
 
+    @Test("a packet seen and dropped (a copy of a request under way) is in the journal at once")
+    func droppedCopyJournalled() async throws {
+        let directory = try TemporaryDirectory(prefix: "fr-pipeline")
+        let replays = try ReplayJournal(directory: directory.url.path, logger: Logger(label: "pipeline-test"))
+        let pipeline = pipeline(RecordingBackend(), replays: replays)
+        // The guest's two addresses: two packets for one request.
+        _ = try #require(pipeline.admit(datagram: datagram(to: "127.0.0.1", port: 4000), source: "127.0.0.1", listener: "t", credentials: credentials))
+        #expect(pipeline.admit(datagram: try datagram(to: "127.0.0.2", port: 4000), source: "127.0.0.2", listener: "t", credentials: credentials) == nil)
+        #expect(pipeline.statistics.snapshot.dropped[.duplicate] == 1)
+        let size = try #require(try FileManager.default.attributesOfItem(atPath: directory.path("seen-packets"))[.size] as? Int)
+        #expect(size == 2 * ReplayJournal.recordLength, "both packets written, though neither was called back yet")
+    }
+
+    @Test("a stream request's packet is in the journal before its challenge is answered")
+    func streamJournalledBeforeChallenge() async throws {
+        let directory = try TemporaryDirectory(prefix: "fr-pipeline")
+        let journal = directory.path("seen-packets")
+        let backend = RecordingBackend()
+        let pipeline = pipeline(backend, replays: try ReplayJournal(directory: directory.url.path, logger: Logger(label: "pipeline-test")))
+        let (port, served) = try await serveOneStream(pipeline)
+        var request = try FenceRequest(operation: .off, hash: .sha256, domain: "vm-a", callback: nil, port: 0, seqno: 5)
+        request.sign(key: Self.key, random: (0..<6).map { _ in .random(in: .min ... .max) })
+        let client = try await connect(port)
+        let (answered, sizeWhenAnswered) = try await client.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(bytes: request.bytes))
+            try await outbound.write(ByteBuffer(bytes: [UInt8](repeating: 7, count: 64)))   // the client's challenge
+            var received: [UInt8] = []
+            var chunks = inbound.makeAsyncIterator()
+            while received.count < 128, let chunk = try await chunks.next() { received += chunk.readableBytesView }
+            // Answered; the client leaves without answering the daemon's challenge.
+            return (received.count, (try? FileManager.default.attributesOfItem(atPath: journal)[.size] as? Int) ?? -1)
+        }
+        try await withTimeout(.seconds(5), "the stream is dropped") { try await served.value }
+        #expect(answered == 128, "the answer and the daemon's own challenge")
+        #expect(sizeWhenAnswered == ReplayJournal.recordLength)
+        #expect(backend.calls.isEmpty, "never authenticated: nothing ran")
+    }
+
     @Test("the copy whose address matches its UDP source is called back first")
     func sourceMatchPreferred() async throws {
         let decoy = try await FakeFenceClient(address: "127.0.0.2", key: Self.key)
