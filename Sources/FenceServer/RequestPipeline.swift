@@ -80,19 +80,19 @@ struct AdmittedRequest: Sendable {
         return String(repeating: "0", count: 8 - digits.count) + digits
     }
 
-    /// The pipeline's logger with this request's metadata, built only when something is logged.
-    var logger: Logger {
-        var logger = baseLogger
-        // Set in one assignment: a handler may render its metadata again on every change.
-        var metadata = logger.handler.metadata
-        metadata["request"] = "\(id)"
-        metadata["op"] = "\(request.operation)"
-        metadata["domain"] = "\(request.domain)"
-        metadata["seqno"] = "\(request.seqno)"
-        metadata["source"] = "\(source)"
-        metadata["listener"] = "\(listener)"
-        logger.handler.metadata = metadata
-        return logger
+    /// What every line about this request carries.
+    var metadata: Logger.Metadata {
+        [
+            "request": "\(id)", "op": "\(request.operation)", "domain": "\(request.domain)", "seqno": "\(request.seqno)",
+            "source": "\(source)", "listener": "\(listener)",
+        ]
+    }
+
+    /// Logs a line about this request: its metadata goes with the line, built only when the level
+    /// is logged (set on a copy of the logger instead, swift-log's stream handler renders it
+    /// again at each change, then the line's own).
+    func log(_ level: Logger.Level, _ message: @autoclosure () -> Logger.Message, _ extra: @autoclosure () -> Logger.Metadata = [:]) {
+        baseLogger.log(level: level, message(), metadata: metadata.merging(extra()) { $1 })
     }
 }
 
@@ -292,7 +292,7 @@ public final class RequestPipeline: Sendable {
                 }
                 try session.connected(until: .now + min(timing.callbackConnectTimeout, remaining))
             } catch {
-                admitted.logger.debug("call-back failed", metadata: ["callback": "\(candidate.endpoint)", "error": "\(error)"])
+                admitted.log(.debug, "call-back failed", ["callback": "\(candidate.endpoint)", "error": "\(error)"])
                 continue
             }
             let ending = await converse(admitted, requester: candidate.address.description, session: session, since: .now)
@@ -444,11 +444,11 @@ public final class RequestPipeline: Sendable {
                 let domains = policy.visible(to: requester, try await backend.listDomains(deadline: deadline))
                 let records = HostListStream.sorted(domains.map { HostRecord(name: $0.name, uuid: $0.uuid, state: $0.state.rawValue) })
                 for record in records where !record.nameFitsOnWire {
-                    admitted.logger.warning("domain name longer than 63 bytes is cut in the host list", metadata: ["name": "\(record.name)"])
+                    admitted.log(.warning, "domain name longer than 63 bytes is cut in the host list", ["name": "\(record.name)"])
                 }
                 return (HostListStream.encode(records), .listed(records.count))
             } catch {
-                admitted.logger.error("cannot list domains", metadata: ["error": "\(error)"])
+                admitted.log(.error, "cannot list domains", ["error": "\(error)"])
                 return ([ResponseCode.failure.rawValue], .done(.failed(error)))
             }
         case .deviceStatus:
@@ -475,7 +475,7 @@ public final class RequestPipeline: Sendable {
         case .denied: .permissionDenied
         }
         if case .failed(let failure) = outcome {
-            admitted.logger.warning("request failed", metadata: ["error": "\(failure)"])
+            admitted.log(.warning, "request failed", ["error": "\(failure)"])
         }
         return ([code.rawValue], .done(outcome))
     }
@@ -490,17 +490,17 @@ public final class RequestPipeline: Sendable {
         case .answered(let answered):
             outcome = answered
             metadata["outcome"] = "\(answered)"
-            admitted.logger.info("request answered", metadata: metadata)
+            admitted.log(.info, "request answered", metadata)
         case .undelivered(let answered, let error):
             outcome = answered
             metadata["outcome"] = "\(answered)"
             metadata["error"] = "\(error)"
-            admitted.logger.warning("request carried out but the answer was not delivered", metadata: metadata)
+            admitted.log(.warning, "request carried out but the answer was not delivered", metadata)
         case .notRun(let refused):
             outcome = refused
             metadata["outcome"] = "\(refused)"
             let why = refused == .expired ? "past its deadline after authentication" : "another request named this client's endpoint"
-            admitted.logger.warning("request not executed: \(why)", metadata: metadata)
+            admitted.log(.warning, "request not executed: \(why)", metadata)
         case .clientGone(let error):
             drop(error.refusal.map(DropReason.init) ?? .clientGone, "the client \(error.refusal == nil ? "went away" : "sent data while waiting") before its request ran; nothing done", source: admitted.source, listener: admitted.listener)
             return
