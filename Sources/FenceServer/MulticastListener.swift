@@ -92,8 +92,9 @@ public final class MulticastListener: Service {
 
     /// How a receiving thread's turn ended.
     private enum Turn {
-        /// It serves the request it admitted; another thread receives next.
-        case handedOver
+        /// It serves the request it admitted; the next thread receives (nil: the system refused
+        /// one, ask again).
+        case handedOver(to: RequestThread?)
         case stopped
         case failed(ListenerError)
     }
@@ -104,59 +105,72 @@ public final class MulticastListener: Service {
         logger.info("listening", metadata: ["listener": "\(name)"])
         let failure: ListenerError? = await withTaskCancellationOrGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
-                var refused = false
-                while true {
-                    guard let thread = pipeline.threads.take() else {
-                        // The system refuses a thread: datagrams wait in the socket's buffer.
-                        if !refused {
-                            logger.error("the system refuses a thread to receive on; trying again every 100 ms", metadata: ["listener": "\(name)"])
-                            refused = true
-                        }
-                        guard !stopping.load(ordering: .relaxed), (try? await Task.sleep(for: .milliseconds(100))) != nil else { return nil }
-                        continue
-                    }
-                    refused = false
-                    // The thread that waits; it serves what it admits, and the next one waits.
-                    let turn: Turn = await withTaskExecutorPreference(thread) {
-                        while true {
-                            let datagram: MulticastSocket.Datagram?
-                            do throws(ListenerError) {
-                                datagram = try socket.receive()
-                            } catch {
-                                return .failed(error)
+                // Between turns the loop runs where `receiving` points: the next thread, so that it
+                // goes there straight from the thread that admitted a request (and now serves it).
+                let receiving = MovingExecutor(nil)
+                return await withTaskExecutorPreference(receiving) { () async -> ListenerError? in
+                    var refused = false
+                    var next: RequestThread?
+                    while true {
+                        guard let thread = next ?? pipeline.threads.take() else {
+                            // The system refuses a thread: datagrams wait in the socket's buffer.
+                            if !refused {
+                                logger.error("the system refuses a thread to receive on; trying again every 100 ms", metadata: ["listener": "\(name)"])
+                                refused = true
                             }
-                            guard let datagram else { return .stopped }
-                            // What is dropped costs no thread hand-over: this thread reads on.
-                            guard let admitted = admit(datagram) else { continue }
-                            switch pipeline.startCallBack(admitted) {
-                            case .none:
-                                continue
-                            case .afterSourceMatchWait:
-                                // Waits without holding a thread.
-                                group.addTask(executorPreference: globalConcurrentExecutor) {
-                                    await self.pipeline.serveDatagram(admitted, start: .afterSourceMatchWait)
+                            guard !stopping.load(ordering: .relaxed), (try? await Task.sleep(for: .milliseconds(100))) != nil else { return nil }
+                            continue
+                        }
+                        refused = false
+                        next = nil
+                        // The thread that waits; it serves what it admits, and the next one waits.
+                        let turn: Turn = await withTaskExecutorPreference(thread) {
+                            while true {
+                                let datagram: MulticastSocket.Datagram?
+                                do throws(ListenerError) {
+                                    datagram = try socket.receive()
+                                } catch {
+                                    receiving.move(to: nil)
+                                    return .failed(error)
                                 }
-                                continue
-                            case .dialling(let candidates, let first):
-                                // Its SYN has left; the rest is queued on this thread, which runs
-                                // it as soon as this turn ends.
-                                group.addTask(executorPreference: thread) {
-                                    await thread.hosting { await self.pipeline.callBack(admitted, candidates: candidates, first: first) }
-                                    self.pipeline.threads.giveBack(thread)
+                                guard let datagram else {
+                                    receiving.move(to: nil)
+                                    return .stopped
                                 }
-                                return .handedOver
+                                // What is dropped costs no thread hand-over: this thread reads on.
+                                guard let admitted = admit(datagram) else { continue }
+                                switch pipeline.startCallBack(admitted) {
+                                case .none:
+                                    continue
+                                case .afterSourceMatchWait:
+                                    // Waits without holding a thread.
+                                    group.addTask(executorPreference: globalConcurrentExecutor) {
+                                        await self.pipeline.serveDatagram(admitted, start: .afterSourceMatchWait)
+                                    }
+                                    continue
+                                case .dialling(let candidates, let first):
+                                    // Its SYN has left; the rest is queued on this thread, which runs
+                                    // it as soon as the loop has left for the next thread.
+                                    group.addTask(executorPreference: thread) {
+                                        await thread.hosting { await self.pipeline.callBack(admitted, candidates: candidates, first: first) }
+                                        self.pipeline.threads.giveBack(thread)
+                                    }
+                                    let following = pipeline.threads.take()
+                                    receiving.move(to: following)
+                                    return .handedOver(to: following)
+                                }
                             }
                         }
-                    }
-                    switch turn {
-                    case .handedOver:
-                        continue
-                    case .stopped:
-                        pipeline.threads.giveBack(thread)
-                        return nil
-                    case .failed(let error):
-                        pipeline.threads.giveBack(thread)
-                        return error
+                        switch turn {
+                        case .handedOver(let following):
+                            next = following
+                        case .stopped:
+                            pipeline.threads.giveBack(thread)
+                            return nil
+                        case .failed(let error):
+                            pipeline.threads.giveBack(thread)
+                            return error
+                        }
                     }
                 }
             }

@@ -83,7 +83,8 @@ public final class RequestThread: TaskExecutor, Sendable {
     private let budget: BlockingBudget
 
     private enum Item {
-        case job(UnownedJob)
+        /// A job, and the executor it runs as (this thread's, or a `MovingExecutor` pointing here).
+        case job(UnownedJob, UnownedTaskExecutor?)
         case work(Int, @Sendable () -> Void)
         case stop
     }
@@ -109,7 +110,13 @@ public final class RequestThread: TaskExecutor, Sendable {
     }
 
     public func enqueue(_ job: consuming ExecutorJob) {
-        push(.job(UnownedJob(job)))
+        push(.job(UnownedJob(job), nil))
+    }
+
+    /// Runs `job` here as a job of `executor`, so that a task preferring that executor finds
+    /// itself on it.
+    func enqueue(_ job: consuming ExecutorJob, as executor: UnownedTaskExecutor) {
+        push(.job(UnownedJob(job), executor))
     }
 
     /// Runs `body` with this thread as the one for blocking work (`current`).
@@ -229,8 +236,8 @@ public final class RequestThread: TaskExecutor, Sendable {
                 case .stop:
                     thread.queue.withLock { $0.serving = nil }
                     return
-                case .job(let job):
-                    job.runSynchronously(on: thread.asUnownedTaskExecutor())
+                case .job(let job, let executor):
+                    job.runSynchronously(on: executor ?? thread.asUnownedTaskExecutor())
                 case .work(_, let work):
                     work()
                     let replaced = thread.queue.withLock { queue in
@@ -242,5 +249,33 @@ public final class RequestThread: TaskExecutor, Sendable {
                 }
             }
         }
+    }
+}
+
+/// A task executor that runs its jobs on one request thread at a time, or on Swift's global
+/// executor, and can be pointed elsewhere. A task that prefers it and leaves a
+/// `withTaskExecutorPreference` scope for a request thread continues wherever it points then:
+/// the multicast listener's receiving loop goes from the thread that admitted a request (and now
+/// serves it) straight to the next one, instead of through the global executor (a thread of it
+/// woken for nothing, per request).
+public final class MovingExecutor: TaskExecutor, Sendable {
+    /// Nil: the global executor.
+    private let target: Mutex<RequestThread?>
+
+    public init(_ thread: RequestThread?) {
+        target = Mutex(thread)
+    }
+
+    public func enqueue(_ job: consuming ExecutorJob) {
+        if let thread = target.withLock({ $0 }) {
+            thread.enqueue(job, as: asUnownedTaskExecutor())
+        } else {
+            globalConcurrentExecutor.enqueue(job)
+        }
+    }
+
+    /// Where the task's next job runs.
+    public func move(to thread: RequestThread?) {
+        target.withLock { $0 = thread }
     }
 }

@@ -95,6 +95,37 @@ struct RequestThreadTests {
         #expect(pthread_equal(await osThread(on: thread), after) != 0)
     }
 
+    @Test("a task that prefers a moving executor goes, on leaving a thread's scope, where the executor points")
+    func moving() async throws {
+        let budget = BlockingBudget()
+        let first = try #require(RequestThread(budget: budget))
+        let second = try #require(RequestThread(budget: budget))
+        defer {
+            first.stop()
+            second.stop()
+        }
+        let executor = MovingExecutor(nil)
+        // `runBetweenJobs` accepts work only from the thread the caller runs on.
+        let places = await withTaskExecutorPreference(executor) { () async -> [Bool] in
+            var places: [Bool] = []
+            for _ in 0..<50 {
+                await withTaskExecutorPreference(first) {
+                    places.append(first.runBetweenJobs {} != nil)
+                    executor.move(to: second)
+                }
+                places.append(second.runBetweenJobs {} != nil)
+                await withTaskExecutorPreference(second) {
+                    places.append(second.runBetweenJobs {} != nil)
+                    executor.move(to: first)
+                }
+                places.append(first.runBetweenJobs {} != nil)
+            }
+            executor.move(to: nil)
+            return places
+        }
+        #expect(places == Array(repeating: true, count: 200))
+    }
+
     @Test("idle threads are kept for reuse up to the limit")
     func idleLimit() async throws {
         let threads = RequestThreads(idleLimit: 1)
