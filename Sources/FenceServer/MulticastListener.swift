@@ -125,18 +125,22 @@ public final class MulticastListener: Service {
                         next = nil
                         // The thread that waits; it serves what it admits, and the next one waits.
                         let turn: Turn = await withTaskExecutorPreference(thread) {
+                            // The next thread is ready before this one waits: a thread made on
+                            // demand is not made while an admitted request waits for this one.
+                            let following = pipeline.threads.take()
+                            func leave(_ turn: Turn) -> Turn {
+                                receiving.move(to: nil)
+                                if let following { pipeline.threads.giveBack(following) }
+                                return turn
+                            }
                             while true {
                                 let datagram: MulticastSocket.Datagram?
                                 do throws(ListenerError) {
                                     datagram = try socket.receive()
                                 } catch {
-                                    receiving.move(to: nil)
-                                    return .failed(error)
+                                    return leave(.failed(error))
                                 }
-                                guard let datagram else {
-                                    receiving.move(to: nil)
-                                    return .stopped
-                                }
+                                guard let datagram else { return leave(.stopped) }
                                 // What is dropped costs no thread hand-over: this thread reads on.
                                 guard let admitted = admit(datagram) else { continue }
                                 switch pipeline.startCallBack(admitted) {
@@ -150,12 +154,12 @@ public final class MulticastListener: Service {
                                     continue
                                 case .dialling(let candidates, let first):
                                     // Its SYN has left; the rest is queued on this thread, which runs
-                                    // it as soon as the loop has left for the next thread.
+                                    // it as soon as the loop has left for the next thread (or for
+                                    // the global executor, when the system refused one).
                                     group.addTask(executorPreference: thread) {
                                         await thread.hosting { await self.pipeline.callBack(admitted, candidates: candidates, first: first) }
                                         self.pipeline.threads.giveBack(thread)
                                     }
-                                    let following = pipeline.threads.take()
                                     receiving.move(to: following)
                                     return .handedOver(to: following)
                                 }

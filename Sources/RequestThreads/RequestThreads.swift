@@ -257,16 +257,17 @@ public final class RequestThread: TaskExecutor, Sendable {
 /// `withTaskExecutorPreference` scope for a request thread continues wherever it points then:
 /// the multicast listener's receiving loop goes from the thread that admitted a request (and now
 /// serves it) straight to the next one, instead of through the global executor (a thread of it
-/// woken for nothing, per request).
-public final class MovingExecutor: TaskExecutor, Sendable {
+/// woken for nothing, per request). Point it only at a thread the task holds (not given back):
+/// a stopped thread runs nothing more, and the task would never resume.
+package final class MovingExecutor: TaskExecutor, Sendable {
     /// Nil: the global executor.
     private let target: Mutex<RequestThread?>
 
-    public init(_ thread: RequestThread?) {
+    package init(_ thread: RequestThread?) {
         target = Mutex(thread)
     }
 
-    public func enqueue(_ job: consuming ExecutorJob) {
+    package func enqueue(_ job: consuming ExecutorJob) {
         if let thread = target.withLock({ $0 }) {
             thread.enqueue(job, as: asUnownedTaskExecutor())
         } else {
@@ -274,8 +275,8 @@ public final class MovingExecutor: TaskExecutor, Sendable {
         }
     }
 
-    /// Where the task's next job runs.
-    public func move(to thread: RequestThread?) {
+    /// Where the jobs enqueued from now on run.
+    package func move(to thread: RequestThread?) {
         target.withLock { $0 = thread }
     }
 }

@@ -120,10 +120,12 @@ struct RequestThreadTests {
                 }
                 places.append(first.runBetweenJobs {} != nil)
             }
-            executor.move(to: nil)
+            // Pointed nowhere: the global executor, neither thread.
+            await withTaskExecutorPreference(first) { executor.move(to: nil) }
+            places.append(first.runBetweenJobs {} == nil && second.runBetweenJobs {} == nil)
             return places
         }
-        #expect(places == Array(repeating: true, count: 200))
+        #expect(places == Array(repeating: true, count: 201))
     }
 
     @Test("idle threads are kept for reuse up to the limit")
