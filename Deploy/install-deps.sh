@@ -19,6 +19,7 @@ if [[ ${1:-} != --build-only ]]; then
         iproute2           # ip netns, veth, bridges for the labs
         tcpdump            # the benchmark times the daemons on the wire (capture on its lab bridge)
         python3            # one test sends a hand-made datagram
+        gcc                # builds a test's clock shim, which makes the real fence_xvm draw one seqno twice
         openssl            # identity keys made as an operator may make them (openssl genpkey)
         systemd            # systemd-analyze verifies the units
         systemd-container  # systemd-nspawn boots a minimal Debian to run the units under a real systemd

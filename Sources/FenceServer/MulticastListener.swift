@@ -196,6 +196,6 @@ public final class MulticastListener: Service {
             pipeline.drop(.wrongInterface, arrived, source: source, listener: name)
             return nil
         }
-        return pipeline.admit(datagram: datagram.bytes, source: source, listener: name, credentials: credentials.value)
+        return pipeline.admit(datagram: datagram.bytes, source: source, listener: name, credentials: credentials.value, arrival: datagram.arrival)
     }
 }

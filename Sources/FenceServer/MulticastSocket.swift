@@ -15,6 +15,9 @@ final class MulticastSocket: Sendable {
         let source: CallbackAddress?
         /// The interface it arrived on; nil when the kernel did not say (never expected).
         let interfaceIndex: Int?
+        /// When it reached the host (the kernel's time stamp), however long it then waited to be
+        /// read: the request history judges copies by it.
+        let arrival: ContinuousClock.Instant
     }
 
     private let descriptor: Int32
@@ -38,6 +41,7 @@ final class MulticastSocket: Sendable {
         _ = fcntl(wake.read, F_SETFD, FD_CLOEXEC)
         _ = fcntl(wake.write, F_SETFD, FD_CLOEXEC)
         do throws(ListenerError) {
+            try option(SOL_SOCKET, 35 /* SO_TIMESTAMPNS */, Int32(1), .bindFailed)
             if ipv4 {
                 // The interface each datagram arrived on, checked per packet.
                 try option(Int32(IPPROTO_IP), IP_PKTINFO, Int32(1), .bindFailed)
@@ -112,7 +116,7 @@ final class MulticastSocket: Sendable {
         // cost as much as reading it. A longer datagram arrives cut to 1 KB and is dropped for its
         // length like any other that is not 176 bytes.
         try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 1024) { buffer throws(ListenerError) -> Datagram? in
-            try withUnsafeTemporaryAllocation(of: UInt64.self, capacity: 8) { control throws(ListenerError) -> Datagram? in
+            try withUnsafeTemporaryAllocation(of: UInt64.self, capacity: 16) { control throws(ListenerError) -> Datagram? in
                 var source = sockaddr_storage()
                 var flags: Int32 = 0
                 var controlLength = 0
@@ -135,9 +139,11 @@ final class MulticastSocket: Sendable {
                     guard errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR else { throw Self.failure(.receiveFailed, "recvmsg") }
                     return nil
                 }
-                // Cut control messages might have lost the packet information: then no interface is known.
-                let interface = flags & Int32(MSG_CTRUNC) == 0 ? arrivalInterface(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(control)[..<controlLength])) : nil
-                return Datagram(bytes: Array(buffer[..<count]), source: Self.address(source), interfaceIndex: interface)
+                // Cut control messages might have lost the packet information: then no interface is
+                // known, and the datagram counts as arrived now.
+                let (interface, stamp) = flags & Int32(MSG_CTRUNC) == 0
+                    ? controlMessages(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(control)[..<controlLength])) : (nil, nil)
+                return Datagram(bytes: Array(buffer[..<count]), source: Self.address(source), interfaceIndex: interface, arrival: Self.instant(of: stamp))
             }
         }
     }
@@ -158,31 +164,47 @@ final class MulticastSocket: Sendable {
         }
     }
 
-    /// The interface index of the packet-information control message.
+    /// The interface index of the packet-information control message and the kernel's time
+    /// stamp (`CLOCK_REALTIME`).
     /// - Parameter raw: the control messages, as long as the kernel wrote them.
-    private func arrivalInterface(_ raw: UnsafeRawBufferPointer) -> Int? {
+    private func controlMessages(_ raw: UnsafeRawBufferPointer) -> (interface: Int?, stamp: Duration?) {
         // struct cmsghdr { size_t cmsg_len; int cmsg_level; int cmsg_type; data... }, each
         // message aligned to a size_t.
         let header = MemoryLayout<Int>.size + 8
+        var found: (interface: Int?, stamp: Duration?) = (nil, nil)
         var offset = 0
         while offset + header <= raw.count {
             let length = raw.loadUnaligned(fromByteOffset: offset, as: Int.self)
-            guard length >= header, offset + length <= raw.count else { return nil }
+            guard length >= header, offset + length <= raw.count else { break }
             let level = raw.loadUnaligned(fromByteOffset: offset + MemoryLayout<Int>.size, as: Int32.self)
             let type = raw.loadUnaligned(fromByteOffset: offset + MemoryLayout<Int>.size + 4, as: Int32.self)
             let data = offset + header
-            switch family {
-            case .ipv4 where level == IPPROTO_IP && type == IP_PKTINFO && length >= header + 12:
+            if level == SOL_SOCKET, type == 35 /* SCM_TIMESTAMPNS */, length >= header + 16 {
+                // struct timespec { time_t tv_sec; long tv_nsec; }
+                found.stamp = .seconds(raw.loadUnaligned(fromByteOffset: data, as: Int.self))
+                    + .nanoseconds(raw.loadUnaligned(fromByteOffset: data + 8, as: Int.self))
+            } else if family == .ipv4, level == IPPROTO_IP, type == IP_PKTINFO, length >= header + 12 {
                 // struct in_pktinfo { int ipi_ifindex; ... }
-                return Int(raw.loadUnaligned(fromByteOffset: data, as: Int32.self))
-            case .ipv6 where level == IPPROTO_IPV6 && type == 50 /* IPV6_PKTINFO */ && length >= header + 20:
+                found.interface = Int(raw.loadUnaligned(fromByteOffset: data, as: Int32.self))
+            } else if family == .ipv6, level == IPPROTO_IPV6, type == 50 /* IPV6_PKTINFO */, length >= header + 20 {
                 // struct in6_pktinfo { struct in6_addr ipi6_addr; unsigned ipi6_ifindex; }
-                return Int(raw.loadUnaligned(fromByteOffset: data + 16, as: UInt32.self))
-            default:
-                offset += (length + MemoryLayout<Int>.size - 1) & ~(MemoryLayout<Int>.size - 1)
+                found.interface = Int(raw.loadUnaligned(fromByteOffset: data + 16, as: UInt32.self))
             }
+            offset += (length + MemoryLayout<Int>.size - 1) & ~(MemoryLayout<Int>.size - 1)
         }
-        return nil
+        return found
+    }
+
+    /// The kernel's wall-clock stamp as an instant of the continuous clock: now, less how long
+    /// ago the wall clock says it was. A wall clock stepped back meanwhile counts as no wait; one
+    /// stepped forward makes the datagram look older, which only ever makes it a copy or late.
+    private static func instant(of stamp: Duration?) -> ContinuousClock.Instant {
+        let now = ContinuousClock.now
+        guard let stamp else { return now }
+        var wall = timespec()
+        clock_gettime(CLOCK_REALTIME, &wall)
+        let waited = .seconds(wall.tv_sec) + .nanoseconds(wall.tv_nsec) - stamp
+        return waited > .zero ? now - waited : now
     }
 
     private func option<Value>(_ level: Int32, _ name: Int32, _ value: Value, _ code: ListenerError.Code) throws(ListenerError) {

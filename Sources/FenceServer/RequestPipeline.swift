@@ -12,8 +12,8 @@ import Synchronization
 public struct FrontEndTiming: Sendable {
     /// A request lives this long from its first packet; past it, it is dropped and never executed.
     public var requestTimeout: Duration = .seconds(20)
-    /// Copies and retransmissions of a finished request are dropped for this long.
-    public var duplicateWindow: Duration = .seconds(60)
+    /// Copies of an answered request are dropped for this long after its answer.
+    public var duplicateWindow: Duration = .seconds(2)
     /// The reference's call-back connect timeout.
     public var callbackConnectTimeout: Duration = .seconds(5)
     /// The whole challenge-response must be done this soon after the connection (the reference
@@ -158,9 +158,10 @@ public final class RequestPipeline: Sendable {
 
     // MARK: - Datagrams (multicast listener)
 
-    /// The cheap, synchronous part for one datagram. Returns the request only for its first copy
-    /// (or a retry after a failed call-back); everything else is dropped and counted here.
-    func admit(datagram: [UInt8], source sourceText: String, listener: String, credentials: ListenerCredentials) -> AdmittedRequest? {
+    /// The cheap, synchronous part for one datagram that reached the host at `arrival`. Returns
+    /// the request only for its first copy (or a retry after a failed call-back); everything else
+    /// is dropped and counted here.
+    func admit(datagram: [UInt8], source sourceText: String, listener: String, credentials: ListenerCredentials, arrival: ContinuousClock.Instant = .now) -> AdmittedRequest? {
         let checked = decode(datagram, credentials: credentials, source: sourceText, listener: listener) { request in
             guard let address = request.callbackAddress else {
                 return (.badFamily, "address family \(request.family) is neither IPv4 (2) nor IPv6 (10)")
@@ -172,7 +173,7 @@ public final class RequestPipeline: Sendable {
         }
         guard let request = checked, let address = request.callbackAddress else { return nil }
         let candidate = CallbackCandidate(address: address, port: request.port, matchesSource: address.description == sourceText)
-        guard let admitted = admit(request, candidate: candidate, source: sourceText, listener: listener, credentials: credentials) else {
+        guard let admitted = admit(request, candidate: candidate, source: sourceText, listener: listener, credentials: credentials, arrival: arrival) else {
             // Seen and dropped (a copy, a conflict, …): journalled now, there is no SYN to go first.
             replays.persist()
             return nil
@@ -295,13 +296,16 @@ public final class RequestPipeline: Sendable {
                 admitted.log(.debug, "call-back failed", ["callback": "\(candidate.endpoint)", "error": "\(error)"])
                 continue
             }
-            let ending = await converse(admitted, requester: candidate.address.description, session: session, since: .now)
+            let reached = ContinuousClock.now
+            let ending = await converse(admitted, requester: candidate.address.description, session: session, since: reached)
             session.close()
             if case .notAuthenticated(let error) = ending {
                 drop(error.refusal.map(DropReason.init) ?? .authenticationFailed, "call-back \(candidate.endpoint): \(error); trying the next address", source: admitted.source, listener: admitted.listener)
                 continue
             }
-            history.withLock { $0.finished(admitted.key, now: .now) }
+            // The client sent its last copy before it took this call-back: copies are judged from
+            // here, not from the answer (a slow off, a thread descheduled before this line).
+            history.withLock { $0.finished(admitted.key, clientReached: reached) }
             report(ending, admitted: admitted, requester: candidate.address.description, started: admitted.admitted)
             return
         }
@@ -335,7 +339,7 @@ public final class RequestPipeline: Sendable {
         let checked = decode(bytes, credentials: credentials, source: peer, listener: listener) { request in
             request.isStreamRequest ? nil : (.notAStreamRequest, "a stream request names no call-back; this one names \(request.callbackAddress?.description ?? "family \(request.family)") port \(request.port)")
         }
-        let admission = checked.flatMap { admit($0, candidate: nil, source: peer, listener: listener, credentials: credentials) }
+        let admission = checked.flatMap { admit($0, candidate: nil, source: peer, listener: listener, credentials: credentials, arrival: .now) }
         // Journalled before the stream's challenge is answered, admitted or not.
         replays.persist()
         guard let admitted = admission else { return }
@@ -350,15 +354,18 @@ public final class RequestPipeline: Sendable {
             drop(error.refusal.map(DropReason.init) ?? .authenticationFailed, "client did not authenticate: \(error)", source: peer, listener: listener)
             return
         }
-        history.withLock { $0.finished(admitted.key, now: .now) }
+        history.withLock { $0.finished(admitted.key, clientReached: started) }
         report(ending, admitted: admitted, requester: peer, started: started)
     }
 
     // MARK: - Shared steps
 
-    private func admit(_ request: FenceRequest, candidate: CallbackCandidate?, source: String, listener: String, credentials: ListenerCredentials) -> AdmittedRequest? {
+    private func admit(
+        _ request: FenceRequest, candidate: CallbackCandidate?, source: String, listener: String, credentials: ListenerCredentials,
+        arrival: ContinuousClock.Instant
+    ) -> AdmittedRequest? {
         let key = RequestKey(request)
-        let admission = history.withLock { $0.admit(key, candidate: candidate, source: source, now: .now) }
+        let admission = history.withLock { $0.admit(key, candidate: candidate, source: source, now: arrival) }
         let deadline: ContinuousClock.Instant
         switch admission {
         case .new(let until), .retry(let until):

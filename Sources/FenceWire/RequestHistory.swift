@@ -48,9 +48,15 @@ public struct CallbackCandidate: Hashable, Sendable {
 public struct HistoryLimits: Sendable, Equatable {
     /// A request lives this long from its first copy; past it, it is never called back.
     public var requestTimeout: Duration = .seconds(20)
-    /// A request is remembered this long after it settled (and after its deadline), so that its
-    /// late copies are dropped rather than called back as new.
-    public var window: Duration = .seconds(60)
+    /// An answered request's copies are dropped this long after its client took the call-back, by
+    /// when each reached the host; a request with its key after that is new. The client sent every
+    /// copy before it took the call-back, so copies come within the network's delay; the seqno is the client's
+    /// microseconds (and clusters on scheduler ticks under load), so a longer window drops a new
+    /// request that drew an answered one's seqno until the window ends.
+    public var window: Duration = .seconds(2)
+    /// A request that was not answered (refused, its call-back failed, abandoned) is remembered
+    /// this long past its deadline: its client sends copies until it gives up (fence_xvm: 30 s).
+    public var retransmissionHorizon: Duration = .seconds(60)
     /// Requests remembered at once, from everyone.
     public var capacity = 65_536
     /// Requests not yet answered (gathering, under way, waiting for a retry, refused) from one
@@ -199,6 +205,9 @@ public struct RequestHistory: Sendable {
             return admitNew(key, candidate: candidate, source: source, now: now)
         }
         switch entry.phase {
+        case .finished where now - entry.since >= limits.window:
+            remove(key)
+            return admitNew(key, candidate: candidate, source: source, now: now)
         case .finished, .refused: return .duplicate
         case .waiting where now >= entry.deadline: return .expired
         default: break
@@ -310,9 +319,11 @@ public struct RequestHistory: Sendable {
         settle(key, as: .waiting, now: now)
     }
 
-    /// Records that the request was answered (whatever the answer): its copies are dropped.
-    public mutating func finished(_ key: RequestKey, now: ContinuousClock.Instant) {
-        settle(key, as: .finished, now: now)
+    /// Records that the request was answered (whatever the answer): its copies are dropped for
+    /// the window from `clientReached`, when its client took the call-back (it sends no copy
+    /// after that).
+    public mutating func finished(_ key: RequestKey, clientReached: ContinuousClock.Instant) {
+        settle(key, as: .finished, now: clientReached)
     }
 
     /// The task is done with the request: its slot goes back; a request still under way takes
@@ -414,14 +425,15 @@ public struct RequestHistory: Sendable {
         while largestCount > 0, sourcesByCount[largestCount] == nil { largestCount -= 1 }
     }
 
-    /// A request leaves the history `window` after it settled and after its deadline; one still
-    /// gathering or under way leaves only once that much has passed since it began (a request
+    /// An answered request leaves the history `window` after its answer; any other leaves
+    /// `retransmissionHorizon` after its deadline and after it entered its phase (a request
     /// whose owner vanished cannot hold its room for ever).
     private mutating func purgeIfDue(now: ContinuousClock.Instant) {
         if let lastPurge, now - lastPurge < .seconds(1) { return }
         lastPurge = now
         let gone = entries.compactMap { key, entry in
-            now > max(entry.deadline, entry.since) + limits.window ? key : nil
+            let end = entry.phase == .finished ? entry.since + limits.window : max(entry.deadline, entry.since) + limits.retransmissionHorizon
+            return now > end ? key : nil
         }
         for key in gone { remove(key) }
     }

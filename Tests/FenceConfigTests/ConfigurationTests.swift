@@ -29,7 +29,7 @@ struct ConfigurationTests {
         #expect(configuration.tcpListeners.isEmpty)
         #expect(configuration.warnings.isEmpty)
         #expect(configuration.daemon.requestTimeout == .seconds(20))
-        #expect(configuration.daemon.duplicateWindow == .seconds(60))
+        #expect(configuration.daemon.duplicateWindow == .seconds(2))
     }
 
     @Test("a file written by the real fence_virtd -c reads, and renders back byte for byte")

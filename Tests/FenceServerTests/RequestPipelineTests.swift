@@ -80,6 +80,26 @@ struct RequestPipelineTests {
         #expect(pipeline.statistics.snapshot.answered["off/success"] == 1)
     }
 
+    @Test("an answered request's copy is judged by when it reached the host: dropped if before the answer however late it is read, new once the window has passed")
+    func copiesJudgedByArrival() async throws {
+        let client = try await FakeFenceClient(key: Self.key)
+        let backend = RecordingBackend()
+        let pipeline = pipeline(backend)
+        let arrived = ContinuousClock.now
+        let first = try #require(pipeline.admit(datagram: datagram(to: "127.0.0.1", port: client.port), source: "127.0.0.1", listener: "t", credentials: credentials, arrival: arrived))
+        await pipeline.serveDatagram(first)
+        let answered = ContinuousClock.now
+        #expect(pipeline.admit(datagram: try datagram(to: "127.0.0.1", port: client.port), source: "127.0.0.1", listener: "t", credentials: credentials, arrival: arrived) == nil)
+        #expect(pipeline.statistics.snapshot.dropped[.duplicate] == 1)
+        // The same op, domain and seqno from a client that started after the window (fence_xvm
+        // draws its seqno from the clock's microseconds): a new request, answered too.
+        let again = try #require(pipeline.admit(datagram: datagram(to: "127.0.0.1", port: client.port), source: "127.0.0.1", listener: "t", credentials: credentials, arrival: answered + FrontEndTiming().duplicateWindow))
+        await pipeline.serveDatagram(again)
+        await client.close()
+        #expect(client.callbacks == 2)
+        #expect(backend.calls == ["off vm-a", "off vm-a"])
+    }
+
     @Test("a request's packet is in the journal before the request runs")
     func journalledBeforeRunning() async throws {
         let directory = try TemporaryDirectory(prefix: "fr-pipeline")

@@ -48,14 +48,36 @@ struct RequestHistoryTests {
         #expect(history.admit(try key("vm1", operation: .status), candidate: nil, source: "s", now: start) == deadline)
     }
 
-    @Test("an answered request is remembered for the window after it settled and after its deadline, then forgotten")
+    @Test("an answered request's copies are dropped for the window after its client took the call-back, by when they reached the host; then its key is new, deadline or not")
     func window() throws {
-        var history = RequestHistory(limits: limits { $0.window = .seconds(60) })
+        var history = RequestHistory(limits: limits { $0.window = .seconds(2) })
         let k = try key()
-        history.serve(k, source: "s", now: start)
-        #expect(history.admit(k, candidate: nil, source: "s", now: start + .seconds(79)) == .duplicate)
-        let later = start + .seconds(81)
-        #expect(history.admit(k, candidate: nil, source: "s", now: later) == .new(deadline: later + .seconds(20)))
+        let reached = start + .seconds(1)
+        _ = history.admit(k, candidate: nil, source: "s", now: start)
+        _ = history.beginCallback(k, now: start)
+        #expect(history.admit(k, candidate: nil, source: "s", now: reached + .seconds(3)) == .duplicate, "under way")
+        history.finished(k, clientReached: reached)
+        #expect(history.admit(k, candidate: nil, source: "s", now: start + .milliseconds(500)) == .duplicate, "reached the host before the call-back, read after the answer")
+        #expect(history.admit(k, candidate: nil, source: "s", now: reached + .milliseconds(1999)) == .duplicate)
+        let later = reached + .seconds(2)
+        #expect(history.admit(k, candidate: nil, source: "s", now: later) == .new(deadline: later + .seconds(20)), "inside the first request's deadline: a new request drew its seqno")
+        #expect(history.inconsistency == nil)
+    }
+
+    @Test("an answered request leaves the history its window after its client took the call-back; one refused stays past its deadline for the retransmission horizon")
+    func answeredLeaveFirst() throws {
+        var history = RequestHistory(limits: limits { $0.window = .seconds(2); $0.retransmissionHorizon = .seconds(60) })
+        let answered = try key(seqno: 1)
+        history.serve(answered, source: "s", now: start)
+        let refused = try key(seqno: 2)
+        let rival = try key(seqno: 3)
+        let endpoint = candidate("10.0.0.2")
+        _ = history.admit(refused, candidate: endpoint, source: "10.0.0.2", now: start)
+        #expect(history.admit(rival, candidate: endpoint, source: "10.0.0.2", now: start) == .conflict)
+        _ = history.admit(try key(seqno: 4), candidate: nil, source: "t", now: start + .seconds(3))
+        #expect(history.count == 3, "the answered request is gone, the refused pair stays")
+        #expect(history.admit(refused, candidate: endpoint, source: "10.0.0.2", now: start + .seconds(79)) == .duplicate, "its client may still be sending")
+        #expect(history.inconsistency == nil)
     }
 
     @Test("after a failed call-back a later copy retries with the first deadline, rate-limited and a bounded number of times")
@@ -76,9 +98,9 @@ struct RequestHistoryTests {
         #expect(history.admit(k, candidate: c, source: "10.0.0.2", now: start + .seconds(5)) == .retryLimited, "three attempts in all")
     }
 
-    @Test("a copy after the deadline is expired, and the request leaves the history once its window passed")
+    @Test("a copy after the deadline is expired, and the request leaves the history once its retransmission horizon passed")
     func expiredLeaves() throws {
-        var history = RequestHistory(limits: limits { $0.requestTimeout = .seconds(2); $0.window = .seconds(60) })
+        var history = RequestHistory(limits: limits { $0.requestTimeout = .seconds(2); $0.retransmissionHorizon = .seconds(60) })
         let k = try key()
         _ = history.admit(k, candidate: nil, source: "s", now: start)
         _ = history.beginCallback(k, now: start)
@@ -89,16 +111,16 @@ struct RequestHistoryTests {
         #expect(history.count == 1, "only the newcomer is left")
     }
 
-    @Test("requests whose owner never settled them leave after their deadline and the window")
+    @Test("requests whose owner never settled them leave after their deadline and the retransmission horizon")
     func abandonedLeave() throws {
-        var history = RequestHistory(limits: limits { $0.requestTimeout = .seconds(2); $0.window = .seconds(60) })
+        var history = RequestHistory(limits: limits { $0.requestTimeout = .seconds(2); $0.retransmissionHorizon = .seconds(60) })
         let gathering = try key(seqno: 1)
         let underWay = try key(seqno: 2)
         _ = history.admit(gathering, candidate: nil, source: "s", now: start)
         _ = history.admit(underWay, candidate: nil, source: "s", now: start)
         _ = history.beginCallback(underWay, now: start)
         _ = history.admit(try key(seqno: 3), candidate: nil, source: "s", now: start + .seconds(30))
-        #expect(history.count == 3, "a request under way is kept past its deadline for the window")
+        #expect(history.count == 3, "a request under way is kept past its deadline for the horizon")
         _ = history.admit(try key(seqno: 4), candidate: nil, source: "s", now: start + .seconds(63))
         #expect(history.count == 2)
     }
@@ -115,13 +137,13 @@ struct RequestHistoryTests {
 
     @Test("a busy guest whose requests are answered never runs out of its share: answered requests do not count")
     func answeredDoNotCount() throws {
-        var history = RequestHistory(limits: limits { $0.perSource = 3; $0.capacity = 100 })
+        var history = RequestHistory(limits: limits { $0.perSource = 3; $0.capacity = 100; $0.window = .seconds(60) })
         for seqno in 0..<50 {
             let k = try key(seqno: UInt32(seqno))
             let now = start + .milliseconds(200 * seqno)
             #expect(history.admit(k, candidate: nil, source: "guest", now: now) == .new(deadline: now + .seconds(20)), "request \(seqno)")
             _ = history.beginCallback(k, now: now)
-            history.finished(k, now: now)
+            history.finished(k, clientReached: now)
         }
         #expect(history.count == 50, "all remembered, for their late copies")
     }
@@ -213,7 +235,7 @@ struct RequestHistoryTests {
         _ = history.admit(b, candidate: candidate("10.0.0.3"), source: "10.0.0.2", now: start)
         #expect(history.beginCallback(a, now: start) == .candidates([candidate("10.0.0.2")]))
         #expect(history.beginCallback(b, now: start) == .busy)
-        history.finished(a, now: start)
+        history.finished(a, clientReached: start)
         #expect(history.admit(b, candidate: candidate("10.0.0.3"), source: "10.0.0.2", now: start + .seconds(1)) == .retry(deadline: start + .seconds(20)))
         #expect(history.beginCallback(b, now: start + .seconds(1)) == .candidates([candidate("10.0.0.3")]))
     }
@@ -283,6 +305,6 @@ extension RequestHistory {
     mutating func serve(_ key: RequestKey, candidate: CallbackCandidate? = nil, source: String, now: ContinuousClock.Instant) {
         _ = admit(key, candidate: candidate, source: source, now: now)
         _ = beginCallback(key, now: now)
-        finished(key, now: now)
+        finished(key, clientReached: now)
     }
 }

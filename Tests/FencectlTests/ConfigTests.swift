@@ -71,7 +71,7 @@ struct ConfigTests {
         #expect(json["daemons"] as? [String] == ["fence-routerd (amqp backend)", "fence-hostd"])
         let settings = try #require(json["settings"] as? [String: Any])
         let daemon = try #require(settings["fence_virtd"] as? [String: String])
-        #expect(daemon["duplicate_window"] == "60")
+        #expect(daemon["duplicate_window"] == "2")
         #expect(daemon["state_directory"] == "/var/lib/fence-router", "one state directory for the daemon, whatever its backend")
         let amqp = try #require((settings["backends"] as? [String: Any])?["amqp"] as? [String: String])
         #expect(amqp["sasl_mechanism"] == "PLAIN")
