@@ -297,6 +297,7 @@ struct RoutedFencingTests {
             #expect(try await lab.state("hv2", "beta") == "running")
             try await lab.start("broker")
             try await lab.waitUntilListed("beta", on: true, within: .seconds(40))
+            try await lab.waitUntilLive(2)
             #expect(try await lab.fence("off", "beta") == 0)
             #expect(try await lab.state("hv2", "beta") == "shut off")
         }

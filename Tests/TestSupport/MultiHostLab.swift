@@ -124,6 +124,14 @@ public final class MultiHostLab: @unchecked Sendable {
         }
     }
 
+    /// Waits until `router` counts `hosts` hosts live. `list` shows the domains of live hosts, so a
+    /// domain listed says nothing of another host that may still be stale, and holds back an off.
+    public func waitUntilLive(_ hosts: Int, router: String = "router-hv1", within limit: Duration = .seconds(20)) async throws {
+        try await waitUntil("\(hosts) hosts live at \(router)", within: limit, every: .milliseconds(200)) {
+            try await metrics(router)["fence_hosts{state=\"live\"}"] == Double(hosts)
+        }
+    }
+
     public func stop(_ part: String) async throws { try await run("stop", part) }
     public func start(_ part: String) async throws { try await run("start", part) }
     /// SIGKILL, as a crash: `brokerK`, `agent-HOST`, `router-HOST`.
