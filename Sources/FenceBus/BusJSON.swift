@@ -131,19 +131,20 @@ extension BusMessage {
         }
     }
 
+    /// `persistent` only when it was read (a command's readings do not read it).
     private static func domain(_ domain: DomainInfo) -> JSON {
-        .object([
-            ("name", .string(domain.name)), ("uuid", .string(domain.uuid)),
-            ("state", .integer(domain.state.rawValue)), ("persistent", .bool(domain.persistent)),
-        ])
+        var members: [(String, JSON)] = [("name", .string(domain.name)), ("uuid", .string(domain.uuid)), ("state", .integer(domain.state.rawValue))]
+        if let persistent = domain.persistent { members.append(("persistent", .bool(persistent))) }
+        return .object(members)
     }
 
     private static func domain(_ json: JSON) throws(BusError) -> DomainInfo {
         guard let name = json["name"]?.stringValue, let uuid = json["uuid"]?.stringValue,
-              let stateNumber = json["state"]?.uint64Value, let state = DomainState(rawValue: UInt8(clamping: stateNumber)),
-              let persistent = json["persistent"]?.boolValue else {
-            throw BusError(.malformed, "a domain lacks name, uuid, state or persistent")
+              let stateNumber = json["state"]?.uint64Value, let state = DomainState(rawValue: UInt8(clamping: stateNumber)) else {
+            throw BusError(.malformed, "a domain lacks name, uuid or state")
         }
-        return DomainInfo(name: name, uuid: uuid, state: state, persistent: persistent)
+        let persistent = json["persistent"]
+        guard persistent == nil || persistent?.boolValue != nil else { throw BusError(.malformed, "a domain's persistent is not true or false") }
+        return DomainInfo(name: name, uuid: uuid, state: state, persistent: persistent?.boolValue)
     }
 }

@@ -33,10 +33,12 @@ public struct DomainInfo: Hashable, Sendable {
     /// Lowercase canonical text, as libvirt prints it.
     public var uuid: String
     public var state: DomainState
-    /// Defined (survives being shut off), as opposed to transient (vanishes when destroyed).
-    public var persistent: Bool
+    /// Defined (survives being shut off), as opposed to transient (vanishes when destroyed); nil
+    /// when not read. A lookup does not ask (one round trip to libvirtd less per request): only a
+    /// reboot needs to know, and asks (`Hypervisor.isPersistent`); a listing always says.
+    public var persistent: Bool?
 
-    public init(name: String, uuid: String, state: DomainState, persistent: Bool) {
+    public init(name: String, uuid: String, state: DomainState, persistent: Bool?) {
         self.name = name
         self.uuid = uuid.utf8.contains(where: { (65...90).contains($0) }) ? uuid.lowercased() : uuid
         self.state = state

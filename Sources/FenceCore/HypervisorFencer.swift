@@ -183,7 +183,8 @@ public final class HypervisorFencer: FenceBackend {
         case .reboot:
             guard let place = running.first else { return (.success, first.domain) }
             let hypervisor = hypervisors[place.hypervisor]
-            let definition = place.domain.persistent ? nil : try await hypervisor.definition(uuid: place.domain.uuid, deadline: deadline)
+            let persistent = try await hypervisor.isPersistent(uuid: place.domain.uuid, deadline: deadline)
+            let definition = persistent ? nil : try await hypervisor.definition(uuid: place.domain.uuid, deadline: deadline)
             for other in running {
                 _ = try await forceOff(other.domain, on: hypervisors[other.hypervisor], deadline: deadline)
             }

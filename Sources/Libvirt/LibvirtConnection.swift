@@ -112,7 +112,8 @@ public final class LibvirtConnection: Sendable {
         }
     }
 
-    /// Nil when libvirt says there is no such domain.
+    /// Nil when libvirt says there is no such domain. Two round trips to libvirtd (the lookup, the
+    /// state), as the reference's; whether it is persistent is not read (`isPersistent`).
     public func lookup(_ target: DomainTarget, deadline: ContinuousClock.Instant) async throws(LibvirtError) -> DomainInfo? {
         try await withConnection("lookup \(target)", deadline: deadline) { connection throws(LibvirtError) in
             try Self.nilIfGone { () throws(LibvirtError) in
@@ -121,9 +122,17 @@ public final class LibvirtConnection: Sendable {
                     name: try Self.name(of: domain.pointer),
                     uuid: try Self.uuid(of: domain.pointer),
                     state: try Self.state(of: domain.pointer),
-                    persistent: try Self.check(virDomainIsPersistent(domain.pointer), "virDomainIsPersistent") == 1
+                    persistent: nil
                 )
             }
+        }
+    }
+
+    /// `virDomainIsPersistent`.
+    public func isPersistent(uuid: String, deadline: ContinuousClock.Instant) async throws(LibvirtError) -> Bool {
+        try await withConnection("virDomainIsPersistent", deadline: deadline) { connection throws(LibvirtError) in
+            let domain = try Self.lookup(.uuid(uuid), in: connection)
+            return try Self.check(virDomainIsPersistent(domain.pointer), "virDomainIsPersistent") == 1
         }
     }
 

@@ -27,6 +27,10 @@ public struct LibvirtHypervisor: Hypervisor {
         try await mapped { () throws(LibvirtError) in try await connection.start(uuid: uuid, deadline: deadline) }
     }
 
+    public func isPersistent(uuid: String, deadline: ContinuousClock.Instant) async throws(FenceFailure) -> Bool {
+        try await mapped { () throws(LibvirtError) in try await connection.isPersistent(uuid: uuid, deadline: deadline) }
+    }
+
     public func definition(uuid: String, deadline: ContinuousClock.Instant) async throws(FenceFailure) -> String {
         try await mapped { () throws(LibvirtError) in try await connection.xmlDescription(uuid: uuid, deadline: deadline) }
     }

@@ -76,7 +76,7 @@ struct InventoryCommand: Subcommand {
     static func json(_ inventory: Inventory) -> String {
         let domains = rows(inventory).map { row in
             JSON.object([("name", .string(row.domain.name)), ("uuid", .string(row.domain.uuid)), ("state", .string("\(row.domain.state)")),
-                         ("persistent", .bool(row.domain.persistent)), ("host", .string(row.host))])
+                         ("persistent", row.domain.persistent.map(JSON.bool) ?? .null), ("host", .string(row.host))])
         }
         let hosts = inventory.hosts.values.sorted { $0.id < $1.id }.map { host in
             JSON.object([("host", .string(host.id)), ("liveness", .string(liveness(host, inventory))), ("domains", .integer(host.domains.count))])

@@ -96,6 +96,8 @@ struct BusMessageTests {
         .result(CommandResult(commandID: "c-3", host: "h1", outcome: .off, observed: nil)),
         .result(CommandResult(commandID: "c-4", host: "h1", outcome: .denied, observed: nil)),
         .result(CommandResult(commandID: "c-5", host: "h1", outcome: .success, before: vm1, observed: nil)),
+        // A command's readings do not say whether the domain is persistent.
+        .result(CommandResult(commandID: "c-7", host: "h1", outcome: .success, before: DomainInfo(name: "vm1", uuid: vm1.uuid, state: .running, persistent: nil), observed: DomainInfo(name: "vm1", uuid: vm1.uuid, state: .shutOff, persistent: nil))),
         .snapshotRequest(SnapshotRequest(router: "router-a")),
         .hostState(HostStateChange(host: "h3", change: .confirmDown, operatorName: "alice")),
         .hostState(HostStateChange(host: "h4", change: .forget, operatorName: "bob")),
@@ -323,6 +325,7 @@ struct BusMessageTests {
             ("{\"v\":1,\"type\":\"heartbeat\",\"id\":\"x\",\"ts\":1,\"from\":\"h\",\"body\":{\"host\":\"h\"}}", .malformed),
             ("{\"v\":1,\"type\":\"command\",\"id\":\"x\",\"ts\":1,\"from\":\"r\",\"body\":{\"id\":\"c\",\"host\":\"h\",\"action\":\"explode\",\"target\":\"vm\",\"deadline\":1,\"issuer\":\"r\"}}", .malformed),
             ("not json", .malformed),
+            ("{\"v\":1,\"type\":\"result\",\"id\":\"x\",\"ts\":1,\"from\":\"h\",\"body\":{\"command\":\"c\",\"host\":\"h\",\"outcome\":\"success\",\"before\":null,\"observed\":{\"name\":\"vm1\",\"uuid\":\"u\",\"state\":1,\"persistent\":\"yes\"}}}", .malformed),
         ]
         for (text, code) in cases {
             let sealed = sealedRaw(text)

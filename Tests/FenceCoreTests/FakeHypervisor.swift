@@ -66,9 +66,16 @@ final class FakeHypervisor: Hypervisor {
         return behaviour
     }
 
+    /// As libvirt's lookup: without whether the domain is persistent.
     func lookup(_ target: DomainTarget, deadline: ContinuousClock.Instant) async throws(FenceFailure) -> DomainInfo? {
         _ = try enter("lookup \(target)")
-        return record.withLock { $0.domains.first(where: target.matches) }
+        return record.withLock { $0.domains.first(where: target.matches) }.map { DomainInfo(name: $0.name, uuid: $0.uuid, state: $0.state, persistent: nil) }
+    }
+
+    func isPersistent(uuid: String, deadline: ContinuousClock.Instant) async throws(FenceFailure) -> Bool {
+        _ = try enter("isPersistent \(uuid)")
+        guard let domain = record.withLock({ $0.domains.first { $0.uuid == uuid } }) else { throw FenceFailure(.notFound, uuid) }
+        return domain.persistent == true
     }
 
     func listDomains(deadline: ContinuousClock.Instant) async throws(FenceFailure) -> [DomainInfo] {
@@ -91,7 +98,7 @@ final class FakeHypervisor: Hypervisor {
             record.inFlightOverall -= 1
             guard let index = record.domains.firstIndex(where: { $0.uuid == uuid }) else { return nil }
             guard !behaviour.destroyIsIgnored else { return record.domains[index].state }
-            if record.domains[index].persistent {
+            if record.domains[index].persistent == true {
                 record.domains[index].state = .shutOff
                 return .shutOff
             } else {

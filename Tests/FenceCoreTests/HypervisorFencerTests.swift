@@ -110,10 +110,21 @@ struct HypervisorFencerTests {
         #expect(await fencer.perform(.reboot, on: DomainTarget("vm-transient"), deadline: deadline) == .success)
         #expect(fake.state(of: "vm-transient") == .running)
         #expect(fake.calls.contains("startTransient"))
+        #expect(fake.calls.filter { $0.hasPrefix("isPersistent") } == ["isPersistent \(Self.running.uuid)", "isPersistent \(Self.transient.uuid)"],
+                "a reboot of a running domain asks; nothing else does")
 
         let (failingFake, failing) = make(.init(startFails: true))
         #expect(await failing.perform(.reboot, on: DomainTarget("vm1"), deadline: deadline) == .success)
         #expect(failingFake.state(of: "vm1") == .shutOff)
+    }
+
+    @Test("status, off and on do not ask whether the domain is persistent (a round trip to libvirtd each)")
+    func noPersistenceRead() async {
+        let (fake, fencer) = make()
+        #expect(await fencer.perform(.status, on: DomainTarget("vm1"), deadline: deadline) == .success)
+        #expect(await fencer.perform(.off, on: DomainTarget("vm1"), deadline: deadline) == .success)
+        #expect(await fencer.perform(.on, on: DomainTarget("vm1"), deadline: deadline) == .success)
+        #expect(!fake.calls.contains { $0.hasPrefix("isPersistent") }, "\(fake.calls)")
     }
 
     @Test("UUID targets match case-insensitively, names case-sensitively")

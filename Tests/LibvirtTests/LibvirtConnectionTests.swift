@@ -28,7 +28,7 @@ struct LibvirtConnectionTests {
             "0f0f0f0f-1111-2222-3333-444444444444", "11111111-2222-3333-4444-555555555555",
             "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", "6695eb01-f6a4-8304-79aa-97f2502e193f",
         ])
-        #expect(domains.allSatisfy { $0.persistent })
+        #expect(domains.allSatisfy { $0.persistent == true }, "a listing says")
     }
 
     @Test("looks up by name (case-sensitive) and UUID (any case); missing is nil, not an error")
@@ -74,7 +74,8 @@ struct LibvirtConnectionTests {
         let xml = SimulatedDomain(name: "transient1", uuid: "12345678-0000-4000-8000-000000000001").xml
         try await connection.startTransient(xml: xml, deadline: deadline)
         let domain = try #require(try await connection.lookup(.name("transient1"), deadline: deadline))
-        #expect(!domain.persistent)
+        #expect(domain.persistent == nil, "a lookup does not ask")
+        #expect(try await connection.isPersistent(uuid: domain.uuid, deadline: deadline) == false)
         #expect(domain.state == .running)
         let saved = try await connection.xmlDescription(uuid: domain.uuid, deadline: deadline)
         #expect(try await connection.destroy(uuid: domain.uuid, deadline: deadline) == nil, "gone, as read with the destroy")
