@@ -25,7 +25,8 @@ public struct DaemonSettings: Hashable, Sendable {
     /// `request_timeout`: how long a request may live from its first packet; past it, it is dropped
     /// and never executed. Below fence_xvm's default `-t 30`.
     public var requestTimeout: Duration = .seconds(20)
-    /// `duplicate_window`: how long an answered request's copies are dropped after its answer.
+    /// `duplicate_window`: how long an answered request's copies are dropped after its client
+    /// took the call-back.
     public var duplicateWindow: Duration = .seconds(2)
     /// `state_directory`: what the daemon keeps across restarts (the signed packets it has seen;
     /// with the amqp backend, learned hosts and operator confirmations).
@@ -62,7 +63,7 @@ public struct DaemonSettings: Hashable, Sendable {
         let legacyWait = try reader.boolean("wait_for_backend")
         waitForBackend = try reader.boolean("wait_for_init") ?? legacyWait ?? false
         requestTimeout = try reader.seconds("request_timeout", in: 1...300) ?? .seconds(20)
-        duplicateWindow = try reader.seconds("duplicate_window", in: 1...3600) ?? .seconds(2)
+        duplicateWindow = try reader.seconds("duplicate_window", in: 2...3600) ?? .seconds(2)
         stateDirectory = reader.string("state_directory") ?? "/var/lib/fence-router"
         guard stateDirectory.hasPrefix("/") else { throw reader.invalid("state_directory", "\"\(stateDirectory)\" is not an absolute path") }
         replayMemory = try reader.seconds("replay_memory", in: 3600...2_592_000) ?? .seconds(86_400)

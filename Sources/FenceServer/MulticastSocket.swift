@@ -175,7 +175,7 @@ final class MulticastSocket: Sendable {
         var offset = 0
         while offset + header <= raw.count {
             let length = raw.loadUnaligned(fromByteOffset: offset, as: Int.self)
-            guard length >= header, offset + length <= raw.count else { break }
+            guard length >= header, length <= raw.count - offset else { break }
             let level = raw.loadUnaligned(fromByteOffset: offset + MemoryLayout<Int>.size, as: Int32.self)
             let type = raw.loadUnaligned(fromByteOffset: offset + MemoryLayout<Int>.size + 4, as: Int32.self)
             let data = offset + header
@@ -196,8 +196,9 @@ final class MulticastSocket: Sendable {
     }
 
     /// The kernel's wall-clock stamp as an instant of the continuous clock: now, less how long
-    /// ago the wall clock says it was. A wall clock stepped back meanwhile counts as no wait; one
-    /// stepped forward makes the datagram look older, which only ever makes it a copy or late.
+    /// ago the wall clock says it was. A wall clock stepped meanwhile moves it, never past now
+    /// (when it was read, as before time stamps): back, a copy looks younger; forward, older,
+    /// which makes it a copy or late.
     private static func instant(of stamp: Duration?) -> ContinuousClock.Instant {
         let now = ContinuousClock.now
         guard let stamp else { return now }

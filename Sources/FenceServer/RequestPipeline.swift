@@ -12,7 +12,7 @@ import Synchronization
 public struct FrontEndTiming: Sendable {
     /// A request lives this long from its first packet; past it, it is dropped and never executed.
     public var requestTimeout: Duration = .seconds(20)
-    /// Copies of an answered request are dropped for this long after its answer.
+    /// Copies of an answered request are dropped for this long after its client took the call-back.
     public var duplicateWindow: Duration = .seconds(2)
     /// The reference's call-back connect timeout.
     public var callbackConnectTimeout: Duration = .seconds(5)
@@ -296,16 +296,18 @@ public final class RequestPipeline: Sendable {
                 admitted.log(.debug, "call-back failed", ["callback": "\(candidate.endpoint)", "error": "\(error)"])
                 continue
             }
-            let reached = ContinuousClock.now
-            let ending = await converse(admitted, requester: candidate.address.description, session: session, since: reached)
+            let (ending, authenticated) = await converse(admitted, requester: candidate.address.description, session: session, since: .now)
             session.close()
             if case .notAuthenticated(let error) = ending {
                 drop(error.refusal.map(DropReason.init) ?? .authenticationFailed, "call-back \(candidate.endpoint): \(error); trying the next address", source: admitted.source, listener: admitted.listener)
                 continue
             }
-            // The client sent its last copy before it took this call-back: copies are judged from
-            // here, not from the answer (a slow off, a thread descheduled before this line).
-            history.withLock { $0.finished(admitted.key, clientReached: reached) }
+            // The client sent its last copy before it took this call-back, and its challenge
+            // proves it took it: copies are judged from there, not from the answer (a slow off, a
+            // thread descheduled before this line). Without authentication nothing proves it but
+            // the answer.
+            let tookCallBack = admitted.credentials.exchange.algorithm == .none ? nil : authenticated
+            history.withLock { $0.finished(admitted.key, clientTook: tookCallBack ?? .now) }
             report(ending, admitted: admitted, requester: candidate.address.description, started: admitted.admitted)
             return
         }
@@ -348,13 +350,13 @@ public final class RequestPipeline: Sendable {
             return
         }
         session.requestAccepted()
-        let ending = await converse(admitted, requester: peer, session: session, since: started)
+        let (ending, _) = await converse(admitted, requester: peer, session: session, since: started)
         if case .notAuthenticated(let error) = ending {
             history.withLock { $0.callbackFailed(admitted.key, now: .now) }
             drop(error.refusal.map(DropReason.init) ?? .authenticationFailed, "client did not authenticate: \(error)", source: peer, listener: listener)
             return
         }
-        history.withLock { $0.finished(admitted.key, clientReached: started) }
+        history.withLock { $0.finished(admitted.key, clientTook: started) }
         report(ending, admitted: admitted, requester: peer, started: started)
     }
 
@@ -406,16 +408,25 @@ public final class RequestPipeline: Sendable {
         case undelivered(RequestOutcome, SessionError)
     }
 
-    /// Authenticates the client, then (once only) executes and answers.
-    private func converse(_ admitted: AdmittedRequest, requester: String, session: some ClientStream, since: ContinuousClock.Instant) async -> Ending {
-        let timing = self.timing
+    /// Authenticates the client, then (once only) executes and answers; also says when the
+    /// client had authenticated (nil if it did not).
+    private func converse(
+        _ admitted: AdmittedRequest, requester: String, session: some ClientStream, since: ContinuousClock.Instant
+    ) async -> (Ending, authenticated: ContinuousClock.Instant?) {
         do {
             guard case .authenticated = try await session.next(until: min(admitted.deadline, since + timing.exchangeTimeout)) else {
-                return .notAuthenticated(SessionError(code: .refused, detail: "a second request on one stream"))
+                return (.notAuthenticated(SessionError(code: .refused, detail: "a second request on one stream")), nil)
             }
         } catch {
-            return .notAuthenticated(error)
+            return (.notAuthenticated(error), nil)
         }
+        let authenticated = ContinuousClock.now
+        return (await serve(admitted, requester: requester, session: session), authenticated)
+    }
+
+    /// The authenticated part of a conversation.
+    private func serve(_ admitted: AdmittedRequest, requester: String, session: some ClientStream) async -> Ending {
+        let timing = self.timing
         // The last moment to refuse: another request for this client's endpoint came meanwhile
         // (the client cannot tell whose answer it gets), or the request ran out of time.
         guard history.withLock({ $0.mayExecute(admitted.key) }) else { return .notRun(.conflicted) }

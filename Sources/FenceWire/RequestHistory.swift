@@ -181,8 +181,9 @@ public struct RequestHistory: Sendable {
     private var callbacksUnderWay: [String: Int] = [:]
     private var totalCallbacks = 0
     /// Requests given up to make room, remembered by their hash (as many as the history holds)
-    /// so that a late copy of one is not taken for a new request.
-    private var evicted: Set<Int> = []
+    /// with the moment their copies stop being dropped, so that a late copy of one is not taken
+    /// for a new request, and a new request with its key is not dropped for ever.
+    private var evicted: [Int: ContinuousClock.Instant] = [:]
     private var evictionOrder: [Int] = []
     private var evictionHead = 0
     private var lastPurge: ContinuousClock.Instant?
@@ -205,7 +206,7 @@ public struct RequestHistory: Sendable {
             return admitNew(key, candidate: candidate, source: source, now: now)
         }
         switch entry.phase {
-        case .finished where now - entry.since >= limits.window:
+        case .finished where now >= copiesDropped(entry):
             remove(key)
             return admitNew(key, candidate: candidate, source: source, now: now)
         case .finished, .refused: return .duplicate
@@ -235,7 +236,7 @@ public struct RequestHistory: Sendable {
     }
 
     private mutating func admitNew(_ key: RequestKey, candidate: CallbackCandidate?, source: String, now: ContinuousClock.Instant) -> Admission {
-        guard !evicted.contains(key.hashValue) else { return .duplicate }
+        if let until = evicted[key.hashValue], now < until { return .duplicate }
         if bySource[source, default: SourceKeys()].open >= limits.perSource { return .overQuota }
         if entries.count >= limits.capacity, !evictFromLargestSource() { return .full }
         entries[key] = Entry(deadline: now + limits.requestTimeout, source: source, phase: .gathering(candidate.map { [$0] } ?? []), since: now, lastCopy: now, lastAttempt: now)
@@ -320,10 +321,10 @@ public struct RequestHistory: Sendable {
     }
 
     /// Records that the request was answered (whatever the answer): its copies are dropped for
-    /// the window from `clientReached`, when its client took the call-back (it sends no copy
+    /// the window from `clientTook`, when its client had taken the call-back (it sends no copy
     /// after that).
-    public mutating func finished(_ key: RequestKey, clientReached: ContinuousClock.Instant) {
-        settle(key, as: .finished, now: clientReached)
+    public mutating func finished(_ key: RequestKey, clientTook: ContinuousClock.Instant) {
+        settle(key, as: .finished, now: clientTook)
     }
 
     /// The task is done with the request: its slot goes back; a request still under way takes
@@ -370,9 +371,9 @@ public struct RequestHistory: Sendable {
                     guard let entry = entries[key] else { return false }
                     return entry.source == source && entry.isSettled
                 }
-                if let key = settled {
+                if let key = settled, let entry = entries[key] {
                     remove(key)
-                    remember(evicted: key)
+                    remember(evicted: key, until: copiesDropped(entry))
                     return true
                 }
             }
@@ -381,12 +382,12 @@ public struct RequestHistory: Sendable {
         return false
     }
 
-    private mutating func remember(evicted key: RequestKey) {
+    private mutating func remember(evicted key: RequestKey, until: ContinuousClock.Instant) {
         let hash = key.hashValue
-        guard evicted.insert(hash).inserted else { return }
+        guard evicted.updateValue(until, forKey: hash) == nil else { return }
         evictionOrder.append(hash)
         if evictionOrder.count - evictionHead > limits.capacity {
-            evicted.remove(evictionOrder[evictionHead])
+            evicted[evictionOrder[evictionHead]] = nil
             evictionHead += 1
         }
         if evictionHead > 1024, evictionHead * 2 > evictionOrder.count {
@@ -425,15 +426,22 @@ public struct RequestHistory: Sendable {
         while largestCount > 0, sourcesByCount[largestCount] == nil { largestCount -= 1 }
     }
 
-    /// An answered request leaves the history `window` after its answer; any other leaves
-    /// `retransmissionHorizon` after its deadline and after it entered its phase (a request
-    /// whose owner vanished cannot hold its room for ever).
+    /// Until when copies of `entry` are dropped: an answered request's for the window after its
+    /// client took the call-back, any other's for the retransmission horizon past its deadline.
+    private func copiesDropped(_ entry: Entry) -> ContinuousClock.Instant {
+        entry.phase == .finished ? entry.since + limits.window : max(entry.deadline, entry.since) + limits.retransmissionHorizon
+    }
+
+    /// A request leaves the history `retransmissionHorizon` after its deadline and after it
+    /// entered its phase (a request whose owner vanished cannot hold its room for ever). An
+    /// answered one stays as long, though a request with its key is new after the window: each
+    /// copy is judged by its own arrival, and the time this purge runs with may be another
+    /// packet's (another listener's, a stream's), later than a copy still waiting to be read.
     private mutating func purgeIfDue(now: ContinuousClock.Instant) {
         if let lastPurge, now - lastPurge < .seconds(1) { return }
         lastPurge = now
         let gone = entries.compactMap { key, entry in
-            let end = entry.phase == .finished ? entry.since + limits.window : max(entry.deadline, entry.since) + limits.retransmissionHorizon
-            return now > end ? key : nil
+            now > max(entry.deadline, entry.since) + limits.retransmissionHorizon ? key : nil
         }
         for key in gone { remove(key) }
     }

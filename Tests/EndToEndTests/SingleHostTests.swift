@@ -181,14 +181,14 @@ struct SingleHostTests {
 
     @Test("a guest's next request that draws the seqno of the one just answered is answered too (fence_xvm's seqno is the clock's microseconds)")
     func repeatedSeqno() async throws {
-        let router = try await RouterLab()
         try TestEnvironment.require([.command("cc", package: "gcc")])
+        let router = try await RouterLab()
         let shim = router.directory.path("fixed-seqno.so")
         let built = try await Command.run(["cc", "-shared", "-fPIC", "-O2", "-o", shim, Fixtures.url("fixed-seqno.c").path])
         try #require(built.status == 0, "\(built)")
         // Two runs in a row with one seqno: the second's first packet comes moments after the
-        // first was answered and is taken for a late copy of it; its retransmission, the
-        // duplicate window later, is a new request.
+        // first was answered and is taken for a late copy of it; its retransmission 2 s later,
+        // past the duplicate window, is a new request.
         for run in 1...2 {
             let result = try await router.lab.run(
                 in: router.lab.guests[0], ["env", "LD_PRELOAD=\(shim)", "fence_xvm", "-k", router.keyPath, "-o", "status", "-H", "vm1", "-t", "6"]

@@ -100,6 +100,24 @@ struct RequestPipelineTests {
         #expect(backend.calls == ["off vm-a", "off vm-a"])
     }
 
+    @Test("an answered request's window runs from when its client took the call-back, not from the answer: a slow request does not stretch it")
+    func windowFromTheCallBack() async throws {
+        let client = try await FakeFenceClient(key: Self.key)
+        final class Began: Sendable { let at = Mutex<ContinuousClock.Instant?>(nil) }
+        let began = Began()
+        let backend = RecordingBackend(hangsUntilDeadline: true, beginning: { began.at.withLock { $0 = .now } })
+        let pipeline = pipeline(backend, timeout: .seconds(3))
+        let first = try #require(pipeline.admit(datagram: datagram(to: "127.0.0.1", port: client.port), source: "127.0.0.1", listener: "t", credentials: credentials))
+        await pipeline.serveDatagram(first)
+        await client.close()
+        let running = try #require(began.at.withLock { $0 }, "the request ran, after the client authenticated")
+        #expect(ContinuousClock.now - running > FrontEndTiming().duplicateWindow, "answered at its deadline, after the window")
+        // A copy that reached the host the window after the client authenticated, though well
+        // before the answer: a new request that drew the same seqno.
+        #expect(pipeline.admit(datagram: try datagram(to: "127.0.0.1", port: client.port), source: "127.0.0.1", listener: "t", credentials: credentials,
+                               arrival: running + FrontEndTiming().duplicateWindow) != nil)
+    }
+
     @Test("a request's packet is in the journal before the request runs")
     func journalledBeforeRunning() async throws {
         let directory = try TemporaryDirectory(prefix: "fr-pipeline")

@@ -56,7 +56,7 @@ struct RequestHistoryTests {
         _ = history.admit(k, candidate: nil, source: "s", now: start)
         _ = history.beginCallback(k, now: start)
         #expect(history.admit(k, candidate: nil, source: "s", now: reached + .seconds(3)) == .duplicate, "under way")
-        history.finished(k, clientReached: reached)
+        history.finished(k, clientTook: reached)
         #expect(history.admit(k, candidate: nil, source: "s", now: start + .milliseconds(500)) == .duplicate, "reached the host before the call-back, read after the answer")
         #expect(history.admit(k, candidate: nil, source: "s", now: reached + .milliseconds(1999)) == .duplicate)
         let later = reached + .seconds(2)
@@ -64,18 +64,19 @@ struct RequestHistoryTests {
         #expect(history.inconsistency == nil)
     }
 
-    @Test("an answered request leaves the history its window after its client took the call-back; one refused stays past its deadline for the retransmission horizon")
-    func answeredLeaveFirst() throws {
+    @Test("a copy that reached the host before the call-back is dropped even when a later packet (another listener's, a stream's) came first; a refused request's copies stay dropped past its deadline")
+    func copiesJudgedByTheirOwnArrival() throws {
         var history = RequestHistory(limits: limits { $0.window = .seconds(2); $0.retransmissionHorizon = .seconds(60) })
         let answered = try key(seqno: 1)
         history.serve(answered, source: "s", now: start)
+        _ = history.admit(try key(seqno: 4), candidate: nil, source: "t", now: start + .seconds(5))
+        #expect(history.admit(answered, candidate: nil, source: "s", now: start - .milliseconds(100)) == .duplicate, "read late, from another socket")
+        #expect(history.admit(answered, candidate: nil, source: "s", now: start + .seconds(5)) == .new(deadline: start + .seconds(25)))
         let refused = try key(seqno: 2)
         let rival = try key(seqno: 3)
         let endpoint = candidate("10.0.0.2")
         _ = history.admit(refused, candidate: endpoint, source: "10.0.0.2", now: start)
         #expect(history.admit(rival, candidate: endpoint, source: "10.0.0.2", now: start) == .conflict)
-        _ = history.admit(try key(seqno: 4), candidate: nil, source: "t", now: start + .seconds(3))
-        #expect(history.count == 3, "the answered request is gone, the refused pair stays")
         #expect(history.admit(refused, candidate: endpoint, source: "10.0.0.2", now: start + .seconds(79)) == .duplicate, "its client may still be sending")
         #expect(history.inconsistency == nil)
     }
@@ -143,7 +144,7 @@ struct RequestHistoryTests {
             let now = start + .milliseconds(200 * seqno)
             #expect(history.admit(k, candidate: nil, source: "guest", now: now) == .new(deadline: now + .seconds(20)), "request \(seqno)")
             _ = history.beginCallback(k, now: now)
-            history.finished(k, clientReached: now)
+            history.finished(k, clientTook: now)
         }
         #expect(history.count == 50, "all remembered, for their late copies")
     }
@@ -169,6 +170,10 @@ struct RequestHistoryTests {
         #expect(history.admit(try key(seqno: 12), candidate: nil, source: "newcomer", now: start) == .new(deadline: start + .seconds(20)))
         #expect(history.admit(guest, candidate: nil, source: "guest", now: start) == .merged, "the guest's request is still there")
         #expect(history.inconsistency == nil, "\(history.inconsistency ?? "")")
+        // Its tombstone lasts as long as its copies would have been dropped (the window after the
+        // call-back): a new request that draws its key later is not dropped for ever.
+        let later = start + HistoryLimits().window
+        #expect(history.admit(try key(seqno: 0), candidate: nil, source: "flooder", now: later) == .new(deadline: later + .seconds(20)))
     }
 
     @Test("with everything under way, a full history refuses")
@@ -235,7 +240,7 @@ struct RequestHistoryTests {
         _ = history.admit(b, candidate: candidate("10.0.0.3"), source: "10.0.0.2", now: start)
         #expect(history.beginCallback(a, now: start) == .candidates([candidate("10.0.0.2")]))
         #expect(history.beginCallback(b, now: start) == .busy)
-        history.finished(a, clientReached: start)
+        history.finished(a, clientTook: start)
         #expect(history.admit(b, candidate: candidate("10.0.0.3"), source: "10.0.0.2", now: start + .seconds(1)) == .retry(deadline: start + .seconds(20)))
         #expect(history.beginCallback(b, now: start + .seconds(1)) == .candidates([candidate("10.0.0.3")]))
     }
@@ -305,6 +310,6 @@ extension RequestHistory {
     mutating func serve(_ key: RequestKey, candidate: CallbackCandidate? = nil, source: String, now: ContinuousClock.Instant) {
         _ = admit(key, candidate: candidate, source: source, now: now)
         _ = beginCallback(key, now: now)
-        finished(key, clientReached: now)
+        finished(key, clientTook: now)
     }
 }
