@@ -377,6 +377,8 @@ def main():
     parser.add_argument("--routerd", required=True)
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--markdown", help="also write the table to this file")
+    parser.add_argument("--against", metavar="ROUTERD",
+                        help="in fence_virtd's place, another fence-routerd build (a change measured side by side with the build before it)")
     options = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root: the benchmark creates network namespaces")
@@ -392,9 +394,10 @@ def main():
         host_xml(f"{work}/host-20.xml", 20)
         host_xml(f"{work}/host-1000.xml", 1000)
         make_lab()
+        first = (("fence-routerd (against)", lambda conf: [options.against, "-F", "-f", conf]) if options.against
+                 else ("fence_virtd", lambda conf: ["fence_virtd", "-F", "-f", conf, "-p", f"{work}/fence_virtd.pid"]))
         reference, ours = measure(
-            [("fence_virtd", lambda conf: ["fence_virtd", "-F", "-f", conf, "-p", f"{work}/fence_virtd.pid"]),
-             ("fence-routerd", lambda conf: [options.routerd, "-F", "-f", conf])],
+            [first, ("fence-routerd", lambda conf: [options.routerd, "-F", "-f", conf])],
             work, options.runs,
         )
     finally:
@@ -421,13 +424,14 @@ def main():
         ("resident memory, idle (MB)", "rss_idle", "≤ 22 MB"),
         ("resident memory, 1,000 domains (MB)", "rss_1000", "≤ 29 MB"),
     ]
+    them = "against" if options.against else "fence_virtd"
     lines = [
         f"fence_xvm runs per latency and daemon: {options.runs}, alternating between the daemons; failed concurrent reboots: "
-        f"fence_virtd {reference['reboot_failures']}, fence-routerd {ours['reboot_failures']}; status runs not answered 0 "
-        f"at once / in the loops: fence_virtd {reference['burst_failures']} / {reference['throughput_failures']}, "
+        f"{them} {reference['reboot_failures']}, fence-routerd {ours['reboot_failures']}; status runs not answered 0 "
+        f"at once / in the loops: {them} {reference['burst_failures']} / {reference['throughput_failures']}, "
         f"fence-routerd {ours['burst_failures']} / {ours['throughput_failures']}",
         "",
-        "| measure | fence_virtd 4.12.1 | fence-routerd | ratio | target |",
+        f"| measure | {options.against or 'fence_virtd 4.12.1'} | fence-routerd | ratio | target |",
         "|---|---:|---:|---:|---|",
     ]
     for label, key, target in rows:
