@@ -62,13 +62,15 @@ def host_xml(path, count):
 
 
 def config(path, work, xml, port):
-    # fence_virtd reads only the keys it knows; state_directory keeps ours out of /var/lib.
+    # fence_virtd reads only the keys it knows; state_directory keeps ours out of /var/lib, and
+    # each fence-routerd serves its metrics on a port of its own (two run side by side with --against).
     os.makedirs(f"{work}/state-{port}", exist_ok=True)
     with open(path, "w") as out:
         out.write(
             f'fence_virtd {{\n\tlistener = "multicast";\n\tbackend = "libvirt";\n\tstate_directory = "{work}/state-{port}";\n}}\n\n'
             f'listeners {{\n\tmulticast {{\n\t\tkey_file = "{work}/fence_xvm.key";\n\t\tinterface = "br0";\n\t\tport = "{port}";\n\t}}\n}}\n\n'
-            f'backends {{\n\tlibvirt {{\n\t\turi = "test://{xml}";\n\t}}\n}}\n'
+            f'backends {{\n\tlibvirt {{\n\t\turi = "test://{xml}";\n\t}}\n}}\n\n'
+            f'metrics {{\n\trouter = "127.0.0.1:{port + 8000}";\n}}\n'
         )
 
 
@@ -431,7 +433,7 @@ def main():
         f"at once / in the loops: {them} {reference['burst_failures']} / {reference['throughput_failures']}, "
         f"fence-routerd {ours['burst_failures']} / {ours['throughput_failures']}",
         "",
-        f"| measure | {options.against or 'fence_virtd 4.12.1'} | fence-routerd | ratio | target |",
+        f"| measure | {'fence-routerd (against)' if options.against else 'fence_virtd 4.12.1'} | fence-routerd | ratio | target |",
         "|---|---:|---:|---:|---|",
     ]
     for label, key, target in rows:

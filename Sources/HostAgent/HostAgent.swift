@@ -121,7 +121,8 @@ public final class HostAgent: Service {
     private func delta(name: String, uuid: String, event: LifecycleEvent, at time: UInt64) async -> InventoryDelta {
         let change: InventoryDelta.Change
         do {
-            if let domain = try await libvirt.lookup(.uuid(uuid), deadline: .now + .seconds(5)) {
+            // With its persistence, as a snapshot has it (a definition event may change it).
+            if let domain = try await libvirt.lookup(.uuid(uuid), persistence: true, deadline: .now + .seconds(5)) {
                 change = .updated(domain)
             } else {
                 change = .removed(uuid: uuid, name: name)

@@ -113,8 +113,9 @@ public final class LibvirtConnection: Sendable {
     }
 
     /// Nil when libvirt says there is no such domain. Two round trips to libvirtd (the lookup, the
-    /// state), as the reference's; whether it is persistent is not read (`isPersistent`).
-    public func lookup(_ target: DomainTarget, deadline: ContinuousClock.Instant) async throws(LibvirtError) -> DomainInfo? {
+    /// state), as the reference's; a third with `persistence`, for an inventory's reading (fencing
+    /// asks `isPersistent` when it needs to know).
+    public func lookup(_ target: DomainTarget, persistence: Bool = false, deadline: ContinuousClock.Instant) async throws(LibvirtError) -> DomainInfo? {
         try await withConnection("lookup \(target)", deadline: deadline) { connection throws(LibvirtError) in
             try Self.nilIfGone { () throws(LibvirtError) in
                 let domain = try Self.lookup(target, in: connection)
@@ -122,7 +123,7 @@ public final class LibvirtConnection: Sendable {
                     name: try Self.name(of: domain.pointer),
                     uuid: try Self.uuid(of: domain.pointer),
                     state: try Self.state(of: domain.pointer),
-                    persistent: nil
+                    persistent: persistence ? try Self.check(virDomainIsPersistent(domain.pointer), "virDomainIsPersistent") == 1 : nil
                 )
             }
         }

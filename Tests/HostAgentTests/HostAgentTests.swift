@@ -42,6 +42,8 @@ struct HostAgentTests {
                 if case .delta(let delta) = message, case .updated(let domain) = delta.change { domain.name == "guest2" && domain.state == .running } else { false }
             }
             guard case .delta(let change) = delta else { return }
+            guard case .updated(let started) = change.change else { return }
+            #expect(started.persistent == true, "a delta says as much as a snapshot")
             #expect(change.sequence > inventory.sequence)
             #expect(change.epoch == inventory.epoch)
         }

@@ -74,7 +74,8 @@ struct LibvirtConnectionTests {
         let xml = SimulatedDomain(name: "transient1", uuid: "12345678-0000-4000-8000-000000000001").xml
         try await connection.startTransient(xml: xml, deadline: deadline)
         let domain = try #require(try await connection.lookup(.name("transient1"), deadline: deadline))
-        #expect(domain.persistent == nil, "a lookup does not ask")
+        #expect(domain.persistent == nil, "a lookup does not ask unless told")
+        #expect(try await connection.lookup(.name("transient1"), persistence: true, deadline: deadline)?.persistent == false)
         #expect(try await connection.isPersistent(uuid: domain.uuid, deadline: deadline) == false)
         #expect(domain.state == .running)
         let saved = try await connection.xmlDescription(uuid: domain.uuid, deadline: deadline)
