@@ -49,13 +49,14 @@ public struct HistoryLimits: Sendable, Equatable {
     /// A request lives this long from its first copy; past it, it is never called back.
     public var requestTimeout: Duration = .seconds(20)
     /// An answered request's copies are dropped this long after its client took the call-back, by
-    /// when each reached the host; a request with its key after that is new. The client sent every
-    /// copy before it took the call-back, so copies come within the network's delay; the seqno is the client's
-    /// microseconds (and clusters on scheduler ticks under load), so a longer window drops a new
-    /// request that drew an answered one's seqno until the window ends.
+    /// when each reached the host; a request with its key after that is new. The client sent
+    /// every copy before it took the call-back, so copies come within the network's delay; the
+    /// seqno is the client's microseconds (clustered on scheduler ticks under load), so a longer
+    /// window drops a new request that drew an answered one's seqno until the window ends.
     public var window: Duration = .seconds(2)
-    /// A request that was not answered (refused, its call-back failed, abandoned) is remembered
-    /// this long past its deadline: its client sends copies until it gives up (fence_xvm: 30 s).
+    /// A request is remembered this long past its deadline. One not answered (refused, its
+    /// call-back failed, abandoned) has its copies dropped as long: its client sends them until it
+    /// gives up (fence_xvm: 30 s).
     public var retransmissionHorizon: Duration = .seconds(60)
     /// Requests remembered at once, from everyone.
     public var capacity = 65_536
