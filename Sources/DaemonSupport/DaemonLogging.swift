@@ -21,7 +21,7 @@ public enum DaemonLogging {
             } else if journal {
                 SystemLogHandler(label: label, destination: .journal)
             } else {
-                StreamLogHandler.standardError(label: label)
+                SystemLogHandler(label: label, destination: .standardError)
             }
             handler.logLevel = level
             return handler

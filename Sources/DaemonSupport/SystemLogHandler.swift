@@ -9,9 +9,46 @@ import Logging
 /// `level key=value … [tag] message`, the metadata sorted by key.
 struct LogLine {
     static func format(tag: String, handlerMetadata: Logger.Metadata, event: LogEvent) -> String {
-        let merged = handlerMetadata.merging(event.metadata ?? [:]) { $1 }
-        let fields = merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-        return "\(event.level) \(fields.isEmpty ? "" : fields + " ")[\(tag)] \(event.message)"
+        var line = "\(event.level) "
+        appendFields(handlerMetadata: handlerMetadata, event: event, to: &line, after: " ")
+        line += "[\(tag)] \(event.message)"
+        return line
+    }
+
+    /// What swift-log's stream handler writes, with the time formatted once per line by
+    /// `localtime_r` (that handler's clock read the time zone file for every line).
+    static func stream(label: String, timestamp: String, handlerMetadata: Logger.Metadata, event: LogEvent) -> String {
+        var line = "\(timestamp) \(event.level) \(label):"
+        appendFields(handlerMetadata: handlerMetadata, event: event, to: &line, before: " ")
+        line += " [\(event.source)] \(event.message)\n"
+        return line
+    }
+
+    /// The local time as `2026-12-06T15:15:33+0000`.
+    static func timestamp(_ seconds: time_t) -> String {
+        var seconds = seconds
+        var local = tm()
+        guard localtime_r(&seconds, &local) != nil else { return "\(seconds)" }
+        return withUnsafeTemporaryAllocation(of: CChar.self, capacity: 32) { buffer in
+            let length = strftime(buffer.baseAddress!, buffer.count, "%Y-%m-%dT%H:%M:%S%z", &local)
+            return String(decoding: UnsafeRawBufferPointer(start: buffer.baseAddress, count: length), as: UTF8.self)
+        }
+    }
+
+    /// `key=value` for every field, space-separated and sorted by key, the event's over the
+    /// handler's, and its error; with `before` and `after` around them when there is any.
+    private static func appendFields(handlerMetadata: Logger.Metadata, event: LogEvent, to line: inout String, before: String = "", after: String = "") {
+        var fields = handlerMetadata.isEmpty ? event.metadata ?? [:] : handlerMetadata.merging(event.metadata ?? [:]) { $1 }
+        if let error = event.error { fields["error"] = "\(error)" }
+        guard !fields.isEmpty else { return }
+        line += before
+        for (index, field) in fields.sorted(by: { $0.key < $1.key }).enumerated() {
+            if index > 0 { line += " " }
+            line += field.key
+            line += "="
+            line += "\(field.value)"
+        }
+        line += after
     }
 }
 
@@ -39,6 +76,9 @@ public struct SystemLogHandler: LogHandler {
         /// inode): each line starts with its priority as `<N>`, which the journal takes off and
         /// keeps, so that `journalctl -p warning` shows the warnings.
         case journal
+        /// Standard error otherwise (a terminal, a file): each line with its local time, as
+        /// swift-log's stream handler writes it.
+        case standardError
     }
 
     public var logLevel: Logger.Level = .info
@@ -70,6 +110,8 @@ public struct SystemLogHandler: LogHandler {
             }
         case .journal:
             StandardError.write(Self.journalLine(handlerMetadata: metadata, event: event))
+        case .standardError:
+            StandardError.write(LogLine.stream(label: label, timestamp: LogLine.timestamp(time(nil)), handlerMetadata: metadata, event: event))
         }
     }
 

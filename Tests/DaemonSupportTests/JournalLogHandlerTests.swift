@@ -21,6 +21,18 @@ struct JournalLogHandlerTests {
         #expect(line == "<\(priority)>\(level) domain=vm1 op=off router=r1 [Test] request answered\n", "tagged with the module that logged")
     }
 
+    @Test("in the foreground on a terminal or a file, a line reads as swift-log's stream handler writes it, with the local time")
+    func standardError() throws {
+        let line = LogLine.stream(label: "fence-routerd", timestamp: "2026-12-06T15:15:33+0000", handlerMetadata: ["router": "r1"],
+                                  event: event(.info, "request answered", ["op": "off", "domain": "vm1"]))
+        #expect(line == "2026-12-06T15:15:33+0000 info fence-routerd: domain=vm1 op=off router=r1 [Test] request answered\n")
+        #expect(LogLine.stream(label: "l", timestamp: "t", handlerMetadata: [:], event: event(.warning, "bare")) == "t warning l: [Test] bare\n")
+        let stamp = LogLine.timestamp(1_796_570_165)
+        #expect(stamp.utf8.count == 24, "\(stamp)")
+        #expect(stamp.hasPrefix("2026-12-0"), "\(stamp)")
+        #expect(stamp.dropFirst(19).allSatisfy { "+-0123456789".contains($0) }, "a numeric UTC offset: \(stamp)")
+    }
+
     @Test("a message of several lines keeps its priority on each")
     func severalLines() {
         let line = SystemLogHandler.journalLine(handlerMetadata: [:], event: event(.error, "first\nsecond"))
