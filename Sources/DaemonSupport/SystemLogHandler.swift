@@ -66,8 +66,9 @@ extension Logger.Level {
     }
 }
 
-/// Where a daemon's logs go when a system service takes them: one line per event with its
-/// priority, the structured metadata kept, no timestamp of ours (the log adds its own).
+/// Where a daemon's logs go, one line per event with its structured metadata: to a system
+/// service (syslog, the journal) with its priority and no timestamp of ours (the log adds its
+/// own); to a terminal or a file with the local time.
 public struct SystemLogHandler: LogHandler {
     public enum Destination: Sendable {
         /// The system log, detached: syslog(3), tagged with the logger's label.
