@@ -120,11 +120,27 @@ extension FenceCommand {
 
 /// An agent's answer to a command.
 public struct CommandResult: Hashable, Sendable {
-    public enum Outcome: Hashable, Sendable {
+    public enum Outcome: Hashable, Sendable, CustomStringConvertible {
         case success
         case off
         case failed(code: String, message: String)
         case denied
+
+        /// The `outcome` label of the agent's counters.
+        public var label: String {
+            switch self {
+            case .success: "success"
+            case .off: "off"
+            case .failed: "failed"
+            case .denied: "denied"
+            }
+        }
+
+        /// As `FenceOutcome` shows itself: the failure's code, not its message.
+        public var description: String {
+            if case .failed(let code, _) = self { return "failed(\(code))" }
+            return label
+        }
 
         public init(_ outcome: FenceOutcome) {
             switch outcome {

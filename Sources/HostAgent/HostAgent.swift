@@ -236,11 +236,11 @@ public final class HostAgent: Service {
             "command": "\(command.id)", "op": "\(command.action.rawValue)", "domain": "\(command.target)",
             "issuer": "\(command.issuer)", "outcome": "\(result.outcome)", "duration-ms": "\((ContinuousClock.now - started).millisecondsText)",
         ]
+        if case .failed(_, let message) = result.outcome { metadata["message"] = "\(message)" }
         if repeated { metadata["repeated"] = "true" }
         logger.info("command answered", metadata: metadata)
-        let outcome = "\(result.outcome)"
         Counter(label: "fence_agent_commands_total", dimensions: [
-            ("op", command.action.rawValue), ("outcome", String(outcome.prefix { $0 != "(" })), ("repeated", repeated ? "true" : "false"),
+            ("op", command.action.rawValue), ("outcome", result.outcome.label), ("repeated", repeated ? "true" : "false"),
         ]).increment()
         Timer(label: "fence_agent_command_duration_seconds", dimensions: [("op", command.action.rawValue)]).record(duration: .now - started)
         let remaining = min(max(WallClock.difference(from: WallClock.now(), to: command.deadline), 1000), Int64(FenceCommand.longestLifetime))

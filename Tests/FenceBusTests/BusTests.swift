@@ -370,6 +370,16 @@ struct BusBoundsTests {
         #expect(late == "expired")
         #expect(far == "bad-deadline" && huge == "bad-deadline")
     }
+
+    @Test("a result's outcome shows as the router's outcomes do: a label for counters, a failure by its code")
+    func outcomeText() {
+        let failed = CommandResult.Outcome.failed(code: "expired", message: "the command arrived 5 ms after its deadline")
+        #expect(failed.label == "failed" && "\(failed)" == "failed(expired)")
+        #expect(FenceOutcome.failed(FenceFailure(.deadlineExceeded, "late")).description == "failed(deadline-exceeded)")
+        for (outcome, text) in [(CommandResult.Outcome.success, "success"), (.off, "off"), (.denied, "denied")] {
+            #expect(outcome.label == text && "\(outcome)" == text)
+        }
+    }
 }
 
 @Suite("Trust directory")
