@@ -30,8 +30,8 @@ public enum CallbackWait {
     /// Calls `start` with a one-shot resumer and waits; at `deadline`, resumes with `expired()`
     /// unless `start`'s work resumed first.
     ///
-    /// The deadline is left to fire even after the work finished (`Deadlines`): a late one finds
-    /// the waiter resumed and does nothing.
+    /// A deadline whose waiter was resumed is dropped unrun at the timer thread's next look
+    /// (`Deadlines`); one that fires while the work answers finds the waiter resumed and does nothing.
     ///
     /// With `cancelled`, cancelling the waiting task resumes it at once with `cancelled()`; the
     /// work goes on, and finds the waiter resumed. Without it, the wait outlasts cancellation:
@@ -63,7 +63,7 @@ public enum CallbackWait {
     ) async -> T {
         await withCheckedContinuation { continuation in
             let once = ResumeOnce(continuation)
-            Deadlines.shared.at(deadline) {
+            Deadlines.shared.at(deadline, pending: { !once.isDone }) {
                 // `expired` only for a waiter still waiting: it may act (rescue a stuck thread).
                 if !once.isDone { once.resume(expired()) }
             }

@@ -6,22 +6,36 @@ import Musl
 import Dispatch
 import Synchronization
 
-/// Actions due at deadlines, run by one thread of their own. Setting a deadline wakes that thread
-/// only when it is earlier than every one pending; a request's deadline (some seconds away, after
-/// those of the requests before it) wakes nothing. An event loop's timer, set from another thread,
-/// woke its loop every time: a system call on the request's path and a wake-up on another CPU.
+/// Actions due at deadlines, run by one thread of their own. The thread looks at least once a
+/// second, and setting a deadline wakes it only when the deadline comes before its next look: a
+/// request's deadline (seconds away) wakes nothing. Waits that ended before their deadline are
+/// dropped at a look without running, so their deadlines wake nothing either. (An event loop's
+/// timer, set from another thread, woke its loop every time; and every deadline once woke this
+/// thread again when it came, long after its wait had ended: a wake-up per libvirt call.)
 ///
 /// Actions run on the timer thread, one after the other: they must be short and never block.
 final class Deadlines: Sendable {
     static let shared = Deadlines()
 
+    /// The longest the thread sleeps: how late a settled wait's entry may be dropped, and so
+    /// which deadlines need no wake-up when they are set.
+    static let look = Duration.seconds(1)
+
     private struct Entry {
         let due: ContinuousClock.Instant
+        /// Whether the action still has something to do; once false, the entry is dropped unrun.
+        let pending: @Sendable () -> Bool
         let action: @Sendable () -> Void
     }
 
-    /// A binary min-heap on `due`.
-    private let pending = Mutex<[Entry]>([])
+    private struct State {
+        /// A binary min-heap on `due`.
+        var heap: [Entry] = []
+        /// When the thread looks next, unless woken.
+        var nextLook = ContinuousClock.now
+    }
+
+    private let state = Mutex(State())
     private let changed = DispatchSemaphore(value: 0)
 
     private init() {
@@ -35,44 +49,44 @@ final class Deadlines: Sendable {
         pthread_detach(thread)
     }
 
-    /// Runs `action` at `due` (at once if it has passed).
-    func at(_ due: ContinuousClock.Instant, _ action: @escaping @Sendable () -> Void) {
-        let earliest = pending.withLock { heap in
-            heap.append(Entry(due: due, action: action))
-            var child = heap.count - 1
+    /// Runs `action` at `due` (at once if it has passed), unless `pending` says by then that
+    /// there is nothing left to do.
+    func at(_ due: ContinuousClock.Instant, pending: @escaping @Sendable () -> Bool = { true }, _ action: @escaping @Sendable () -> Void) {
+        let wake = state.withLock { state in
+            state.heap.append(Entry(due: due, pending: pending, action: action))
+            var child = state.heap.count - 1
             while child > 0 {
                 let parent = (child - 1) / 2
-                guard heap[child].due < heap[parent].due else { break }
-                heap.swapAt(child, parent)
+                guard state.heap[child].due < state.heap[parent].due else { break }
+                state.heap.swapAt(child, parent)
                 child = parent
             }
-            return child == 0
+            guard due < state.nextLook else { return false }
+            state.nextLook = due
+            return true
         }
-        if earliest { changed.signal() }
+        if wake { changed.signal() }
     }
 
     private func run() {
         while true {
-            let (due, next) = pending.withLock { heap in
+            let (due, nextLook) = state.withLock { state in
                 var due: [@Sendable () -> Void] = []
                 let now = ContinuousClock.now
-                while let first = heap.first, first.due <= now {
-                    due.append(first.action)
-                    Self.removeFirst(&heap)
+                while let first = state.heap.first {
+                    let isDue = first.due <= now
+                    guard isDue || !first.pending() else { break }
+                    if isDue { due.append(first.action) }
+                    Self.removeFirst(&state.heap)
                 }
-                return (due, heap.first?.due)
+                state.nextLook = min(state.heap.first?.due ?? .now + Self.look, now + Self.look)
+                return (due, state.nextLook)
             }
             for action in due { action() }
-            guard let next else {
-                changed.wait()
-                continue
-            }
-            let wait = next - .now
+            let wait = nextLook - .now
             if wait > .zero {
-                // At most an hour at a time: a far deadline is looked at again, never overflows.
                 let (seconds, attoseconds) = wait.components
-                let nanoseconds = Int(min(seconds, 3600)) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)
-                _ = changed.wait(timeout: .now() + .nanoseconds(nanoseconds))
+                _ = changed.wait(timeout: .now() + .nanoseconds(Int(seconds) * 1_000_000_000 + Int(attoseconds / 1_000_000_000)))
             }
         }
     }

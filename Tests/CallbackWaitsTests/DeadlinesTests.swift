@@ -24,6 +24,24 @@ struct DeadlinesTests {
         #expect(fired.withLock { $0 } == Array(0..<40))
     }
 
+    @Test("a deadline with nothing left to do does not run: at its time, nor before it")
+    func settled() async throws {
+        let fired = Mutex<[String]>([])
+        Deadlines.shared.at(.now + .milliseconds(50), pending: { false }) { fired.withLock { $0.append("settled") } }
+        Deadlines.shared.at(.now + .milliseconds(60)) { fired.withLock { $0.append("pending") } }
+        try await waitUntil("the pending deadline fired", within: .seconds(10), every: .milliseconds(2)) { fired.withLock { $0 } == ["pending"] }
+        #expect(fired.withLock { $0 } == ["pending"])
+    }
+
+    @Test("a settled wait's deadline, minutes away, is dropped at the timer's next look")
+    func droppedAtLook() async throws {
+        let asked = Mutex(false)
+        Deadlines.shared.at(.now + .seconds(600), pending: { asked.withLock { $0 = true }; return false }) {
+            Issue.record("a settled deadline ran")
+        }
+        try await waitUntil("the timer thread asked whether it was pending", within: .seconds(30), every: .milliseconds(10)) { asked.withLock { $0 } }
+    }
+
     @Test("a wait ends with the work's result, or with expired() at the deadline when the work never answers")
     func wait() async {
         let answered = await CallbackWait.wait(until: .now + .seconds(3600), expired: { "expired" }) { once in once.resume("answered") }
