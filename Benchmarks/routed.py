@@ -36,6 +36,7 @@ ROUTED, REFERENCE = Port(1229), Port(1231)
 class Lab:
     def __init__(self, directory, bin_dir, **counts):
         self.dir = directory
+        counts.setdefault("debug", 0)  # logging as in production (the lab's tests log debug lines)
         self.run("up", *[part for name, value in counts.items() for part in (f"--{name}", str(value))], "--bin", bin_dir)
         with open(f"{directory}/prefix") as prefix:
             self.prefix = prefix.read().strip()

@@ -2,7 +2,7 @@
 # A multi-host fence-router lab on this machine, in network namespaces it creates (nothing touches
 # the real interfaces). Run as root.
 #
-#   lab.sh up DIR [--hosts N] [--guests M] [--routers R] [--brokers K] [--bare B] [--bin DIR] [--request-timeout S] [--host-freshness S] [--warm-up S]
+#   lab.sh up DIR [--hosts N] [--guests M] [--routers R] [--brokers K] [--bare B] [--bin DIR] [--request-timeout S] [--host-freshness S] [--warm-up S] [--debug D]
 #        management network 198.18.0.0/24: the broker (.100) and hosts hv1..hvN (.1..); with K > 1
 #        the broker is a RabbitMQ cluster of K nodes on .100 (ports P, P+2, …), and host hvI lists
 #        them from node I on, so that the daemons spread over the nodes
@@ -10,6 +10,7 @@
 #        each host: its own libvirtd (libvirt's test driver on a unix socket) and fence-hostd;
 #        hosts hv1..hvR also run fence-routerd (amqp backend, multicast on the guest network);
 #        B more hosts after them have a libvirtd only (for a reference fence_virtd in benchmarks)
+#        the daemons log at debug level D (default 1, for the tests; the benchmarks use 0, as in production)
 #   lab.sh down DIR
 #   lab.sh define DIR HOST NAME UUID [running|off]    define a domain in HOST's libvirtd
 #   lab.sh populate DIR HOST FIRST LAST               define and start vmFIRST..vmLAST (UUID from the number), in one virsh run
@@ -112,12 +113,12 @@ start_part() {
         ;;
     agent-*)
         host=${part#agent-}
-        launch "$part" "$host" "$bin/fence-hostd" -F -f "$dir/$host/fence_virt.conf" -d 1
+        launch "$part" "$host" "$bin/fence-hostd" -F -f "$dir/$host/fence_virt.conf" -d "$(cat "$dir/debug")"
         wait_for_log "$part" "ready"
         ;;
     router-*)
         host=${part#router-}
-        launch "$part" "$host" "$bin/fence-routerd" -F -f "$dir/$host/fence_virt.conf" -d 1
+        launch "$part" "$host" "$bin/fence-routerd" -F -f "$dir/$host/fence_virt.conf" -d "$(cat "$dir/debug")"
         wait_for_log "$part" "listening"
         ;;
     *)
@@ -142,7 +143,7 @@ define_domain() {
 
 case $command in
 up)
-    hosts=3 guests=2 routers=1 brokers=1 bare=0 bin="" timeout=15 freshness=3 warm_up=""
+    hosts=3 guests=2 routers=1 brokers=1 bare=0 bin="" timeout=15 freshness=3 warm_up="" debug=1
     while (($#)); do
         case $1 in
         --request-timeout) timeout=$2; shift 2 ;;
@@ -154,6 +155,7 @@ up)
         --brokers) brokers=$2; shift 2 ;;
         --bare) bare=$2; shift 2 ;;
         --bin) bin=$2; shift 2 ;;
+        --debug) debug=$2; shift 2 ;;
         *) echo "lab: unknown option $1" >&2; exit 2 ;;
         esac
     done
@@ -166,6 +168,7 @@ up)
     echo "$guests" > "$dir/guests"
     echo "$routers" > "$dir/routers"
     echo "$brokers" > "$dir/brokers"
+    echo "$debug" > "$dir/debug"
     echo $((20000 + RANDOM % 9000)) > "$dir/broker-port"
 
     # Networks: a management bridge and a guest bridge, each in a namespace of its own.
