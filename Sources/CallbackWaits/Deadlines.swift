@@ -74,9 +74,9 @@ final class Deadlines: Sendable {
                 var due: [@Sendable () -> Void] = []
                 let now = ContinuousClock.now
                 while let first = state.heap.first {
-                    let isDue = first.due <= now
-                    guard isDue || !first.pending() else { break }
-                    if isDue { due.append(first.action) }
+                    let pending = first.pending()
+                    guard first.due <= now || !pending else { break }
+                    if pending { due.append(first.action) }
                     Self.removeFirst(&state.heap)
                 }
                 state.nextLook = min(state.heap.first?.due ?? .now + Self.look, now + Self.look)

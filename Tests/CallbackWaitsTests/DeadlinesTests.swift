@@ -33,7 +33,7 @@ struct DeadlinesTests {
         #expect(fired.withLock { $0 } == ["pending"])
     }
 
-    @Test("a settled wait's deadline, minutes away, is dropped at the timer's next look")
+    @Test("a settled wait's deadline, minutes away, is dropped long before its time")
     func droppedAtLook() async throws {
         let asked = Mutex(false)
         Deadlines.shared.at(.now + .seconds(600), pending: { asked.withLock { $0 = true }; return false }) {
