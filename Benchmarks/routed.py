@@ -88,6 +88,74 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class CpuAccounting:
+    """CPU time of groups of processes (every thread they ever ran, children started later
+    included): a cpuacct cgroup per group where the machine has that hierarchy (accounting only:
+    it changes no scheduling), else the processes' own counters (clock ticks)."""
+    ROOT = "/sys/fs/cgroup/cpuacct"
+
+    def __init__(self, name, groups):
+        self.groups = groups
+        self.paths = {}
+        if os.path.isdir(self.ROOT):
+            for group, pids in groups.items():
+                path = f"{self.ROOT}/fr-routed-{name}-{group}"
+                os.makedirs(path, exist_ok=True)
+                for pid in pids:
+                    with open(f"{path}/cgroup.procs", "w") as procs:
+                        procs.write(str(pid))
+                self.paths[group] = path
+
+    def seconds(self):
+        if self.paths:
+            result = {}
+            for group, path in self.paths.items():
+                with open(f"{path}/cpuacct.usage") as usage:
+                    result[group] = int(usage.read()) / 1e9
+            return result
+        return {group: sum(cpu_seconds(pid) for pid in pids) for group, pids in self.groups.items()}
+
+    def per_run(self, runs, work, idle=10.0):
+        """CPU ms per run of `work()` for each group, less what the group spends idle (heartbeats,
+        snapshots), measured for `idle` seconds just before."""
+        start, began = self.seconds(), time.monotonic()
+        time.sleep(idle)
+        rested, rest = self.seconds(), time.monotonic() - began
+        began = time.monotonic()
+        result = work()
+        worked, took = self.seconds(), time.monotonic() - began
+        cpu = {group: ((worked[group] - rested[group]) - (rested[group] - start[group]) * took / rest) * 1000 / runs
+               for group in self.groups}
+        return result, cpu
+
+    def close(self):
+        for path in self.paths.values():
+            with open(f"{path}/cgroup.procs") as procs:
+                pids = procs.read().split()
+            for pid in pids:
+                try:
+                    with open(f"{self.ROOT}/cgroup.procs", "w") as root:
+                        root.write(pid)
+                except OSError:
+                    pass
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass
+
+
+def lab_groups(lab, hosts, reference):
+    """Each side's processes: the reference and its host's libvirtd; the router, the agents, the
+    broker and the simulated hosts' libvirtds."""
+    with open(f"{lab.dir}/broker/rabbitmq.pid") as pid:
+        brokers = [int(pid.read())]
+    return {
+        "reference": [reference.pid], "reference-libvirtd": [lab.pid(f"libvirtd-{hosts['reference']}")],
+        "router": [lab.pid("router-hv1")], "agents": [lab.pid(f"agent-{host}") for host in hosts["routed"]],
+        "broker": brokers, "libvirtds": [lab.pid(f"libvirtd-{host}") for host in hosts["routed"]],
+    }
+
+
 def reference_config(lab, host):
     path = f"{lab.dir}/{host}/fence_virtd.conf"
     with open(path, "w") as out:
@@ -156,7 +224,12 @@ def real_parts(bin_dir, work, runs, migrations):
             result[label] = [statistics.median(s) for s in samples] + [percentile(s, 0.9) for s in samples]
         # off: started again (untimed, with a pause for its event) before every run, on each side.
         start = lambda host: ["sh", "-c", f"virsh -c '{lab.uri(host)}' start vm250; sleep 0.05"]
-        samples = alternating_runs(lab.key, targets, ["-o", "off", "-H", "vm250"], runs, guest, prepare=[start("hv11"), start("hv3")])
+        cpu = CpuAccounting("real", lab_groups(lab, {"reference": "hv11", "routed": [f"hv{i}" for i in range(1, 11)]}, reference))
+        try:
+            samples, result["off-cpu"] = cpu.per_run(runs, lambda: alternating_runs(
+                lab.key, targets, ["-o", "off", "-H", "vm250"], runs, guest, prepare=[start("hv11"), start("hv3")]))
+        finally:
+            cpu.close()
         result["off"] = [statistics.median(s) for s in samples] + [percentile(s, 0.9) for s in samples]
 
         guests = [lab.ns(f"g{i}") for i in range(1, 21)]
@@ -173,7 +246,7 @@ def one_host(bin_dir, work, runs):
     (behind fence-routerd, through the broker) and the reference fence_virtd, on the same host;
     runs alternate. The ten-host lab above asks ten agents for every off; this one asks one, so
     the difference is the cost of the bus round trip alone."""
-    with lab_with_reference(f"{work}/one", bin_dir, "hv1", [("hv1", 1, 100)], hosts=1, routers=1, guests=1) as (lab, _):
+    with lab_with_reference(f"{work}/one", bin_dir, "hv1", [("hv1", 1, 100)], hosts=1, routers=1, guests=1) as (lab, reference):
         lab.wait_listed(100)
         targets, guest = [REFERENCE, ROUTED], lab.ns("g1")
         alternating_runs(lab.key, targets, ["-o", "status", "-H", "vm50"], 3, guest)  # warm-up
@@ -181,7 +254,15 @@ def one_host(bin_dir, work, runs):
         samples = alternating_runs(lab.key, targets, ["-o", "status", "-H", "vm50"], runs, guest)
         result["status"] = [statistics.median(s) for s in samples]
         start = ["sh", "-c", f"virsh -c '{lab.uri('hv1')}' start vm60; sleep 0.05"]
-        samples = alternating_runs(lab.key, targets, ["-o", "off", "-H", "vm60"], runs, guest, prepare=[start, start])
+        # fence_virtd and fence-hostd share the host's libvirtd: its CPU counts on neither side.
+        groups = lab_groups(lab, {"reference": "hv1", "routed": ["hv1"]}, reference)
+        groups["libvirtds"] = groups.pop("reference-libvirtd")
+        cpu = CpuAccounting("one", groups)
+        try:
+            samples, result["off-cpu"] = cpu.per_run(runs, lambda: alternating_runs(
+                lab.key, targets, ["-o", "off", "-H", "vm60"], runs, guest, prepare=[start, start]))
+        finally:
+            cpu.close()
         result["off"] = [statistics.median(s) for s in samples]
         return result
 
@@ -274,7 +355,25 @@ def main():
         row("migration convergence, p99 (ms)", None, percentile(ages, 0.99), "≤ 50 ms", 0),
         row("resident memory: fence_virtd (1,000 domains) / fence-routerd (1,000 over 10 hosts) (MB)", real["memory"]["reference"], real["memory"]["router"]),
         row("resident memory: fence-hostd with 100 domains (MB)", None, real["memory"]["agent"]),
+        "",
+        "CPU per off run (ms), from the off runs above (restarting the domain before each included), less each part's idle use:",
+        "",
+        "| part | one host | ten hosts |",
+        "|---|---:|---:|",
     ]
+    real_cpu, one_cpu = real["off-cpu"], one["off-cpu"]
+    for label, group, one_group in (
+        ("fence_virtd", "reference", "reference"),
+        ("its libvirtd (one host: shared with fence-hostd)", "reference-libvirtd", "libvirtds"),
+        ("fence-routerd", "router", "router"),
+        ("fence-hostd (all agents)", "agents", "agents"),
+        ("RabbitMQ", "broker", "broker"),
+        ("the agents' libvirtds", "libvirtds", None),
+    ):
+        lines.append(f"| {label} | {one_cpu[one_group]:.2f} | {real_cpu[group]:.2f} |" if one_group else f"| {label} | | {real_cpu[group]:.2f} |")
+    ours = ("router", "agents", "broker", "libvirtds")
+    lines.append(f"| fence-router's side in all (ten hosts) against the reference's | | {sum(real_cpu[g] for g in ours):.2f} / "
+                 f"{real_cpu['reference'] + real_cpu['reference-libvirtd']:.2f} |")
     if sim:
         lines += [
             "",
