@@ -113,12 +113,12 @@ start_part() {
         ;;
     agent-*)
         host=${part#agent-}
-        launch "$part" "$host" "$bin/fence-hostd" -F -f "$dir/$host/fence_virt.conf" -d "$(cat "$dir/debug")"
+        launch "$part" "$host" "$bin/fence-hostd" -F -f "$dir/$host/fence_virt.conf" -d "$(cat "$dir/debug" 2>/dev/null || echo 1)"
         wait_for_log "$part" "ready"
         ;;
     router-*)
         host=${part#router-}
-        launch "$part" "$host" "$bin/fence-routerd" -F -f "$dir/$host/fence_virt.conf" -d "$(cat "$dir/debug")"
+        launch "$part" "$host" "$bin/fence-routerd" -F -f "$dir/$host/fence_virt.conf" -d "$(cat "$dir/debug" 2>/dev/null || echo 1)"
         wait_for_log "$part" "listening"
         ;;
     *)
