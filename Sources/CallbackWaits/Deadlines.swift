@@ -8,8 +8,9 @@ import Synchronization
 
 /// Actions due at deadlines, run by one thread of their own. The thread looks at least once a
 /// second, and setting a deadline wakes it only when the deadline comes before its next look: a
-/// request's deadline (seconds away) wakes nothing. Waits that ended before their deadline are
-/// dropped at a look without running, so their deadlines wake nothing either. (An event loop's
+/// request's deadline (seconds away) wakes nothing. A wait that ended before its deadline is
+/// dropped unrun once the deadlines before it are gone (at the next look, unless an earlier one
+/// still waits), and never wakes the thread. (An event loop's
 /// timer, set from another thread, woke its loop every time; and every deadline once woke this
 /// thread again when it came, long after its wait had ended: a wake-up per libvirt call.)
 ///
@@ -33,12 +34,14 @@ final class Deadlines: Sendable {
         var heap: [Entry] = []
         /// When the thread looks next, unless woken.
         var nextLook = ContinuousClock.now
+        var stopped = false
     }
 
     private let state = Mutex(State())
     private let changed = DispatchSemaphore(value: 0)
 
-    private init() {
+    /// A timer thread of its own (tests; the daemons share `shared`).
+    init() {
         var thread = pthread_t()
         let context = Unmanaged.passRetained(self).toOpaque()
         let created = pthread_create(&thread, nil, { context in
@@ -50,7 +53,8 @@ final class Deadlines: Sendable {
     }
 
     /// Runs `action` at `due` (at once if it has passed), unless `pending` says by then that
-    /// there is nothing left to do.
+    /// there is nothing left to do. `pending` is called under this timer's lock: it must only
+    /// read a flag.
     func at(_ due: ContinuousClock.Instant, pending: @escaping @Sendable () -> Bool = { true }, _ action: @escaping @Sendable () -> Void) {
         let wake = state.withLock { state in
             state.heap.append(Entry(due: due, pending: pending, action: action))
@@ -68,9 +72,15 @@ final class Deadlines: Sendable {
         if wake { changed.signal() }
     }
 
+    /// Ends the thread (tests); deadlines not yet due never run.
+    func stop() {
+        state.withLock { $0.stopped = true }
+        changed.signal()
+    }
+
     private func run() {
         while true {
-            let (due, nextLook) = state.withLock { state in
+            let (due, nextLook, stopped) = state.withLock { state in
                 var due: [@Sendable () -> Void] = []
                 let now = ContinuousClock.now
                 while let first = state.heap.first {
@@ -80,8 +90,9 @@ final class Deadlines: Sendable {
                     Self.removeFirst(&state.heap)
                 }
                 state.nextLook = min(state.heap.first?.due ?? .now + Self.look, now + Self.look)
-                return (due, state.nextLook)
+                return (due, state.nextLook, state.stopped)
             }
+            if stopped { return }
             for action in due { action() }
             let wait = nextLook - .now
             if wait > .zero {

@@ -236,7 +236,7 @@ public final class HostAgent: Service {
             "command": "\(command.id)", "op": "\(command.action.rawValue)", "domain": "\(command.target)",
             "issuer": "\(command.issuer)", "outcome": "\(result.outcome)", "duration-ms": "\((ContinuousClock.now - started).millisecondsText)",
         ]
-        if case .failed(_, let message) = result.outcome { metadata["message"] = "\(message)" }
+        if case .failed(_, let message) = result.outcome { metadata["error"] = "\(message)" }
         if repeated { metadata["repeated"] = "true" }
         logger.info("command answered", metadata: metadata)
         Counter(label: "fence_agent_commands_total", dimensions: [

@@ -26,20 +26,32 @@ struct DeadlinesTests {
 
     @Test("a deadline with nothing left to do does not run: at its time, nor before it")
     func settled() async throws {
+        let deadlines = Deadlines()
+        defer { deadlines.stop() }
         let fired = Mutex<[String]>([])
-        Deadlines.shared.at(.now + .milliseconds(50), pending: { false }) { fired.withLock { $0.append("settled") } }
-        Deadlines.shared.at(.now + .milliseconds(60)) { fired.withLock { $0.append("pending") } }
+        deadlines.at(.now + .milliseconds(50), pending: { false }) { fired.withLock { $0.append("settled") } }
+        deadlines.at(.now + .milliseconds(60)) { fired.withLock { $0.append("pending") } }
         try await waitUntil("the pending deadline fired", within: .seconds(10), every: .milliseconds(2)) { fired.withLock { $0 } == ["pending"] }
         #expect(fired.withLock { $0 } == ["pending"])
     }
 
-    @Test("a settled wait's deadline, minutes away, is dropped long before its time")
+    /// Its closures are released once the entry is gone.
+    private final class Sentinel: Sendable {
+        let released: @Sendable () -> Void
+        init(_ released: @escaping @Sendable () -> Void) { self.released = released }
+        deinit { released() }
+    }
+
+    @Test("a settled wait's deadline, minutes away, is dropped at the timer's next look")
     func droppedAtLook() async throws {
-        let asked = Mutex(false)
-        Deadlines.shared.at(.now + .seconds(600), pending: { asked.withLock { $0 = true }; return false }) {
-            Issue.record("a settled deadline ran")
+        let deadlines = Deadlines()
+        defer { deadlines.stop() }
+        let released = Mutex(false)
+        do {
+            let sentinel = Sentinel { released.withLock { $0 = true } }
+            deadlines.at(.now + .seconds(600), pending: { _ = sentinel; return false }) { Issue.record("a settled deadline ran") }
         }
-        try await waitUntil("the timer thread asked whether it was pending", within: .seconds(30), every: .milliseconds(10)) { asked.withLock { $0 } }
+        try await waitUntil("the entry was dropped", within: Deadlines.look * 5, every: .milliseconds(10)) { released.withLock { $0 } }
     }
 
     @Test("a wait ends with the work's result, or with expired() at the deadline when the work never answers")
