@@ -89,7 +89,8 @@ class Daemon:
             raise RuntimeError(f"{name} did not start; see its log")
         self.cgroup = None
         accounting = "/sys/fs/cgroup/cpuacct"
-        if os.path.isdir(accounting):
+        # Only a hierarchy without the cpu controller: there, a group would also be scheduled as one.
+        if os.path.isdir(accounting) and not os.path.exists(f"{accounting}/cpu.shares"):
             self.cgroup = f"{accounting}/fr-bench-{name}-{port}"
             os.makedirs(self.cgroup, exist_ok=True)
             with open(f"{self.cgroup}/cgroup.procs", "w") as procs:

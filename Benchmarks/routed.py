@@ -90,21 +90,37 @@ def cpu_seconds(pid):
 
 class CpuAccounting:
     """CPU time of groups of processes (every thread they ever ran, children started later
-    included): a cpuacct cgroup per group where the machine has that hierarchy (accounting only:
-    it changes no scheduling), else the processes' own counters (clock ticks)."""
+    included): a cpuacct cgroup per group where the machine has that hierarchy without the cpu
+    controller (there, accounting only: scheduling is unchanged), else the processes' own
+    counters (clock ticks). A context manager: the processes go back where they were."""
     ROOT = "/sys/fs/cgroup/cpuacct"
 
     def __init__(self, name, groups):
-        self.groups = groups
-        self.paths = {}
-        if os.path.isdir(self.ROOT):
-            for group, pids in groups.items():
-                path = f"{self.ROOT}/fr-routed-{name}-{group}"
-                os.makedirs(path, exist_ok=True)
-                for pid in pids:
-                    with open(f"{path}/cgroup.procs", "w") as procs:
-                        procs.write(str(pid))
-                self.paths[group] = path
+        self.name, self.groups, self.paths, self.origins = name, groups, {}, {}
+
+    def __enter__(self):
+        if os.path.isdir(self.ROOT) and not os.path.exists(f"{self.ROOT}/cpu.shares"):
+            try:
+                for group, pids in self.groups.items():
+                    path = f"{self.ROOT}/fr-routed-{self.name}-{group}"
+                    os.makedirs(path, exist_ok=True)
+                    self.paths[group] = path
+                    for pid in pids:
+                        self.origins[pid] = self.origin(pid)
+                        with open(f"{path}/cgroup.procs", "w") as procs:
+                            procs.write(str(pid))
+            except BaseException:
+                self.__exit__()
+                raise
+        return self
+
+    def origin(self, pid):
+        with open(f"/proc/{pid}/cgroup") as cgroups:
+            for line in cgroups:
+                _, controllers, path = line.rstrip("\n").split(":", 2)
+                if "cpuacct" in controllers.split(","):
+                    return self.ROOT + path.rstrip("/")
+        return self.ROOT
 
     def seconds(self):
         if self.paths:
@@ -128,27 +144,48 @@ class CpuAccounting:
                for group in self.groups}
         return result, cpu
 
-    def close(self):
+    def __exit__(self, *_):
         for path in self.paths.values():
             with open(f"{path}/cgroup.procs") as procs:
-                pids = procs.read().split()
+                pids = [int(pid) for pid in procs.read().split()]
             for pid in pids:
                 try:
-                    with open(f"{self.ROOT}/cgroup.procs", "w") as root:
-                        root.write(pid)
+                    with open(f"{self.origins.get(pid, self.ROOT)}/cgroup.procs", "w") as back:
+                        back.write(str(pid))
                 except OSError:
-                    pass
+                    pass  # gone, or its group is
             try:
                 os.rmdir(path)
             except OSError:
                 pass
+        self.paths = {}
+
+
+def descendants(pid):
+    """`pid` and every process below it (the broker's port programs are started by a helper that
+    runs from the broker's start)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        queue += children.get(current, [])
+    return found
 
 
 def lab_groups(lab, hosts, reference):
     """Each side's processes: the reference and its host's libvirtd; the router, the agents, the
     broker and the simulated hosts' libvirtds."""
     with open(f"{lab.dir}/broker/rabbitmq.pid") as pid:
-        brokers = [int(pid.read())]
+        brokers = descendants(int(pid.read()))
     return {
         "reference": [reference.pid], "reference-libvirtd": [lab.pid(f"libvirtd-{hosts['reference']}")],
         "router": [lab.pid("router-hv1")], "agents": [lab.pid(f"agent-{host}") for host in hosts["routed"]],
@@ -224,12 +261,9 @@ def real_parts(bin_dir, work, runs, migrations):
             result[label] = [statistics.median(s) for s in samples] + [percentile(s, 0.9) for s in samples]
         # off: started again (untimed, with a pause for its event) before every run, on each side.
         start = lambda host: ["sh", "-c", f"virsh -c '{lab.uri(host)}' start vm250; sleep 0.05"]
-        cpu = CpuAccounting("real", lab_groups(lab, {"reference": "hv11", "routed": [f"hv{i}" for i in range(1, 11)]}, reference))
-        try:
+        with CpuAccounting("real", lab_groups(lab, {"reference": "hv11", "routed": [f"hv{i}" for i in range(1, 11)]}, reference)) as cpu:
             samples, result["off-cpu"] = cpu.per_run(runs, lambda: alternating_runs(
                 lab.key, targets, ["-o", "off", "-H", "vm250"], runs, guest, prepare=[start("hv11"), start("hv3")]))
-        finally:
-            cpu.close()
         result["off"] = [statistics.median(s) for s in samples] + [percentile(s, 0.9) for s in samples]
 
         guests = [lab.ns(f"g{i}") for i in range(1, 21)]
@@ -257,12 +291,9 @@ def one_host(bin_dir, work, runs):
         # fence_virtd and fence-hostd share the host's libvirtd: its CPU counts on neither side.
         groups = lab_groups(lab, {"reference": "hv1", "routed": ["hv1"]}, reference)
         groups["libvirtds"] = groups.pop("reference-libvirtd")
-        cpu = CpuAccounting("one", groups)
-        try:
+        with CpuAccounting("one", groups) as cpu:
             samples, result["off-cpu"] = cpu.per_run(runs, lambda: alternating_runs(
                 lab.key, targets, ["-o", "off", "-H", "vm60"], runs, guest, prepare=[start, start]))
-        finally:
-            cpu.close()
         result["off"] = [statistics.median(s) for s in samples]
         return result
 
