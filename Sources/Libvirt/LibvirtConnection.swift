@@ -80,6 +80,9 @@ public final class LibvirtConnection: Sendable {
         eventSink.finish()
     }
 
+    /// Lookups the open connection has made (tests).
+    var lookupsMade: Int { state.withLock { $0.handle?.lookups.load(ordering: .relaxed) ?? 0 } }
+
     /// Opens the connection now if it is not open (a start-up check); the same as any call would.
     public func open(deadline: ContinuousClock.Instant) async throws(LibvirtError) {
         try await withConnection("virConnectOpen", deadline: deadline) { _ throws(LibvirtError) in }
@@ -96,7 +99,7 @@ public final class LibvirtConnection: Sendable {
                 let filter = persistent ? VIR_CONNECT_GET_ALL_DOMAINS_STATS_PERSISTENT.rawValue : VIR_CONNECT_GET_ALL_DOMAINS_STATS_TRANSIENT.rawValue
                 var records: UnsafeMutablePointer<virDomainStatsRecordPtr?>?
                 let count = try Self.check(
-                    virConnectGetAllDomainStats(connection, VIR_DOMAIN_STATS_STATE.rawValue, &records, filter | VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT.rawValue),
+                    virConnectGetAllDomainStats(connection.pointer, VIR_DOMAIN_STATS_STATE.rawValue, &records, filter | VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT.rawValue),
                     "virConnectGetAllDomainStats"
                 )
                 guard let records else { continue }
@@ -114,17 +117,20 @@ public final class LibvirtConnection: Sendable {
 
     /// Nil when libvirt says there is no such domain. Two round trips to libvirtd (the lookup, the
     /// state), as the reference's; a third with `persistence`, for an inventory's reading (fencing
-    /// asks `isPersistent` when it needs to know).
+    /// asks `isPersistent` when it needs to know). The calls that follow it on the domain within
+    /// a second reuse its handle (`ConnectionHandle.recentDomain`) rather than look it up again.
     public func lookup(_ target: DomainTarget, persistence: Bool = false, deadline: ContinuousClock.Instant) async throws(LibvirtError) -> DomainInfo? {
         try await withConnection("lookup \(target)", deadline: deadline) { connection throws(LibvirtError) in
             try Self.nilIfGone { () throws(LibvirtError) in
                 let domain = try Self.lookup(target, in: connection)
-                return DomainInfo(
+                let info = DomainInfo(
                     name: try Self.name(of: domain.pointer),
                     uuid: try Self.uuid(of: domain.pointer),
                     state: try Self.state(of: domain.pointer),
                     persistent: persistence ? try Self.check(virDomainIsPersistent(domain.pointer), "virDomainIsPersistent") == 1 : nil
                 )
+                connection.remember(domain, uuid: info.uuid)
+                return info
             }
         }
     }
@@ -132,17 +138,18 @@ public final class LibvirtConnection: Sendable {
     /// `virDomainIsPersistent`.
     public func isPersistent(uuid: String, deadline: ContinuousClock.Instant) async throws(LibvirtError) -> Bool {
         try await withConnection("virDomainIsPersistent", deadline: deadline) { connection throws(LibvirtError) in
-            let domain = try Self.lookup(.uuid(uuid), in: connection)
+            let domain = try Self.domain(uuid, in: connection)
             return try Self.check(virDomainIsPersistent(domain.pointer), "virDomainIsPersistent") == 1
         }
     }
 
     /// Destroys the domain and reads its state with the same handle, in one call on the blocking
-    /// pool (two round trips to a remote libvirtd after the lookup); nil when it is gone after.
+    /// pool (two round trips to a remote libvirtd after the lookup, which a lookup just before
+    /// spares); nil when it is gone after.
     @discardableResult
     public func destroy(uuid: String, deadline: ContinuousClock.Instant) async throws(LibvirtError) -> DomainState? {
         try await withConnection("virDomainDestroy", deadline: deadline) { connection throws(LibvirtError) in
-            let domain = try Self.lookup(.uuid(uuid), in: connection)
+            let domain = try Self.domain(uuid, in: connection)
             try Self.check(virDomainDestroy(domain.pointer), "virDomainDestroy")
             return try Self.nilIfGone { () throws(LibvirtError) in try Self.state(of: domain.pointer) }
         }
@@ -151,21 +158,21 @@ public final class LibvirtConnection: Sendable {
     /// Starts a defined domain (`virDomainCreate`).
     public func start(uuid: String, deadline: ContinuousClock.Instant) async throws(LibvirtError) {
         try await withConnection("virDomainCreate", deadline: deadline) { connection throws(LibvirtError) in
-            let domain = try Self.lookup(.uuid(uuid), in: connection)
+            let domain = try Self.domain(uuid, in: connection)
             try Self.check(virDomainCreate(domain.pointer), "virDomainCreate")
         }
     }
 
     public func suspend(uuid: String, deadline: ContinuousClock.Instant) async throws(LibvirtError) {
         try await withConnection("virDomainSuspend", deadline: deadline) { connection throws(LibvirtError) in
-            let domain = try Self.lookup(.uuid(uuid), in: connection)
+            let domain = try Self.domain(uuid, in: connection)
             try Self.check(virDomainSuspend(domain.pointer), "virDomainSuspend")
         }
     }
 
     public func xmlDescription(uuid: String, deadline: ContinuousClock.Instant) async throws(LibvirtError) -> String {
         try await withConnection("virDomainGetXMLDesc", deadline: deadline) { connection throws(LibvirtError) in
-            let domain = try Self.lookup(.uuid(uuid), in: connection)
+            let domain = try Self.domain(uuid, in: connection)
             guard let xml = virDomainGetXMLDesc(domain.pointer, 0) else { throw LibvirtError.last("virDomainGetXMLDesc") }
             defer { free(xml) }
             return String(cString: xml)
@@ -175,7 +182,7 @@ public final class LibvirtConnection: Sendable {
     /// Creates and starts a transient domain (`virDomainCreateXML`).
     public func startTransient(xml: String, deadline: ContinuousClock.Instant) async throws(LibvirtError) {
         try await withConnection("virDomainCreateXML", deadline: deadline) { connection throws(LibvirtError) in
-            guard let domain = virDomainCreateXML(connection, xml, 0) else { throw LibvirtError.last("virDomainCreateXML") }
+            guard let domain = virDomainCreateXML(connection.pointer, xml, 0) else { throw LibvirtError.last("virDomainCreateXML") }
             virDomainFree(domain)
         }
     }
@@ -183,7 +190,7 @@ public final class LibvirtConnection: Sendable {
     /// Defines a persistent domain (`virDomainDefineXML`) and returns its UUID.
     public func define(xml: String, deadline: ContinuousClock.Instant) async throws(LibvirtError) -> String {
         try await withConnection("virDomainDefineXML", deadline: deadline) { connection throws(LibvirtError) in
-            guard let pointer = virDomainDefineXML(connection, xml) else { throw LibvirtError.last("virDomainDefineXML") }
+            guard let pointer = virDomainDefineXML(connection.pointer, xml) else { throw LibvirtError.last("virDomainDefineXML") }
             let domain = DomainHandle(pointer)
             return try Self.uuid(of: domain.pointer)
         }
@@ -192,7 +199,7 @@ public final class LibvirtConnection: Sendable {
     /// One round trip that proves the hypervisor answers.
     public func ping(deadline: ContinuousClock.Instant) async throws(LibvirtError) {
         try await withConnection("virConnectNumOfDomains", deadline: deadline) { connection throws(LibvirtError) in
-            _ = try Self.check(virConnectNumOfDomains(connection), "virConnectNumOfDomains")
+            _ = try Self.check(virConnectNumOfDomains(connection.pointer), "virConnectNumOfDomains")
         }
     }
 
@@ -201,12 +208,12 @@ public final class LibvirtConnection: Sendable {
     private func withConnection<T: Sendable>(
         _ operation: String,
         deadline: ContinuousClock.Instant,
-        _ body: @escaping @Sendable (OpaquePointer) throws(LibvirtError) -> T
+        _ body: @escaping @Sendable (ConnectionHandle) throws(LibvirtError) -> T
     ) async throws(LibvirtError) -> T {
         try await calls.run(operation, deadline: deadline) { () throws(LibvirtError) -> T in
             let handle = try self.connectedHandle()
             do throws(LibvirtError) {
-                return try body(handle.pointer)
+                return try body(handle)
             } catch {
                 guard error.code != .noDomain, virConnectIsAlive(handle.pointer) != 1 else { throw error }
                 self.discard(handle)
@@ -327,10 +334,18 @@ public final class LibvirtConnection: Sendable {
         return result
     }
 
-    static func lookup(_ target: DomainTarget, in connection: OpaquePointer) throws(LibvirtError) -> DomainHandle {
+    /// The domain `uuid` names: the handle a lookup on this connection made in the last second
+    /// (an action following its lookup under the domain's lock), or a new lookup.
+    static func domain(_ uuid: String, in connection: ConnectionHandle) throws(LibvirtError) -> DomainHandle {
+        if let recent = connection.recentDomain(uuid) { return recent }
+        return try lookup(.uuid(uuid), in: connection)
+    }
+
+    static func lookup(_ target: DomainTarget, in connection: ConnectionHandle) throws(LibvirtError) -> DomainHandle {
+        connection.lookups.add(1, ordering: .relaxed)
         let pointer: OpaquePointer? = switch target {
-        case .name(let name): virDomainLookupByName(connection, name)
-        case .uuid(let uuid): virDomainLookupByUUIDString(connection, uuid)
+        case .name(let name): virDomainLookupByName(connection.pointer, name)
+        case .uuid(let uuid): virDomainLookupByUUIDString(connection.pointer, uuid)
         }
         guard let pointer else { throw LibvirtError.last("lookup \(target)") }
         return DomainHandle(pointer)
@@ -381,7 +396,9 @@ public final class LibvirtConnection: Sendable {
 }
 
 /// Owns one `virDomainPtr`.
-final class DomainHandle {
+/// Owns one `virDomainPtr` (libvirt's domain objects are reference counted and may be used
+/// from any thread).
+final class DomainHandle: @unchecked Sendable {
     let pointer: OpaquePointer
     init(_ pointer: OpaquePointer) { self.pointer = pointer }
     deinit { virDomainFree(pointer) }
@@ -394,6 +411,32 @@ final class ConnectionHandle: @unchecked Sendable {
     private let lifecycleCallbackID: Int32
     private let closeCallbackRegistered: Bool
     var lifecycleRegistered: Bool { lifecycleCallbackID >= 0 }
+
+    /// Domains looked up on this connection in the last second, by UUID, so that an action that
+    /// follows its lookup (an off, under the domain's lock) acts with the same handle instead of
+    /// a second lookup, as the reference does. A handle names its domain by UUID in every call
+    /// (libvirtd and the hypervisor drivers find the domain by it), so a reused handle acts on
+    /// the domain a new lookup would find, and fails the same way when it is gone.
+    private let recent = Mutex<[String: (handle: DomainHandle, at: ContinuousClock.Instant)]>([:])
+    static let reuseWindow = Duration.seconds(1)
+    /// Lookups made on this connection (tests).
+    let lookups = Atomic<Int>(0)
+
+    func remember(_ domain: DomainHandle, uuid: String) {
+        let now = ContinuousClock.now
+        recent.withLock { recent in
+            if recent.count >= 64 { recent = recent.filter { now - $0.value.at < Self.reuseWindow } }
+            if recent.count >= 64 { recent.removeAll() }
+            recent[uuid] = (domain, now)
+        }
+    }
+
+    func recentDomain(_ uuid: String) -> DomainHandle? {
+        recent.withLock { recent in
+            guard let entry = recent[uuid], ContinuousClock.now - entry.at < Self.reuseWindow else { return nil }
+            return entry.handle
+        }
+    }
 
     /// - Parameters:
     ///   - callbacks: the event loop runs, so close callbacks can be delivered.
@@ -421,6 +464,7 @@ final class ConnectionHandle: @unchecked Sendable {
     }
 
     deinit {
+        recent.withLock { $0.removeAll() }  // each holds a reference to the connection
         if lifecycleCallbackID >= 0 { _ = virConnectDomainEventDeregisterAny(pointer, lifecycleCallbackID) }
         if closeCallbackRegistered { _ = virConnectUnregisterCloseCallback(pointer, connectionClosedCallback) }
         virConnectClose(pointer)

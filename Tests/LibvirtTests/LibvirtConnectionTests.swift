@@ -40,6 +40,22 @@ struct LibvirtConnectionTests {
         #expect(try await connection.lookup(.uuid("99999999-2222-3333-4444-555555555555"), deadline: deadline) == nil)
     }
 
+    @Test("an action right after its lookup uses the lookup's handle; without one, it looks the domain up")
+    func reusesTheLookup() async throws {
+        let connection = testnode()
+        let uuid = "6695eb01-f6a4-8304-79aa-97f2502e193f"
+        #expect(try await connection.destroy(uuid: uuid, deadline: deadline) == .shutOff)
+        #expect(connection.lookupsMade == 1, "no lookup before it: one of its own")
+        #expect(try await connection.lookup(.name("vm1"), deadline: deadline)?.state == .shutOff)
+        try await connection.start(uuid: uuid, deadline: deadline)
+        #expect(try await connection.isPersistent(uuid: uuid, deadline: deadline))
+        #expect(try await connection.destroy(uuid: uuid, deadline: deadline) == .shutOff)
+        #expect(connection.lookupsMade == 2, "start, isPersistent and destroy used the handle the lookup by name made")
+        let missing = "99999999-2222-3333-4444-555555555555"
+        #expect(try await connection.lookup(.uuid(missing), deadline: deadline) == nil)
+        await #expect(throws: LibvirtError.self) { try await connection.destroy(uuid: missing, deadline: deadline) }
+    }
+
     @Test("destroy and start change the state and raise lifecycle events")
     func destroyStartAndEvents() async throws {
         let connection = testnode()
