@@ -52,6 +52,7 @@ public final class LibvirtConnection: Sendable {
     private let subscribeToLifecycle: Bool
     private let backoff: ClosedRange<Duration>
     private let calls: BlockingCalls
+    private let reuseWindow: Duration
     private let logger: Logger
 
     /// - Parameters:
@@ -66,9 +67,14 @@ public final class LibvirtConnection: Sendable {
         self.init(uri: uri, lifecycleEvents: lifecycleEvents, backoff: backoff, calls: .shared, logger: logger)
     }
 
-    /// With its own threads for the blocking calls (tests that fill them up).
-    init(uri: String, lifecycleEvents: Bool, backoff: ClosedRange<Duration>, calls: BlockingCalls, logger: Logger) {
+    /// With its own threads for the blocking calls (tests that fill them up), and how long a
+    /// lookup's handle is reused (`ConnectionHandle.recentDomain`; tests).
+    init(
+        uri: String, lifecycleEvents: Bool, backoff: ClosedRange<Duration>, calls: BlockingCalls,
+        reuseWindow: Duration = .seconds(1), logger: Logger
+    ) {
         self.uri = uri
+        self.reuseWindow = reuseWindow
         self.subscribeToLifecycle = lifecycleEvents
         self.backoff = backoff
         self.calls = calls
@@ -258,7 +264,9 @@ public final class LibvirtConnection: Sendable {
             state.generation += 1
             return state.generation
         }
-        let handle = ConnectionHandle(pointer: pointer, generation: generation, owner: self, callbacks: eventLoop, lifecycle: subscribeToLifecycle)
+        let handle = ConnectionHandle(
+            pointer: pointer, generation: generation, owner: self, callbacks: eventLoop, lifecycle: subscribeToLifecycle, reuseWindow: reuseWindow
+        )
         if subscribeToLifecycle, !handle.lifecycleRegistered {
             // A connection without events would make every snapshot from it look complete while
             // changes go unreported: not a connection for an inventory. The handle closes here.
@@ -334,8 +342,9 @@ public final class LibvirtConnection: Sendable {
         return result
     }
 
-    /// The domain `uuid` names: the handle a lookup on this connection made in the last second
-    /// (an action following its lookup under the domain's lock), or a new lookup.
+    /// The domain `uuid` names: the handle a lookup on this connection made within the reuse
+    /// window (any lookup: a fencing action's under the domain's lock, an inventory reading), or
+    /// a new lookup.
     static func domain(_ uuid: String, in connection: ConnectionHandle) throws(LibvirtError) -> DomainHandle {
         if let recent = connection.recentDomain(uuid) { return recent }
         return try lookup(.uuid(uuid), in: connection)
@@ -395,7 +404,6 @@ public final class LibvirtConnection: Sendable {
     }
 }
 
-/// Owns one `virDomainPtr`.
 /// Owns one `virDomainPtr` (libvirt's domain objects are reference counted and may be used
 /// from any thread).
 final class DomainHandle: @unchecked Sendable {
@@ -412,20 +420,21 @@ final class ConnectionHandle: @unchecked Sendable {
     private let closeCallbackRegistered: Bool
     var lifecycleRegistered: Bool { lifecycleCallbackID >= 0 }
 
-    /// Domains looked up on this connection in the last second, by UUID, so that an action that
-    /// follows its lookup (an off, under the domain's lock) acts with the same handle instead of
-    /// a second lookup, as the reference does. A handle names its domain by UUID in every call
-    /// (libvirtd and the hypervisor drivers find the domain by it), so a reused handle acts on
-    /// the domain a new lookup would find, and fails the same way when it is gone.
+    /// Domains looked up on this connection within `reuseWindow`, by UUID, so that an action
+    /// that follows its lookup (an off after the reading under the domain's lock) acts with the
+    /// same handle instead of a second lookup, as the reference does. A handle names its domain
+    /// by UUID in every call (libvirtd and the hypervisor drivers find the domain by it), so a
+    /// reused handle acts on the domain a new lookup would find, and fails the same way
+    /// (`.noDomain`) when it is gone. A reconnection makes a new handle, with none remembered.
     private let recent = Mutex<[String: (handle: DomainHandle, at: ContinuousClock.Instant)]>([:])
-    static let reuseWindow = Duration.seconds(1)
+    let reuseWindow: Duration
     /// Lookups made on this connection (tests).
     let lookups = Atomic<Int>(0)
 
     func remember(_ domain: DomainHandle, uuid: String) {
         let now = ContinuousClock.now
         recent.withLock { recent in
-            if recent.count >= 64 { recent = recent.filter { now - $0.value.at < Self.reuseWindow } }
+            if recent.count >= 64 { recent = recent.filter { now - $0.value.at < reuseWindow } }
             if recent.count >= 64 { recent.removeAll() }
             recent[uuid] = (domain, now)
         }
@@ -433,7 +442,7 @@ final class ConnectionHandle: @unchecked Sendable {
 
     func recentDomain(_ uuid: String) -> DomainHandle? {
         recent.withLock { recent in
-            guard let entry = recent[uuid], ContinuousClock.now - entry.at < Self.reuseWindow else { return nil }
+            guard let entry = recent[uuid], ContinuousClock.now - entry.at < reuseWindow else { return nil }
             return entry.handle
         }
     }
@@ -441,9 +450,10 @@ final class ConnectionHandle: @unchecked Sendable {
     /// - Parameters:
     ///   - callbacks: the event loop runs, so close callbacks can be delivered.
     ///   - lifecycle: register for lifecycle events too.
-    init(pointer: OpaquePointer, generation: UInt64, owner: LibvirtConnection, callbacks: Bool, lifecycle: Bool) {
+    init(pointer: OpaquePointer, generation: UInt64, owner: LibvirtConnection, callbacks: Bool, lifecycle: Bool, reuseWindow: Duration) {
         self.pointer = pointer
         self.generation = generation
+        self.reuseWindow = reuseWindow
         if callbacks {
             let closeContext = Unmanaged.passRetained(CallbackContext(owner: owner, generation: generation)).toOpaque()
             closeCallbackRegistered = virConnectRegisterCloseCallback(pointer, connectionClosedCallback, closeContext, releaseContext) == 0

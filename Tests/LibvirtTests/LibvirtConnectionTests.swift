@@ -40,20 +40,38 @@ struct LibvirtConnectionTests {
         #expect(try await connection.lookup(.uuid("99999999-2222-3333-4444-555555555555"), deadline: deadline) == nil)
     }
 
-    @Test("an action right after its lookup uses the lookup's handle; without one, it looks the domain up")
+    @Test("an action after a lookup within the window uses the lookup's handle; after the window, it looks the domain up again")
     func reusesTheLookup() async throws {
-        let connection = testnode()
         let uuid = "6695eb01-f6a4-8304-79aa-97f2502e193f"
-        #expect(try await connection.destroy(uuid: uuid, deadline: deadline) == .shutOff)
-        #expect(connection.lookupsMade == 1, "no lookup before it: one of its own")
-        #expect(try await connection.lookup(.name("vm1"), deadline: deadline)?.state == .shutOff)
-        try await connection.start(uuid: uuid, deadline: deadline)
-        #expect(try await connection.isPersistent(uuid: uuid, deadline: deadline))
-        #expect(try await connection.destroy(uuid: uuid, deadline: deadline) == .shutOff)
-        #expect(connection.lookupsMade == 2, "start, isPersistent and destroy used the handle the lookup by name made")
-        let missing = "99999999-2222-3333-4444-555555555555"
-        #expect(try await connection.lookup(.uuid(missing), deadline: deadline) == nil)
-        await #expect(throws: LibvirtError.self) { try await connection.destroy(uuid: missing, deadline: deadline) }
+        for (window, lookups) in [(Duration.seconds(3600), 2), (.zero, 5)] {
+            let connection = LibvirtConnection(
+                uri: "test://" + Fixtures.url("fence-xvm/testnode.xml").path, lifecycleEvents: false, backoff: .seconds(1)...(.seconds(1)),
+                calls: .shared, reuseWindow: window, logger: logger
+            )
+            #expect(try await connection.destroy(uuid: uuid, deadline: deadline) == .shutOff)
+            #expect(connection.lookupsMade == 1, "no lookup before it: one of its own")
+            #expect(try await connection.lookup(.name("vm1"), deadline: deadline)?.state == .shutOff)
+            try await connection.start(uuid: uuid, deadline: deadline)
+            #expect(try await connection.isPersistent(uuid: uuid, deadline: deadline))
+            #expect(try await connection.destroy(uuid: uuid, deadline: deadline) == .shutOff)
+            #expect(connection.lookupsMade == lookups, "window \(window): start, isPersistent and destroy after the lookup by name")
+        }
+    }
+
+    @Test("a remembered handle whose domain is gone fails as a lookup would: no such domain")
+    func reusedHandleOfAGoneDomain() async throws {
+        let connection = LibvirtConnection(
+            uri: "test://" + Fixtures.url("fence-xvm/testnode.xml").path, lifecycleEvents: false, backoff: .seconds(1)...(.seconds(1)),
+            calls: .shared, reuseWindow: .seconds(3600), logger: logger
+        )
+        let xml = SimulatedDomain(name: "transient2", uuid: "12345678-0000-4000-8000-000000000002").xml
+        try await connection.startTransient(xml: xml, deadline: deadline)
+        let domain = try #require(try await connection.lookup(.name("transient2"), deadline: deadline))
+        #expect(try await connection.destroy(uuid: domain.uuid, deadline: deadline) == nil, "gone with its destroy")
+        let lookups = connection.lookupsMade
+        let error = await #expect(throws: LibvirtError.self) { try await connection.destroy(uuid: domain.uuid, deadline: deadline) }
+        #expect(error?.code == .noDomain)
+        #expect(connection.lookupsMade == lookups, "the remembered handle was used")
     }
 
     @Test("destroy and start change the state and raise lifecycle events")
