@@ -17,9 +17,14 @@ struct RequestPipelineTests {
     static let key = FenceKey(fileContents: Array("pipeline-test-key".utf8))
     let credentials = ListenerCredentials(key: RequestPipelineTests.key, security: ListenerSecurity())
 
-    func pipeline(_ backend: RecordingBackend, timeout: Duration = .seconds(5), replays: ReplayJournal? = nil) -> RequestPipeline {
+    /// `streamRequestTimeout`: longer than the daemon's second in the tests that are not about
+    /// it, so that a stalled machine does not drop their stream before its request is read.
+    func pipeline(
+        _ backend: RecordingBackend, timeout: Duration = .seconds(5), streamRequestTimeout: Duration = .seconds(1), replays: ReplayJournal? = nil
+    ) -> RequestPipeline {
         var timing = FrontEndTiming()
         timing.requestTimeout = timeout
+        timing.streamRequestTimeout = streamRequestTimeout
         let logger = Logger(label: "pipeline-test")
         return RequestPipeline(
             backend: backend, policy: AccessPolicy(groups: []), timing: timing,
@@ -106,7 +111,9 @@ struct RequestPipelineTests {
         final class Began: Sendable { let at = Mutex<ContinuousClock.Instant?>(nil) }
         let began = Began()
         let backend = RecordingBackend(hangsUntilDeadline: true, beginning: { began.at.withLock { $0 = .now } })
-        let pipeline = pipeline(backend, timeout: .seconds(3))
+        // The deadline 3 s after the window: the call-back and authentication may take as long
+        // on a stalled machine before the request runs.
+        let pipeline = pipeline(backend, timeout: FrontEndTiming().duplicateWindow + .seconds(3))
         let first = try #require(pipeline.admit(datagram: datagram(to: "127.0.0.1", port: client.port), source: "127.0.0.1", listener: "t", credentials: credentials))
         await pipeline.serveDatagram(first)
         await client.close()
@@ -155,7 +162,7 @@ struct RequestPipelineTests {
         let directory = try TemporaryDirectory(prefix: "fr-pipeline")
         let journal = directory.path("seen-packets")
         let backend = RecordingBackend()
-        let pipeline = pipeline(backend, replays: try ReplayJournal(directory: directory.url.path, logger: Logger(label: "pipeline-test")))
+        let pipeline = pipeline(backend, streamRequestTimeout: .seconds(30), replays: try ReplayJournal(directory: directory.url.path, logger: Logger(label: "pipeline-test")))
         let (port, served) = try await serveOneStream(pipeline)
         var request = try FenceRequest(operation: .off, hash: .sha256, domain: "vm-a", callback: nil, port: 0, seqno: 5)
         request.sign(key: Self.key, random: (0..<6).map { _ in .random(in: .min ... .max) })
@@ -345,7 +352,7 @@ struct RequestPipelineTests {
     @Test("a captured multicast packet sent on a stream gets no answer to any challenge; its multicast copy is still served")
     func multicastPacketOnStream() async throws {
         let backend = RecordingBackend()
-        let pipeline = pipeline(backend)
+        let pipeline = pipeline(backend, streamRequestTimeout: .seconds(30))
         let (port, served) = try await serveOneStream(pipeline)
         let packet = try datagram(to: "127.0.0.1", port: 1229)
         let client = try await connect(port)
