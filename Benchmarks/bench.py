@@ -74,6 +74,91 @@ def config(path, work, xml, port):
         )
 
 
+class CpuAccounting:
+    """CPU time of groups of processes: a cpuacct cgroup per group where the machine has that
+    hierarchy without the cpu controller (there, accounting only: scheduling is unchanged), which
+    counts every thread they ever ran and the children they start later; else the sum over their
+    live threads (schedstat's first field, in ns: threads that ended are missed). A context
+    manager: the processes go back where they were."""
+    ROOT = "/sys/fs/cgroup/cpuacct"
+
+    def __init__(self, name, groups):
+        self.name, self.groups, self.paths, self.origins = name, groups, {}, {}
+
+    def __enter__(self):
+        if os.path.isdir(self.ROOT) and not os.path.exists(f"{self.ROOT}/cpu.shares"):
+            try:
+                for group, pids in self.groups.items():
+                    path = f"{self.ROOT}/fr-{self.name}-{group}"
+                    os.makedirs(path, exist_ok=True)
+                    self.paths[group] = path
+                    for pid in pids:
+                        self.origins[pid] = self.origin(pid)
+                        with open(f"{path}/cgroup.procs", "w") as procs:
+                            procs.write(str(pid))
+            except BaseException:
+                self.__exit__()
+                raise
+        return self
+
+    def origin(self, pid):
+        with open(f"/proc/{pid}/cgroup") as cgroups:
+            for line in cgroups:
+                _, controllers, path = line.rstrip("\n").split(":", 2)
+                if "cpuacct" in controllers.split(","):
+                    return self.ROOT + path.rstrip("/")
+        return self.ROOT
+
+    def seconds(self):
+        if self.paths:
+            result = {}
+            for group, path in self.paths.items():
+                with open(f"{path}/cpuacct.usage") as usage:
+                    result[group] = int(usage.read()) / 1e9
+            return result
+        return {group: sum(self.live_threads_seconds(pid) for pid in pids) for group, pids in self.groups.items()}
+
+    @staticmethod
+    def live_threads_seconds(pid):
+        total = 0
+        for task in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{task}/schedstat") as schedstat:
+                    total += int(schedstat.read().split()[0])
+            except FileNotFoundError:
+                continue
+        return total / 1e9
+
+    def per_run(self, runs, work, idle=10.0):
+        """CPU ms per run of `work()` for each group, less what the group spends idle (heartbeats,
+        snapshots), measured for `idle` seconds just before."""
+        start, began = self.seconds(), time.monotonic()
+        time.sleep(idle)
+        rested, rest = self.seconds(), time.monotonic() - began
+        began = time.monotonic()
+        result = work()
+        worked, took = self.seconds(), time.monotonic() - began
+        cpu = {group: ((worked[group] - rested[group]) - (rested[group] - start[group]) * took / rest) * 1000 / runs
+               for group in self.groups}
+        return result, cpu
+
+    def __exit__(self, *_):
+        for path in self.paths.values():
+            with open(f"{path}/cgroup.procs") as procs:
+                pids = [int(pid) for pid in procs.read().split()]
+            for pid in pids:
+                try:
+                    with open(f"{self.origins.get(pid, self.ROOT)}/cgroup.procs", "w") as back:
+                        back.write(str(pid))
+                except OSError:
+                    pass  # gone, or its group is
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass
+        self.paths = {}
+
+
 class Daemon:
     """One daemon under test in the host namespace, on its own port."""
 
@@ -87,14 +172,7 @@ class Daemon:
         time.sleep(0.5)
         if self.process.poll() is not None:
             raise RuntimeError(f"{name} did not start; see its log")
-        self.cgroup = None
-        accounting = "/sys/fs/cgroup/cpuacct"
-        # Only a hierarchy without the cpu controller: there, a group would also be scheduled as one.
-        if os.path.isdir(accounting) and not os.path.exists(f"{accounting}/cpu.shares"):
-            self.cgroup = f"{accounting}/fr-bench-{name}-{port}"
-            os.makedirs(self.cgroup, exist_ok=True)
-            with open(f"{self.cgroup}/cgroup.procs", "w") as procs:
-                procs.write(str(self.process.pid))
+        self.cpu = CpuAccounting(f"bench-{name}-{port}", {"daemon": [self.process.pid]}).__enter__()
 
     @property
     def rss_mb(self):
@@ -107,20 +185,9 @@ class Daemon:
 
     @property
     def cpu_ms(self):
-        """CPU time of the daemon so far, every thread it ever ran included (fence-routerd's
-        request threads come and go): its cpuacct cgroup's usage where there is one, else the
-        sum over its live threads (schedstat's first field, in ns)."""
-        if self.cgroup:
-            with open(f"{self.cgroup}/cpuacct.usage") as usage:
-                return int(usage.read()) / 1e6
-        total = 0
-        for task in os.listdir(f"/proc/{self.process.pid}/task"):
-            try:
-                with open(f"/proc/{self.process.pid}/task/{task}/schedstat") as schedstat:
-                    total += int(schedstat.read().split()[0])
-            except FileNotFoundError:
-                continue
-        return total / 1e6
+        """CPU time of the daemon so far (fence-routerd's request threads come and go: counted
+        where the machine has a cpuacct hierarchy, `CpuAccounting`)."""
+        return self.cpu.seconds()["daemon"] * 1000
 
     def stop(self):
         self.process.send_signal(signal.SIGTERM)
@@ -130,8 +197,7 @@ class Daemon:
             self.process.kill()
             self.process.wait()
         self.log.close()
-        if self.cgroup:
-            os.rmdir(self.cgroup)
+        self.cpu.__exit__()
 
 
 def alternating_runs(key, daemons, arguments, runs, guest=GUESTS[0], prepare=None):

@@ -26,7 +26,7 @@ import time
 from collections import namedtuple
 from contextlib import contextmanager
 
-from bench import alternating_runs, concurrent_reboots, percentile, sh
+from bench import CpuAccounting, alternating_runs, concurrent_reboots, percentile, sh
 
 LAB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Deploy", "lab", "lab.sh")
 Port = namedtuple("Port", "port")
@@ -86,79 +86,6 @@ def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-class CpuAccounting:
-    """CPU time of groups of processes (every thread they ever ran, children started later
-    included): a cpuacct cgroup per group where the machine has that hierarchy without the cpu
-    controller (there, accounting only: scheduling is unchanged), else the processes' own
-    counters (clock ticks). A context manager: the processes go back where they were."""
-    ROOT = "/sys/fs/cgroup/cpuacct"
-
-    def __init__(self, name, groups):
-        self.name, self.groups, self.paths, self.origins = name, groups, {}, {}
-
-    def __enter__(self):
-        if os.path.isdir(self.ROOT) and not os.path.exists(f"{self.ROOT}/cpu.shares"):
-            try:
-                for group, pids in self.groups.items():
-                    path = f"{self.ROOT}/fr-routed-{self.name}-{group}"
-                    os.makedirs(path, exist_ok=True)
-                    self.paths[group] = path
-                    for pid in pids:
-                        self.origins[pid] = self.origin(pid)
-                        with open(f"{path}/cgroup.procs", "w") as procs:
-                            procs.write(str(pid))
-            except BaseException:
-                self.__exit__()
-                raise
-        return self
-
-    def origin(self, pid):
-        with open(f"/proc/{pid}/cgroup") as cgroups:
-            for line in cgroups:
-                _, controllers, path = line.rstrip("\n").split(":", 2)
-                if "cpuacct" in controllers.split(","):
-                    return self.ROOT + path.rstrip("/")
-        return self.ROOT
-
-    def seconds(self):
-        if self.paths:
-            result = {}
-            for group, path in self.paths.items():
-                with open(f"{path}/cpuacct.usage") as usage:
-                    result[group] = int(usage.read()) / 1e9
-            return result
-        return {group: sum(cpu_seconds(pid) for pid in pids) for group, pids in self.groups.items()}
-
-    def per_run(self, runs, work, idle=10.0):
-        """CPU ms per run of `work()` for each group, less what the group spends idle (heartbeats,
-        snapshots), measured for `idle` seconds just before."""
-        start, began = self.seconds(), time.monotonic()
-        time.sleep(idle)
-        rested, rest = self.seconds(), time.monotonic() - began
-        began = time.monotonic()
-        result = work()
-        worked, took = self.seconds(), time.monotonic() - began
-        cpu = {group: ((worked[group] - rested[group]) - (rested[group] - start[group]) * took / rest) * 1000 / runs
-               for group in self.groups}
-        return result, cpu
-
-    def __exit__(self, *_):
-        for path in self.paths.values():
-            with open(f"{path}/cgroup.procs") as procs:
-                pids = [int(pid) for pid in procs.read().split()]
-            for pid in pids:
-                try:
-                    with open(f"{self.origins.get(pid, self.ROOT)}/cgroup.procs", "w") as back:
-                        back.write(str(pid))
-                except OSError:
-                    pass  # gone, or its group is
-            try:
-                os.rmdir(path)
-            except OSError:
-                pass
-        self.paths = {}
 
 
 def descendants(pid):
@@ -261,7 +188,7 @@ def real_parts(bin_dir, work, runs, migrations):
             result[label] = [statistics.median(s) for s in samples] + [percentile(s, 0.9) for s in samples]
         # off: started again (untimed, with a pause for its event) before every run, on each side.
         start = lambda host: ["sh", "-c", f"virsh -c '{lab.uri(host)}' start vm250; sleep 0.05"]
-        with CpuAccounting("real", lab_groups(lab, {"reference": "hv11", "routed": [f"hv{i}" for i in range(1, 11)]}, reference)) as cpu:
+        with CpuAccounting("routed-real", lab_groups(lab, {"reference": "hv11", "routed": [f"hv{i}" for i in range(1, 11)]}, reference)) as cpu:
             samples, result["off-cpu"] = cpu.per_run(runs, lambda: alternating_runs(
                 lab.key, targets, ["-o", "off", "-H", "vm250"], runs, guest, prepare=[start("hv11"), start("hv3")]))
         result["off"] = [statistics.median(s) for s in samples] + [percentile(s, 0.9) for s in samples]
@@ -291,7 +218,7 @@ def one_host(bin_dir, work, runs):
         # fence_virtd and fence-hostd share the host's libvirtd: its CPU counts on neither side.
         groups = lab_groups(lab, {"reference": "hv1", "routed": ["hv1"]}, reference)
         groups["libvirtds"] = groups.pop("reference-libvirtd")
-        with CpuAccounting("one", groups) as cpu:
+        with CpuAccounting("routed-one", groups) as cpu:
             samples, result["off-cpu"] = cpu.per_run(runs, lambda: alternating_runs(
                 lab.key, targets, ["-o", "off", "-H", "vm60"], runs, guest, prepare=[start, start]))
         result["off"] = [statistics.median(s) for s in samples]
