@@ -23,14 +23,14 @@ struct HostAgentTests {
     func publishes() async throws {
         try await withLab { lab in
             let heartbeat = try await lab.nextFromHost { if case .heartbeat = $0 { true } else { false } }
-            guard case .heartbeat(let beat) = heartbeat else { return }
+            let beat = try #require({ if case .heartbeat(let beat) = heartbeat { beat } else { nil } }() as Heartbeat?)
             #expect(beat.libvirtConnected)
 
             // The periodic snapshot shows both domains with their true states.
             let snapshot = try await lab.nextFromHost { message in
                 if case .snapshot(let snapshot) = message { snapshot.domains.contains { $0.name == "guest2" } } else { false }
             }
-            guard case .snapshot(let inventory) = snapshot else { return }
+            let inventory = try #require({ if case .snapshot(let inventory) = snapshot { inventory } else { nil } }() as InventorySnapshot?)
             #expect(inventory.libvirtConnected)
             #expect(inventory.domains.first { $0.name == "guest1" }?.state == .running)
             #expect(inventory.domains.first { $0.name == "guest2" }?.state == .shutOff)
@@ -41,8 +41,8 @@ struct HostAgentTests {
             let delta = try await lab.nextFromHost(within: .seconds(15)) { message in
                 if case .delta(let delta) = message, case .updated(let domain) = delta.change { domain.name == "guest2" && domain.state == .running } else { false }
             }
-            guard case .delta(let change) = delta else { return }
-            guard case .updated(let started) = change.change else { return }
+            let change = try #require({ if case .delta(let change) = delta { change } else { nil } }() as InventoryDelta?)
+            let started = try #require({ if case .updated(let started) = change.change { started } else { nil } }() as DomainInfo?)
             #expect(started.persistent == true, "a delta says as much as a snapshot")
             #expect(change.sequence > inventory.sequence)
             #expect(change.epoch == inventory.epoch)
