@@ -3,6 +3,6 @@
 release_build() {
     local build=(swift build -c release --static-swift-stdlib --scratch-path .build-static) product
     echo "building $* (release)..." >&2
-    for product in "$@"; do "${build[@]}" --product "$product" >/dev/null; done
+    for product in "$@"; do "${build[@]}" --product "$product" >/dev/null || return; done
     "${build[@]}" --show-bin-path
 }

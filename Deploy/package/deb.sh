@@ -90,6 +90,12 @@ cp "$package/debian/control" "$work/debian/control"
 (
     cd "$work"
     dpkg-shlibdeps -Tdebian/substvars "$stage"/usr/sbin/*
+    # Packed relative relocations (Package.swift) need glibc 2.36 to load: a symbol-less version
+    # dependency (GLIBC_ABI_DT_RELR) that dpkg-shlibdeps does not count.
+    libc=$(sed -nE 's/.*libc6 \(>= ([^)]+)\).*/\1/p' debian/substvars)
+    if [[ $(readelf -d "$stage"/usr/sbin/*) == *'(RELR)'* ]] && dpkg --compare-versions "$libc" lt 2.36; then
+        sed -i "s/libc6 (>= $libc)/libc6 (>= 2.36)/" debian/substvars
+    fi
     dpkg-gencontrol -pfence-router -ldebian/changelog -Tdebian/substvars -Pstage -fdebian/files
 )
 (cd "$stage" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | sort -z | xargs -0 md5sum) >"$stage/DEBIAN/md5sums"

@@ -104,6 +104,10 @@ struct PackageTests {
             #expect(depends.contains(library), "Depends names \(library): \(depends)")
         }
         #expect(!depends.contains("swift"), "the Swift runtime is linked in, not depended on: \(depends)")
+        // Packed relative relocations (Package.swift) load only with glibc 2.36 or later.
+        if try await Command.check(["readelf", "-d", "\(root)/usr/sbin/fence-routerd"]).output.contains("(RELR)") {
+            #expect(depends.contains("libc6 (>= 2.36)"), "Depends asks for the glibc that loads packed relocations: \(depends)")
+        }
         for name in ["Section", "Maintainer", "Description", "Installed-Size"] {
             #expect(fields[name]?.isEmpty == false, "\(name) is set")
         }
