@@ -68,7 +68,7 @@ struct PackageTests {
     }
 
     @Test(
-        "holds the programs, units, firewalld service, man pages, completions and examples; Version is the programs' own, Depends from their libraries; nothing under /etc; no lintian error",
+        "holds the programs, units, firewalld service, man pages, completions and examples; Version is the programs' own, Depends from their libraries; the daemons linked as Package.swift says; nothing under /etc; no lintian error",
         .enabled(if: TestEnvironment.shouldRun(packaging))
     )
     func package() async throws {
@@ -104,8 +104,19 @@ struct PackageTests {
             #expect(depends.contains(library), "Depends names \(library): \(depends)")
         }
         #expect(!depends.contains("swift"), "the Swift runtime is linked in, not depended on: \(depends)")
-        // Packed relative relocations (Package.swift) load only with glibc 2.36 or later.
-        if try await Command.check(["readelf", "-d", "\(root)/usr/sbin/fence-routerd"]).output.contains("(RELR)") {
+        // The daemons linked as Package.swift's releaseLinking says: no function exported, relative
+        // relocations packed where this machine's glibc loads them (2.36 and later), and then
+        // Depends asks for that glibc (dpkg-shlibdeps does not count the symbol-less version).
+        let glibc = try await Command.check(["getconf", "GNU_LIBC_VERSION"]).output  // "glibc 2.36"
+        let release = glibc.split(whereSeparator: \.isWhitespace).last?.split(separator: ".").compactMap { Int($0) } ?? []
+        let packs = !release.lexicographicallyPrecedes([2, 36])
+        for program in ["fence-routerd", "fence-hostd"] {
+            let dynamic = try await Command.check(["readelf", "--dynamic", "--dyn-syms", "--wide", "\(root)/usr/sbin/\(program)"]).output
+            let exported = dynamic.split(separator: "\n").filter { $0.contains(" FUNC ") && !$0.contains(" UND ") }
+            #expect(exported.isEmpty, "\(program) exports \(exported.count) functions, as linked with -export-dynamic")
+            #expect(dynamic.contains("(RELR)") == packs, "\(program): relocations packed where \(glibc) loads them")
+        }
+        if packs {
             #expect(depends.contains("libc6 (>= 2.36)"), "Depends asks for the glibc that loads packed relocations: \(depends)")
         }
         for name in ["Section", "Maintainer", "Description", "Installed-Size"] {
