@@ -19,7 +19,7 @@ import tempfile
 import time
 
 import bench
-from routed import Lab
+from routed import LAB, Lab
 
 PROGRAMS = ("fence-routerd", "fence-hostd")
 # Each request with the exit status fence_xvm must give: a profile of failures is not the work.
@@ -45,9 +45,10 @@ def instrumented(built, real, wrappers, outputs):
     os.symlink(f"{built}/fencectl", f"{wrappers}/fencectl")  # the lab makes its keys with it
 
 
-def workload(run):
+def workload(client):
+    """Runs WORKLOAD with `client`, the fence_xvm command line up to its operation."""
     for arguments, expected in WORKLOAD:
-        status = run(["fence_xvm", "-t", "60", *arguments]).returncode
+        status = subprocess.run([*client, "-t", "60", *arguments], capture_output=True).returncode
         if status != expected:
             raise RuntimeError(f"fence_xvm {' '.join(arguments)} exited {status}, not {expected}")
 
@@ -73,8 +74,7 @@ def single_host(work, wrappers):
     try:
         daemon = bench.Daemon("fence-routerd", lambda conf: [f"{wrappers}/fence-routerd", "-F", "-f", conf], 1229, work, f"{work}/host.xml")
         wait_for(f"{work}/fence-routerd.log", "serving metrics")
-        workload(lambda command: subprocess.run(["ip", "netns", "exec", bench.GUESTS[0], command[0], "-k", key, "-p", "1229", *command[1:]],
-                                                capture_output=True))
+        workload(["ip", "netns", "exec", bench.GUESTS[0], "fence_xvm", "-k", key, "-p", "1229"])
         subprocess.run(["ip", "netns", "exec", bench.HOST, "curl", "-sf", "-o", "/dev/null", "http://127.0.0.1:9229/metrics"], check=True)
     finally:
         if daemon:
@@ -87,15 +87,14 @@ def routed(work, wrappers):
     try:
         lab = Lab(f"{work}/lab", wrappers, hosts=1, routers=1, guests=1, **{"request-timeout": 60})
         lab.populate("hv1", 1, 3)
-        workload(lambda command: subprocess.run(["ip", "netns", "exec", lab.ns("g1"), command[0], "-k", lab.key, *command[1:]],
-                                                capture_output=True))
+        workload(["ip", "netns", "exec", lab.ns("g1"), "fence_xvm", "-k", lab.key])
         for part in ("router-hv1", "agent-hv1"):
             lab.run("stop", part)
     finally:
         if lab:
             lab.down()
         else:
-            subprocess.run([os.path.join(os.path.dirname(__file__), "../Deploy/lab/lab.sh"), "down", f"{work}/lab"])
+            subprocess.run([LAB, "down", f"{work}/lab"])
 
 
 def order(outputs, program, profiles, binary):
