@@ -86,7 +86,7 @@ final class PairKeys: Sendable {
     private struct Entry {
         let ownKey: [UInt8]
         let peerKey: [UInt8]
-        let pairKey: KeyedMAC
+        let pairKey: PairKey
     }
 
     private struct Slot: Hashable {
@@ -97,20 +97,34 @@ final class PairKeys: Sendable {
     private let entries = Mutex<[Slot: Entry]>([:])
 
     /// The pair key of `own` with `peer`, whose public key is `peerKey`, prepared for HMAC; nil if that key gives no secret.
-    func key(_ own: BusIdentity, _ peer: BusPeer, _ peerKey: VerifyingKey) -> KeyedMAC? {
-        let slot = Slot(own: BusPeer(role: own.role, name: own.name), peer: peer)
+    func key(_ own: BusIdentity, _ peer: BusPeer, _ peerKey: VerifyingKey) -> PairKey? {
+        let ownPeer = BusPeer(role: own.role, name: own.name)
+        let slot = Slot(own: ownPeer, peer: peer)
         if let entry = entries.withLock({ $0[slot] }), entry.peerKey == peerKey.raw, entry.ownKey == own.key.publicKeyBytes {
             return entry.pairKey
         }
         guard let secret = KeyAgreement.sharedSecret(own.key, peerKey) else { return nil }
         let names = ["\(own.role.rawValue)/\(own.name)", "\(peer.role.rawValue)/\(peer.name)"].sorted()
-        let pairKey = KeyedMAC(.sha256, key: Digest.hmac(.sha256, key: secret, message: Array("fence-router pair key 1\n\(names[0])\n\(names[1])".utf8)))
+        let mac = KeyedMAC(.sha256, key: Digest.hmac(.sha256, key: secret, message: Array("fence-router pair key 1\n\(names[0])\n\(names[1])".utf8)))
+        let pairKey = PairKey(mac: mac, toOwn: PairKey.addressLine(ownPeer), toPeer: PairKey.addressLine(peer))
         entries.withLock { entries in
             // Bounded by the trust directory: only trusted peers get here.
             entries[slot] = Entry(ownKey: own.key.publicKeyBytes, peerKey: peerKey.raw, pairKey: pairKey)
         }
         return pairKey
     }
+}
+
+/// A pair key with the two lines that address a MAC under it to either side, made once: the
+/// receiver is in each MAC, so a message cannot be reflected back to its sender.
+struct PairKey: Sendable {
+    let mac: KeyedMAC
+    /// `to <role>/<name>` of the side that derived it.
+    let toOwn: [UInt8]
+    /// `to <role>/<name>` of its peer.
+    let toPeer: [UInt8]
+
+    static func addressLine(_ receiver: BusPeer) -> [UInt8] { Array("to \(receiver.role.rawValue)/\(receiver.name)\n".utf8) }
 }
 
 /// A fixed set of keys (tests, fuzzing, simulations).

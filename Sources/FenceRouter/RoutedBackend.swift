@@ -33,10 +33,10 @@ public final class RoutedBackend: FenceBackend, Service {
     private let bus: BusEndpoint
     private let inventory: Mutex<Inventory>
     private let started = ContinuousClock.now
-    private let completeAnnounced = Mutex(false)
-    private let skewedHosts = Mutex<Set<String>>([])
-    /// Each host's message-age gauge, made once: a host sends one message a second or more.
-    private let messageAges = Mutex<[String: Gauge]>([:])
+    private let completeAnnouncement = Mutex<(announced: Bool, lastLook: ContinuousClock.Instant?)>((false, nil))
+    /// Each host's message-age gauge, made once (a host sends a message a second or more), and
+    /// whether its messages arrive beyond the freshness window.
+    private let hostClocks = Mutex<[String: (age: Gauge, skewed: Bool)]>([:])
     private let store: HostStateStore?
     private let serializer = KeyedSerializer<String>()
     /// When this router last finished an off, on or reboot, by domain (UUID, or the name it was
@@ -143,6 +143,7 @@ public final class RoutedBackend: FenceBackend, Service {
             }
             for (state, count) in hosts { Gauge(label: "fence_hosts", dimensions: [("state", state)]).record(count) }
             Gauge(label: "fence_inventory_domains").record(domains)
+            announceCompleteOnce()
         }
     }
 
@@ -156,10 +157,19 @@ public final class RoutedBackend: FenceBackend, Service {
 
     /// Says, once, when the router first has every expected host live after its warm-up: from then
     /// on it answers for every domain (operators and the lab wait for this line).
+    ///
+    /// Looked at no more than ten times a second: while an expected host stays silent, a look at
+    /// every message would go through every host's view for each of the heartbeats that come in.
     private func announceCompleteOnce() {
-        guard !completeAnnounced.withLock({ $0 }), ContinuousClock.now - started >= settings.warmUp else { return }
+        let now = ContinuousClock.now
+        let due = completeAnnouncement.withLock { state -> Bool in
+            guard !state.announced, now - started >= settings.warmUp, state.lastLook.map({ now - $0 >= .milliseconds(100) }) ?? true else { return false }
+            state.lastLook = now
+            return true
+        }
+        guard due else { return }
         let (live, expected, domains) = liveHosts()
-        guard live == expected, expected > 0, completeAnnounced.withLock({ done in defer { done = true }; return !done }) else { return }
+        guard live == expected, expected > 0, completeAnnouncement.withLock({ state in defer { state.announced = true }; return !state.announced }) else { return }
         logger.notice("inventory complete", metadata: [
             "hosts-live": "\(live)", "domains": "\(domains)", "after-ms": "\((ContinuousClock.now - started).millisecondsText)",
         ])
@@ -185,13 +195,8 @@ public final class RoutedBackend: FenceBackend, Service {
         case .heartbeat(let heartbeat): about = heartbeat.host
         }
         let receivedAt = WallClock.now()
-        let (learned, wasDown, isDown, ignored) = inventory.withLock { inventory in
-            // Read in place (a copy of a host's view costs a retain and release of each of its parts).
-            func isDown() -> Bool { inventory.hosts.index(forKey: about).map { inventory.hosts.values[$0].confirmedDown } ?? false }
-            let (hostsBefore, wasDown) = (inventory.hosts.count, isDown())
-            let ignored = inventory.apply(envelope.message, sentAt: envelope.sentAt, receivedAt: receivedAt, now: .now)
-            return (inventory.hosts.count > hostsBefore, wasDown, isDown(), ignored)
-        }
+        let applied = inventory.withLock { $0.apply(envelope.message, sentAt: envelope.sentAt, receivedAt: receivedAt, now: .now) }
+        let ignored = applied.ignored
         noteClock(of: envelope, receivedAt: receivedAt)
         if case .snapshot = envelope.message, ignored == nil {
             let resent = inFlight.signal(.hostSnapshot, host: about)
@@ -202,13 +207,13 @@ public final class RoutedBackend: FenceBackend, Service {
         } else if let ignored, ignored != .outOfOrder {
             logger.warning("inventory message ignored", metadata: ["host": "\(about)", "kind": "\(envelope.message.kind)", "outcome": "\(ignored)"])
         }
-        if learned {
+        if applied.learned {
             logger.notice("learned a host", metadata: ["host": "\(about)"])
         }
-        if wasDown, !isDown {
+        if applied.endedConfirmation {
             logger.notice("a host confirmed down spoke again: the confirmation no longer holds", metadata: ["audit": "true", "host": "\(about)"])
         }
-        if learned || wasDown != isDown { persist() }
+        if applied.learned || applied.endedConfirmation { persist() }
         announceCompleteOnce()
     }
 
@@ -217,18 +222,16 @@ public final class RoutedBackend: FenceBackend, Service {
     /// Logged when a host crosses that bound, either way, and gauged per host.
     private func noteClock(of envelope: BusEnvelope, receivedAt: UInt64) {
         let offset = WallClock.difference(from: envelope.sentAt, to: receivedAt)
-        let age = messageAges.withLock { gauges in
-            if let gauge = gauges[envelope.sender] { return gauge }
-            let gauge = Gauge(label: "fence_host_message_age_milliseconds", dimensions: [("host", envelope.sender)])
-            gauges[envelope.sender] = gauge
-            return gauge
-        }
-        age.record(offset)
         let (bound, _) = settings.freshness.components
         let beyond = offset > bound * 1000 || offset < -bound * 1000
-        let changed = skewedHosts.withLock { skewed in
-            beyond ? skewed.insert(envelope.sender).inserted : skewed.remove(envelope.sender) != nil
+        let (age, changed) = hostClocks.withLock { clocks in
+            let known = clocks[envelope.sender]
+            let age = known?.age ?? Gauge(label: "fence_host_message_age_milliseconds", dimensions: [("host", envelope.sender)])
+            let changed = beyond != (known?.skewed ?? false)
+            if known == nil || changed { clocks[envelope.sender] = (age, beyond) }
+            return (age, changed)
         }
+        age.record(offset)
         guard changed else { return }
         if beyond {
             Counter(label: "fence_host_clock_skew_total", dimensions: [("host", envelope.sender)]).increment()

@@ -72,7 +72,18 @@ public struct Inventory: Sendable {
         case epochAfterSending
     }
 
-    /// Applies one inventory message; nil when applied, otherwise why it was ignored.
+    /// What applying one message did.
+    public struct Applied: Hashable, Sendable {
+        /// Why it changed nothing; nil when it was applied.
+        public var ignored: Ignored?
+        /// Its host was not in the inventory before.
+        public var learned = false
+        /// Its host was confirmed down and spoke: the confirmation no longer holds.
+        public var endedConfirmation = false
+    }
+
+    /// Applies one inventory message: whether it was applied (or why not), and what it changed
+    /// about its host's standing.
     ///
     /// - Parameters:
     ///   - sentAt: the sender's wall clock when it sealed the message (ms).
@@ -81,29 +92,32 @@ public struct Inventory: Sendable {
     ///     sent, if that is earlier than its arrival: a bus that delays messages does not present an
     ///     old view as live.
     @discardableResult
-    public mutating func apply(_ message: BusMessage, sentAt: UInt64, receivedAt: UInt64, now: ContinuousClock.Instant) -> Ignored? {
+    public mutating func apply(_ message: BusMessage, sentAt: UInt64, receivedAt: UInt64, now: ContinuousClock.Instant) -> Applied {
         let (id, epoch, sequence): (String, UInt64, UInt64)
         switch message {
         case .snapshot(let snapshot): (id, epoch, sequence) = (snapshot.host, snapshot.epoch, snapshot.sequence)
         case .delta(let delta): (id, epoch, sequence) = (delta.host, delta.epoch, delta.sequence)
         case .heartbeat(let heartbeat): (id, epoch, sequence) = (heartbeat.host, heartbeat.epoch, heartbeat.sequence)
-        case .command, .result, .hostState, .snapshotRequest: return .notInventory
+        case .command, .result, .hostState, .snapshotRequest: return Applied(ignored: .notInventory)
         }
-        if epoch > sentAt { return .epochAfterSending }
-        guard hosts.index(forKey: id) != nil else {
+        if epoch > sentAt { return Applied(ignored: .epochAfterSending) }
+        guard let index = hosts.index(forKey: id) else {
             var host = HostView(id: id)
-            let ignored = Self.apply(message, epoch: epoch, sequence: sequence, sentAt: sentAt, receivedAt: receivedAt, now: now, to: &host)
-            if ignored == nil { hosts[id] = host }
-            return ignored
+            var applied = Self.apply(message, epoch: epoch, sequence: sequence, sentAt: sentAt, receivedAt: receivedAt, now: now, to: &host)
+            if applied.ignored == nil {
+                hosts[id] = host
+                applied.learned = true
+            }
+            return applied
         }
         // In place: a copy of the view would copy its domain list on every delta.
-        return Self.apply(message, epoch: epoch, sequence: sequence, sentAt: sentAt, receivedAt: receivedAt, now: now, to: &hosts[id]!)
+        return Self.apply(message, epoch: epoch, sequence: sequence, sentAt: sentAt, receivedAt: receivedAt, now: now, to: &hosts.values[index])
     }
 
     /// Applies one host's message to its view; it changes nothing when it returns why it was ignored.
     private static func apply(_ message: BusMessage, epoch: UInt64, sequence: UInt64, sentAt: UInt64, receivedAt: UInt64,
-                              now: ContinuousClock.Instant, to host: inout HostView) -> Ignored? {
-        if epoch < host.epoch { return .olderRun }
+                              now: ContinuousClock.Instant, to host: inout HostView) -> Applied {
+        if epoch < host.epoch { return Applied(ignored: .olderRun) }
         if epoch > host.epoch {
             // A new run of the agent: nothing it said before counts until its first snapshot.
             host.epoch = epoch
@@ -112,7 +126,7 @@ public struct Inventory: Sendable {
             host.awaitingSnapshot = "no snapshot yet from this agent run"
             host.domains = [:]
         } else if sequence <= host.sequence {
-            return .outOfOrder
+            return Applied(ignored: .outOfOrder)
         } else if sequence != host.sequence + 1, host.hasSnapshot {
             // A message was lost (the broker or this router was away, or it expired): a delta may be
             // missing, so the list is doubtful until the next snapshot replaces it.
@@ -123,6 +137,7 @@ public struct Inventory: Sendable {
         let age = receivedAt > sentAt ? Duration.milliseconds(Int64(clamping: receivedAt - sentAt)) : .zero
         host.lastHeard = max(host.lastHeard ?? now - age, now - age)
         // Whatever the operator said, a host that speaks is not down.
+        let endedConfirmation = host.confirmedDown
         host.confirmedDown = false
         switch message {
         case .snapshot(let snapshot):
@@ -150,7 +165,7 @@ public struct Inventory: Sendable {
         case .command, .result, .hostState, .snapshotRequest:
             break
         }
-        return nil
+        return Applied(endedConfirmation: endedConfirmation)
     }
 
     /// An operator says the host is down (powered off, fenced by the host cluster): its domains

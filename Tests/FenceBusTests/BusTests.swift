@@ -22,7 +22,7 @@ struct JSONTests {
         #expect(try JSON(parsing: Array("\"\\ud83d\\udd12 \\u00e9\"".utf8)) == .string("🔒 é"))
     }
 
-    @Test("refuses what is not JSON", arguments: ["", "{", "[1,]", "{\"a\" 1}", "01", "1.", "\"\\x\"", "\"\u{01}\"", "tru", "{} x", "\"\\ud800\""])
+    @Test("refuses what is not JSON", arguments: ["", "{", "[1,]", "{\"a\" 1}", "01", "1.", "\"\\x\"", "\"\u{01}\"", "tru", "{} x", "\"\\ud800\"", "{\"a\":1", "[1 2]", "nul", "fals", "\"abc", "{a:1}", "\"\\u12\""])
     func refusals(text: String) {
         #expect(throws: JSON.ParseError.self) { try JSON(parsing: Array(text.utf8)) }
     }

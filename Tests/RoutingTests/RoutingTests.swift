@@ -20,7 +20,7 @@ private struct World {
     /// Applies `message`, sent `age` seconds before it arrives at `time`.
     @discardableResult
     mutating func receive(_ message: BusMessage, at time: Double, age: Double = 0) -> Inventory.Ignored? {
-        inventory.apply(message, sentAt: wall(time - age), receivedAt: wall(time), now: at(time))
+        inventory.apply(message, sentAt: wall(time - age), receivedAt: wall(time), now: at(time)).ignored
     }
 
     mutating func next(_ host: String) -> (UInt64, UInt64) {
@@ -157,12 +157,21 @@ struct InventoryTests {
         #expect(world.receive(delta, at: 1.2) == nil)
     }
 
-    @Test("configured hosts are expected from the start and cannot be forgotten; learned ones can")
+    @Test("configured hosts are expected from the start and cannot be forgotten; learned ones can; what a message changed")
     func expectedHosts() {
         var inventory = Inventory(configuredHosts: ["h1"])
         #expect(inventory.expectedHosts == ["h1"])
-        inventory.apply(.heartbeat(Heartbeat(host: "h2", epoch: 1, sequence: 1, libvirtConnected: true, domainCount: 0)), sentAt: 2, receivedAt: 2, now: .now)
+        let beat = { (host: String, sequence: UInt64) in BusMessage.heartbeat(Heartbeat(host: host, epoch: 1, sequence: sequence, libvirtConnected: true, domainCount: 0)) }
+        #expect(inventory.apply(beat("h2", 1), sentAt: 2, receivedAt: 2, now: .now) == Inventory.Applied(learned: true))
         #expect(inventory.expectedHosts == ["h1", "h2"])
+        #expect(inventory.apply(beat("h1", 1), sentAt: 2, receivedAt: 2, now: .now) == Inventory.Applied(), "configured, so not learned")
+        #expect(inventory.apply(beat("h3", 1), sentAt: 0, receivedAt: 2, now: .now) == Inventory.Applied(ignored: .epochAfterSending), "ignored, so not learned")
+        #expect(inventory.apply(beat("h2", 2), sentAt: 3, receivedAt: 3, now: .now) == Inventory.Applied())
+        inventory.confirmDown("h2")
+        #expect(inventory.apply(beat("h2", 2), sentAt: 3, receivedAt: 3, now: .now) == Inventory.Applied(ignored: .outOfOrder), "a replay ends nothing")
+        #expect(inventory.hosts["h2"]?.confirmedDown == true)
+        #expect(inventory.apply(beat("h2", 3), sentAt: 4, receivedAt: 4, now: .now) == Inventory.Applied(endedConfirmation: true))
+        #expect(inventory.hosts["h2"]?.confirmedDown == false)
         let forgotConfigured = inventory.forget("h1")
         let forgotLearned = inventory.forget("h2")
         #expect(!forgotConfigured)
