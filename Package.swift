@@ -245,7 +245,7 @@ let package = Package(
         .testTarget(
             name: "HostAgentTests",
             dependencies: [
-                "AMQP", "BusClient", "Cryptography", "FenceBus", "FenceCore", "TestSupport",
+                "AMQP", "BusClient", "Cryptography", "FenceBus", "FenceCore", "HostAgent", "TestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
