@@ -41,13 +41,14 @@ public final class TrustDirectory: BusTrust {
     }
 
     public func verifyingKey(role: BusRole, name: String) -> VerifyingKey? {
+        // Before the cache: strings compare by Unicode equivalence, so an invalid spelling of a
+        // cached name would find its entry.
+        guard BusIdentity.isValidName(name) else { return nil }
         let key = BusPeer(role: role, name: name)
         let now = ContinuousClock.now
-        // Only valid names are cached: a fresh entry needs no second look at the name.
         if let entry = cache.withLock({ $0[key] }), now - entry.checkedAt < recheck {
             return entry.key
         }
-        guard BusIdentity.isValidName(name) else { return nil }
         let file = "\(path)/\(role.directory)/\(name).pub"
         let stamp = Self.stamp(of: file)
         let previous = cache.withLock { $0[key] }

@@ -14,36 +14,46 @@ final class CommandLedger: Sendable {
 
     private struct Entry {
         var record: Record
-        let received: UInt64
+        let received: ContinuousClock.Instant
     }
 
     private struct State {
         var entries: [String: Entry] = [:]
-        var nextPurge: UInt64 = 0
+        var nextPurge: ContinuousClock.Instant?
+        /// Copies waiting for their command's run (tests).
+        var waiting = 0
 
-        /// Forgets what is past its retention: every tenth of it, or at once when 4,096 are held.
-        mutating func purge(now: UInt64, retention: UInt64) {
-            guard entries.count >= 4096 || now >= nextPurge else { return }
-            entries = entries.filter { $0.value.received + retention > now }
+        /// Forgets answered commands past their retention: every tenth of it, or at once when
+        /// 4,096 are held. A running one is kept, however long it takes.
+        mutating func purge(now: ContinuousClock.Instant, retention: Duration) {
+            guard entries.count >= 4096 || nextPurge.map({ now >= $0 }) ?? true else { return }
+            entries = entries.filter { entry in
+                if case .running = entry.value.record { return true }
+                return now - entry.value.received < retention
+            }
             nextPurge = now + retention / 10
         }
     }
 
     private let state = Mutex(State())
-    /// How long (ms) an answered command is remembered; longer than any command's deadline.
-    private let retention: UInt64
+    /// How long an answered command is remembered: beyond the furthest deadline a command may
+    /// carry, with a minute's margin, so that no copy can arrive in time to run once it is forgotten.
+    /// Counted on the monotonic clock: a step of the wall clock forgets nothing early.
+    private let retention: Duration
 
-    init(retention: UInt64 = 600_000) {
+    init(retention: Duration = .milliseconds(FenceCommand.longestLifetime) + .seconds(60)) {
         self.retention = retention
     }
 
     /// The result of command `id`, running `execute` only if no earlier copy did; `refusal`, not
     /// remembered, when no earlier copy did and this one must not run.
-    func result(for id: String, now: UInt64, unlessNew refusal: CommandResult? = nil,
+    func result(for id: String, now: ContinuousClock.Instant, unlessNew refusal: CommandResult? = nil,
                 execute: @escaping @Sendable () async -> CommandResult) async -> (CommandResult, repeated: Bool) {
         let answer = state.withLock { state -> Answer in
             switch state.entries[id]?.record {
-            case .running(let run)?: return .runOf(run, first: false)
+            case .running(let run)?:
+                state.waiting += 1
+                return .runOf(run, first: false)
             case .answered(let result)?: return .now(result, repeated: true)
             case nil: break
             }
@@ -58,20 +68,19 @@ final class CommandLedger: Sendable {
             return (result, repeated)
         case .runOf(let run, let first):
             let result = await run.value
-            if first {
-                state.withLock { state in
-                    guard case .running(let current)? = state.entries[id]?.record, current == run else { return }
-                    state.entries[id]?.record = .answered(result)
-                }
+            state.withLock { state in
+                guard first else { return state.waiting -= 1 }
+                guard case .running(let current)? = state.entries[id]?.record, current == run else { return }
+                state.entries[id]?.record = .answered(result)
             }
             return (result, !first)
         }
     }
 
-    /// Commands remembered, and how many of them still hold their run (tests).
-    var remembered: (total: Int, running: Int) {
+    /// Commands remembered, how many of them still hold their run, and the copies waiting for one (tests).
+    var remembered: (total: Int, running: Int, waiting: Int) {
         state.withLock { state in
-            (state.entries.count, state.entries.values.count { if case .running = $0.record { true } else { false } })
+            (state.entries.count, state.entries.values.count { if case .running = $0.record { true } else { false } }, state.waiting)
         }
     }
 

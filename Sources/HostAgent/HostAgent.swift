@@ -231,7 +231,7 @@ public final class HostAgent: Service {
                 message: "a copy of a command sent to run \(run) of this agent; this is run \(epoch), which never saw it, and whether that run acted is unknown: not executed"
             ), observed: nil)
         }
-        let (result, repeated) = await ledger.result(for: command.id, now: WallClock.now(), unlessNew: refusal) { await self.execute(command) }
+        let (result, repeated) = await ledger.result(for: command.id, now: .now, unlessNew: refusal) { await self.execute(command) }
         var metadata: Logger.Metadata = [
             "command": "\(command.id)", "op": "\(command.action.rawValue)", "domain": "\(command.target)",
             "issuer": "\(command.issuer)", "outcome": "\(result.outcome)", "duration-ms": "\((ContinuousClock.now - started).millisecondsText)",

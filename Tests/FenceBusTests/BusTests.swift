@@ -425,7 +425,7 @@ struct TrustDirectoryTests {
         #expect(trust.names(role: .host) == ["hv2"])
     }
 
-    @Test("without a recheck due, a look costs no file access")
+    @Test("without a recheck due, a look costs no file access; a look-alike spelling of a cached name is refused")
     func cached() throws {
         defer { _ = try? FileManager.default.removeItem(atPath: directory) }
         let trust = TrustDirectory(path: directory, recheck: .seconds(3600), logger: Logger(label: "trust-test"))
@@ -434,6 +434,10 @@ struct TrustDirectoryTests {
         #expect(trust.verifyingKey(role: .host, name: "hv1") == key.verifyingKey)
         unlink("\(directory)/hosts/hv1.pub")
         #expect(trust.verifyingKey(role: .host, name: "hv1") == key.verifyingKey)
+        file(.host, "hostK", key.verifyingKey.pem)
+        #expect(trust.verifyingKey(role: .host, name: "hostK") == key.verifyingKey)
+        // The Kelvin sign equals "K" as a Swift string: the cache must not answer for that spelling.
+        #expect(trust.verifyingKey(role: .host, name: "host\u{212A}") == nil)
     }
 }
 
@@ -462,5 +466,15 @@ struct BusNameTests {
         #expect(BusCodec.pairMAC(for: "hv1", in: "hv1=abc") == nil)
         #expect(BusCodec.pairMAC(for: "hv1", in: ",,hv1=,") == [])
         #expect(BusCodec.pairMAC(for: "", in: "=00") == [0])
+    }
+
+    @Test("hex digits: exactly 0-9, a-f and A-F, over every byte value")
+    func hexDigits() {
+        let digits = Array("0123456789abcdef".utf8), upper = Array("ABCDEF".utf8)
+        for byte in UInt8.min...UInt8.max {
+            let expected: UInt8? = digits.firstIndex(of: byte).map(UInt8.init) ?? upper.firstIndex(of: byte).map { UInt8($0 + 10) }
+            let text = String(decoding: [UInt8(ascii: "0"), byte], as: UTF8.self)
+            #expect(BusCodec.bytes(hex: text) == expected.map { [$0] }, "byte \(byte)")
+        }
     }
 }
