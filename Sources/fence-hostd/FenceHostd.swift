@@ -8,8 +8,8 @@ import ServiceLifecycle
 /// and executes the fence commands sent to it.
 @main
 enum FenceHostd {
-    static func main() async {
-        await DaemonProcess.main(HostDaemon.self)
+    static func main() {
+        DaemonProcess.start(HostDaemon.self)
     }
 }
 

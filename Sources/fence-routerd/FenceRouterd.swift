@@ -7,8 +7,8 @@ import ServiceLifecycle
 /// `fence-routerd`: answers fence_xvm requests; with the libvirt backend, a drop-in fence_virtd.
 @main
 enum FenceRouterd {
-    static func main() async {
-        await DaemonProcess.main(RouterDaemon.self)
+    static func main() {
+        DaemonProcess.start(RouterDaemon.self)
     }
 }
 
