@@ -35,6 +35,9 @@ extension DaemonProcess {
     /// Runs `main` from a synchronous entry point and parks the main thread. Swift's asynchronous
     /// `main` ends that thread at once through `dispatch_main`, whose `pthread_exit` unwinds it:
     /// reading the executable's unwind tables, 0.7 MB resident for the daemon's lifetime, for nothing.
+    ///
+    /// Nothing then runs the main queue or the main actor: the daemons' code must not use them
+    /// (a test checks), nor may their dependencies (none of today's does).
     public static func start<D: Daemon>(_ daemon: D.Type) -> Never {
         // The daemon's one top-level task, as the asynchronous `main` would make it; `main` ends
         // the process with its exit status.

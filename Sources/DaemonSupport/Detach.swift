@@ -31,7 +31,14 @@ public enum Detach {
         }
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
-        posix_spawnattr_setflags(&attributes, posixSpawnSetSID)
+        // A clean signal mask and default actions: the thread that spawns is one of the
+        // concurrency runtime's, which block every signal, and the child would inherit its mask.
+        var none = sigset_t(), all = sigset_t()
+        sigemptyset(&none)
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setflags(&attributes, posixSpawnSetSID | Int16(POSIX_SPAWN_SETSIGMASK) | Int16(POSIX_SPAWN_SETSIGDEF))
 
         // The resolved path, not /proc/self/exe: the process name (comm) must stay the program's,
         // for pid-file checks and for ps.

@@ -111,7 +111,7 @@ struct CommandLineTests {
         await daemon.stop()
     }
 
-    @Test("without -F it detaches, reports ready, writes its pid file, and refuses a second instance")
+    @Test("without -F it detaches with no signal blocked, reports ready, writes its pid file, and refuses a second instance")
     func detaches() async throws {
         let conf = try configuration()
         let pidPath = directory.path("fence-routerd.pid")
@@ -121,6 +121,9 @@ struct CommandLineTests {
         defer { kill(pid, SIGKILL) }
         #expect(kill(pid, 0) == 0)
         #expect(try String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8).hasPrefix("fence-routerd"))
+        // The main thread's signal mask: none blocked (it was spawned from a thread that blocks them all).
+        let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+        #expect(status.split(separator: "\n").contains("SigBlk:\t0000000000000000"), "\(status)")
 
         let second = try await routerd("-f", conf, "-p", pidPath)
         #expect(second.status == 1)
