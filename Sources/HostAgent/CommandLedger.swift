@@ -8,7 +8,7 @@ final class CommandLedger: Sendable {
         /// Running: a copy waits for this run.
         case running(Task<CommandResult, Never>)
         /// Answered: only the result is kept. A finished task keeps the memory its run used
-        /// while anything holds it — 14 KB a command, measured, for ten minutes each.
+        /// while anything holds it: 14 KB a command, measured, for as long as it is remembered.
         case answered(CommandResult)
     }
 

@@ -100,8 +100,8 @@ public enum JSON: Hashable, Sendable {
 
     /// Parses one JSON document (and nothing after it but white space). Nesting is limited to 64.
     public init(parsing bytes: [UInt8]) throws(ParseError) {
-        // Read through a buffer pointer: an array's index checks and ownership traffic were a
-        // third of the parse of a heartbeat.
+        // Read through a buffer pointer, punctuation expected as bytes: a quarter fewer
+        // instructions to parse a heartbeat's envelope (callgrind).
         self = try bytes.withUnsafeBufferPointer { (buffer: UnsafeBufferPointer<UInt8>) throws(ParseError) -> JSON in
             var parser = Parser(bytes: buffer)
             let value = try parser.value(depth: 0)
