@@ -129,38 +129,30 @@ public final class RoutedBackend: FenceBackend, Service {
     /// Gauges of the inventory, every second: hosts by liveness, and the domains of live hosts.
     private func sampleInventory() async {
         while (try? await Task.sleep(for: .seconds(1))) != nil {
-            let now = ContinuousClock.now
-            var hosts = ["live": 0, "stale": 0, "confirmed-down": 0]
-            var domains = 0
-            for host in currentInventory.hosts.values {
-                switch host.liveness(now: now, freshness: settings.freshness) {
-                case .live:
-                    hosts["live", default: 0] += 1
-                    domains += host.domains.count
-                case .stale: hosts["stale", default: 0] += 1
-                case .confirmedDown: hosts["confirmed-down", default: 0] += 1
-                }
+            let census = census()
+            for (state, count) in [("live", census.live), ("stale", census.stale), ("confirmed-down", census.confirmedDown)] {
+                Gauge(label: "fence_hosts", dimensions: [("state", state)]).record(count)
             }
-            for (state, count) in hosts { Gauge(label: "fence_hosts", dimensions: [("state", state)]).record(count) }
-            Gauge(label: "fence_inventory_domains").record(domains)
-            announceCompleteOnce()
+            Gauge(label: "fence_inventory_domains").record(census.domains)
+            announceCompleteOnce(census)
         }
     }
 
     /// Says when one warm-up has passed: from then on a domain no live host lists counts as absent.
     private func announceWarmUp() async {
         guard (try? await Task.sleep(until: started + settings.warmUp)) != nil else { return }
-        let (live, expected, domains) = liveHosts()
-        logger.notice("inventory trusted", metadata: ["hosts-live": "\(live)", "hosts-expected": "\(expected)", "domains": "\(domains)"])
-        announceCompleteOnce()
+        let census = census()
+        logger.notice("inventory trusted", metadata: ["hosts-live": "\(census.live)", "hosts-expected": "\(census.expected)", "domains": "\(census.domains)"])
+        announceCompleteOnce(census)
     }
 
     /// Says, once, when the router first has every expected host live after its warm-up: from then
-    /// on it answers for every domain (operators and the lab wait for this line).
+    /// on it answers for every domain (operators and the lab wait for this line). `known`: a census
+    /// just taken, if the caller has one.
     ///
     /// Looked at no more than ten times a second: while an expected host stays silent, a look at
     /// every message would go through every host's view for each of the heartbeats that come in.
-    private func announceCompleteOnce() {
+    private func announceCompleteOnce(_ known: Census? = nil) {
         let now = ContinuousClock.now
         let due = completeAnnouncement.withLock { state -> Bool in
             guard !state.announced, now - started >= settings.warmUp, state.lastLook.map({ now - $0 >= .milliseconds(100) }) ?? true else { return false }
@@ -168,18 +160,35 @@ public final class RoutedBackend: FenceBackend, Service {
             return true
         }
         guard due else { return }
-        let (live, expected, domains) = liveHosts()
-        guard live == expected, expected > 0, completeAnnouncement.withLock({ state in defer { state.announced = true }; return !state.announced }) else { return }
+        let census = known ?? census()
+        guard census.live == census.expected, census.expected > 0,
+              completeAnnouncement.withLock({ state in defer { state.announced = true }; return !state.announced }) else { return }
         logger.notice("inventory complete", metadata: [
-            "hosts-live": "\(live)", "domains": "\(domains)", "after-ms": "\((ContinuousClock.now - started).millisecondsText)",
+            "hosts-live": "\(census.live)", "domains": "\(census.domains)", "after-ms": "\((ContinuousClock.now - started).millisecondsText)",
         ])
     }
 
-    private func liveHosts() -> (live: Int, expected: Int, domains: Int) {
+    /// The inventory's hosts by liveness, and the domains of the live ones.
+    private struct Census {
+        var live = 0, stale = 0, confirmedDown = 0, domains = 0
+        /// Every host the inventory holds: configured or learned, and not forgotten.
+        var expected: Int { live + stale + confirmedDown }
+    }
+
+    private func census() -> Census {
         let now = ContinuousClock.now
         let inventory = currentInventory
-        let live = inventory.hosts.values.filter { $0.liveness(now: now, freshness: inventory.freshness) == .live }
-        return (live.count, inventory.hosts.count, live.reduce(0) { $0 + $1.domains.count })
+        var census = Census()
+        for host in inventory.hosts.values {
+            switch host.liveness(now: now, freshness: inventory.freshness) {
+            case .live:
+                census.live += 1
+                census.domains += host.domains.count
+            case .stale: census.stale += 1
+            case .confirmedDown: census.confirmedDown += 1
+            }
+        }
+        return census
     }
 
     private func receive(_ envelope: BusEnvelope) {
