@@ -39,6 +39,18 @@ public final class AMQPReceiver: Sendable {
         case brokerSettles
     }
 
+    /// Who takes the messages.
+    public enum Consumer: Sendable {
+        /// A task, through `messages`; the link's credit comes back as it takes them.
+        case sequence
+        /// A function called on the connection's thread with each message as it arrives; the
+        /// credit comes back as it returns. No task is woken per message, which is most of what a
+        /// small message costs when a thousand come a second (the router's inventory). It must
+        /// not wait: the connection's other links wait while it runs. Not called after the
+        /// subscription ends; `messages` then yields nothing and ends with the subscription.
+        case inline(@Sendable (AMQPMessage) -> Void)
+    }
+
     public let address: String
     /// Every message, in arrival order; accepted by the client when it arrives here (unless the
     /// broker settled it).
@@ -155,10 +167,10 @@ public final class AMQPConnection: Service, Sendable {
     /// is attached again after every reconnect, until `detach`. At most `capacity` messages wait
     /// for the consumer; the broker holds back the rest until it takes some.
     public func receiver(from address: String, capacity: Int = 256, settlement: AMQPReceiver.Settlement = .clientAccepts,
-                         deadline: ContinuousClock.Instant) async throws(AMQPError) -> AMQPReceiver {
+                         consumer: AMQPReceiver.Consumer = .sequence, deadline: ContinuousClock.Instant) async throws(AMQPError) -> AMQPReceiver {
         let id = shared.nextID()
         let shared = self.shared
-        let buffer = MessageBuffer(capacity: capacity) { grant in shared.enqueue(.grant(id: id, grant)) }
+        let buffer = MessageBuffer(capacity: capacity, consumer: consumer) { grant in shared.enqueue(.grant(id: id, grant)) }
         // Made in the wait's start, which runs before the wait returns.
         let made = Mutex<Subscription?>(nil)
         let result: Result<Void, AMQPError> = await CallbackWait.wait(until: deadline, expired: {

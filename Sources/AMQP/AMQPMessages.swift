@@ -22,11 +22,16 @@ public struct AMQPMessages: AsyncSequence, Sendable {
 /// between them: credit on the link + messages on their way + messages here + messages consumed
 /// and not yet granted back = `capacity`. Each link gets an epoch: credit computed for one link is
 /// never granted on the next (after a reconnect the new link's credit already counts it).
+///
+/// With an inline consumer nothing waits here: each message goes to it on the proactor thread as
+/// it arrives, and counts as consumed once it returns; the sequence then only waits for the end.
 final class MessageBuffer: Sendable {
     private struct State {
         var queue: [AMQPMessage] = []
         var head = 0
         var waiter: CheckedContinuation<AMQPMessage?, Never>?
+        /// Dropped when the subscription ends, and with it what the function holds.
+        var inline: (@Sendable (AMQPMessage) -> Void)?
         var finished = false
         /// Consumed since credit was last granted for them.
         var ungranted = 0
@@ -60,14 +65,17 @@ final class MessageBuffer: Sendable {
     }
 
     let capacity: Int
-    private let state = Mutex(State())
+    private let state: Mutex<State>
     /// Called (from whichever thread handed a message over) with credit to grant again, in batches
     /// of half the capacity.
     private let grant: @Sendable (Grant) -> Void
 
-    init(capacity: Int, grant: @escaping @Sendable (Grant) -> Void) {
+    init(capacity: Int, consumer: AMQPReceiver.Consumer = .sequence, grant: @escaping @Sendable (Grant) -> Void) {
         self.capacity = max(1, capacity)
         self.grant = grant
+        var state = State()
+        if case .inline(let handle) = consumer { state.inline = handle }
+        self.state = Mutex(state)
     }
 
     /// Messages waiting for the consumer.
@@ -76,16 +84,22 @@ final class MessageBuffer: Sendable {
     /// Proactor thread: a message arrived.
     func deliver(_ message: AMQPMessage) {
         let capacity = self.capacity
-        let (waiter, credit) = state.withLock { state -> (CheckedContinuation<AMQPMessage?, Never>?, Grant?) in
+        enum Taker { case inline(@Sendable (AMQPMessage) -> Void), waiter(CheckedContinuation<AMQPMessage?, Never>) }
+        let (taker, credit) = state.withLock { state -> (Taker?, Grant?) in
             guard !state.finished else { return (nil, nil) }
+            if let handle = state.inline { return (.inline(handle), state.consumed(capacity: capacity)) }
             if let waiter = state.waiter {
                 state.waiter = nil
-                return (waiter, state.consumed(capacity: capacity))
+                return (.waiter(waiter), state.consumed(capacity: capacity))
             }
             state.queue.append(message)
             return (nil, nil)
         }
-        waiter?.resume(returning: message)
+        switch taker {
+        case .inline(let handle)?: handle(message)
+        case .waiter(let waiter)?: waiter.resume(returning: message)
+        case nil: break
+        }
         if let credit { grant(credit) }
     }
 
@@ -107,6 +121,7 @@ final class MessageBuffer: Sendable {
     func finish() {
         let waiter = state.withLock { state -> CheckedContinuation<AMQPMessage?, Never>? in
             state.finished = true
+            state.inline = nil
             defer { state.waiter = nil }
             return state.waiter
         }

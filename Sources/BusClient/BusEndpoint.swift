@@ -123,11 +123,21 @@ public final class BusEndpoint: Sendable {
     /// Bus messages dropped so far, by reason.
     public var droppedCounts: [String: Int] { dropped.withLock { $0 } }
 
-    /// Subscribes to `address`; the sequence carries only messages that passed the checks, and is
-    /// read at the consumer's pace (link credit is granted as it takes messages).
+    /// Subscribes to `address`; only messages that passed the checks reach the consumer, at its
+    /// pace (link credit is granted as it takes messages).
     public func subscribe(_ address: String, settlement: AMQPReceiver.Settlement = .clientAccepts,
-                          deadline: ContinuousClock.Instant) async throws(AMQPError) -> BusSubscription {
-        BusSubscription(messages: try await connection.receiver(from: address, settlement: settlement, deadline: deadline).messages, endpoint: self)
+                          consumer: BusSubscription.Consumer = .sequence, deadline: ContinuousClock.Instant) async throws(AMQPError) -> BusSubscription {
+        let amqpConsumer: AMQPReceiver.Consumer
+        switch consumer {
+        case .sequence:
+            amqpConsumer = .sequence
+        case .inline(let handle):
+            amqpConsumer = .inline { message in
+                if let envelope = self.open(message) { handle(envelope) }
+            }
+        }
+        let receiver = try await connection.receiver(from: address, settlement: settlement, consumer: amqpConsumer, deadline: deadline)
+        return BusSubscription(messages: receiver.messages, endpoint: self)
     }
 
     /// Answers `request` (a command from `router`) on its reply-to address with its correlation id.
@@ -145,10 +155,24 @@ public final class BusEndpoint: Sendable {
 public struct BusSubscription: AsyncSequence, Sendable {
     public typealias Element = (BusEnvelope, AMQPMessage)
 
+    /// Who takes the checked messages (see `AMQPReceiver.Consumer`).
+    public enum Consumer: Sendable {
+        /// A task, iterating the subscription.
+        case sequence
+        /// A function, on the connection's thread, as each message arrives and passes the checks;
+        /// it must not wait. The subscription then yields nothing: `ended()` waits for its end.
+        case inline(@Sendable (BusEnvelope) -> Void)
+    }
+
     let messages: AMQPMessages
     let endpoint: BusEndpoint
 
     public func makeAsyncIterator() -> Iterator { Iterator(messages: messages.makeAsyncIterator(), endpoint: endpoint) }
+
+    /// Returns when an inline subscription ends (its connection closed for good) or the task is cancelled.
+    public func ended() async {
+        for await _ in messages {}
+    }
 
     public struct Iterator: AsyncIteratorProtocol {
         var messages: AMQPMessages.Iterator

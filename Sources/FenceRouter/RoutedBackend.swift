@@ -38,6 +38,10 @@ public final class RoutedBackend: FenceBackend, Service {
     /// whether its messages arrive beyond the freshness window.
     private let hostClocks = Mutex<[String: (age: Gauge, skewed: Bool)]>([:])
     private let store: HostStateStore?
+    /// Whether the host list changed since it was last written. Written by `keepHostList` off the
+    /// connection's thread (which applies the inventory), a burst of learned hosts at once.
+    private let hostListChanged = Atomic(false)
+    private let hostListWrites = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
     private let serializer = KeyedSerializer<String>()
     /// When this router last finished an off, on or reboot, by domain (UUID, or the name it was
     /// asked by): status then asks the agents until the inventory shows the domain running again.
@@ -70,7 +74,11 @@ public final class RoutedBackend: FenceBackend, Service {
         // heartbeat shows in its sequence numbers (or its silence) and makes it stale until its
         // next snapshot; a lost operator statement leaves the host as it was (stale, or expected).
         // The queue behind a topic subscription dies with the connection either way.
-        let stream = try await bus.subscribe(bus.addresses.inventory, settlement: .brokerSettles, deadline: deadline)
+        // Applied on the connection's thread as each arrives (a few µs under the inventory's
+        // lock): waking a task for each cost more than applying it.
+        let stream = try await bus.subscribe(bus.addresses.inventory, settlement: .brokerSettles, consumer: .inline { [weak self] envelope in
+            self?.receive(envelope)
+        }, deadline: deadline)
         let requester = try await AMQPRequester(connection: bus.connection, replyAddress: bus.addresses.replies(for: settings.routerID), deadline: deadline)
         subscription.withLock { $0 = (stream, requester) }
     }
@@ -88,12 +96,12 @@ public final class RoutedBackend: FenceBackend, Service {
                 group.addTask { await self.followConnection() }
                 group.addTask { await self.sampleInventory() }
                 group.addTask { try? await self.bus.drops.run() }
-                for await (envelope, _) in stream {
-                    self.receive(envelope)
-                }
+                group.addTask { await self.keepHostList() }
+                await stream.ended()
                 group.cancelAll()
             }
         }
+        writeHostListIfChanged()
     }
 
     /// Asks every expected host for a snapshot at once: otherwise a restarted router waits a
@@ -222,7 +230,7 @@ public final class RoutedBackend: FenceBackend, Service {
         if applied.endedConfirmation {
             logger.notice("a host confirmed down spoke again: the confirmation no longer holds", metadata: ["audit": "true", "host": "\(about)"])
         }
-        if applied.learned || applied.endedConfirmation { persist() }
+        if applied.learned || applied.endedConfirmation { hostListDidChange() }
         announceCompleteOnce()
     }
 
@@ -284,11 +292,21 @@ public final class RoutedBackend: FenceBackend, Service {
             "audit": "true", "host": "\(change.host)", "change": "\(change.change.rawValue)",
             "operator": "\(change.operatorName)", "sender": "\(sender)", "applied": "\(applied)",
         ])
-        if applied { persist() }
+        if applied { hostListDidChange() }
     }
 
-    private func persist() {
-        guard let store else { return }
+    private func hostListDidChange() {
+        hostListChanged.store(true, ordering: .releasing)
+        hostListWrites.continuation.yield()
+    }
+
+    /// Writes the host list after each change, until cancelled (`run` writes a last change after).
+    private func keepHostList() async {
+        for await _ in hostListWrites.stream { writeHostListIfChanged() }
+    }
+
+    private func writeHostListIfChanged() {
+        guard hostListChanged.exchange(false, ordering: .acquiring), let store else { return }
         let saved = inventory.withLock { inventory in
             HostStateStore.Saved(
                 learned: inventory.hosts.values.filter { !$0.configured }.map(\.id),

@@ -70,7 +70,6 @@ struct RouterDaemon: Sendable {
         timing.requestTimeout = configuration.daemon.requestTimeout
         timing.duplicateWindow = configuration.daemon.duplicateWindow
         let policy = Self.policy(configuration.groups)
-        let eventLoopGroup = MultiThreadedEventLoopGroup.singleton
         let drops = DropLog<DropReason>.packets(logger: logger)
         let pipeline = RequestPipeline(
             backend: backend,
@@ -88,8 +87,11 @@ struct RouterDaemon: Sendable {
             for (settings, credentials) in zip(configuration.multicastListeners, credentials.multicast) {
                 multicast.append(try MulticastListener.bind(settings: settings, credentials: credentials, pipeline: pipeline, logger: logger))
             }
+            // NIO's event loops start at the singleton's first use: tcp listeners and the metrics
+            // endpoint need them, a router with neither runs none.
             for (settings, credentials) in zip(configuration.tcpListeners, credentials.tcp) {
-                tcp.append(try await TCPListener.bind(settings: settings, credentials: credentials, pipeline: pipeline, eventLoopGroup: eventLoopGroup, logger: logger))
+                tcp.append(try await TCPListener.bind(settings: settings, credentials: credentials, pipeline: pipeline,
+                                                      eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: logger))
             }
         } catch {
             for listener in multicast { await listener.close() }

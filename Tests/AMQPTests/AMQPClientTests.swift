@@ -85,6 +85,24 @@ struct AMQPClientTests {
         }
     }
 
+    @Test("an inline consumer gets every message in order, many times its capacity: credit comes back as it returns")
+    func inlineConsumer() async throws {
+        try await connected(try await BrokerProcess.shared()) { connection in
+            let topic = profile.address(unique("inline"))
+            let taken = Mutex<[[UInt8]]>([])
+            let receiver = try await connection.receiver(from: topic, capacity: 16, settlement: .brokerSettles, consumer: .inline { message in
+                taken.withLock { $0.append(message.body) }
+            }, deadline: deadline)
+            for index in 0..<300 {
+                try await connection.send(AMQPMessage(body: [UInt8(index % 256), UInt8(index / 256)]), to: topic, deadline: deadline)
+            }
+            try await waitUntil("all 300 taken") { taken.withLock { $0.count } >= 300 }
+            let expected: [[UInt8]] = (0..<300).map { (index: Int) -> [UInt8] in [UInt8(index % 256), UInt8(index / 256)] }
+            #expect(taken.withLock { $0 } == expected)
+            #expect(receiver.buffered == 0)
+        }
+    }
+
     @Test("a subscription the broker settles: RabbitMQ agrees, and every message arrives")
     func brokerSettles() async throws {
         try await connected(try await BrokerProcess.shared()) { connection in

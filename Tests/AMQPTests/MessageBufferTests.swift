@@ -81,4 +81,45 @@ struct MessageBufferTests {
         consumer.cancel()
         #expect(await consumer.value == nil)
     }
+
+    @Test("an inline consumer takes each message as it is delivered, nothing waits, and credit comes back as it returns")
+    func inline() {
+        let grants = Grants()
+        let taken = Mutex<[(body: [UInt8], grantsBefore: Int)]>([])
+        let buffer = MessageBuffer(capacity: 4, consumer: .inline { message in
+            taken.withLock { $0.append((message.body, grants.all.count)) }
+        }) { grant in grants.given.withLock { $0.append(grant) } }
+        #expect(buffer.creditForNewLink().credit == 4)
+        for byte: UInt8 in 1...4 { buffer.deliver(message(byte)) }
+        #expect(taken.withLock { $0.map(\.body) } == [[1], [2], [3], [4]])
+        #expect(buffer.count == 0)
+        #expect(grants.all == [2, 2])
+        #expect(taken.withLock { $0[1].grantsBefore } == 0, "the first two messages' credit came back after the second returned")
+    }
+
+    @Test("an inline consumer's subscription yields nothing and ends with the subscription; after the end the function is neither called nor kept")
+    func inlineEnd() async {
+        final class Held: Sendable {}
+        weak var held: Held?
+        let calls = Mutex(0)
+        let buffer = {
+            let captured = Held()
+            held = captured
+            return MessageBuffer(capacity: 2, consumer: .inline { _ in
+                withExtendedLifetime(captured) { calls.withLock { $0 += 1 } }
+            }) { _ in }
+        }()
+        let waiting = Task {
+            var iterator = AMQPMessages(buffer: buffer).makeAsyncIterator()
+            return await iterator.next()
+        }
+        buffer.deliver(message(1))
+        #expect(calls.withLock { $0 } == 1)
+        #expect(held != nil)
+        buffer.finish()
+        #expect(await waiting.value == nil, "the waiting sequence got nothing but its end")
+        buffer.deliver(message(2))
+        #expect(calls.withLock { $0 } == 1, "not called after the end")
+        #expect(held == nil, "the function and what it holds are released at the end")
+    }
 }
