@@ -250,7 +250,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "FenceBus", "FenceCore"]),
-        .testTarget(name: "FenceRouterTests", dependencies: ["FenceRouter", "TestSupport"]),
+        .testTarget(name: "FenceRouterTests", dependencies: ["FenceRouter", "TestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "FenceBusTests", dependencies: ["FenceBus", "BusClient", "FenceCore", "Cryptography", "JSONValue", .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "AMQPTests",

@@ -31,66 +31,62 @@ enum BusBench {
         let key = try BusKey(fileContents: readFile(keyFile))
         let connection = try AMQPConnection(configuration: try AMQPConfiguration(url: url, containerID: "bus-bench"), logger: logger)
         try await connection.whileRunning {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                try await connection.waitUntilConnected(deadline: .now + .seconds(10))
-                let identity = BusIdentity(role: .router, name: "bench", key: try SigningKey(pem: readFile(identityFile)))
-                let bus = BusEndpoint(identity: identity, connection: connection, addresses: BusAddresses(profile: .rabbitMQ3), key: key,
-                                      trust: TrustDirectory(path: trust, logger: logger), clockTolerance: .seconds(30), logger: logger)
-                let inventory = try await bus.subscribe(bus.addresses.inventory, deadline: .now + .seconds(10))
-                var iterator = inventory.makeAsyncIterator()
-                let requester = try await AMQPRequester(connection: connection, replyAddress: bus.addresses.replies(for: "bench"), deadline: .now + .seconds(10))
-                // The requester matches replies in a child task; the group waits for it after the table.
-                group.addTask { await requester.run() }
-                let libvirt = LibvirtConnection(uri: uri, logger: logger)
+            try await connection.waitUntilConnected(deadline: .now + .seconds(10))
+            let identity = BusIdentity(role: .router, name: "bench", key: try SigningKey(pem: readFile(identityFile)))
+            let bus = BusEndpoint(identity: identity, connection: connection, addresses: BusAddresses(profile: .rabbitMQ3), key: key,
+                                  trust: TrustDirectory(path: trust, logger: logger), clockTolerance: .seconds(30), logger: logger)
+            let inventory = try await bus.subscribe(bus.addresses.inventory, deadline: .now + .seconds(10))
+            var iterator = inventory.makeAsyncIterator()
+            let requester = try await AMQPRequester(connection: connection, replyAddress: bus.addresses.replies(for: "bench"), deadline: .now + .seconds(10))
+            let libvirt = LibvirtConnection(uri: uri, logger: logger)
 
-                // Event to delta: destroy and start one domain, timing from just before the libvirt call to
-                // the delta that shows the new state.
-                let uuid = try await libvirt.define(xml: domainXML(name: "bench-vm", index: 0), deadline: .now + .seconds(10))
-                var latencies: [Duration] = []
-                for run in 0..<runs {
-                    let wanted: DomainState = run.isMultiple(of: 2) ? .running : .shutOff
-                    let started = ContinuousClock.now
-                    if wanted == .running {
-                        try await libvirt.start(uuid: uuid, deadline: .now + .seconds(10))
-                    } else {
-                        try await libvirt.destroy(uuid: uuid, deadline: .now + .seconds(10))
-                    }
-                    while let (envelope, _) = await iterator.next() {
-                        guard envelope.sender == host, case .delta(let delta) = envelope.message,
-                              case .updated(let domain) = delta.change, domain.uuid == uuid, domain.state == wanted else { continue }
-                        break
-                    }
-                    latencies.append(ContinuousClock.now - started)
-                }
-
-                // Command round trip: status commands from this "router" to the agent and back.
-                var roundTrips: [Duration] = []
-                for run in 0..<runs {
-                    let command = FenceCommand(id: "bench-\(run)", host: host, action: .status, target: "bench-vm", deadline: WallClock.now() + 10_000, issuer: "bench")
-                    let started = ContinuousClock.now
-                    _ = try await requester.request(bus.amqpMessage(.command(command), for: .one(host), timeToLive: .seconds(10)), to: bus.addresses.commands(for: host), deadline: .now + .seconds(10))
-                    roundTrips.append(ContinuousClock.now - started)
-                }
-
-                // The agent with 1,000 domains: define them, wait for a snapshot that has them all.
-                for index in 1..<1000 {
-                    _ = try await libvirt.define(xml: domainXML(name: "bench-\(index)", index: index), deadline: .now + .seconds(10))
+            // Event to delta: destroy and start one domain, timing from just before the libvirt call to
+            // the delta that shows the new state.
+            let uuid = try await libvirt.define(xml: domainXML(name: "bench-vm", index: 0), deadline: .now + .seconds(10))
+            var latencies: [Duration] = []
+            for run in 0..<runs {
+                let wanted: DomainState = run.isMultiple(of: 2) ? .running : .shutOff
+                let started = ContinuousClock.now
+                if wanted == .running {
+                    try await libvirt.start(uuid: uuid, deadline: .now + .seconds(10))
+                } else {
+                    try await libvirt.destroy(uuid: uuid, deadline: .now + .seconds(10))
                 }
                 while let (envelope, _) = await iterator.next() {
-                    if envelope.sender == host, case .snapshot(let snapshot) = envelope.message, snapshot.domains.count >= 1000 { break }
+                    guard envelope.sender == host, case .delta(let delta) = envelope.message,
+                          case .updated(let domain) = delta.change, domain.uuid == uuid, domain.state == wanted else { continue }
+                    break
                 }
-                try await Task.sleep(for: .seconds(6))  // one more periodic snapshot of the full inventory
-                let rss = memoryMegabytes(agentPID, file: "status", field: "VmRSS:")
-                let pss = memoryMegabytes(agentPID, file: "smaps_rollup", field: "Pss:")
-
-                print("| event → delta on the bus, median (ms) | \(milliseconds(percentile(latencies, 0.5))) | |")
-                print("| event → delta on the bus, p99 (ms) | \(milliseconds(percentile(latencies, 0.99))) | ≤ 10 ms |")
-                print("| command round trip through the broker, median (ms) | \(milliseconds(percentile(roundTrips, 0.5))) | ≤ 2 ms |")
-                print("| command round trip through the broker, p90 (ms) | \(milliseconds(percentile(roundTrips, 0.9))) | |")
-                print("| fence-hostd resident memory (RSS), 1,000 domains (MB) | \(String(format2: rss)) | ≤ 30 MB |")
-                print("| fence-hostd proportional memory (PSS), 1,000 domains (MB) | \(String(format2: pss)) | |")
-                requester.close()
+                latencies.append(ContinuousClock.now - started)
             }
+
+            // Command round trip: status commands from this "router" to the agent and back.
+            var roundTrips: [Duration] = []
+            for run in 0..<runs {
+                let command = FenceCommand(id: "bench-\(run)", host: host, action: .status, target: "bench-vm", deadline: WallClock.now() + 10_000, issuer: "bench")
+                let started = ContinuousClock.now
+                _ = try await requester.request(bus.amqpMessage(.command(command), for: .one(host), timeToLive: .seconds(10)), to: bus.addresses.commands(for: host), deadline: .now + .seconds(10))
+                roundTrips.append(ContinuousClock.now - started)
+            }
+
+            // The agent with 1,000 domains: define them, wait for a snapshot that has them all.
+            for index in 1..<1000 {
+                _ = try await libvirt.define(xml: domainXML(name: "bench-\(index)", index: index), deadline: .now + .seconds(10))
+            }
+            while let (envelope, _) = await iterator.next() {
+                if envelope.sender == host, case .snapshot(let snapshot) = envelope.message, snapshot.domains.count >= 1000 { break }
+            }
+            try await Task.sleep(for: .seconds(6))  // one more periodic snapshot of the full inventory
+            let rss = memoryMegabytes(agentPID, file: "status", field: "VmRSS:")
+            let pss = memoryMegabytes(agentPID, file: "smaps_rollup", field: "Pss:")
+
+            print("| event → delta on the bus, median (ms) | \(milliseconds(percentile(latencies, 0.5))) | |")
+            print("| event → delta on the bus, p99 (ms) | \(milliseconds(percentile(latencies, 0.99))) | ≤ 10 ms |")
+            print("| command round trip through the broker, median (ms) | \(milliseconds(percentile(roundTrips, 0.5))) | ≤ 2 ms |")
+            print("| command round trip through the broker, p90 (ms) | \(milliseconds(percentile(roundTrips, 0.9))) | |")
+            print("| fence-hostd resident memory (RSS), 1,000 domains (MB) | \(String(format2: rss)) | ≤ 30 MB |")
+            print("| fence-hostd proportional memory (PSS), 1,000 domains (MB) | \(String(format2: pss)) | |")
+            requester.close()
         }
     }
 

@@ -3,12 +3,13 @@ import Synchronization
 
 /// Request/reply without dynamic reply nodes (RabbitMQ 3 has none): one reply subscription per
 /// requester, each request tagged with `reply-to` and a fresh `correlation-id`, and its reply
-/// matched by that id. Replies are matched while `run()` runs.
+/// matched by that id, on the connection's thread as it arrives (no task woken in between: the
+/// waiting request is resumed at once), until `close()`.
 public final class AMQPRequester: Sendable {
     public let replyAddress: String
     private let connection: AMQPConnection
     private let receiver: AMQPReceiver
-    private let pending = Mutex<[String: ReplySlot]>([:])
+    private let pending: PendingReplies
     private let counter = Mutex<UInt64>(0)
     /// Unique to this requester: a late reply to a request of an earlier run of the process (the
     /// same reply address, a counter started again) never matches a request of this one.
@@ -18,15 +19,12 @@ public final class AMQPRequester: Sendable {
     public init(connection: AMQPConnection, replyAddress: String, deadline: ContinuousClock.Instant) async throws(AMQPError) {
         self.connection = connection
         self.replyAddress = replyAddress
-        receiver = try await connection.receiver(from: replyAddress, deadline: deadline)
-    }
-
-    /// Matches replies to their requests until cancelled or `close()`.
-    public func run() async {
-        for await reply in receiver.messages {
-            guard let id = reply.correlationID, let slot = pending.withLock({ $0[id] }) else { continue }
+        let pending = PendingReplies()
+        self.pending = pending
+        receiver = try await connection.receiver(from: replyAddress, consumer: .inline { reply in
+            guard let id = reply.correlationID, let slot = pending.slots.withLock({ $0[id] }) else { return }
             slot.deliver(reply)
-        }
+        }, deadline: deadline)
     }
 
     /// Sends `message` to `address` and waits for its reply, all before `deadline`.
@@ -42,7 +40,7 @@ public final class AMQPRequester: Sendable {
     public func request(to address: String, deadline: ContinuousClock.Instant, resendingOn resend: AsyncStream<Void>? = nil,
                         _ copy: @escaping @Sendable (Int) throws(AMQPError) -> AMQPMessage) async throws(AMQPError) -> AMQPMessage {
         let slot = ReplySlot()
-        defer { pending.withLock { pending in for id in slot.ids { pending.removeValue(forKey: id) } } }
+        defer { pending.slots.withLock { pending in for id in slot.ids { pending.removeValue(forKey: id) } } }
         do {
             try await send(copy(0), to: address, answeringTo: slot, deadline: deadline)
         } catch {
@@ -85,7 +83,7 @@ public final class AMQPRequester: Sendable {
         message.replyTo = replyAddress
         // Waiting before the message leaves: the reply may come back before `send` returns.
         slot.expect(id)
-        pending.withLock { $0[id] = slot }
+        pending.slots.withLock { $0[id] = slot }
         try await connection.send(message, to: address, deadline: deadline, whenCancelled: .abandon)
     }
 
@@ -93,6 +91,11 @@ public final class AMQPRequester: Sendable {
     public func close() {
         connection.detach(receiver)
     }
+}
+
+/// The requests waiting for a reply, by correlation id: shared with the reply subscription's consumer.
+private final class PendingReplies: Sendable {
+    let slots = Mutex<[String: ReplySlot]>([:])
 }
 
 /// One request's reply: it may arrive before or after its requester starts waiting.

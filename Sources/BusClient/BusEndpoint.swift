@@ -123,21 +123,21 @@ public final class BusEndpoint: Sendable {
     /// Bus messages dropped so far, by reason.
     public var droppedCounts: [String: Int] { dropped.withLock { $0 } }
 
-    /// Subscribes to `address`; only messages that passed the checks reach the consumer, at its
-    /// pace (link credit is granted as it takes messages).
+    /// Subscribes to `address`; the sequence carries only messages that passed the checks, and is
+    /// read at the consumer's pace (link credit is granted as it takes messages).
     public func subscribe(_ address: String, settlement: AMQPReceiver.Settlement = .clientAccepts,
-                          consumer: BusSubscription.Consumer = .sequence, deadline: ContinuousClock.Instant) async throws(AMQPError) -> BusSubscription {
-        let amqpConsumer: AMQPReceiver.Consumer
-        switch consumer {
-        case .sequence:
-            amqpConsumer = .sequence
-        case .inline(let handle):
-            amqpConsumer = .inline { message in
-                if let envelope = self.open(message) { handle(envelope) }
-            }
-        }
-        let receiver = try await connection.receiver(from: address, settlement: settlement, consumer: amqpConsumer, deadline: deadline)
-        return BusSubscription(messages: receiver.messages, endpoint: self)
+                          deadline: ContinuousClock.Instant) async throws(AMQPError) -> BusSubscription {
+        BusSubscription(messages: try await connection.receiver(from: address, settlement: settlement, deadline: deadline).messages, endpoint: self)
+    }
+
+    /// Subscribes to `address` with a function called on the connection's thread for each message
+    /// that passed the checks, as it arrives (`AMQPReceiver.Consumer.inline`): it must not wait.
+    public func subscribe(_ address: String, settlement: AMQPReceiver.Settlement = .clientAccepts, deadline: ContinuousClock.Instant,
+                          inline handle: @escaping @Sendable (BusEnvelope) -> Void) async throws(AMQPError) -> BusInlineSubscription {
+        let receiver = try await connection.receiver(from: address, settlement: settlement, consumer: .inline { [weak self] message in
+            if let envelope = self?.open(message) { handle(envelope) }
+        }, deadline: deadline)
+        return BusInlineSubscription(receiver: receiver, connection: connection)
     }
 
     /// Answers `request` (a command from `router`) on its reply-to address with its correlation id.
@@ -155,24 +155,10 @@ public final class BusEndpoint: Sendable {
 public struct BusSubscription: AsyncSequence, Sendable {
     public typealias Element = (BusEnvelope, AMQPMessage)
 
-    /// Who takes the checked messages (see `AMQPReceiver.Consumer`).
-    public enum Consumer: Sendable {
-        /// A task, iterating the subscription.
-        case sequence
-        /// A function, on the connection's thread, as each message arrives and passes the checks;
-        /// it must not wait. The subscription then yields nothing: `ended()` waits for its end.
-        case inline(@Sendable (BusEnvelope) -> Void)
-    }
-
     let messages: AMQPMessages
     let endpoint: BusEndpoint
 
     public func makeAsyncIterator() -> Iterator { Iterator(messages: messages.makeAsyncIterator(), endpoint: endpoint) }
-
-    /// Returns when an inline subscription ends (its connection closed for good) or the task is cancelled.
-    public func ended() async {
-        for await _ in messages {}
-    }
 
     public struct Iterator: AsyncIteratorProtocol {
         var messages: AMQPMessages.Iterator
@@ -185,5 +171,21 @@ public struct BusSubscription: AsyncSequence, Sendable {
             }
             return nil
         }
+    }
+}
+
+/// A subscription whose messages go to a function as they arrive (`BusEndpoint.subscribe(_:settlement:deadline:inline:)`).
+public struct BusInlineSubscription: Sendable {
+    let receiver: AMQPReceiver
+    let connection: AMQPConnection
+
+    /// Returns when the subscription ends (detached, or its connection closed for good) or the task is cancelled.
+    public func ended() async {
+        for await _ in receiver.messages {}
+    }
+
+    /// Ends the subscription: once the connection's thread has taken this, the function is not called again.
+    public func detach() {
+        connection.detach(receiver)
     }
 }

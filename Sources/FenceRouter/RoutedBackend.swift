@@ -46,9 +46,15 @@ public final class RoutedBackend: FenceBackend, Service {
     /// When this router last finished an off, on or reboot, by domain (UUID, or the name it was
     /// asked by): status then asks the agents until the inventory shows the domain running again.
     private let actedOn = Mutex<[String: ContinuousClock.Instant]>([:])
-    private let subscription: Mutex<(BusSubscription, AMQPRequester)?> = Mutex(nil)
+    private let subscription: Mutex<(BusInlineSubscription, AMQPRequester)?> = Mutex(nil)
     private let inFlight = CommandsInFlight()
     private let logger: Logger
+    /// For what runs on the bus connection's thread (applying the inventory): its lines are
+    /// written by `relay`'s task.
+    private let relayedLogger: Logger
+    private let relay: LogRelay
+    /// Whether inventory messages are still applied: not after `run` wrote the host list last.
+    private let applying = Mutex(true)
 
     /// Throws when the saved host state exists but cannot be read.
     public init(settings: Settings, bus: BusEndpoint, logger: Logger) throws {
@@ -57,6 +63,8 @@ public final class RoutedBackend: FenceBackend, Service {
         var logger = logger
         logger[metadataKey: "router"] = "\(settings.routerID)"
         self.logger = logger
+        relay = LogRelay(logger: logger)
+        relayedLogger = relay.relaying(logger)
         var inventory = Inventory(freshness: settings.freshness, configuredHosts: settings.configuredHosts)
         store = settings.stateDirectory.map(HostStateStore.init(directory:))
         if let saved = try store?.load() {
@@ -74,23 +82,36 @@ public final class RoutedBackend: FenceBackend, Service {
         // heartbeat shows in its sequence numbers (or its silence) and makes it stale until its
         // next snapshot; a lost operator statement leaves the host as it was (stale, or expected).
         // The queue behind a topic subscription dies with the connection either way.
-        // Applied on the connection's thread as each arrives (a few µs under the inventory's
-        // lock): waking a task for each cost more than applying it.
-        let stream = try await bus.subscribe(bus.addresses.inventory, settlement: .brokerSettles, consumer: .inline { [weak self] envelope in
-            self?.receive(envelope)
-        }, deadline: deadline)
+        // Applied on the connection's thread as each arrives: waking a task for each cost more
+        // than applying it (Docs/benchmarks.md, heartbeats). Its log lines and the host list's
+        // writes go to tasks, so that a slow journal or disk does not hold the connection.
+        let stream = try await bus.subscribe(bus.addresses.inventory, settlement: .brokerSettles, deadline: deadline) { [weak self] envelope in
+            self?.receiveWhileApplying(envelope)
+        }
         let requester = try await AMQPRequester(connection: bus.connection, replyAddress: bus.addresses.replies(for: settings.routerID), deadline: deadline)
         subscription.withLock { $0 = (stream, requester) }
     }
 
-    /// Keeps the inventory from the bus until shutdown.
+    /// Keeps the inventory from the bus until shutdown, then writes the host list's last change.
     public func run() async throws {
-        guard let (stream, requester) = subscription.withLock({ $0 }) else {
+        guard let (stream, _) = subscription.withLock({ $0 }) else {
             throw AMQPError(.invalidConfiguration, "RoutedBackend.prepare must succeed before run")
         }
+        await withDiscardingTaskGroup { whole in
+            whole.addTask { await self.relay.run() }
+            await serve(stream)
+            // Nothing changes the inventory after this: the host list's last change is written.
+            applying.withLock { $0 = false }
+            stream.detach()
+            writeHostListIfChanged()
+            relay.finish()
+        }
+    }
+
+    /// Keeps the inventory from the bus until shutdown.
+    private func serve(_ stream: BusInlineSubscription) async {
         await cancelWhenGracefulShutdown {
             await withDiscardingTaskGroup { group in
-                group.addTask { await requester.run() }
                 group.addTask { await self.announceWarmUp() }
                 group.addTask { await self.askForSnapshots() }
                 group.addTask { await self.followConnection() }
@@ -101,7 +122,6 @@ public final class RoutedBackend: FenceBackend, Service {
                 group.cancelAll()
             }
         }
-        writeHostListIfChanged()
     }
 
     /// Asks every expected host for a snapshot at once: otherwise a restarted router waits a
@@ -171,7 +191,7 @@ public final class RoutedBackend: FenceBackend, Service {
         let census = known ?? census()
         guard census.live == census.expected, census.expected > 0,
               completeAnnouncement.withLock({ state in defer { state.announced = true }; return !state.announced }) else { return }
-        logger.notice("inventory complete", metadata: [
+        relayedLogger.notice("inventory complete", metadata: [
             "hosts-live": "\(census.live)", "domains": "\(census.domains)", "after-ms": "\((ContinuousClock.now - started).millisecondsText)",
         ])
     }
@@ -199,6 +219,12 @@ public final class RoutedBackend: FenceBackend, Service {
         return census
     }
 
+    private func receiveWhileApplying(_ envelope: BusEnvelope) {
+        applying.withLock { applying in
+            if applying { receive(envelope) }
+        }
+    }
+
     private func receive(_ envelope: BusEnvelope) {
         let about: String
         switch envelope.message {
@@ -217,18 +243,18 @@ public final class RoutedBackend: FenceBackend, Service {
         noteClock(of: envelope, receivedAt: receivedAt)
         if case .snapshot = envelope.message, ignored == nil {
             let resent = inFlight.signal(.hostSnapshot, host: about)
-            if resent > 0 { logger.info("a host published its inventory: commands in flight to it go again", metadata: ["host": "\(about)", "commands-resent": "\(resent)"]) }
+            if resent > 0 { relayedLogger.info("a host published its inventory: commands in flight to it go again", metadata: ["host": "\(about)", "commands-resent": "\(resent)"]) }
         }
         if case .delta(let delta) = envelope.message {
             logDelta(delta, ignored: ignored)
         } else if let ignored, ignored != .outOfOrder {
-            logger.warning("inventory message ignored", metadata: ["host": "\(about)", "kind": "\(envelope.message.kind)", "outcome": "\(ignored)"])
+            relayedLogger.warning("inventory message ignored", metadata: ["host": "\(about)", "kind": "\(envelope.message.kind)", "outcome": "\(ignored)"])
         }
         if applied.learned {
-            logger.notice("learned a host", metadata: ["host": "\(about)"])
+            relayedLogger.notice("learned a host", metadata: ["host": "\(about)"])
         }
         if applied.endedConfirmation {
-            logger.notice("a host confirmed down spoke again: the confirmation no longer holds", metadata: ["audit": "true", "host": "\(about)"])
+            relayedLogger.notice("a host confirmed down spoke again: the confirmation no longer holds", metadata: ["audit": "true", "host": "\(about)"])
         }
         if applied.learned || applied.endedConfirmation { hostListDidChange() }
         announceCompleteOnce()
@@ -252,17 +278,17 @@ public final class RoutedBackend: FenceBackend, Service {
         guard changed else { return }
         if beyond {
             Counter(label: "fence_host_clock_skew_total", dimensions: [("host", envelope.sender)]).increment()
-            logger.warning("a host's messages are further from this clock than the freshness window (its clock is off, or the bus delays them); while they arrive older, it counts as stale", metadata: [
+            relayedLogger.warning("a host's messages are further from this clock than the freshness window (its clock is off, or the bus delays them); while they arrive older, it counts as stale", metadata: [
                 "host": "\(envelope.sender)", "offset-ms": "\(offset)", "freshness-ms": "\(settings.freshness.millisecondsText)",
             ])
         } else {
-            logger.notice("a host's clock and delay are within the freshness window again", metadata: ["host": "\(envelope.sender)", "offset-ms": "\(offset)"])
+            relayedLogger.notice("a host's clock and delay are within the freshness window again", metadata: ["host": "\(envelope.sender)", "offset-ms": "\(offset)"])
         }
     }
 
     /// What each libvirt event changed in the inventory, and how long after the event.
     private func logDelta(_ delta: InventoryDelta, ignored: Inventory.Ignored?) {
-        guard logger.logLevel <= .info else { return }
+        guard relayedLogger.logLevel <= .info else { return }
         let domain: String
         let state: String
         switch delta.change {
@@ -270,7 +296,7 @@ public final class RoutedBackend: FenceBackend, Service {
         case .removed(_, let name): (domain, state) = (name, "removed")
         case .unreadable(_, let name): (domain, state) = (name, "unreadable")
         }
-        logger.info("inventory change", metadata: [
+        relayedLogger.info("inventory change", metadata: [
             "host": "\(delta.host)", "domain": "\(domain)", "state": "\(state)", "event": "\(delta.event)", "seqno": "\(delta.sequence)",
             "since-event-ms": "\(WallClock.difference(from: delta.eventTime, to: WallClock.now()))",
             "outcome": "\(ignored.map { "ignored-\($0)" } ?? "applied")",
@@ -288,7 +314,7 @@ public final class RoutedBackend: FenceBackend, Service {
                 return inventory.forget(change.host)
             }
         }
-        logger.notice("operator statement about a host", metadata: [
+        relayedLogger.notice("operator statement about a host", metadata: [
             "audit": "true", "host": "\(change.host)", "change": "\(change.change.rawValue)",
             "operator": "\(change.operatorName)", "sender": "\(sender)", "applied": "\(applied)",
         ])
@@ -300,13 +326,20 @@ public final class RoutedBackend: FenceBackend, Service {
         hostListWrites.continuation.yield()
     }
 
-    /// Writes the host list after each change, until cancelled (`run` writes a last change after).
+    /// Writes the host list after each change, until cancelled (`run` writes a last change after);
+    /// a write that failed is tried again every five seconds until one succeeds.
     private func keepHostList() async {
-        for await _ in hostListWrites.stream { writeHostListIfChanged() }
+        for await _ in hostListWrites.stream {
+            while !writeHostListIfChanged() {
+                guard (try? await Task.sleep(for: .seconds(5))) != nil else { return }
+            }
+        }
     }
 
-    private func writeHostListIfChanged() {
-        guard hostListChanged.exchange(false, ordering: .acquiring), let store else { return }
+    /// False when the write failed (the change is still to be written).
+    @discardableResult
+    private func writeHostListIfChanged() -> Bool {
+        guard hostListChanged.exchange(false, ordering: .acquiring), let store else { return true }
         let saved = inventory.withLock { inventory in
             HostStateStore.Saved(
                 learned: inventory.hosts.values.filter { !$0.configured }.map(\.id),
@@ -315,8 +348,11 @@ public final class RoutedBackend: FenceBackend, Service {
         }
         do {
             try store.save(saved)
+            return true
         } catch {
+            hostListChanged.store(true, ordering: .relaxed)
             logger.error("cannot keep the host list; after a restart, learned hosts are forgotten", metadata: ["error": "\(error)"])
+            return false
         }
     }
 

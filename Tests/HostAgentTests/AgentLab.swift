@@ -41,17 +41,13 @@ final class AgentLab: @unchecked Sendable {
         )
         return try await connection.whileRunning {
             let lab = try await AgentLab(connection: connection, broker: broker, snapshotInterval: snapshotInterval, domains: domains)
-            return try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { await lab.requester.run() }
-                defer { group.cancelAll() }
-                do {
-                    let result = try await body(lab)
-                    await lab.shutdown()
-                    return result
-                } catch {
-                    await lab.shutdown()
-                    throw error
-                }
+            do {
+                let result = try await body(lab)
+                await lab.shutdown()
+                return result
+            } catch {
+                await lab.shutdown()
+                throw error
             }
         }
     }
