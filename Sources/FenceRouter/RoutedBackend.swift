@@ -413,9 +413,10 @@ public final class RoutedBackend: FenceBackend, Service {
         }
     }
 
+    /// On a copy: the scan of every host's domains (100,000 with a thousand hosts) must not hold
+    /// the lock under which the connection's thread applies each message.
     private func place(_ target: DomainTarget) -> Placement {
-        let now = ContinuousClock.now
-        return inventory.withLock { RoutingRules.place(target, in: $0, now: now) }
+        RoutingRules.place(target, in: currentInventory, now: .now)
     }
 
     // MARK: - Carrying out a decision
