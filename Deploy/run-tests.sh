@@ -108,10 +108,10 @@ echo "package: $deb"
 broker=$(mktemp -d "$run/fr-broker-shared.XXXXXX")
 trap 'Deploy/broker/rabbitmq.sh stop "$broker" >/dev/null 2>&1; sweep "$run"' EXIT
 # Its port: the first free one from 20000 (the tests' own daemons and brokers take theirs elsewhere,
-# see Ports in Tests/TestSupport), with its TLS, epmd and distribution ports (P+1, P+10000, P+20000).
+# see Ports in Tests/TestSupport), with its TLS, epmd and distribution ports (P+1, P+10000, P+5000).
 port=20000
 # (The match is awk's own: grep -q leaving early would break the pipe, and pipefail would then read a busy port as free.)
-while ss -Htan | awk -v ports=":$port:$((port + 1)):$((port + 10000)):$((port + 20000)):" \
+while ss -Htan | awk -v ports=":$port:$((port + 1)):$((port + 10000)):$((port + 5000)):" \
         '{n = split($4, part, ":"); if (index(ports, ":" part[n] ":")) busy = 1} END {exit !busy}'; do
     port=$((port + 2))
     ((port < 21000)) || { echo "no free port for the test broker in 20000-20999" >&2; exit 1; }

@@ -41,7 +41,9 @@ environment() {
     export RABBITMQ_NODENAME=fence-$port@localhost
     export RABBITMQ_NODE_IP_ADDRESS=$address
     export RABBITMQ_NODE_PORT=$port
-    export RABBITMQ_DIST_PORT=$((port + 20000))
+    # Below Linux's ephemeral ports (32768-60999 by default): there, any client's connection could
+    # take the node's distribution port between a stop and a restart (`dist_port_already_used`).
+    export RABBITMQ_DIST_PORT=$((port + 5000))
     export ERL_EPMD_ADDRESS=127.0.0.1
     # A cluster's nodes find each other through one epmd; a lone broker runs its own.
     export ERL_EPMD_PORT=$(cat "$dir/epmd_port" 2>/dev/null || echo $((port + 10000)))

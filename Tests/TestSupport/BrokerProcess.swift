@@ -117,9 +117,11 @@ private enum SharedBrokerExit {
 /// process (nor a port of a broker's four), so that parallel tests never draw the same one
 /// between the check that it is free and the bind. A daemon's port is the kernel's choice: bound
 /// to port 0 and read back. A broker needs four in a fixed layout, which the kernel cannot choose
-/// together: the first P from 21000 whose P, P+1 (TLS), P+10000 (its epmd) and P+20000 (its
-/// distribution) are free. The shared broker of `Deploy/run-tests.sh` lives in 20000–20999, the
-/// lab's in namespaces.
+/// together: the first P from 21000 whose P, P+1 (TLS), P+10000 (its epmd) and P+5000 (its
+/// distribution) are free, all below the kernel's ephemeral ports (from 32768), which a client's
+/// connection could take between a broker's stop and its restart. The shared broker of
+/// `Deploy/run-tests.sh` lives in 20000–20999 (its distribution in 25000–25999), the lab's in
+/// namespaces.
 public enum Ports {
     private static let given = Mutex(Set<Int>())
 
@@ -135,7 +137,7 @@ public enum Ports {
     /// The first port P from 21000 for a broker whose four ports are free and not handed out.
     public static func freeForBroker() throws -> Int {
         for port in 21_000..<22_768 {
-            let ports: Set = [port, port + 1, port + 10_000, port + 20_000]
+            let ports: Set = [port, port + 1, port + 10_000, port + 5_000]
             guard ports.allSatisfy(isFree) else { continue }
             let won = given.withLock { given in
                 guard given.isDisjoint(with: ports) else { return false }
@@ -144,7 +146,7 @@ public enum Ports {
             }
             if won { return port }
         }
-        throw NoFreePort(reason: "no P in 21000–22767 with P, P+1, P+10000 and P+20000 free")
+        throw NoFreePort(reason: "no P in 21000–22767 with P, P+1, P+10000 and P+5000 free")
     }
 
     private static func kernelChosen() throws -> Int {
