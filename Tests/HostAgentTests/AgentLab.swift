@@ -41,14 +41,7 @@ final class AgentLab: @unchecked Sendable {
         )
         return try await connection.whileRunning {
             let lab = try await AgentLab(connection: connection, broker: broker, snapshotInterval: snapshotInterval, domains: domains)
-            do {
-                let result = try await body(lab)
-                await lab.shutdown()
-                return result
-            } catch {
-                await lab.shutdown()
-                throw error
-            }
+            return try await withCleanup { try await body(lab) } cleanup: { await lab.shutdown() }
         }
     }
 

@@ -38,14 +38,7 @@ public final class MultiHostLab: @unchecked Sendable {
                                          _ body: (MultiHostLab) async throws -> T) async throws -> T {
         let lab = try await up(hosts: hosts, guests: guests, routers: routers, brokers: brokers,
                                hostFreshness: hostFreshness, warmUp: warmUp, requestTimeout: requestTimeout)
-        do {
-            let result = try await body(lab)
-            await lab.down()
-            return result
-        } catch {
-            await lab.down()
-            throw error
-        }
+        return try await withCleanup { try await body(lab) } cleanup: { await lab.down() }
     }
 
     @discardableResult

@@ -31,14 +31,7 @@ public final class PacemakerCluster: @unchecked Sendable {
     /// Runs `body` with a cluster on `nodes` of `lab`, taken down afterwards whatever happens.
     public static func with<T: Sendable>(in lab: MultiHostLab, nodes: [String], _ body: (PacemakerCluster) async throws -> T) async throws -> T {
         let cluster = try await up(in: lab, nodes: nodes)
-        do {
-            let result = try await body(cluster)
-            await cluster.down()
-            return result
-        } catch {
-            await cluster.down()
-            throw error
-        }
+        return try await withCleanup { try await body(cluster) } cleanup: { await cluster.down() }
     }
 
     /// Kills every node; with `FENCE_ROUTER_LAB_LOGS=DIR` set, the nodes' logs are kept there first.

@@ -36,3 +36,17 @@ public func waitUntil(
         try await Task.sleep(for: pause)
     }
 }
+
+/// Runs `body`, then `cleanup` whether it returned or threw: the asynchronous tear-down that a
+/// `defer` cannot await.
+public func withCleanup<T>(_ body: () async throws -> T, cleanup: () async -> Void) async throws -> T {
+    let result: T
+    do {
+        result = try await body()
+    } catch {
+        await cleanup()
+        throw error
+    }
+    await cleanup()
+    return result
+}
