@@ -7,6 +7,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 Deploy/install-deps.sh
-source Benchmarks/release-build.sh
-bin=$(release_build fence-routerd fence-hostd fencectl)
+source Deploy/build/release.sh
+bin=$(release_build .build-static fence-routerd fence-hostd fencectl)
 exec python3 Deploy/lab/failover.py --bin "$bin" "$@"

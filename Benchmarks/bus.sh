@@ -5,12 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 Deploy/install-deps.sh
-build=(swift build -c release --static-swift-stdlib --scratch-path .build-static)
-echo "building fence-hostd and fence-bus-bench (release)..." >&2
-"${build[@]}" --product fence-hostd >/dev/null
-"${build[@]}" --product fencectl >/dev/null
-"${build[@]}" --product fence-bus-bench >/dev/null
-bin=$("${build[@]}" --show-bin-path)
+source Deploy/build/release.sh
+bin=$(release_build .build-static fence-hostd fencectl fence-bus-bench)
 
 work=$(mktemp -d /tmp/fence-router-busbench.XXXXXX)
 agent_pid=""

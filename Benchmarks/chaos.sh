@@ -9,8 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 Deploy/install-deps.sh
-source Benchmarks/release-build.sh
-bin=$(release_build fence-routerd fence-hostd fencectl)
+source Deploy/build/release.sh
+bin=$(release_build .build-static fence-routerd fence-hostd fencectl)
 
 ops=10000 labs=1 seed="" rest=()
 while (($#)); do

@@ -7,8 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 Deploy/install-deps.sh
 command -v valgrind >/dev/null || { echo "function-order.sh: valgrind is missing: apt-get install valgrind" >&2; exit 1; }
-source Benchmarks/release-build.sh
-bin=$(release_build fence-routerd fence-hostd fencectl)
+source Deploy/build/release.sh
+bin=$(release_build .build-static fence-routerd fence-hostd fencectl)
 python3 Benchmarks/function-order.py "$bin" Deploy/build
 # SwiftPM does not know the link reads the lists: the next release builds relink only without
 # the binaries made before them.

@@ -6,8 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 Deploy/install-deps.sh
-# Built as for production: release, with Swift's libraries linked statically.
-build=(swift build -c release --static-swift-stdlib --scratch-path .build-static)
-echo "building fence-routerd, fence-hostd, fencectl and fence-sim-hosts (release)..." >&2
-for product in fence-routerd fence-hostd fencectl fence-sim-hosts; do "${build[@]}" --product "$product" >/dev/null; done
-exec python3 Benchmarks/routed.py --bin "$("${build[@]}" --show-bin-path)" "$@"
+# Built as for production (Deploy/build/release.sh).
+source Deploy/build/release.sh
+bin=$(release_build .build-static fence-routerd fence-hostd fencectl fence-sim-hosts)
+exec python3 Benchmarks/routed.py --bin "$bin" "$@"

@@ -5,8 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 Deploy/install-deps.sh
-# Built as for production: release, with Swift's libraries linked statically.
-build=(swift build -c release --static-swift-stdlib --scratch-path .build-static --product fence-routerd)
-echo "building fence-routerd (release, static Swift libraries)..." >&2
-"${build[@]}" >/dev/null
-exec python3 Benchmarks/bench.py --routerd "$("${build[@]}" --show-bin-path)/fence-routerd" "$@"
+# Built as for production (Deploy/build/release.sh).
+source Deploy/build/release.sh
+bin=$(release_build .build-static fence-routerd)
+exec python3 Benchmarks/bench.py --routerd "$bin/fence-routerd" "$@"

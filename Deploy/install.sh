@@ -79,13 +79,9 @@ need() {
 
 if [[ -z $prebuilt ]]; then
     need swift "install a Swift 6 toolchain (swift.org), then the build dependencies with Deploy/install-deps.sh"
-    echo "building release binaries (static Swift runtime)..."
     # A scratch path of its own: the debug build and its tests stay untouched.
-    args=(-c release --static-swift-stdlib --scratch-path .build/install)
-    for program in "${programs[@]}"; do
-        swift build "${args[@]}" --product "$program" >/dev/null
-    done
-    prebuilt=$(swift build "${args[@]}" --show-bin-path)
+    source Deploy/build/release.sh
+    prebuilt=$(release_build .build/install "${programs[@]}")
 fi
 for program in "${programs[@]}"; do
     [[ -x $prebuilt/$program ]] || { echo "install.sh: $prebuilt/$program is missing" >&2; exit 1; }

@@ -100,7 +100,8 @@ echo "install and uninstall: ok"
 # The Debian package of the same binaries. The package test (Tests/DeploymentTests/PackageTests.swift)
 # checks it, lintian included; the boot check installs it.
 step "the Debian package"
-release=$(swift build -c release --static-swift-stdlib --scratch-path .build/install --show-bin-path)
+source Deploy/build/release.sh
+release=$(release_build .build/install)
 deb=$(Deploy/package/deb.sh --prebuilt "$release" --output "$run/package")
 echo "package: $deb"
 

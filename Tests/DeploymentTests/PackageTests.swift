@@ -106,7 +106,10 @@ struct PackageTests {
         #expect(!depends.contains("swift"), "the Swift runtime is linked in, not depended on: \(depends)")
         // The daemons linked as Package.swift's releaseLinking says: no function exported, relative
         // relocations packed where this machine's glibc loads them (2.36 and later), and then
-        // Depends asks for that glibc (dpkg-shlibdeps does not count the symbol-less version).
+        // Depends asks for that glibc (dpkg-shlibdeps does not count the symbol-less version); the
+        // functions without a name laid out together (text-layout.ld), which needs a function
+        // per section (Deploy/build/release.sh: a scratch path built before its flags keeps its
+        // objects, the compiler skips code generation for unchanged code).
         let glibc = try await Command.check(["getconf", "GNU_LIBC_VERSION"]).output  // "glibc 2.36"
         let release = glibc.split(whereSeparator: \.isWhitespace).last?.split(separator: ".").compactMap { Int($0) } ?? []
         let packs = !release.lexicographicallyPrecedes([2, 36])
@@ -115,6 +118,8 @@ struct PackageTests {
             let exported = dynamic.split(separator: "\n").filter { $0.contains(" FUNC ") && !$0.contains(" UND ") }
             #expect(exported.isEmpty, "\(program) exports \(exported.count) functions, as linked with -export-dynamic")
             #expect(dynamic.contains("(RELR)") == packs, "\(program): relocations packed where \(glibc) loads them")
+            let sections = try await Command.check(["readelf", "--section-headers", "--wide", "\(root)/usr/sbin/\(program)"]).output
+            #expect(sections.contains(" .text.unnamed "), "\(program): no .text.unnamed section: its objects were compiled without -function-sections")
         }
         if packs {
             #expect(depends.contains("libc6 (>= 2.36)"), "Depends asks for the glibc that loads packed relocations: \(depends)")
