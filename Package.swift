@@ -14,7 +14,8 @@ import Glibc
 /// functions (the Swift runtime's link arguments ask for one, which nothing here looks up); with
 /// relative relocations packed (DT_RELR: 8 KB read at start instead of 1 MB) where the building
 /// machine's glibc loads them (2.36 and later; the binaries then need it too, as for any symbol
-/// version: build on the oldest glibc deployed to).
+/// version: build on the oldest glibc deployed to). SwiftPM does not know the link reads the lists
+/// and the script: after changing one, remove the binaries (Benchmarks/function-order.sh does).
 func releaseLinking(_ program: String) -> [LinkerSetting] {
     var flags = [
         "-use-ld=lld", "-Xlinker", "--no-export-dynamic",

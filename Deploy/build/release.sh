@@ -10,9 +10,17 @@ release_args=(-c release --static-swift-stdlib -Xswiftc -Xfrontend -Xswiftc -fun
 release_build() {
     local scratch=$1 product
     shift
+    # The compiler keeps an object whose code did not change, whatever the flags that made it:
+    # a scratch path built with other flags starts again, or it would link some objects without
+    # a section per function.
+    if [[ -d $scratch && $(cat "$scratch/release-args" 2>/dev/null) != "${release_args[*]}" ]]; then
+        echo "release build: $scratch was built with other flags; its release objects are removed" >&2
+        rm -rf "$scratch"/*/release
+    fi
     (($#)) && echo "building $* (release)..." >&2
     for product in "$@"; do
         swift build "${release_args[@]}" --scratch-path "$scratch" --product "$product" >/dev/null || return
     done
+    printf '%s\n' "${release_args[*]}" >"$scratch/release-args"
     swift build "${release_args[@]}" --scratch-path "$scratch" --show-bin-path
 }
