@@ -6,11 +6,11 @@ import Glibc
 #endif
 
 /// How a shipped daemon's release build is linked, for less resident memory (Docs/benchmarks.md,
-/// "Memory"): with lld, which lays out first the code the daemon runs (the sections holding the
-/// functions in Deploy/build/PROGRAM.order, written by Benchmarks/function-order.sh, after the
-/// functions that have no name, Deploy/build/text-layout.ld), so fewer of the blocks the kernel
-/// maps code in are touched (it needs each function in a section of its own: the build's flags in
-/// Deploy/build/release.sh); without a dynamic symbol table of our own
+/// "Memory"): with lld, which lays out first the functions that have no name
+/// (Deploy/build/text-layout.ld), then the code the daemon runs (the sections holding the functions
+/// in Deploy/build/PROGRAM.order, written by Benchmarks/function-order.sh), so fewer of the blocks
+/// the kernel maps code in are touched (this needs each function in a section of its own: the
+/// flags in Deploy/build/release.sh); without a dynamic symbol table of our own
 /// functions (the Swift runtime's link arguments ask for one, which nothing here looks up); with
 /// relative relocations packed (DT_RELR: 8 KB read at start instead of 1 MB) where the building
 /// machine's glibc loads them (2.36 and later; the binaries then need it too, as for any symbol
