@@ -17,10 +17,10 @@ release_build() {
         echo "release build: $scratch was built with other flags; its release objects are removed" >&2
         rm -rf "$scratch"/*/release
     fi
+    mkdir -p "$scratch" && printf '%s\n' "${release_args[*]}" >"$scratch/release-args" || return
     (($#)) && echo "building $* (release)..." >&2
     for product in "$@"; do
         swift build "${release_args[@]}" --scratch-path "$scratch" --product "$product" >/dev/null || return
     done
-    printf '%s\n' "${release_args[*]}" >"$scratch/release-args"
     swift build "${release_args[@]}" --scratch-path "$scratch" --show-bin-path
 }

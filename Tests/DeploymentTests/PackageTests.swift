@@ -108,8 +108,7 @@ struct PackageTests {
         // relocations packed where this machine's glibc loads them (2.36 and later), and then
         // Depends asks for that glibc (dpkg-shlibdeps does not count the symbol-less version); the
         // functions without a name laid out together (text-layout.ld), which needs a function
-        // per section (Deploy/build/release.sh: a scratch path built before its flags keeps its
-        // objects, the compiler skips code generation for unchanged code).
+        // per section (Deploy/build/release.sh's flags).
         let glibc = try await Command.check(["getconf", "GNU_LIBC_VERSION"]).output  // "glibc 2.36"
         let release = glibc.split(whereSeparator: \.isWhitespace).last?.split(separator: ".").compactMap { Int($0) } ?? []
         let packs = !release.lexicographicallyPrecedes([2, 36])
