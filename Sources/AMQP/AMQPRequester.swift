@@ -29,7 +29,7 @@ public final class AMQPRequester: Sendable {
 
     /// Sends `message` to `address` and waits for its reply, all before `deadline`.
     public func request(_ message: AMQPMessage, to address: String, deadline: ContinuousClock.Instant) async throws(AMQPError) -> AMQPMessage {
-        try await request(to: address, deadline: deadline) { (_: Int) throws(AMQPError) in message }
+        try await request(to: address, deadline: deadline, accepting: { $0 }) { (_: Int) throws(AMQPError) in message }
     }
 
     /// Sends the message `copy(0)` makes and waits for a reply, all before `deadline`; each time
@@ -37,9 +37,15 @@ public final class AMQPRequester: Sendable {
     /// answers. For a request or reply that a connection may have lost — a node of the broker
     /// died with the queue it sat in — when the receiver answers every copy of one request with
     /// the one result.
-    public func request(to address: String, deadline: ContinuousClock.Instant, resendingOn resend: AsyncStream<Void>? = nil,
-                        _ copy: @escaping @Sendable (Int) throws(AMQPError) -> AMQPMessage) async throws(AMQPError) -> AMQPMessage {
-        let slot = ReplySlot()
+    ///
+    /// A reply answers only if `accept` makes a value of it (called on the connection's thread as
+    /// the reply arrives: it must not wait); one it refuses leaves the request waiting, so that
+    /// anyone who can send to the reply address and guess a correlation id cannot end a request
+    /// early with a reply that is not its answer.
+    public func request<Reply: Sendable>(to address: String, deadline: ContinuousClock.Instant, resendingOn resend: AsyncStream<Void>? = nil,
+                                         accepting accept: @escaping @Sendable (AMQPMessage) -> Reply?,
+                                         _ copy: @escaping @Sendable (Int) throws(AMQPError) -> AMQPMessage) async throws(AMQPError) -> Reply {
+        let slot = ReplySlot(accepting: accept)
         defer { pending.slots.withLock { pending in for id in slot.ids { pending.removeValue(forKey: id) } } }
         do {
             try await send(copy(0), to: address, answeringTo: slot, deadline: deadline)
@@ -49,7 +55,7 @@ public final class AMQPRequester: Sendable {
             // Lost with the connection: a copy goes out when `resend` says the way is open again.
             guard resend != nil, error.code == .disconnected else { throw error }
         }
-        let result = await withTaskGroup(of: Void.self) { group -> Result<AMQPMessage, AMQPError> in
+        let result = await withTaskGroup(of: Void.self) { group -> Result<Reply, AMQPError> in
             if let resend {
                 group.addTask {
                     var number = 0
@@ -73,7 +79,7 @@ public final class AMQPRequester: Sendable {
     }
 
     /// Sends one copy under a correlation id of its own, whose reply goes to `slot`.
-    private func send(_ message: AMQPMessage, to address: String, answeringTo slot: ReplySlot, deadline: ContinuousClock.Instant) async throws(AMQPError) {
+    private func send(_ message: AMQPMessage, to address: String, answeringTo slot: any ReplyTaking, deadline: ContinuousClock.Instant) async throws(AMQPError) {
         var message = message
         let id = message.correlationID ?? counter.withLock { counter in
             counter += 1
@@ -95,19 +101,30 @@ public final class AMQPRequester: Sendable {
 
 /// The requests waiting for a reply, by correlation id: shared with the reply subscription's consumer.
 private final class PendingReplies: Sendable {
-    let slots = Mutex<[String: ReplySlot]>([:])
+    let slots = Mutex<[String: any ReplyTaking]>([:])
+}
+
+/// What the reply subscription hands a reply to, whatever the request makes of it.
+private protocol ReplyTaking: AnyObject, Sendable {
+    func expect(_ id: String)
+    func deliver(_ message: AMQPMessage)
 }
 
 /// One request's reply: it may arrive before or after its requester starts waiting.
-private final class ReplySlot: Sendable {
+private final class ReplySlot<Reply: Sendable>: ReplyTaking {
     private struct State {
-        var reply: AMQPMessage?
-        var waiter: ResumeOnce<Result<AMQPMessage, AMQPError>>?
+        var reply: Reply?
+        var waiter: ResumeOnce<Result<Reply, AMQPError>>?
         /// The correlation ids of the request's copies.
         var ids: [String] = []
     }
 
     private let state = Mutex(State())
+    private let accept: @Sendable (AMQPMessage) -> Reply?
+
+    init(accepting accept: @escaping @Sendable (AMQPMessage) -> Reply?) {
+        self.accept = accept
+    }
 
     var ids: [String] { state.withLock { $0.ids } }
 
@@ -115,18 +132,20 @@ private final class ReplySlot: Sendable {
         state.withLock { $0.ids.append(id) }
     }
 
-    func deliver(_ reply: AMQPMessage) {
-        let waiter = state.withLock { state in
-            if state.waiter == nil, state.reply == nil { state.reply = reply }
+    func deliver(_ message: AMQPMessage) {
+        guard state.withLock({ $0.reply == nil }), let reply = accept(message) else { return }
+        let waiter = state.withLock { state -> ResumeOnce<Result<Reply, AMQPError>>? in
+            guard state.reply == nil else { return nil }
+            state.reply = reply
             return state.waiter
         }
         waiter?.resume(.success(reply))
     }
 
     /// A reply that came before anyone waited for it.
-    var early: AMQPMessage? { state.withLock { $0.reply } }
+    var early: Reply? { state.withLock { $0.reply } }
 
-    func attach(_ waiter: ResumeOnce<Result<AMQPMessage, AMQPError>>) {
+    func attach(_ waiter: ResumeOnce<Result<Reply, AMQPError>>) {
         let early = state.withLock { state in
             state.waiter = waiter
             return state.reply

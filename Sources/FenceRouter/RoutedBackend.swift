@@ -478,14 +478,22 @@ public final class RoutedBackend: FenceBackend, Service {
                     let (token, resend) = self.inFlight.register(host)
                     defer { self.inFlight.unregister(token) }
                     do throws(AMQPError) {
-                        let reply = try await requester.request(to: self.bus.addresses.commands(for: host), deadline: deadline, resendingOn: resend) { [copy] (number: Int) throws(AMQPError) in
+                        // Only this command's result from this host answers it; anything else under
+                        // its correlation id (dropped by the bus checks, or not this result) leaves it
+                        // waiting for the real answer until its deadline.
+                        let result = try await requester.request(to: self.bus.addresses.commands(for: host), deadline: deadline, resendingOn: resend, accepting: { [bus = self.bus, logger = self.relayedLogger] reply -> CommandResult? in
+                            guard let envelope = bus.open(reply) else { return nil }
+                            guard envelope.sender == host, case .result(let result) = envelope.message, result.commandID == command.id, result.host == host else {
+                                logger.warning("reply ignored: not this command's result", metadata: [
+                                    "host": "\(host)", "command": "\(command.id)", "sender": "\(envelope.sender)", "kind": "\(envelope.message.kind)",
+                                ])
+                                return nil
+                            }
+                            return result
+                        }) { [copy] (number: Int) throws(AMQPError) in
                             try self.bus.amqpMessage(.command(number == 0 ? command : copy), for: .one(host), timeToLive: max(deadline - .now, .milliseconds(1)))
                         }
                         Timer(label: "fence_command_rtt_seconds", dimensions: [("host", host)]).record(duration: .now - sent)
-                        guard let envelope = self.bus.open(reply), envelope.sender == host, case .result(let result) = envelope.message,
-                              result.commandID == command.id, result.host == host else {
-                            return CommandReply(host: host, result: .failure(FenceFailure(.operationFailed, "\(host) answered with something that is not this command's result")))
-                        }
                         return CommandReply(host: host, result: .success(result))
                     } catch {
                         Counter(label: "fence_commands_unanswered_total", dimensions: [("host", host)]).increment()

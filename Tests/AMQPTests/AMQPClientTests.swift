@@ -159,6 +159,46 @@ struct AMQPClientTests {
         }
     }
 
+    @Test("a reply the request does not accept (a forgery under its correlation id) leaves it waiting: the one it accepts answers; with none, the deadline")
+    func refusedReply() async throws {
+        let broker = try await BrokerProcess.shared()
+        try await connected(broker) { server in
+            try await connected(broker) { client in
+                let service = queue(unique("service"))
+                let requests = try await server.receiver(from: service, deadline: deadline)
+                let requester = try await AMQPRequester(connection: client, replyAddress: profile.address(unique("reply")), deadline: deadline)
+                let offered = Mutex<[[UInt8]]>([])
+                let accept: @Sendable (AMQPMessage) -> UInt8? = { reply in
+                    offered.withLock { $0.append(reply.body) }
+                    return reply.body.first == 42 ? reply.body.last : nil
+                }
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        // The first request gets a forgery, then its answer; the second only a forgery.
+                        for await request in requests.messages {
+                            guard let replyTo = request.replyTo else { continue }
+                            try? await server.send(AMQPMessage(body: [66, 6], correlationID: request.correlationID), to: replyTo, deadline: .now + .seconds(5))
+                            if request.body == [1] {
+                                try? await server.send(AMQPMessage(body: [42, 7], correlationID: request.correlationID), to: replyTo, deadline: .now + .seconds(5))
+                            }
+                        }
+                    }
+                    let answer = try await requester.request(to: service, deadline: .now + .seconds(10), accepting: accept) { (_: Int) throws(AMQPError) in AMQPMessage(body: [1]) }
+                    #expect(answer == 7)
+                    #expect(offered.withLock { $0 } == [[66, 6], [42, 7]], "the forgery came first and was refused")
+                    let second = Task { () async throws(AMQPError) -> UInt8 in
+                        try await requester.request(to: service, deadline: .now + .seconds(3), accepting: accept) { (_: Int) throws(AMQPError) in AMQPMessage(body: [2]) }
+                    }
+                    try await waitUntil("the second request's forgery offered to it") { offered.withLock { $0.count } == 3 }
+                    let result = await second.result
+                    let error = #expect(throws: AMQPError.self, "a request answered only by a forgery fails") { try result.get() }
+                    #expect(error?.code == .timedOut)
+                    group.cancelAll()
+                }
+            }
+        }
+    }
+
     @Test("a request nobody answers fails at its deadline")
     func unansweredRequest() async throws {
         try await connected(try await BrokerProcess.shared()) { connection in
@@ -199,7 +239,7 @@ struct AMQPClientTests {
                         }
                         return nil
                     }
-                    let reply = try await requester.request(to: service, deadline: .now + .seconds(10), resendingOn: signals) { (number: Int) throws(AMQPError) in
+                    let reply = try await requester.request(to: service, deadline: .now + .seconds(10), resendingOn: signals, accepting: { $0 }) { (number: Int) throws(AMQPError) in
                         copies.withLock { $0.append(number) }
                         return AMQPMessage(body: [7, UInt8(number)])
                     }
