@@ -108,7 +108,7 @@ let package = Package(
         .target(
             name: "FenceRouter",
             dependencies: [
-                "Routing", "BusClient", "FenceBus", "FenceCore", "AMQP", "JSONValue",
+                "Routing", "BusClient", "FenceBus", "FenceCore", "AMQP", "JSONValue", "DropReporting",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -254,7 +254,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "RoutingTests", dependencies: ["Routing", "FenceBus", "FenceCore"]),
-        .testTarget(name: "FenceRouterTests", dependencies: ["FenceRouter", "TestSupport", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "FenceRouterTests", dependencies: ["FenceRouter", "FenceBus", "Routing", "TestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "FenceBusTests", dependencies: ["FenceBus", "BusClient", "FenceCore", "Cryptography", "JSONValue", .product(name: "Logging", package: "swift-log")]),
         .testTarget(
             name: "AMQPTests",

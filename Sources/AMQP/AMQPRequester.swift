@@ -33,10 +33,10 @@ public final class AMQPRequester: Sendable {
     }
 
     /// Sends the message `copy(0)` makes and waits for a reply, all before `deadline`; each time
-    /// `resend` yields, sends the next copy (`copy(1)`, …), and the first reply to any copy
-    /// answers. For a request or reply that a connection may have lost — a node of the broker
-    /// died with the queue it sat in — when the receiver answers every copy of one request with
-    /// the one result.
+    /// `resend` yields, sends the next copy (`copy(1)`, …), and the first reply to any copy that
+    /// `accept` takes answers. For a request or reply that a connection may have lost — a node of
+    /// the broker died with the queue it sat in — when the receiver answers every copy of one
+    /// request with the one result.
     ///
     /// A reply answers only if `accept` makes a value of it (called on the connection's thread as
     /// the reply arrives: it must not wait); one it refuses leaves the request waiting, so that

@@ -1,5 +1,6 @@
 import AMQP
 import BusClient
+import DropReporting
 import FenceBus
 import FenceCore
 import Logging
@@ -53,6 +54,8 @@ public final class RoutedBackend: FenceBackend, Service {
     /// written by `relay`'s task.
     private let relayedLogger: Logger
     private let relay: LogRelay
+    /// Checked messages set aside (on the connection's thread): a line per reason and interval.
+    private let setAside: DropLog<SetAside>
     /// Whether inventory messages are still applied: not after `run` wrote the host list last.
     private let applying = Mutex(true)
 
@@ -65,6 +68,7 @@ public final class RoutedBackend: FenceBackend, Service {
         self.logger = logger
         relay = LogRelay(logger: logger)
         relayedLogger = relay.relaying(logger)
+        setAside = DropLog(event: "bus message set aside", summary: "bus messages set aside in the last interval", logger: relayedLogger)
         var inventory = Inventory(freshness: settings.freshness, configuredHosts: settings.configuredHosts)
         store = settings.stateDirectory.map(HostStateStore.init(directory:))
         if let saved = try store?.load() {
@@ -117,6 +121,7 @@ public final class RoutedBackend: FenceBackend, Service {
                 group.addTask { await self.followConnection() }
                 group.addTask { await self.sampleInventory() }
                 group.addTask { try? await self.bus.drops.run() }
+                group.addTask { try? await self.setAside.run() }
                 group.addTask { await self.keepHostList() }
                 await stream.ended()
                 group.cancelAll()
@@ -248,7 +253,7 @@ public final class RoutedBackend: FenceBackend, Service {
         if case .delta(let delta) = envelope.message {
             logDelta(delta, ignored: ignored)
         } else if let ignored, ignored != .outOfOrder {
-            relayedLogger.warning("inventory message ignored", metadata: ["host": "\(about)", "kind": "\(envelope.message.kind)", "outcome": "\(ignored)"])
+            setAside.note(.inventory(ignored), source: about, metadata: ["host": "\(about)", "kind": "\(envelope.message.kind)"])
         }
         if applied.learned {
             relayedLogger.notice("learned a host", metadata: ["host": "\(about)"])
@@ -481,10 +486,10 @@ public final class RoutedBackend: FenceBackend, Service {
                         // Only this command's result from this host answers it; anything else under
                         // its correlation id (dropped by the bus checks, or not this result) leaves it
                         // waiting for the real answer until its deadline.
-                        let result = try await requester.request(to: self.bus.addresses.commands(for: host), deadline: deadline, resendingOn: resend, accepting: { [bus = self.bus, logger = self.relayedLogger] reply -> CommandResult? in
+                        let result = try await requester.request(to: self.bus.addresses.commands(for: host), deadline: deadline, resendingOn: resend, accepting: { [bus = self.bus, setAside = self.setAside] reply -> CommandResult? in
                             guard let envelope = bus.open(reply) else { return nil }
-                            guard envelope.sender == host, case .result(let result) = envelope.message, result.commandID == command.id, result.host == host else {
-                                logger.warning("reply ignored: not this command's result", metadata: [
+                            guard let result = CommandAnswer.result(of: envelope, answering: command) else {
+                                setAside.note(.notThisResult, source: envelope.sender, metadata: [
                                     "host": "\(host)", "command": "\(command.id)", "sender": "\(envelope.sender)", "kind": "\(envelope.message.kind)",
                                 ])
                                 return nil

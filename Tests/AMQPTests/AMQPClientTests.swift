@@ -187,7 +187,7 @@ struct AMQPClientTests {
                     #expect(answer == 7)
                     #expect(offered.withLock { $0 } == [[66, 6], [42, 7]], "the forgery came first and was refused")
                     let second = Task { () async throws(AMQPError) -> UInt8 in
-                        try await requester.request(to: service, deadline: .now + .seconds(3), accepting: accept) { (_: Int) throws(AMQPError) in AMQPMessage(body: [2]) }
+                        try await requester.request(to: service, deadline: .now + .seconds(5), accepting: accept) { (_: Int) throws(AMQPError) in AMQPMessage(body: [2]) }
                     }
                     try await waitUntil("the second request's forgery offered to it") { offered.withLock { $0.count } == 3 }
                     let result = await second.result
