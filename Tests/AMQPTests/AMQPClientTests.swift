@@ -38,6 +38,20 @@ struct AMQPClientTests {
     /// itself uses topics and direct addresses only).
     func queue(_ name: String) -> String { "/queue/\(name)" }
 
+    /// A service's queue read on one connection to the shared broker, and a requester on another:
+    /// `body(server, service, requests, requester)`.
+    func requesting(_ body: (AMQPConnection, String, AMQPReceiver, AMQPRequester) async throws -> Void) async throws {
+        let broker = try await BrokerProcess.shared()
+        try await connected(broker) { server in
+            try await connected(broker) { client in
+                let service = queue(unique("service"))
+                let requests = try await server.receiver(from: service, deadline: deadline)
+                let requester = try await AMQPRequester(connection: client, replyAddress: profile.address(unique("reply")), deadline: deadline)
+                try await body(server, service, requests, requester)
+            }
+        }
+    }
+
     func next(_ receiver: AMQPReceiver, within limit: Duration = .seconds(10)) async throws -> AMQPMessage? {
         let messages = receiver.messages
         return try await withTimeout(limit, "a message on \(receiver.address)") {
@@ -129,72 +143,60 @@ struct AMQPClientTests {
 
     @Test("request and reply through a reply address of the bus's kind (a topic on RabbitMQ 3)")
     func requestReply() async throws {
-        let broker = try await BrokerProcess.shared()
-        try await connected(broker) { server in
-            try await connected(broker) { client in
-                let service = queue(unique("service"))
-                let requests = try await server.receiver(from: service, deadline: deadline)
-                let requester = try await AMQPRequester(connection: client, replyAddress: profile.address(unique("reply")), deadline: deadline)
-                let replies = try await withThrowingTaskGroup(of: [UInt8]?.self) { group in
-                    group.addTask {
-                        for await request in requests.messages {
-                            guard let replyTo = request.replyTo else { continue }
-                            let reply = AMQPMessage(body: request.body.reversed(), correlationID: request.correlationID)
-                            try? await server.send(reply, to: replyTo, deadline: .now + .seconds(5))
-                        }
-                        return nil
+        try await requesting { server, service, requests, requester in
+            let replies = try await withThrowingTaskGroup(of: [UInt8]?.self) { group in
+                group.addTask {
+                    for await request in requests.messages {
+                        guard let replyTo = request.replyTo else { continue }
+                        let reply = AMQPMessage(body: request.body.reversed(), correlationID: request.correlationID)
+                        try? await server.send(reply, to: replyTo, deadline: .now + .seconds(5))
                     }
-                    var replies = Set<[UInt8]>()
-                    try await withThrowingTaskGroup(of: [UInt8].self) { requests in
-                        for index in 0..<10 {
-                            requests.addTask { try await requester.request(AMQPMessage(body: [UInt8(index), 0]), to: service, deadline: .now + .seconds(10)).body }
-                        }
-                        for try await reply in requests { replies.insert(reply) }
-                    }
-                    group.cancelAll()
-                    return replies
+                    return nil
                 }
-                #expect(replies == Set((0..<10).map { [0, UInt8($0)] }))
+                var replies = Set<[UInt8]>()
+                try await withThrowingTaskGroup(of: [UInt8].self) { requests in
+                    for index in 0..<10 {
+                        requests.addTask { try await requester.request(AMQPMessage(body: [UInt8(index), 0]), to: service, deadline: .now + .seconds(10)).body }
+                    }
+                    for try await reply in requests { replies.insert(reply) }
+                }
+                group.cancelAll()
+                return replies
             }
+            #expect(replies == Set((0..<10).map { [0, UInt8($0)] }))
         }
     }
 
     @Test("a reply the request does not accept (a forgery under its correlation id) leaves it waiting: the one it accepts answers; with none, the deadline")
     func refusedReply() async throws {
-        let broker = try await BrokerProcess.shared()
-        try await connected(broker) { server in
-            try await connected(broker) { client in
-                let service = queue(unique("service"))
-                let requests = try await server.receiver(from: service, deadline: deadline)
-                let requester = try await AMQPRequester(connection: client, replyAddress: profile.address(unique("reply")), deadline: deadline)
-                let offered = Mutex<[[UInt8]]>([])
-                let accept: @Sendable (AMQPMessage) -> UInt8? = { reply in
-                    offered.withLock { $0.append(reply.body) }
-                    return reply.body.first == 42 ? reply.body.last : nil
-                }
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask {
-                        // The first request gets a forgery, then its answer; the second only a forgery.
-                        for await request in requests.messages {
-                            guard let replyTo = request.replyTo else { continue }
-                            try? await server.send(AMQPMessage(body: [66, 6], correlationID: request.correlationID), to: replyTo, deadline: .now + .seconds(5))
-                            if request.body == [1] {
-                                try? await server.send(AMQPMessage(body: [42, 7], correlationID: request.correlationID), to: replyTo, deadline: .now + .seconds(5))
-                            }
+        try await requesting { server, service, requests, requester in
+            let offered = Mutex<[[UInt8]]>([])
+            let accept: @Sendable (AMQPMessage) -> UInt8? = { reply in
+                offered.withLock { $0.append(reply.body) }
+                return reply.body.first == 42 ? reply.body.last : nil
+            }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    // The first request gets a forgery, then its answer; the second only a forgery.
+                    for await request in requests.messages {
+                        guard let replyTo = request.replyTo else { continue }
+                        try? await server.send(AMQPMessage(body: [66, 6], correlationID: request.correlationID), to: replyTo, deadline: .now + .seconds(5))
+                        if request.body == [1] {
+                            try? await server.send(AMQPMessage(body: [42, 7], correlationID: request.correlationID), to: replyTo, deadline: .now + .seconds(5))
                         }
                     }
-                    let answer = try await requester.request(to: service, deadline: .now + .seconds(10), accepting: accept) { (_: Int) throws(AMQPError) in AMQPMessage(body: [1]) }
-                    #expect(answer == 7)
-                    #expect(offered.withLock { $0 } == [[66, 6], [42, 7]], "the forgery came first and was refused")
-                    let second = Task { () async throws(AMQPError) -> UInt8 in
-                        try await requester.request(to: service, deadline: .now + .seconds(5), accepting: accept) { (_: Int) throws(AMQPError) in AMQPMessage(body: [2]) }
-                    }
-                    try await waitUntil("the second request's forgery offered to it") { offered.withLock { $0.count } == 3 }
-                    let result = await second.result
-                    let error = #expect(throws: AMQPError.self, "a request answered only by a forgery fails") { try result.get() }
-                    #expect(error?.code == .timedOut)
-                    group.cancelAll()
                 }
+                let answer = try await requester.request(to: service, deadline: .now + .seconds(10), accepting: accept) { (_: Int) throws(AMQPError) in AMQPMessage(body: [1]) }
+                #expect(answer == 7)
+                #expect(offered.withLock { $0 } == [[66, 6], [42, 7]], "the forgery came first and was refused")
+                let second = Task { () async throws(AMQPError) -> UInt8 in
+                    try await requester.request(to: service, deadline: .now + .seconds(5), accepting: accept) { (_: Int) throws(AMQPError) in AMQPMessage(body: [2]) }
+                }
+                try await waitUntil("the second request's forgery offered to it") { offered.withLock { $0.count } == 3 }
+                let result = await second.result
+                let error = #expect(throws: AMQPError.self, "a request answered only by a forgery fails") { try result.get() }
+                #expect(error?.code == .timedOut)
+                group.cancelAll()
             }
         }
     }
@@ -216,42 +218,36 @@ struct AMQPClientTests {
 
     @Test("a request sent again on a signal: the first copy lost, the reply to the second answers; each copy has its own correlation id")
     func resentRequest() async throws {
-        let broker = try await BrokerProcess.shared()
-        try await connected(broker) { server in
-            try await connected(broker) { client in
-                let service = queue(unique("service"))
-                let requests = try await server.receiver(from: service, deadline: deadline)
-                let requester = try await AMQPRequester(connection: client, replyAddress: profile.address(unique("reply")), deadline: deadline)
-                let (signals, signal) = AsyncStream.makeStream(of: Void.self)
-                let copies = Mutex<[Int]>([])
-                let (reply, ids) = try await withThrowingTaskGroup(of: [String]?.self) { group in
-                    group.addTask {
-                        var ids: [String] = []
-                        for await request in requests.messages {
-                            ids.append(request.correlationID ?? "")
-                            // The first copy is "lost": not answered, and the requester told to send again.
-                            guard ids.count == 2, let replyTo = request.replyTo else {
-                                signal.yield()
-                                continue
-                            }
-                            try? await server.send(AMQPMessage(body: [42], correlationID: request.correlationID), to: replyTo, deadline: .now + .seconds(5))
-                            return ids
+        try await requesting { server, service, requests, requester in
+            let (signals, signal) = AsyncStream.makeStream(of: Void.self)
+            let copies = Mutex<[Int]>([])
+            let (reply, ids) = try await withThrowingTaskGroup(of: [String]?.self) { group in
+                group.addTask {
+                    var ids: [String] = []
+                    for await request in requests.messages {
+                        ids.append(request.correlationID ?? "")
+                        // The first copy is "lost": not answered, and the requester told to send again.
+                        guard ids.count == 2, let replyTo = request.replyTo else {
+                            signal.yield()
+                            continue
                         }
-                        return nil
+                        try? await server.send(AMQPMessage(body: [42], correlationID: request.correlationID), to: replyTo, deadline: .now + .seconds(5))
+                        return ids
                     }
-                    let reply = try await requester.request(to: service, deadline: .now + .seconds(10), resendingOn: signals, accepting: { $0 }) { (number: Int) throws(AMQPError) in
-                        copies.withLock { $0.append(number) }
-                        return AMQPMessage(body: [7, UInt8(number)])
-                    }
-                    var ids: [String]?
-                    while ids == nil, let result = try await group.next() { ids = result }
-                    group.cancelAll()
-                    return (reply.body, ids ?? [])
+                    return nil
                 }
-                #expect(reply == [42])
-                #expect(copies.withLock { $0 } == [0, 1], "the first copy, then one more on the signal")
-                #expect(ids.count == 2 && ids[0] != ids[1], "each copy is matched by its own id")
+                let reply = try await requester.request(to: service, deadline: .now + .seconds(10), resendingOn: signals, accepting: { $0 }) { (number: Int) throws(AMQPError) in
+                    copies.withLock { $0.append(number) }
+                    return AMQPMessage(body: [7, UInt8(number)])
+                }
+                var ids: [String]?
+                while ids == nil, let result = try await group.next() { ids = result }
+                group.cancelAll()
+                return (reply.body, ids ?? [])
             }
+            #expect(reply == [42])
+            #expect(copies.withLock { $0 } == [0, 1], "the first copy, then one more on the signal")
+            #expect(ids.count == 2 && ids[0] != ids[1], "each copy is matched by its own id")
         }
     }
 
