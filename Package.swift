@@ -43,6 +43,8 @@ let package = Package(
         .executable(name: "fence-hostd", targets: ["fence-hostd"]),
         .executable(name: "fencectl", targets: ["fencectl"]),
     ],
+    // Each exact; the packages these bring in are pinned by Deploy/build/dependencies.txt, which
+    // run-tests.sh checks the resolved graph against (named here, SwiftPM would warn them unused).
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", exact: "2.101.3"),
         .package(url: "https://github.com/apple/swift-log", exact: "1.16.2"),
@@ -224,7 +226,7 @@ let package = Package(
         .testTarget(name: "FenceWireTests", dependencies: ["FenceWire", "Cryptography", "TestSupport"]),
         .testTarget(name: "DaemonSupportTests", dependencies: ["DaemonSupport", "TestSupport"]),
         .testTarget(name: "FencectlTests", dependencies: ["TestSupport"]),
-        .testTarget(name: "DeploymentTests", dependencies: ["TestSupport"]),
+        .testTarget(name: "DeploymentTests", dependencies: ["FenceConfig", "TestSupport"]),
         .testTarget(name: "FenceConfigTests", dependencies: ["FenceConfig", "FenceWire", "TestSupport"]),
         .testTarget(
             name: "FenceCoreTests",
@@ -261,6 +263,7 @@ let package = Package(
             dependencies: [
                 "AMQP", "TestSupport",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),

@@ -8,6 +8,7 @@
 #                                          also AMQP over TLS on PORT+1, client certificates verified
 #                                          when presented, SASL EXTERNAL by certificate common name)
 #   rabbitmq.sh stop DIR                   stop the broker (every node of a cluster) and its epmd by PID
+#   rabbitmq.sh stop DIR/nodeK             stop one node of a cluster gracefully (restart brings it back)
 #   rabbitmq.sh ctl DIR ARGS...            rabbitmqctl against this broker (a cluster's first node)
 #
 #   rabbitmq.sh cluster DIR [N] PORT [ADDRESS]
@@ -23,7 +24,7 @@
 set -euo pipefail
 source "$(dirname "$0")/../lib/process.sh"
 
-command=${1:?usage: rabbitmq.sh start DIR PORT [ADDRESS] | cluster DIR [N] PORT [ADDRESS] | stop DIR | kill DIR | restart DIR | ctl DIR ARGS...}
+command=${1:?usage: rabbitmq.sh start DIR PORT [ADDRESS] | cluster DIR [N] PORT [ADDRESS] | stop DIR[/nodeK] | kill DIR/nodeK | restart DIR/nodeK | ctl DIR ARGS...}
 dir=${2:?a data directory is needed}
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)

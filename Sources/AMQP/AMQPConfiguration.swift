@@ -209,8 +209,8 @@ public struct AMQPConfiguration: Sendable, Equatable {
 /// How a broker names the bus's addresses. Every one of them is subscribed to by name and keeps
 /// nothing while nobody listens (the inventory, a host's commands, a router's replies): nothing is
 /// stored on a broker node, so the loss of one node of a cluster loses no address — its consumers
-/// subscribe again on another node. A command sent while its agent is away is lost, and its router
-/// answers failure at the deadline.
+/// subscribe again on another node. A command sent while its agent is away is not kept for it: its
+/// router sends it again when the agent is back, or answers failure at the deadline.
 public struct AddressProfile: Sendable, Equatable {
     /// `{name}` is replaced by the name.
     public var template: String
@@ -222,9 +222,6 @@ public struct AddressProfile: Sendable, Equatable {
     /// RabbitMQ 3.x with its AMQP 1.0 plugin: amq.topic with the name as routing key, so that
     /// topic permissions can limit each broker user to its own names.
     public static let rabbitMQ3 = AddressProfile(template: "/topic/{name}")
-
-    /// Plain AMQP 1.0 node names, for brokers configured with multicast addresses.
-    public static let plainNodes = AddressProfile(template: "{name}")
 
     public func address(_ name: String) -> String { template.replacingPlaceholder(with: name) }
 }

@@ -105,7 +105,6 @@ public enum BusSetup {
     private static func addressProfile(_ setting: BusSettings.AddressProfileName) -> AddressProfile {
         switch setting {
         case .rabbitmq3: .rabbitMQ3
-        case .amqp: .plainNodes
         }
     }
 

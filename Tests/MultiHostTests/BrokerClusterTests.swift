@@ -82,12 +82,19 @@ extension RoutedFencingTests {
             #expect(try await lab.attached("router-hv1") == "broker1")
             #expect(try await lab.attached("agent-hv2") == "broker2")
 
-            // A reboot in flight when the node carrying the agent's commands dies: whatever the
-            // answer, the domain was restarted at most once, and a success means it was.
+            // A reboot in flight when the node carrying the agent's commands dies: the agent held
+            // (SIGSTOP) from before the request until the router has routed it and the node is
+            // dead, so no confirmation can come before the kill. Whatever the answer, the domain
+            // was restarted at most once, and a success means it was.
             let before = Int(try await lab.domainID("hv2", "b1"))!
+            let agent = try await lab.pid("agent-hv2")
+            kill(agent, SIGSTOP)
             async let inFlight = lab.fence("reboot", "b1", timeout: 20)
-            try await Task.sleep(for: .milliseconds(150))
-            try await lab.kill("broker2")
+            do {
+                defer { kill(agent, SIGCONT) }
+                try await lab.waitForLog("router-hv1", "domain=b1 .*op=reboot.* routing")
+                try await lab.kill("broker2")
+            }
             let firstKill = ContinuousClock.now
             let answer = try await inFlight
             let after = Int(try await lab.domainID("hv2", "b1"))!
