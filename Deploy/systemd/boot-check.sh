@@ -118,11 +118,13 @@ echo "boot-check: LimitNOFILE in force; the seen packets kept in StateDirectory"
 
 # The journal files each line at its own priority, with its timestamp and not ours.
 warnings=$(in_container journalctl -u fence-routerd -p warning --no-pager -o cat)
+everything=$(in_container journalctl -u fence-routerd --no-pager -o cat)
 [[ $warnings == *"comment_for_the_journal: unknown key"* ]] || fail "the configuration warning is not filed as a warning: $warnings"
+[[ $everything == *"request answered"* ]] || fail "the info lines are not in the journal at all"
 [[ $warnings != *"request answered"* ]] || fail "info lines pass journalctl -p warning"
 while IFS= read -r line; do
     if [[ $line == [0-9]* ]]; then fail "a journal line carries a timestamp of our own: $line"; fi
-done <<<"$(in_container journalctl -u fence-routerd --no-pager -o cat)"
+done <<<"$everything"
 echo "boot-check: journalctl -p warning shows the warning and no info line; no timestamp of ours"
 
 in_container systemctl reload fence-routerd

@@ -108,6 +108,9 @@ public struct AccessGroupSettings: Hashable, Sendable {
 
 /// Everything fence-routerd reads from `fence_virt.conf`, with the reference's defaults.
 public struct RouterConfiguration: Hashable, Sendable {
+    /// The keys of a `groups/group` block.
+    static let groupKeys = ["name", "uuid", "ip"]
+
     public var daemon = DaemonSettings()
     public var multicastListeners: [MulticastListenerSettings] = []
     public var tcpListeners: [TCPListenerSettings] = []
@@ -173,7 +176,7 @@ public struct RouterConfiguration: Hashable, Sendable {
         }
 
         for node in document.block(["groups"])?.blocks(named: "group") ?? [] {
-            let reader = BlockReader(file: file, path: "groups/group", node: node, knownKeys: ["name", "uuid", "ip"])
+            let reader = BlockReader(file: file, path: "groups/group", node: node, knownKeys: Self.groupKeys)
             groups.append(AccessGroupSettings(name: reader.string("name") ?? node.value, sources: reader.strings("ip"), members: reader.strings("uuid")))
             readers.append(reader)
         }

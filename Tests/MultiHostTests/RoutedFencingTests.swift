@@ -331,11 +331,20 @@ struct RoutedFencingTests {
             try await lab.waitUntilListed("beta", on: true)
             let offDone = "fence_requests_total{op=\"off\",outcome=\"success\",reason=\"\"}"
             let agentOff = "fence_agent_commands_total{op=\"off\",outcome=\"success\",repeated=\"false\"}"
+            // Both live (a loaded machine can hold heartbeats back past the freshness for a moment:
+            // seen right after another lab's brokers stopped).
+            try await lab.waitUntilLive(2)
             let before = try await lab.metrics("router-hv1")
             #expect(before[offDone] == nil)
             #expect(before["fence_hosts{state=\"live\"}"] == 2, "\(before)")
             #expect(before["fence_bus_connected"] == 1)
-            #expect(before.contains { $0.key.hasPrefix("fence_router_build_info{") && $0.key.contains("version=\"") && $0.value == 1 }, "\(before)")
+            // The build that answers, as its --version says ("fence-routerd 0.9.0 (commit …)"),
+            // on the router and (below) the agent.
+            let version = try await Command.check([try Products.path("fence-routerd"), "--version"]).output
+                .trimmingCharacters(in: .whitespacesAndNewlines).split(separator: " ")
+            let commit = version.count == 4 ? String(version[3].dropLast()) : ""
+            let buildInfo = "fence_router_build_info{version=\"\(version[1])\",commit=\"\(commit)\"}"
+            #expect(before[buildInfo] == 1, "\(buildInfo) in \(before)")
             #expect((before["fence_bus_connections_total"] ?? 0) >= 1)
             let status = try await lab.fencectl(on: "hv1", "fence", "beta", "--action", "status")
             #expect(status.status == 0 && status.output.contains("status beta: on"), "\(status)")
@@ -359,6 +368,7 @@ struct RoutedFencingTests {
             #expect(after["fence_command_rtt_seconds_count{host=\"hv2\"}"].map { $0 >= 3 } == true, "status, off, status went to hv2: \(after)")
             let agent = try await lab.metrics("agent-hv2")
             #expect(agent[agentOff] == 1, "\(agent)")
+            #expect(agent[buildInfo] == 1, "\(buildInfo) in \(agent)")
             // The domain count is that of the last snapshot: one comes every interval (5 s).
             try await waitUntil("a snapshot of hv2's one domain counted", every: .milliseconds(500)) {
                 try await lab.metrics("agent-hv2")["fence_agent_snapshot_domains"] == 1
