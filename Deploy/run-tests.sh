@@ -55,20 +55,9 @@ if grep -E "^$(pwd)/(Sources|Tests)/[^:]+:[0-9]+:[0-9]+: warning:" "$log"; then
     echo "the build has warnings in our code (above)" >&2
     exit 1
 fi
-# Every package of the graph at the version Deploy/build/dependencies.txt names (it says why there).
-resolved=$(swift package show-dependencies --format json | python3 -c '
-import json, sys
-versions = {}
-def walk(package):
-    for dependency in package.get("dependencies", []):
-        versions[dependency["identity"]] = dependency["version"]
-        walk(dependency)
-walk(json.load(sys.stdin))
-print("\n".join(f"{name} {version}" for name, version in sorted(versions.items())))')
-if ! diff <(grep -v '^#' Deploy/build/dependencies.txt) <(echo "$resolved") >&2; then
-    echo "the packages resolved (>) are not those Deploy/build/dependencies.txt pins (<)" >&2
-    exit 1
-fi
+# Every package of the graph at the version Deploy/build/dependencies.txt pins (it says why there).
+source Deploy/build/release.sh
+check_pinned_packages .build
 
 # The install script as an operator runs it: a release build with the Swift runtime linked in,
 # installed into a staging root, run from there, and removed again without a trace. Before the
@@ -114,7 +103,6 @@ echo "install and uninstall: ok"
 # The Debian package of the same binaries. The package test (Tests/DeploymentTests/PackageTests.swift)
 # checks it, lintian included; the boot check installs it.
 step "the Debian package"
-source Deploy/build/release.sh
 release=$(release_build .build/install)
 deb=$(Deploy/package/deb.sh --prebuilt "$release" --output "$run/package")
 echo "package: $deb"

@@ -20,7 +20,7 @@ public struct BusSettings: Hashable, Sendable {
 
     /// How the broker names the bus's addresses: one profile, for the one broker the tests run
     /// against (the plain-node profile was removed untested: Docs/broker.md says why).
-    public enum AddressProfileName: String, Hashable, Sendable, CaseIterable {
+    public enum AddressProfileName: String, Hashable, Sendable {
         /// RabbitMQ 3 with its AMQP 1.0 plugin (`/topic/NAME`).
         case rabbitmq3
     }

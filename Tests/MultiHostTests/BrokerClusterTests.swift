@@ -60,7 +60,8 @@ extension RoutedFencingTests {
 
     @Test("a RabbitMQ cluster of 3: the node the agent is on killed, then the router's; both move on, fencing succeeds again; a command in flight at a kill runs at most once; a restarted node rejoins and takes connections")
     func brokerCluster() async throws {
-        try await MultiHostLab.with(hosts: 2, routers: 1, brokers: 3) { lab in
+        // hv2 stays live (10 s) through its agent's freeze below, on a loaded machine too.
+        try await MultiHostLab.with(hosts: 2, routers: 1, brokers: 3, hostFreshness: 10) { lab in
             // b1 last: libvirt numbers every start on a host, so its next start takes its id + 1
             // and a second one would take + 2.
             for number in [2, 3, 4, 1] { try await lab.define("hv2", "b\(number)", uuid: uuid(number)) }
@@ -83,16 +84,16 @@ extension RoutedFencingTests {
             #expect(try await lab.attached("agent-hv2") == "broker2")
 
             // A reboot in flight when the node carrying the agent's commands dies: the agent held
-            // (SIGSTOP) from before the request until the router has routed it and the node is
-            // dead, so no confirmation can come before the kill. Whatever the answer, the domain
-            // was restarted at most once, and a success means it was.
+            // (SIGSTOP) from before the request until the router has decided to send it to hv2
+            // and the node is dead, so no confirmation can come before the kill. Whatever the
+            // answer, the domain was restarted at most once, and a success means it was.
             let before = Int(try await lab.domainID("hv2", "b1"))!
             let agent = try await lab.pid("agent-hv2")
-            kill(agent, SIGSTOP)
+            try #require(kill(agent, SIGSTOP) == 0)
             async let inFlight = lab.fence("reboot", "b1", timeout: 20)
             do {
                 defer { kill(agent, SIGCONT) }
-                try await lab.waitForLog("router-hv1", "domain=b1 .*op=reboot.* routing")
+                try await lab.waitForLog("router-hv1", "decision=reboot(hosts: .*hv2.*domain=b1 op=reboot")
                 try await lab.kill("broker2")
             }
             let firstKill = ContinuousClock.now

@@ -342,6 +342,7 @@ struct RoutedFencingTests {
             // on the router and (below) the agent.
             let version = try await Command.check([try Products.path("fence-routerd"), "--version"]).output
                 .trimmingCharacters(in: .whitespacesAndNewlines).split(separator: " ")
+            try #require(version.count == 2 || version.count == 4, "fence-routerd --version: \(version)")
             let commit = version.count == 4 ? String(version[3].dropLast()) : ""
             let buildInfo = "fence_router_build_info{version=\"\(version[1])\",commit=\"\(commit)\"}"
             #expect(before[buildInfo] == 1, "\(buildInfo) in \(before)")
