@@ -44,7 +44,8 @@ let package = Package(
         .executable(name: "fencectl", targets: ["fencectl"]),
     ],
     // Each exact; the packages these bring in are pinned by Deploy/build/dependencies.txt, which
-    // run-tests.sh checks the resolved graph against (named here, SwiftPM would warn them unused).
+    // run-tests.sh and every release build check the resolved graph against (named here, SwiftPM
+    // would warn them unused).
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", exact: "2.101.3"),
         .package(url: "https://github.com/apple/swift-log", exact: "1.16.2"),

@@ -1,8 +1,9 @@
 # Sourced by install.sh, run-tests.sh and the benchmarks: how the shipped programs are built, in
-# one place, from the packages dependencies.txt pins. Release, with Swift's libraries linked statically, and every Swift function in a
-# section of its own, the packages' too (only the command line reaches them): the release link
-# (Package.swift, `releaseLinking`) then lays out together the functions the daemons run, and the
-# ones the compiler leaves without a name (Deploy/build/text-layout.ld).
+# one place, from the packages dependencies.txt pins. Release, with Swift's libraries linked
+# statically, and every Swift function in a section of its own, the packages' too (only the
+# command line reaches them): the release link (Package.swift, `releaseLinking`) then lays out
+# together the functions the daemons run, and the ones the compiler leaves without a name
+# (Deploy/build/text-layout.ld).
 release_args=(-c release --static-swift-stdlib -Xswiftc -Xfrontend -Xswiftc -function-sections)
 
 #   check_pinned_packages SCRATCH   fails, naming the package, when the packages resolved in
